@@ -1,0 +1,1 @@
+"""ERP side: the interface the pipeline talks to and its Dynamics implementations."""

@@ -1,0 +1,238 @@
+"""Settings: one TOML file plus ``WOO2D365_<SECTION>__<KEY>`` environment overrides.
+
+The file is ``--config FILE``, else ``$WOO2D365_CONFIG``, else ``./woo2d365.toml``. Environment
+variables win over the file. Every problem becomes one :class:`ConfigError` line naming the key
+and where it came from, never a pydantic traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from woo2d365.errors import ConfigError
+
+ENV_PREFIX = "WOO2D365_"
+DEFAULT_CONFIG = "woo2d365.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WooCommerceSettings(_Section):
+    """``[woocommerce]``: where the shop is and which orders are taken."""
+
+    url: str = ""
+    consumer_key: SecretStr = SecretStr("")
+    consumer_secret: SecretStr = SecretStr("")
+    auth: Literal["basic", "query", "oauth1"] = "basic"
+    statuses: list[str] = Field(default_factory=lambda: ["processing", "completed"])
+    start_date: datetime | None = None
+    page_size: int = Field(default=100, ge=1, le=100)
+    timeout_seconds: float = Field(default=30, gt=0)
+    write_back: bool = True
+    overlap_minutes: int = Field(default=10, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.strip().rstrip("/")
+
+
+class DynamicsSettings(_Section):
+    """``[dynamics]``: the Business Central tenant, app registration and limits."""
+
+    tenant_id: str = ""
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")
+    environment: str = "production"
+    company: str = ""
+    api_url: str = "https://api.businesscentral.dynamics.com"
+    authority_host: str = "https://login.microsoftonline.com"
+    scope: str = "https://api.businesscentral.dynamics.com/.default"
+    max_concurrency: int = Field(default=5, ge=1, le=5)
+    timeout_seconds: float = Field(default=60, gt=0)
+    requests_per_5_minutes: int = Field(default=6000, ge=1, le=6000)
+
+    @field_validator("api_url", "authority_host")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.strip().rstrip("/")
+
+
+class OrdersSettings(_Section):
+    """``[orders]``: how a shop order becomes a sales order."""
+
+    document_prefix: str = "WC-"
+    customer_mode: Literal["per-email", "fixed"] = "per-email"
+    customer_number: str = ""
+    sku_match: Literal["map", "direct", "map-then-direct"] = "map-then-direct"
+    shipping_account: str = ""
+    fee_account: str = ""
+    total_tolerance: float = Field(default=0.01, ge=0)
+    max_attempts: int = Field(default=5, ge=1)
+
+
+class StateSettings(_Section):
+    """``[state]``: where the state store lives."""
+
+    url: SecretStr = SecretStr("sqlite:///woo2d365.db")
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: SecretStr) -> SecretStr:
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in ("sqlite", "mysql", "mariadb", "mysql+pymysql"):
+            raise ValueError(f"scheme {scheme!r} is not supported; use sqlite:///PATH or mysql://…")
+        return value
+
+
+class EmailAlertSettings(_Section):
+    """``[alerts.email]``: SMTP delivery of alert digests."""
+
+    smtp_host: str = ""
+    smtp_port: int = 587
+    starttls: bool = True
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    sender: str = ""
+    recipients: list[str] = Field(default_factory=list)
+
+
+class WebhookAlertSettings(_Section):
+    """``[alerts.webhook]``: a Teams, Slack or any JSON endpoint."""
+
+    url: SecretStr = SecretStr("")
+
+
+class AlertsSettings(_Section):
+    """``[alerts]``: channels and de-duplication."""
+
+    repeat_after_minutes: int = Field(default=240, ge=0)
+    email: EmailAlertSettings = Field(default_factory=EmailAlertSettings)
+    webhook: WebhookAlertSettings = Field(default_factory=WebhookAlertSettings)
+
+
+class Settings(BaseSettings):
+    """All settings of one run."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+        extra="forbid",
+    )
+
+    woocommerce: WooCommerceSettings = Field(default_factory=WooCommerceSettings)
+    dynamics: DynamicsSettings = Field(default_factory=DynamicsSettings)
+    orders: OrdersSettings = Field(default_factory=OrdersSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs; the environment must win over it.
+        return (env_settings, init_settings)
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    """Settings together with the file they came from (for messages)."""
+
+    settings: Settings
+    source: str  # the config file's name, or "defaults" when none was found
+
+    def require(self, *keys: str) -> None:
+        """Raise :class:`ConfigError` for the first of ``keys`` (``section.key``) that is empty."""
+        for key in keys:
+            section, _, name = key.partition(".")
+            value: Any = getattr(getattr(self.settings, section), name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise ConfigError(f"{key} is required ({self.where(key)})")
+
+    def where(self, key: str) -> str:
+        """Where ``key`` is set: the environment variable's name or the config file."""
+        env_name = ENV_PREFIX + key.replace(".", "__").upper()
+        if any(name.upper() == env_name for name in os.environ):
+            return env_name
+        return self.source
+
+
+def resolve_config_path(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:
+    """Return the config path to read and whether the user named it (then it must exist)."""
+    if explicit:
+        return Path(explicit), True
+    env_value = os.environ.get("WOO2D365_CONFIG")
+    if env_value:
+        return Path(env_value), True
+    return Path(DEFAULT_CONFIG), False
+
+
+def load_settings(config: str | os.PathLike[str] | None = None) -> LoadedSettings:
+    """Load settings from the TOML file and the environment; raise :class:`ConfigError` on problems."""
+    path, named = resolve_config_path(config)
+    data: dict[str, Any] = {}
+    source = path.name if path.exists() or named else "defaults"
+    if path.exists():
+        try:
+            with path.open("rb") as handle:
+                data = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    elif named:
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source, data)) from None
+    return LoadedSettings(settings=settings, source=source)
+
+
+def _describe(exc: ValidationError, source: str, data: Mapping[str, Any]) -> str:
+    """Turn the first pydantic error into one line: ``key: problem (where)``."""
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"])
+    env_name = ENV_PREFIX + key.replace(".", "__").upper()
+    where = env_name if any(n.upper() == env_name for n in os.environ) else source
+    if error["type"] == "extra_forbidden":
+        return f"{key} is not a known setting ({where})"
+    if error["type"] == "missing":
+        return f"{key} is required ({where})"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return f"{key}: {message} ({where})"
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.username:
+        netloc = f"{parts.username}:***@{netloc}"
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

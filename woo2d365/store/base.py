@@ -1,0 +1,315 @@
+"""The state store interface: orders, events, runs, SKU map, cursor, run lock and ERP caches.
+
+Both backends (SQLite and MySQL/MariaDB) implement it with the same code and SQL in
+:mod:`woo2d365.store.sql`; only the dialect differs. Every method is one transaction and safe to
+call from several threads of one process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from woo2d365.model import OrderState
+
+UpsertOutcome = Literal["added", "updated", "unchanged"]
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    """One order as the store knows it."""
+
+    woo_id: int
+    number: str
+    state: OrderState
+    shop_status: str
+    shop_modified_at: datetime
+    reason: str | None
+    attempts: int
+    d365_id: str | None
+    d365_number: str | None
+    external_number: str | None
+    currency: str
+    total: str
+    claimed_by: str | None
+    claimed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    pushed_at: datetime | None
+    write_back_pending: bool
+    raw: dict[str, Any] | None = None  # the shop JSON, loaded only when asked for
+
+
+@dataclass(frozen=True)
+class PulledOrder:
+    """What pull hands to the store for one shop order."""
+
+    woo_id: int
+    number: str
+    shop_status: str
+    shop_modified_at: datetime
+    currency: str
+    total: str
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One step recorded for an order and/or a run."""
+
+    at: datetime
+    step: str
+    level: str  # info | warning | error
+    message: str
+    woo_id: int | None = None
+    run_id: int | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run of a command."""
+
+    id: int
+    command: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None  # ok | attention | unreachable | error | locked
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SkuMapping:
+    """A shop SKU linked to a Dynamics item number."""
+
+    sku: str
+    item_number: str
+    note: str
+    updated_by: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class CachedItem:
+    """A Dynamics item as mirrored in the store."""
+
+    number: str
+    id: str
+    display_name: str
+    blocked: bool
+    last_modified: str = ""  # Dynamics' lastModifiedDateTime, verbatim
+
+
+@dataclass(frozen=True)
+class CachedCustomer:
+    """A Dynamics customer found or created for an e-mail address."""
+
+    email: str  # lower-cased key
+    number: str
+    id: str
+
+
+class StateStore(Protocol):
+    """What the pipeline and the CLI need from persistent state."""
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def migrate(self) -> int:
+        """Apply pending migrations; return the schema version."""
+        ...
+
+    def schema_version(self) -> int:
+        """The version of the applied schema (0 for an empty database)."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...
+
+    # -- orders ----------------------------------------------------------------------------
+    def save_pulled_order(self, order: PulledOrder) -> OrderRecord | None:
+        """Insert a new order (state ``new``) or update the raw copy of a known one.
+
+        Returns the record *before* the change for a known order, ``None`` for a new one.
+        The caller decides the state change (see :meth:`set_state`).
+        """
+        ...
+
+    def seen(self, woo_id: int, shop_modified_at: datetime) -> bool:
+        """True when this exact version (id and modification time) is already stored."""
+        ...
+
+    def get_order(self, woo_id: int, *, with_raw: bool = False) -> OrderRecord | None:
+        """One order, optionally with its shop JSON."""
+        ...
+
+    def list_orders(
+        self,
+        *,
+        states: list[OrderState] | None = None,
+        limit: int | None = None,
+        with_raw: bool = False,
+        woo_ids: list[int] | None = None,
+    ) -> list[OrderRecord]:
+        """Orders, most recently updated first."""
+        ...
+
+    def order_ids_in_state(self, state: OrderState, *, limit: int | None = None) -> list[int]:
+        """Ids of orders in ``state``, oldest update first (work queue order)."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """Number of orders per state (every state present, zero included)."""
+        ...
+
+    def oldest_waiting(self) -> OrderRecord | None:
+        """The order in ``new``, ``ready``, ``held`` or ``failed`` waiting the longest."""
+        ...
+
+    def set_state(
+        self,
+        woo_id: int,
+        state: OrderState,
+        *,
+        reason: str | None = None,
+        expect: list[OrderState] | None = None,
+        reset_attempts: bool = False,
+    ) -> bool:
+        """Move an order to ``state``; with ``expect`` only from those states. True if changed."""
+        ...
+
+    def claim(self, woo_id: int, claimer: str, now: datetime) -> bool:
+        """``ready`` → ``pushing`` for this claimer, counting an attempt. True if this caller owns it."""
+        ...
+
+    def claim_in_doubt(self, woo_id: int, claimer: str, now: datetime, older_than: datetime) -> bool:
+        """Take over a ``pushing`` order whose claim is older than ``older_than``."""
+        ...
+
+    def in_doubt_ids(self, older_than: datetime) -> list[int]:
+        """Ids of ``pushing`` orders claimed before ``older_than``."""
+        ...
+
+    def mark_pushed(
+        self, woo_id: int, *, d365_id: str, d365_number: str, external_number: str, now: datetime
+    ) -> None:
+        """Record the Dynamics document of an order (state ``pushed``); sets write-back pending."""
+        ...
+
+    def set_write_back_done(self, woo_id: int) -> None:
+        """The shop has the note and meta for this order."""
+        ...
+
+    def write_back_pending_ids(self, *, limit: int | None = None) -> list[int]:
+        """Pushed orders whose write-back to the shop is still to do."""
+        ...
+
+    # -- events and runs -------------------------------------------------------------------
+    def add_event(
+        self,
+        step: str,
+        message: str,
+        *,
+        level: str = "info",
+        woo_id: int | None = None,
+        run_id: int | None = None,
+    ) -> None:
+        """Record one event."""
+        ...
+
+    def events(self, woo_id: int) -> list[Event]:
+        """Events of one order, oldest first."""
+        ...
+
+    def run_events(self, run_id: int) -> list[Event]:
+        """Events of one run, oldest first."""
+        ...
+
+    def start_run(self, command: str, now: datetime) -> int:
+        """Open a run record; return its id."""
+        ...
+
+    def finish_run(self, run_id: int, outcome: str, counts: dict[str, int], now: datetime) -> None:
+        """Close a run record with its outcome and counts."""
+        ...
+
+    def last_run(self, command: str = "sync", *, outcome: str | None = None) -> RunRecord | None:
+        """The latest run of ``command`` (optionally only with ``outcome``)."""
+        ...
+
+    # -- SKU map ---------------------------------------------------------------------------
+    def map_sku(self, sku: str, item_number: str, note: str, by: str, now: datetime) -> UpsertOutcome:
+        """Add or update one mapping."""
+        ...
+
+    def map_skus(
+        self, rows: list[tuple[str, str, str]], by: str, now: datetime
+    ) -> list[UpsertOutcome]:
+        """Add or update many mappings (sku, item_number, note) in one transaction."""
+        ...
+
+    def unmap_sku(self, sku: str) -> bool:
+        """Remove a mapping; True if it existed."""
+        ...
+
+    def sku_mapping(self, sku: str) -> SkuMapping | None:
+        """One mapping."""
+        ...
+
+    def sku_mappings(self, skus: list[str] | None = None) -> list[SkuMapping]:
+        """All mappings (or those of ``skus``), ordered by SKU."""
+        ...
+
+    def set_held_skus(self, woo_id: int, skus: list[str]) -> None:
+        """Replace the list of unmapped SKUs that hold an order."""
+        ...
+
+    def unmapped_skus(self) -> list[tuple[str, int]]:
+        """SKUs on held orders without a mapping, with the number of orders each holds."""
+        ...
+
+    # -- key/value (cursor etc.) -----------------------------------------------------------
+    def get_value(self, key: str) -> str | None:
+        """A stored value (e.g. ``pull.cursor``)."""
+        ...
+
+    def set_value(self, key: str, value: str) -> None:
+        """Store a value."""
+        ...
+
+    # -- run lock --------------------------------------------------------------------------
+    def acquire_lock(self, name: str, holder: str, now: datetime, ttl_seconds: float) -> bool:
+        """Take the lease ``name`` if free or expired; True if ``holder`` now holds it."""
+        ...
+
+    def renew_lock(self, name: str, holder: str, now: datetime, ttl_seconds: float) -> bool:
+        """Extend a held lease; False if it was lost."""
+        ...
+
+    def release_lock(self, name: str, holder: str) -> None:
+        """Give a lease back."""
+        ...
+
+    # -- Dynamics caches -------------------------------------------------------------------
+    def upsert_items(self, items: list[CachedItem]) -> None:
+        """Store or refresh mirrored items."""
+        ...
+
+    def replace_items(self, items: list[CachedItem]) -> None:
+        """Replace the whole item mirror (a full refresh catches deletions)."""
+        ...
+
+    def items_by_number(self, numbers: list[str]) -> dict[str, CachedItem]:
+        """Mirrored items for these numbers."""
+        ...
+
+    def item_count(self) -> int:
+        """Number of mirrored items."""
+        ...
+
+    def get_customer(self, email: str) -> CachedCustomer | None:
+        """The cached customer for an e-mail address (case-insensitive)."""
+        ...
+
+    def put_customer(self, customer: CachedCustomer) -> None:
+        """Cache a customer for an e-mail address."""
+        ...

@@ -1,0 +1,130 @@
+"""Versioned schema migrations, shared by both backends.
+
+Each migration is a list of statements written once with placeholders the dialect fills in
+(``{id}``, ``{ts}``, ``{longtext}``, ``{opts}``). Statements are idempotent (``IF NOT EXISTS``)
+because MySQL commits DDL at once: a migration interrupted half-way can simply run again.
+Indexes are declared separately so each dialect can create them only when missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Index:
+    """An index the migration creates when it does not exist yet."""
+
+    name: str
+    table: str
+    columns: tuple[str, ...]
+    unique: bool = False
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema version."""
+
+    version: int
+    description: str
+    tables: tuple[str, ...]
+    indexes: tuple[Index, ...] = field(default_factory=tuple)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        version=1,
+        description="orders, events, runs, SKU map, key/value, run lock, Dynamics caches",
+        tables=(
+            """CREATE TABLE IF NOT EXISTS orders (
+                woo_id BIGINT NOT NULL PRIMARY KEY,
+                number VARCHAR(64) NOT NULL,
+                state VARCHAR(16) NOT NULL,
+                shop_status VARCHAR(32) NOT NULL,
+                shop_modified_at {ts} NOT NULL,
+                reason TEXT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                d365_id VARCHAR(64) NULL,
+                d365_number VARCHAR(64) NULL,
+                external_number VARCHAR(64) NULL,
+                currency VARCHAR(8) NOT NULL,
+                total VARCHAR(32) NOT NULL,
+                claimed_by VARCHAR(128) NULL,
+                claimed_at {ts} NULL,
+                created_at {ts} NOT NULL,
+                updated_at {ts} NOT NULL,
+                pushed_at {ts} NULL,
+                write_back_pending INTEGER NOT NULL DEFAULT 0,
+                raw_json {longtext} NOT NULL
+            ) {opts}""",
+            """CREATE TABLE IF NOT EXISTS events (
+                id {id},
+                woo_id BIGINT NULL,
+                run_id BIGINT NULL,
+                at {ts} NOT NULL,
+                step VARCHAR(32) NOT NULL,
+                level VARCHAR(16) NOT NULL,
+                message TEXT NOT NULL
+            ) {opts}""",
+            """CREATE TABLE IF NOT EXISTS runs (
+                id {id},
+                command VARCHAR(32) NOT NULL,
+                worker VARCHAR(128) NOT NULL,
+                started_at {ts} NOT NULL,
+                finished_at {ts} NULL,
+                outcome VARCHAR(16) NULL,
+                counts_json TEXT NULL
+            ) {opts}""",
+            """CREATE TABLE IF NOT EXISTS sku_map (
+                sku VARCHAR(191) NOT NULL PRIMARY KEY,
+                item_number VARCHAR(20) NOT NULL,
+                note VARCHAR(255) NOT NULL,
+                updated_by VARCHAR(128) NOT NULL,
+                created_at {ts} NOT NULL,
+                updated_at {ts} NOT NULL
+            ) {opts}""",
+            """CREATE TABLE IF NOT EXISTS held_skus (
+                woo_id BIGINT NOT NULL,
+                sku VARCHAR(191) NOT NULL,
+                PRIMARY KEY (woo_id, sku)
+            ) {opts}""",
+            """CREATE TABLE IF NOT EXISTS kv (
+                name VARCHAR(64) NOT NULL PRIMARY KEY,
+                value TEXT NOT NULL,
+                updated_at {ts} NOT NULL
+            ) {opts}""",
+            """CREATE TABLE IF NOT EXISTS locks (
+                name VARCHAR(64) NOT NULL PRIMARY KEY,
+                holder VARCHAR(128) NOT NULL,
+                acquired_at {ts} NOT NULL,
+                expires_at {ts} NOT NULL
+            ) {opts}""",
+            """CREATE TABLE IF NOT EXISTS bc_items (
+                number VARCHAR(20) NOT NULL PRIMARY KEY,
+                id VARCHAR(64) NOT NULL,
+                display_name VARCHAR(255) NOT NULL,
+                blocked INTEGER NOT NULL,
+                last_modified VARCHAR(40) NOT NULL
+            ) {opts}""",
+            """CREATE TABLE IF NOT EXISTS bc_customers (
+                email VARCHAR(191) NOT NULL PRIMARY KEY,
+                number VARCHAR(20) NOT NULL,
+                id VARCHAR(64) NOT NULL,
+                updated_at {ts} NOT NULL
+            ) {opts}""",
+        ),
+        indexes=(
+            Index("ix_orders_state_updated", "orders", ("state", "updated_at")),
+            Index("ix_orders_updated", "orders", ("updated_at",)),
+            Index("ix_orders_external", "orders", ("external_number",)),
+            Index("ix_events_order", "events", ("woo_id", "id")),
+            Index("ix_events_run", "events", ("run_id", "id")),
+            Index("ix_events_at", "events", ("at",)),
+            Index("ix_runs_command", "runs", ("command", "id")),
+            Index("ix_runs_command_outcome", "runs", ("command", "outcome", "id")),
+            Index("ix_held_skus_sku", "held_skus", ("sku",)),
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version

@@ -1,0 +1,157 @@
+"""MySQL/MariaDB backend via PyMySQL: the production store (utf8mb4, InnoDB, transactions)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pymysql
+from pymysql.constants import CLIENT
+
+from woo2d365.errors import ConfigError
+from woo2d365.store.migrations import Index
+from woo2d365.store.sql import Dialect
+
+
+@dataclass(frozen=True)
+class MysqlTarget:
+    """Connection parameters parsed from ``mysql://user:password@host:port/db``."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    unix_socket: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> MysqlTarget:
+        """Parse a ``mysql://`` URL; the password never appears in errors."""
+        parts = urlsplit(url)
+        database = parts.path.lstrip("/")
+        if not database:
+            raise ConfigError("state.url must name a database: mysql://user:password@host:3306/db")
+        query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
+        try:
+            port = parts.port or 3306
+        except ValueError:
+            raise ConfigError("state.url has an invalid port") from None
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=port,
+            user=unquote(parts.username or "root"),
+            password=unquote(parts.password or ""),
+            database=unquote(database),
+            unix_socket=query.get("unix_socket"),
+        )
+
+
+class MysqlDialect(Dialect):
+    """PyMySQL with READ COMMITTED transactions and matched-row counts."""
+
+    name = "mysql"
+    paramstyle_format = True
+    ddl_types = {
+        "id": "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY",
+        "ts": "DATETIME(6)",
+        "longtext": "LONGTEXT",
+        "opts": "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+    }
+    unavailable_errors: tuple[type[BaseException], ...] = (
+        pymysql.err.OperationalError,
+        pymysql.err.InterfaceError,
+        ConnectionError,
+        OSError,
+    )
+    integrity_errors: tuple[type[BaseException], ...] = (pymysql.err.IntegrityError,)
+
+    def __init__(self, target: MysqlTarget, *, connect_timeout: float = 10.0) -> None:
+        self.target = target
+        self.connect_timeout = connect_timeout
+
+    def connect(self) -> Any:
+        """Connect with utf8mb4 and UTC session time; rowcount = rows matched, not changed."""
+        t = self.target
+        try:
+            conn = self._open(t)
+        except pymysql.err.OperationalError as exc:
+            # Refused credentials or a missing database need a person, not a later retry.
+            if exc.args and exc.args[0] in (1044, 1045, 1049):
+                raise ConfigError(f"state.url: {exc.args[1]} ({self.describe()})") from None
+            raise
+        with conn.cursor() as cursor:  # the one spelling MySQL and every MariaDB accept
+            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        return conn
+
+    def _open(self, t: MysqlTarget) -> Any:
+        return pymysql.connect(
+            host=t.host,
+            port=t.port,
+            user=t.user,
+            password=t.password,
+            database=t.database,
+            unix_socket=t.unix_socket,
+            charset="utf8mb4",
+            autocommit=False,
+            connect_timeout=int(self.connect_timeout),
+            read_timeout=120,
+            write_timeout=120,
+            client_flag=CLIENT.FOUND_ROWS,
+            init_command="SET time_zone = '+00:00'",
+        )
+
+    def begin(self, conn: Any) -> None:
+        """Start a transaction."""
+        conn.begin()
+
+    def upsert(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
+        """``INSERT … ON DUPLICATE KEY UPDATE``; created_at is kept on update."""
+        updates = ", ".join(
+            f"{c} = VALUES({c})" for c in columns if c not in keys and c != "created_at"
+        )
+        return (
+            f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)}) ON DUPLICATE KEY UPDATE {updates}"
+        )
+
+    def insert_ignore(self, table: str, columns: Sequence[str]) -> str:
+        """``INSERT IGNORE``."""
+        return (
+            f"INSERT IGNORE INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})"
+        )
+
+    def index_exists(self, cursor: Any, index: Index) -> bool:
+        """Look the index up in ``information_schema`` (MySQL 8 has no CREATE INDEX IF NOT EXISTS)."""
+        cursor.execute(
+            "SELECT 1 FROM information_schema.statistics WHERE table_schema = DATABASE() "
+            "AND table_name = %s AND index_name = %s LIMIT 1",
+            (index.table, index.name),
+        )
+        return cursor.fetchone() is not None
+
+    def table_exists(self, cursor: Any, table: str) -> bool:
+        """Look the table up in ``information_schema``."""
+        cursor.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() "
+            "AND table_name = %s LIMIT 1",
+            (table,),
+        )
+        return cursor.fetchone() is not None
+
+    def lock_for_migration(self, cursor: Any) -> None:
+        """A named lock, because DDL commits at once and cannot be serialised by a transaction."""
+        cursor.execute("SELECT GET_LOCK('woo2d365_migrate', 60)")
+        cursor.fetchone()
+
+    def unlock_after_migration(self, cursor: Any) -> None:
+        """Release the named lock."""
+        cursor.execute("SELECT RELEASE_LOCK('woo2d365_migrate')")
+        cursor.fetchone()
+
+    def describe(self) -> str:
+        """``mysql://user@host:port/db`` without the password."""
+        t = self.target
+        return f"mysql://{t.user}@{t.host}:{t.port}/{t.database}"

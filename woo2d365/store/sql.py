@@ -1,0 +1,778 @@
+"""The state store in SQL, shared by the SQLite and MySQL backends.
+
+Statements are written once with ``?`` parameters; a :class:`Dialect` supplies the driver, the
+parameter style and the few statements that differ (upsert, insert-or-ignore, DDL types).
+One connection per store, guarded by a lock, so worker threads of one process can share it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from woo2d365.errors import StoreUnavailable
+from woo2d365.model import OrderState
+from woo2d365.store.base import (
+    CachedCustomer,
+    CachedItem,
+    Event,
+    OrderRecord,
+    PulledOrder,
+    RunRecord,
+    SkuMapping,
+    UpsertOutcome,
+)
+from woo2d365.store.migrations import MIGRATIONS, Index
+
+_TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+_CHUNK = 500
+WAITING_STATES = (OrderState.NEW, OrderState.READY, OrderState.HELD, OrderState.FAILED)
+
+_ORDER_COLUMNS = (
+    "woo_id, number, state, shop_status, shop_modified_at, reason, attempts, d365_id, "
+    "d365_number, external_number, currency, total, claimed_by, claimed_at, created_at, "
+    "updated_at, pushed_at, write_back_pending"
+)
+
+
+def to_db_time(value: datetime) -> str:
+    """Aware datetime → the fixed-width UTC text both backends store and compare."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the state store")
+    return value.astimezone(UTC).strftime(_TS_FORMAT)
+
+
+def from_db_time(value: Any) -> datetime:
+    """A stored timestamp (text from SQLite, datetime from MySQL) → aware UTC datetime."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC)
+    text = str(value)
+    parsed = datetime.strptime(text, _TS_FORMAT) if "." in text else datetime.fromisoformat(text)
+    return parsed.replace(tzinfo=UTC)
+
+
+def _opt_time(value: Any) -> datetime | None:
+    return None if value is None else from_db_time(value)
+
+
+class Dialect(ABC):
+    """What differs between the SQL backends."""
+
+    name: str
+    paramstyle_format: bool  # True: driver wants %s instead of ?
+    ddl_types: dict[str, str]
+    unavailable_errors: tuple[type[BaseException], ...]
+    integrity_errors: tuple[type[BaseException], ...]
+
+    @abstractmethod
+    def connect(self) -> Any:
+        """Open a new DB-API connection."""
+
+    @abstractmethod
+    def begin(self, conn: Any) -> None:
+        """Start a write transaction."""
+
+    @abstractmethod
+    def upsert(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
+        """INSERT … that updates the non-key columns when the key exists."""
+
+    @abstractmethod
+    def insert_ignore(self, table: str, columns: Sequence[str]) -> str:
+        """INSERT … that does nothing when the key exists."""
+
+    @abstractmethod
+    def index_exists(self, cursor: Any, index: Index) -> bool:
+        """True when the named index exists."""
+
+    @abstractmethod
+    def table_exists(self, cursor: Any, table: str) -> bool:
+        """True when the table exists."""
+
+    def lock_for_migration(self, cursor: Any) -> None:  # noqa: B027 - optional hook
+        """Serialise concurrent migrators (no-op where the transaction already does)."""
+
+    def unlock_after_migration(self, cursor: Any) -> None:  # noqa: B027 - optional hook
+        """Counterpart of :meth:`lock_for_migration`."""
+
+    def describe(self) -> str:
+        """A printable name of the database, without secrets."""
+        return self.name
+
+
+class SqlStore:
+    """:class:`~woo2d365.store.base.StateStore` on any :class:`Dialect`."""
+
+    def __init__(self, dialect: Dialect, *, clock: Callable[[], datetime] | None = None) -> None:
+        self.dialect = dialect
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._lock = threading.RLock()
+        self._conn: Any = None
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", "%s") if self.dialect.paramstyle_format else statement
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            try:
+                self._conn = self.dialect.connect()
+            except self.dialect.unavailable_errors as exc:
+                raise StoreUnavailable(
+                    f"state store {self.dialect.describe()} cannot be reached: {_first_line(exc)}"
+                ) from None
+        return self._conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        """One transaction; operational errors become :class:`StoreUnavailable`."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                self.dialect.begin(conn)
+                cursor = conn.cursor()
+                try:
+                    yield cursor
+                finally:
+                    cursor.close()
+                conn.commit()
+            except self.dialect.unavailable_errors as exc:
+                self._discard()
+                raise StoreUnavailable(
+                    f"state store {self.dialect.describe()} failed: {_first_line(exc)}"
+                ) from None
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _rollback(self) -> None:
+        try:
+            self._conn.rollback()
+        except self.dialect.unavailable_errors:
+            self._discard()
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is gone anyway
+                pass
+
+    def _exec(self, cur: Any, statement: str, params: Sequence[Any] = ()) -> int:
+        cur.execute(self._sql(statement), tuple(params))
+        return int(cur.rowcount)
+
+    def _now(self) -> str:
+        return to_db_time(self.clock())
+
+    def close(self) -> None:
+        """Release the connection."""
+        with self._lock:
+            self._discard()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def migrate(self) -> int:
+        """Apply pending migrations; return the schema version."""
+        types = self.dialect.ddl_types
+        with self._tx() as cur:
+            self.dialect.lock_for_migration(cur)
+            try:
+                self._exec(
+                    cur,
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL "
+                    "PRIMARY KEY, description VARCHAR(255) NOT NULL, applied_at {ts} NOT NULL) "
+                    "{opts}".format(**types),
+                )
+                self._exec(cur, "SELECT version FROM schema_migrations")
+                applied = {int(row[0]) for row in cur.fetchall()}
+                for migration in MIGRATIONS:
+                    if migration.version in applied:
+                        continue
+                    for statement in migration.tables:
+                        self._exec(cur, statement.format(**types))
+                    for index in migration.indexes:
+                        if not self.dialect.index_exists(cur, index):
+                            unique = "UNIQUE " if index.unique else ""
+                            columns = ", ".join(index.columns)
+                            self._exec(
+                                cur,
+                                f"CREATE {unique}INDEX {index.name} ON {index.table} ({columns})",
+                            )
+                    self._exec(
+                        cur,
+                        self.dialect.insert_ignore(
+                            "schema_migrations", ("version", "description", "applied_at")
+                        ),
+                        (migration.version, migration.description, self._now()),
+                    )
+            finally:
+                self.dialect.unlock_after_migration(cur)
+        return self.schema_version()
+
+    def schema_version(self) -> int:
+        """The version of the applied schema (0 for an empty database)."""
+        with self._tx() as cur:
+            if not self.dialect.table_exists(cur, "schema_migrations"):
+                return 0
+            self._exec(cur, "SELECT MAX(version) FROM schema_migrations")
+            row = cur.fetchone()
+        return int(row[0] or 0) if row else 0
+
+    # -- orders ----------------------------------------------------------------------------
+    def _order_from_row(self, row: Sequence[Any], raw: str | None = None) -> OrderRecord:
+        return OrderRecord(
+            woo_id=int(row[0]),
+            number=row[1],
+            state=OrderState(row[2]),
+            shop_status=row[3],
+            shop_modified_at=from_db_time(row[4]),
+            reason=row[5],
+            attempts=int(row[6]),
+            d365_id=row[7],
+            d365_number=row[8],
+            external_number=row[9],
+            currency=row[10],
+            total=row[11],
+            claimed_by=row[12],
+            claimed_at=_opt_time(row[13]),
+            created_at=from_db_time(row[14]),
+            updated_at=from_db_time(row[15]),
+            pushed_at=_opt_time(row[16]),
+            write_back_pending=bool(row[17]),
+            raw=json.loads(raw) if raw is not None else None,
+        )
+
+    def _select_order(self, cur: Any, woo_id: int, *, with_raw: bool) -> OrderRecord | None:
+        columns = _ORDER_COLUMNS + (", raw_json" if with_raw else "")
+        self._exec(cur, f"SELECT {columns} FROM orders WHERE woo_id = ?", (woo_id,))  # noqa: S608
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return self._order_from_row(row, row[18] if with_raw else None)
+
+    def save_pulled_order(self, order: PulledOrder) -> OrderRecord | None:
+        """Insert a new order (state ``new``) or update the raw copy of a known one."""
+        raw = json.dumps(order.raw, ensure_ascii=False, separators=(",", ":"))
+        now = self._now()
+        modified = to_db_time(order.shop_modified_at)
+        for _ in range(2):
+            try:
+                with self._tx() as cur:
+                    before = self._select_order(cur, order.woo_id, with_raw=False)
+                    if before is None:
+                        self._exec(
+                            cur,
+                            "INSERT INTO orders (woo_id, number, state, shop_status, "
+                            "shop_modified_at, attempts, currency, total, created_at, updated_at, "
+                            "write_back_pending, raw_json) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, 0, ?)",
+                            (order.woo_id, order.number, OrderState.NEW.value, order.shop_status,
+                             modified, order.currency, order.total, now, now, raw),
+                        )
+                    else:
+                        self._exec(
+                            cur,
+                            "UPDATE orders SET number = ?, shop_status = ?, shop_modified_at = ?, "
+                            "currency = ?, total = ?, updated_at = ?, raw_json = ? WHERE woo_id = ?",
+                            (order.number, order.shop_status, modified, order.currency,
+                             order.total, now, raw, order.woo_id),
+                        )
+                    return before
+            except self.dialect.integrity_errors:
+                continue  # another process inserted it meanwhile: update instead
+        raise StoreUnavailable(f"order {order.woo_id} could not be saved (concurrent writers)")
+
+    def seen(self, woo_id: int, shop_modified_at: datetime) -> bool:
+        """True when this exact version (id and modification time) is already stored."""
+        with self._tx() as cur:
+            self._exec(
+                cur,
+                "SELECT 1 FROM orders WHERE woo_id = ? AND shop_modified_at = ?",
+                (woo_id, to_db_time(shop_modified_at)),
+            )
+            return cur.fetchone() is not None
+
+    def get_order(self, woo_id: int, *, with_raw: bool = False) -> OrderRecord | None:
+        """One order, optionally with its shop JSON."""
+        with self._tx() as cur:
+            return self._select_order(cur, woo_id, with_raw=with_raw)
+
+    def list_orders(
+        self,
+        *,
+        states: list[OrderState] | None = None,
+        limit: int | None = None,
+        with_raw: bool = False,
+        woo_ids: list[int] | None = None,
+    ) -> list[OrderRecord]:
+        """Orders, most recently updated first."""
+        columns = _ORDER_COLUMNS + (", raw_json" if with_raw else "")
+        where: list[str] = []
+        params: list[Any] = []
+        if states:
+            where.append(f"state IN ({', '.join('?' for _ in states)})")
+            params.extend(s.value for s in states)
+        if woo_ids is not None:
+            if not woo_ids:
+                return []
+            where.append(f"woo_id IN ({', '.join('?' for _ in woo_ids)})")
+            params.extend(woo_ids)
+        sql = f"SELECT {columns} FROM orders"  # noqa: S608 - columns and placeholders only
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY updated_at DESC, woo_id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._tx() as cur:
+            self._exec(cur, sql, params)
+            rows = cur.fetchall()
+        return [self._order_from_row(r, r[18] if with_raw else None) for r in rows]
+
+    def order_ids_in_state(self, state: OrderState, *, limit: int | None = None) -> list[int]:
+        """Ids of orders in ``state``, oldest update first (work queue order)."""
+        sql = "SELECT woo_id FROM orders WHERE state = ? ORDER BY updated_at, woo_id"
+        params: list[Any] = [state.value]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._tx() as cur:
+            self._exec(cur, sql, params)
+            return [int(r[0]) for r in cur.fetchall()]
+
+    def counts(self) -> dict[str, int]:
+        """Number of orders per state (every state present, zero included)."""
+        result = {state.value: 0 for state in OrderState}
+        with self._tx() as cur:
+            self._exec(cur, "SELECT state, COUNT(*) FROM orders GROUP BY state")
+            for state, count in cur.fetchall():
+                result[str(state)] = int(count)
+        return result
+
+    def oldest_waiting(self) -> OrderRecord | None:
+        """The order in ``new``, ``ready``, ``held`` or ``failed`` waiting the longest."""
+        oldest: OrderRecord | None = None
+        with self._tx() as cur:
+            # One indexed probe per state beats one IN (...) with a sort at a million rows.
+            for state in WAITING_STATES:
+                self._exec(
+                    cur,
+                    f"SELECT {_ORDER_COLUMNS} FROM orders WHERE state = ? "  # noqa: S608
+                    "ORDER BY updated_at, woo_id LIMIT 1",
+                    (state.value,),
+                )
+                row = cur.fetchone()
+                if row is not None:
+                    record = self._order_from_row(row)
+                    if oldest is None or record.updated_at < oldest.updated_at:
+                        oldest = record
+        return oldest
+
+    def set_state(
+        self,
+        woo_id: int,
+        state: OrderState,
+        *,
+        reason: str | None = None,
+        expect: list[OrderState] | None = None,
+        reset_attempts: bool = False,
+    ) -> bool:
+        """Move an order to ``state``; with ``expect`` only from those states. True if changed."""
+        sets = "state = ?, reason = ?, updated_at = ?"
+        params: list[Any] = [state.value, reason, self._now()]
+        if state is not OrderState.PUSHING:
+            sets += ", claimed_by = NULL, claimed_at = NULL"
+        if reset_attempts:
+            sets += ", attempts = 0"
+        sql = f"UPDATE orders SET {sets} WHERE woo_id = ?"  # noqa: S608
+        params.append(woo_id)
+        if expect:
+            sql += f" AND state IN ({', '.join('?' for _ in expect)})"
+            params.extend(s.value for s in expect)
+        with self._tx() as cur:
+            return self._exec(cur, sql, params) == 1
+
+    def claim(self, woo_id: int, claimer: str, now: datetime) -> bool:
+        """``ready`` → ``pushing`` for this claimer, counting an attempt."""
+        stamp = to_db_time(now)
+        with self._tx() as cur:
+            changed = self._exec(
+                cur,
+                "UPDATE orders SET state = ?, claimed_by = ?, claimed_at = ?, "
+                "attempts = attempts + 1, updated_at = ? WHERE woo_id = ? AND state = ?",
+                (OrderState.PUSHING.value, claimer, stamp, stamp, woo_id, OrderState.READY.value),
+            )
+        return changed == 1
+
+    def claim_in_doubt(
+        self, woo_id: int, claimer: str, now: datetime, older_than: datetime
+    ) -> bool:
+        """Take over a ``pushing`` order whose claim is older than ``older_than``."""
+        stamp = to_db_time(now)
+        with self._tx() as cur:
+            changed = self._exec(
+                cur,
+                "UPDATE orders SET claimed_by = ?, claimed_at = ?, updated_at = ? "
+                "WHERE woo_id = ? AND state = ? AND (claimed_at IS NULL OR claimed_at < ?)",
+                (claimer, stamp, stamp, woo_id, OrderState.PUSHING.value, to_db_time(older_than)),
+            )
+        return changed == 1
+
+    def in_doubt_ids(self, older_than: datetime) -> list[int]:
+        """Ids of ``pushing`` orders claimed before ``older_than``."""
+        with self._tx() as cur:
+            self._exec(
+                cur,
+                "SELECT woo_id FROM orders WHERE state = ? AND (claimed_at IS NULL OR "
+                "claimed_at < ?) ORDER BY claimed_at, woo_id",
+                (OrderState.PUSHING.value, to_db_time(older_than)),
+            )
+            return [int(r[0]) for r in cur.fetchall()]
+
+    def mark_pushed(
+        self, woo_id: int, *, d365_id: str, d365_number: str, external_number: str, now: datetime
+    ) -> None:
+        """Record the Dynamics document of an order (state ``pushed``); sets write-back pending."""
+        stamp = to_db_time(now)
+        with self._tx() as cur:
+            self._exec(
+                cur,
+                "UPDATE orders SET state = ?, d365_id = ?, d365_number = ?, external_number = ?, "
+                "pushed_at = ?, updated_at = ?, reason = NULL, claimed_by = NULL, "
+                "claimed_at = NULL, write_back_pending = 1 WHERE woo_id = ?",
+                (OrderState.PUSHED.value, d365_id, d365_number, external_number, stamp, stamp,
+                 woo_id),
+            )
+
+    def set_write_back_done(self, woo_id: int) -> None:
+        """The shop has the note and meta for this order."""
+        with self._tx() as cur:
+            self._exec(cur, "UPDATE orders SET write_back_pending = 0 WHERE woo_id = ?", (woo_id,))
+
+    def write_back_pending_ids(self, *, limit: int | None = None) -> list[int]:
+        """Pushed orders whose write-back to the shop is still to do."""
+        sql = "SELECT woo_id FROM orders WHERE write_back_pending = 1 ORDER BY pushed_at, woo_id"
+        params: list[Any] = []
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._tx() as cur:
+            self._exec(cur, sql, params)
+            return [int(r[0]) for r in cur.fetchall()]
+
+    # -- events and runs -------------------------------------------------------------------
+    def add_event(
+        self,
+        step: str,
+        message: str,
+        *,
+        level: str = "info",
+        woo_id: int | None = None,
+        run_id: int | None = None,
+    ) -> None:
+        """Record one event."""
+        with self._tx() as cur:
+            self._exec(
+                cur,
+                "INSERT INTO events (woo_id, run_id, at, step, level, message) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (woo_id, run_id, self._now(), step[:32], level[:16], message),
+            )
+
+    def _events(self, column: str, value: int) -> list[Event]:
+        with self._tx() as cur:
+            self._exec(
+                cur,
+                "SELECT at, step, level, message, woo_id, run_id FROM events "  # noqa: S608
+                f"WHERE {column} = ? ORDER BY id",
+                (value,),
+            )
+            rows = cur.fetchall()
+        return [
+            Event(at=from_db_time(r[0]), step=r[1], level=r[2], message=r[3],
+                  woo_id=r[4], run_id=r[5])
+            for r in rows
+        ]
+
+    def events(self, woo_id: int) -> list[Event]:
+        """Events of one order, oldest first."""
+        return self._events("woo_id", woo_id)
+
+    def run_events(self, run_id: int) -> list[Event]:
+        """Events of one run, oldest first."""
+        return self._events("run_id", run_id)
+
+    def start_run(self, command: str, now: datetime, worker: str = "") -> int:
+        """Open a run record; return its id."""
+        with self._tx() as cur:
+            self._exec(
+                cur,
+                "INSERT INTO runs (command, worker, started_at) VALUES (?, ?, ?)",
+                (command, worker[:128], to_db_time(now)),
+            )
+            return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, outcome: str, counts: dict[str, int], now: datetime) -> None:
+        """Close a run record with its outcome and counts."""
+        with self._tx() as cur:
+            self._exec(
+                cur,
+                "UPDATE runs SET finished_at = ?, outcome = ?, counts_json = ? WHERE id = ?",
+                (to_db_time(now), outcome, json.dumps(counts, sort_keys=True), run_id),
+            )
+
+    def last_run(self, command: str = "sync", *, outcome: str | None = None) -> RunRecord | None:
+        """The latest run of ``command`` (optionally only with ``outcome``)."""
+        sql = "SELECT id, command, started_at, finished_at, outcome, counts_json FROM runs "
+        params: list[Any] = [command]
+        if outcome is None:
+            sql += "WHERE command = ? ORDER BY id DESC LIMIT 1"
+        else:
+            sql += "WHERE command = ? AND outcome = ? ORDER BY id DESC LIMIT 1"
+            params.append(outcome)
+        with self._tx() as cur:
+            self._exec(cur, sql, params)
+            row = cur.fetchone()
+        if row is None:
+            return None
+        return RunRecord(
+            id=int(row[0]),
+            command=row[1],
+            started_at=from_db_time(row[2]),
+            finished_at=_opt_time(row[3]),
+            outcome=row[4],
+            counts=json.loads(row[5]) if row[5] else {},
+        )
+
+    # -- SKU map ---------------------------------------------------------------------------
+    _SKU_COLUMNS = ("sku", "item_number", "note", "updated_by", "created_at", "updated_at")
+
+    def map_sku(self, sku: str, item_number: str, note: str, by: str, now: datetime) -> UpsertOutcome:
+        """Add or update one mapping."""
+        return self.map_skus([(sku, item_number, note)], by, now)[0]
+
+    def map_skus(
+        self, rows: list[tuple[str, str, str]], by: str, now: datetime
+    ) -> list[UpsertOutcome]:
+        """Add or update many mappings (sku, item_number, note) in one transaction."""
+        stamp = to_db_time(now)
+        outcomes: list[UpsertOutcome] = []
+        with self._tx() as cur:
+            existing: dict[str, tuple[str, str]] = {}
+            skus = list(dict.fromkeys(r[0] for r in rows))
+            for start in range(0, len(skus), _CHUNK):
+                chunk = skus[start : start + _CHUNK]
+                self._exec(
+                    cur,
+                    "SELECT sku, item_number, note FROM sku_map "  # noqa: S608
+                    f"WHERE sku IN ({', '.join('?' for _ in chunk)})",
+                    chunk,
+                )
+                existing.update({r[0]: (r[1], r[2]) for r in cur.fetchall()})
+            changed: dict[str, tuple[Any, ...]] = {}
+            for sku, item, note in rows:
+                before = existing.get(sku)
+                if before == (item, note):
+                    outcomes.append("unchanged")
+                    continue
+                outcomes.append("added" if before is None else "updated")
+                existing[sku] = (item, note)
+                changed[sku] = (sku, item, note, by[:128], stamp, stamp)
+            if changed:
+                statement = self._sql(
+                    self.dialect.upsert("sku_map", self._SKU_COLUMNS, ("sku",))
+                )
+                cur.executemany(statement, list(changed.values()))
+        return outcomes
+
+    def unmap_sku(self, sku: str) -> bool:
+        """Remove a mapping; True if it existed."""
+        with self._tx() as cur:
+            return self._exec(cur, "DELETE FROM sku_map WHERE sku = ?", (sku,)) == 1
+
+    def sku_mapping(self, sku: str) -> SkuMapping | None:
+        """One mapping."""
+        found = self.sku_mappings([sku])
+        return found[0] if found else None
+
+    def sku_mappings(self, skus: list[str] | None = None) -> list[SkuMapping]:
+        """All mappings (or those of ``skus``), ordered by SKU."""
+        base = "SELECT sku, item_number, note, updated_by, updated_at FROM sku_map"
+        rows: list[Any] = []
+        with self._tx() as cur:
+            if skus is None:
+                self._exec(cur, base + " ORDER BY sku")
+                rows = list(cur.fetchall())
+            else:
+                unique = list(dict.fromkeys(skus))
+                for start in range(0, len(unique), _CHUNK):
+                    chunk = unique[start : start + _CHUNK]
+                    placeholders = ", ".join("?" for _ in chunk)
+                    self._exec(cur, f"{base} WHERE sku IN ({placeholders})", chunk)
+                    rows.extend(cur.fetchall())
+                rows.sort(key=lambda r: r[0])
+        return [
+            SkuMapping(sku=r[0], item_number=r[1], note=r[2], updated_by=r[3],
+                       updated_at=from_db_time(r[4]))
+            for r in rows
+        ]
+
+    def set_held_skus(self, woo_id: int, skus: list[str]) -> None:
+        """Replace the list of unmapped SKUs that hold an order."""
+        with self._tx() as cur:
+            self._exec(cur, "DELETE FROM held_skus WHERE woo_id = ?", (woo_id,))
+            unique = list(dict.fromkeys(skus))
+            if unique:
+                cur.executemany(
+                    self._sql("INSERT INTO held_skus (woo_id, sku) VALUES (?, ?)"),
+                    [(woo_id, sku) for sku in unique],
+                )
+
+    def unmapped_skus(self) -> list[tuple[str, int]]:
+        """SKUs on held orders without a mapping, with the number of orders each holds."""
+        with self._tx() as cur:
+            self._exec(
+                cur,
+                "SELECT h.sku, COUNT(*) FROM held_skus h "
+                "JOIN orders o ON o.woo_id = h.woo_id AND o.state = ? "
+                "LEFT JOIN sku_map m ON m.sku = h.sku WHERE m.sku IS NULL "
+                "GROUP BY h.sku ORDER BY h.sku",
+                (OrderState.HELD.value,),
+            )
+            return [(r[0], int(r[1])) for r in cur.fetchall()]
+
+    # -- key/value -------------------------------------------------------------------------
+    def get_value(self, key: str) -> str | None:
+        """A stored value (e.g. ``pull.cursor``)."""
+        with self._tx() as cur:
+            self._exec(cur, "SELECT value FROM kv WHERE name = ?", (key,))
+            row = cur.fetchone()
+        return None if row is None else str(row[0])
+
+    def set_value(self, key: str, value: str) -> None:
+        """Store a value."""
+        with self._tx() as cur:
+            self._exec(
+                cur,
+                self.dialect.upsert("kv", ("name", "value", "updated_at"), ("name",)),
+                (key, value, self._now()),
+            )
+
+    # -- run lock --------------------------------------------------------------------------
+    def acquire_lock(self, name: str, holder: str, now: datetime, ttl_seconds: float) -> bool:
+        """Take the lease ``name`` if free or expired; True if ``holder`` now holds it."""
+        stamp = to_db_time(now)
+        expires = to_db_time(now + timedelta(seconds=ttl_seconds))
+        with self._tx() as cur:
+            taken = self._exec(
+                cur,
+                "UPDATE locks SET holder = ?, acquired_at = ?, expires_at = ? "
+                "WHERE name = ? AND (expires_at < ? OR holder = ?)",
+                (holder, stamp, expires, name, stamp, holder),
+            )
+            if taken == 1:
+                return True
+            inserted = self._exec(
+                cur,
+                self.dialect.insert_ignore("locks", ("name", "holder", "acquired_at", "expires_at")),
+                (name, holder, stamp, expires),
+            )
+            return inserted == 1
+
+    def renew_lock(self, name: str, holder: str, now: datetime, ttl_seconds: float) -> bool:
+        """Extend a held lease; False if it was lost."""
+        expires = to_db_time(now + timedelta(seconds=ttl_seconds))
+        with self._tx() as cur:
+            return (
+                self._exec(
+                    cur,
+                    "UPDATE locks SET expires_at = ? WHERE name = ? AND holder = ?",
+                    (expires, name, holder),
+                )
+                == 1
+            )
+
+    def release_lock(self, name: str, holder: str) -> None:
+        """Give a lease back."""
+        with self._tx() as cur:
+            self._exec(cur, "DELETE FROM locks WHERE name = ? AND holder = ?", (name, holder))
+
+    # -- Dynamics caches -------------------------------------------------------------------
+    _ITEM_COLUMNS = ("number", "id", "display_name", "blocked", "last_modified")
+
+    def _item_rows(self, items: list[CachedItem]) -> list[tuple[Any, ...]]:
+        return [
+            (i.number, i.id, i.display_name[:255], int(i.blocked), i.last_modified[:40])
+            for i in items
+        ]
+
+    def upsert_items(self, items: list[CachedItem]) -> None:
+        """Store or refresh mirrored items."""
+        if not items:
+            return
+        statement = self._sql(self.dialect.upsert("bc_items", self._ITEM_COLUMNS, ("number",)))
+        with self._tx() as cur:
+            cur.executemany(statement, self._item_rows(items))
+
+    def replace_items(self, items: list[CachedItem]) -> None:
+        """Replace the whole item mirror (a full refresh catches deletions)."""
+        statement = self._sql(self.dialect.upsert("bc_items", self._ITEM_COLUMNS, ("number",)))
+        with self._tx() as cur:
+            self._exec(cur, "DELETE FROM bc_items")
+            if items:
+                cur.executemany(statement, self._item_rows(items))
+
+    def items_by_number(self, numbers: list[str]) -> dict[str, CachedItem]:
+        """Mirrored items for these numbers."""
+        found: dict[str, CachedItem] = {}
+        unique = list(dict.fromkeys(numbers))
+        with self._tx() as cur:
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start : start + _CHUNK]
+                self._exec(
+                    cur,
+                    "SELECT number, id, display_name, blocked, last_modified FROM bc_items "  # noqa: S608
+                    f"WHERE number IN ({', '.join('?' for _ in chunk)})",
+                    chunk,
+                )
+                for r in cur.fetchall():
+                    found[r[0]] = CachedItem(
+                        number=r[0], id=r[1], display_name=r[2], blocked=bool(r[3]),
+                        last_modified=r[4],
+                    )
+        return found
+
+    def item_count(self) -> int:
+        """Number of mirrored items."""
+        with self._tx() as cur:
+            self._exec(cur, "SELECT COUNT(*) FROM bc_items")
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def get_customer(self, email: str) -> CachedCustomer | None:
+        """The cached customer for an e-mail address (case-insensitive)."""
+        key = email.strip().lower()
+        with self._tx() as cur:
+            self._exec(cur, "SELECT email, number, id FROM bc_customers WHERE email = ?", (key,))
+            row = cur.fetchone()
+        return None if row is None else CachedCustomer(email=row[0], number=row[1], id=row[2])
+
+    def put_customer(self, customer: CachedCustomer) -> None:
+        """Cache a customer for an e-mail address."""
+        with self._tx() as cur:
+            self._exec(
+                cur,
+                self.dialect.upsert(
+                    "bc_customers", ("email", "number", "id", "updated_at"), ("email",)
+                ),
+                (customer.email.strip().lower(), customer.number, customer.id, self._now()),
+            )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
