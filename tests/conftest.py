@@ -22,10 +22,16 @@ REQUIRE_MYSQL = os.environ.get("WOO2D365_REQUIRE_MYSQL") == "1"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _isolated_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """No developer's WOO2D365_* settings or ./woo2d365.toml leak into a test."""
     for name in list(os.environ):
-        if name.startswith("WOO2D365_") and not name.startswith("WOO2D365_TEST_") and name != "WOO2D365_REQUIRE_MYSQL":
+        if (
+            name.startswith("WOO2D365_")
+            and not name.startswith("WOO2D365_TEST_")
+            and name != "WOO2D365_REQUIRE_MYSQL"
+        ):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("MSAL_FORCE_REGION", raising=False)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))

@@ -36,7 +36,7 @@ class LineKind(StrEnum):
 
 @dataclass(frozen=True)
 class Address:
-    """A postal address with contact data, as given by the shop (empty strings for missing values)."""
+    """A postal address with contact data as the shop gave it ("" for missing values)."""
 
     first_name: str = ""
     last_name: str = ""

@@ -188,7 +188,7 @@ def resolve_config_path(explicit: str | os.PathLike[str] | None) -> tuple[Path, 
 
 
 def load_settings(config: str | os.PathLike[str] | None = None) -> LoadedSettings:
-    """Load settings from the TOML file and the environment; raise :class:`ConfigError` on problems."""
+    """Load settings from the TOML file and the environment; :class:`ConfigError` on problems."""
     path, named = resolve_config_path(config)
     data: dict[str, Any] = {}
     source = path.name if path.exists() or named else "defaults"

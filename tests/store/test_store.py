@@ -69,12 +69,17 @@ def test_state_transitions_respect_the_expected_source_state(store: SqlStore) ->
     record = store.get_order(1)
     assert record is not None
     assert (record.state, record.claimed_by, record.attempts) == (OrderState.PUSHING, "worker-a", 1)
-    store.mark_pushed(1, d365_id="guid-1", d365_number="S-ORD101001", external_number="WC-1", now=T0)
+    store.mark_pushed(
+        1, d365_id="guid-1", d365_number="S-ORD101001", external_number="WC-1", now=T0
+    )
     record = store.get_order(1)
     assert record is not None
     assert record.state is OrderState.PUSHED
     assert (record.d365_number, record.claimed_by, record.write_back_pending) == (
-        "S-ORD101001", None, True)
+        "S-ORD101001",
+        None,
+        True,
+    )
     assert store.write_back_pending_ids() == [1]
     store.set_write_back_done(1)
     assert store.write_back_pending_ids() == []
@@ -100,7 +105,8 @@ def test_in_doubt_orders_are_those_claimed_before_the_timeout(store: SqlStore) -
     assert store.in_doubt_ids(cutoff) == [1]
     assert store.claim_in_doubt(1, "rescuer", T0 + timedelta(minutes=11), cutoff)
     assert not store.claim_in_doubt(1, "other", T0 + timedelta(minutes=11), cutoff), (
-        "a rescued claim is fresh again")
+        "a rescued claim is fresh again"
+    )
     assert not store.claim_in_doubt(2, "rescuer", T0 + timedelta(minutes=11), cutoff)
 
 
@@ -145,7 +151,8 @@ def test_sku_map_upserts_report_added_updated_unchanged(store: SqlStore) -> None
     assert (mapping.item_number, mapping.note, mapping.updated_by) == ("1001", "moved", "bob")
     outcomes = store.map_skus(
         [("A", "1", ""), ("B", "2", ""), ("WIDGET-001", "1001", "moved"), ("A", "9", "")],
-        "carol", T0,
+        "carol",
+        T0,
     )
     assert outcomes == ["added", "added", "unchanged", "updated"]
     assert [m.sku for m in store.sku_mappings()] == ["A", "B", "WIDGET-001"]
@@ -184,11 +191,13 @@ def test_the_run_lock_refuses_a_second_holder_until_the_lease_expires(store: Sql
     assert store.acquire_lock("sync", "a", T0, ttl_seconds=60)
     assert not store.acquire_lock("sync", "b", T0 + timedelta(seconds=30), ttl_seconds=60)
     assert store.acquire_lock("sync", "a", T0 + timedelta(seconds=30), ttl_seconds=60), (
-        "the holder may re-acquire")
+        "the holder may re-acquire"
+    )
     assert store.renew_lock("sync", "a", T0 + timedelta(seconds=50), ttl_seconds=60)
     assert not store.acquire_lock("sync", "b", T0 + timedelta(seconds=100), ttl_seconds=60)
     assert store.acquire_lock("sync", "b", T0 + timedelta(seconds=111), ttl_seconds=60), (
-        "an expired lease is taken over")
+        "an expired lease is taken over"
+    )
     assert not store.renew_lock("sync", "a", T0 + timedelta(seconds=112), ttl_seconds=60)
     store.release_lock("sync", "a")  # not the holder: no effect
     assert not store.acquire_lock("sync", "c", T0 + timedelta(seconds=113), ttl_seconds=60)
@@ -197,8 +206,12 @@ def test_the_run_lock_refuses_a_second_holder_until_the_lease_expires(store: Sql
 
 
 def test_item_and_customer_caches(store: SqlStore) -> None:
-    store.upsert_items([CachedItem("1000", "g1", "Widget", False, "2026-01-01T00:00:00Z"),
-                        CachedItem("1001", "g2", "Blocked", True)])
+    store.upsert_items(
+        [
+            CachedItem("1000", "g1", "Widget", False, "2026-01-01T00:00:00Z"),
+            CachedItem("1001", "g2", "Blocked", True),
+        ]
+    )
     store.upsert_items([CachedItem("1000", "g1", "Widget v2", False)])
     found = store.items_by_number(["1000", "1001", "nope"])
     assert set(found) == {"1000", "1001"}
@@ -207,7 +220,8 @@ def test_item_and_customer_caches(store: SqlStore) -> None:
     assert store.item_count() == 1
     store.put_customer(CachedCustomer("Erika@Example.com", "C00010", "cg1"))
     assert store.get_customer("erika@example.COM") == CachedCustomer(
-        "erika@example.com", "C00010", "cg1")
+        "erika@example.com", "C00010", "cg1"
+    )
 
 
 def _claim_worker(url: str, worker: str, ids: list[int], results: multiprocessing.Queue) -> None:
@@ -232,8 +246,9 @@ def test_concurrent_processes_never_claim_the_same_order(state_url: str) -> None
     store.close()
     ctx = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue = ctx.Queue()
-    procs = [ctx.Process(target=_claim_worker, args=(state_url, f"w{i}", ids, results))
-             for i in range(4)]
+    procs = [
+        ctx.Process(target=_claim_worker, args=(state_url, f"w{i}", ids, results)) for i in range(4)
+    ]
     for p in procs:
         p.start()
     won = [results.get(timeout=60) for _ in procs]

@@ -178,10 +178,12 @@ class StateStore(Protocol):
         ...
 
     def claim(self, woo_id: int, claimer: str, now: datetime) -> bool:
-        """``ready`` → ``pushing`` for this claimer, counting an attempt. True if this caller owns it."""
+        """``ready`` → ``pushing`` for this claimer, counting an attempt. True if it owns it now."""
         ...
 
-    def claim_in_doubt(self, woo_id: int, claimer: str, now: datetime, older_than: datetime) -> bool:
+    def claim_in_doubt(
+        self, woo_id: int, claimer: str, now: datetime, older_than: datetime
+    ) -> bool:
         """Take over a ``pushing`` order whose claim is older than ``older_than``."""
         ...
 
@@ -237,7 +239,9 @@ class StateStore(Protocol):
         ...
 
     # -- SKU map ---------------------------------------------------------------------------
-    def map_sku(self, sku: str, item_number: str, note: str, by: str, now: datetime) -> UpsertOutcome:
+    def map_sku(
+        self, sku: str, item_number: str, note: str, by: str, now: datetime
+    ) -> UpsertOutcome:
         """Add or update one mapping."""
         ...
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 import pymysql
@@ -53,7 +53,7 @@ class MysqlDialect(Dialect):
 
     name = "mysql"
     paramstyle_format = True
-    ddl_types = {
+    ddl_types: ClassVar[dict[str, str]] = {
         "id": "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY",
         "ts": "DATETIME(6)",
         "longtext": "LONGTEXT",
@@ -124,7 +124,7 @@ class MysqlDialect(Dialect):
         )
 
     def index_exists(self, cursor: Any, index: Index) -> bool:
-        """Look the index up in ``information_schema`` (MySQL 8 has no CREATE INDEX IF NOT EXISTS)."""
+        """Look the index up (MySQL 8 has no CREATE INDEX IF NOT EXISTS)."""
         cursor.execute(
             "SELECT 1 FROM information_schema.statistics WHERE table_schema = DATABASE() "
             "AND table_name = %s AND index_name = %s LIMIT 1",

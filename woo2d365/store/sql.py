@@ -7,6 +7,7 @@ One connection per store, guarded by a lock, so worker threads of one process ca
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from abc import ABC, abstractmethod
@@ -51,9 +52,7 @@ def from_db_time(value: Any) -> datetime:
     """A stored timestamp (text from SQLite, datetime from MySQL) → aware UTC datetime."""
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC)
-    text = str(value)
-    parsed = datetime.strptime(text, _TS_FORMAT) if "." in text else datetime.fromisoformat(text)
-    return parsed.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
 
 
 def _opt_time(value: Any) -> datetime | None:
@@ -158,10 +157,9 @@ class SqlStore:
     def _discard(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            # A broken connection may fail to close; it is gone anyway.
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is gone anyway
-                pass
 
     def _exec(self, cur: Any, statement: str, params: Sequence[Any] = ()) -> int:
         cur.execute(self._sql(statement), tuple(params))
@@ -249,7 +247,7 @@ class SqlStore:
 
     def _select_order(self, cur: Any, woo_id: int, *, with_raw: bool) -> OrderRecord | None:
         columns = _ORDER_COLUMNS + (", raw_json" if with_raw else "")
-        self._exec(cur, f"SELECT {columns} FROM orders WHERE woo_id = ?", (woo_id,))  # noqa: S608
+        self._exec(cur, f"SELECT {columns} FROM orders WHERE woo_id = ?", (woo_id,))
         row = cur.fetchone()
         if row is None:
             return None
@@ -269,17 +267,37 @@ class SqlStore:
                             cur,
                             "INSERT INTO orders (woo_id, number, state, shop_status, "
                             "shop_modified_at, attempts, currency, total, created_at, updated_at, "
-                            "write_back_pending, raw_json) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, 0, ?)",
-                            (order.woo_id, order.number, OrderState.NEW.value, order.shop_status,
-                             modified, order.currency, order.total, now, now, raw),
+                            "write_back_pending, raw_json) "
+                            "VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, 0, ?)",
+                            (
+                                order.woo_id,
+                                order.number,
+                                OrderState.NEW.value,
+                                order.shop_status,
+                                modified,
+                                order.currency,
+                                order.total,
+                                now,
+                                now,
+                                raw,
+                            ),
                         )
                     else:
                         self._exec(
                             cur,
                             "UPDATE orders SET number = ?, shop_status = ?, shop_modified_at = ?, "
-                            "currency = ?, total = ?, updated_at = ?, raw_json = ? WHERE woo_id = ?",
-                            (order.number, order.shop_status, modified, order.currency,
-                             order.total, now, raw, order.woo_id),
+                            "currency = ?, total = ?, updated_at = ?, raw_json = ? "
+                            "WHERE woo_id = ?",
+                            (
+                                order.number,
+                                order.shop_status,
+                                modified,
+                                order.currency,
+                                order.total,
+                                now,
+                                raw,
+                                order.woo_id,
+                            ),
                         )
                     return before
             except self.dialect.integrity_errors:
@@ -321,7 +339,7 @@ class SqlStore:
                 return []
             where.append(f"woo_id IN ({', '.join('?' for _ in woo_ids)})")
             params.extend(woo_ids)
-        sql = f"SELECT {columns} FROM orders"  # noqa: S608 - columns and placeholders only
+        sql = f"SELECT {columns} FROM orders"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY updated_at DESC, woo_id DESC"
@@ -361,7 +379,7 @@ class SqlStore:
             for state in WAITING_STATES:
                 self._exec(
                     cur,
-                    f"SELECT {_ORDER_COLUMNS} FROM orders WHERE state = ? "  # noqa: S608
+                    f"SELECT {_ORDER_COLUMNS} FROM orders WHERE state = ? "
                     "ORDER BY updated_at, woo_id LIMIT 1",
                     (state.value,),
                 )
@@ -388,7 +406,7 @@ class SqlStore:
             sets += ", claimed_by = NULL, claimed_at = NULL"
         if reset_attempts:
             sets += ", attempts = 0"
-        sql = f"UPDATE orders SET {sets} WHERE woo_id = ?"  # noqa: S608
+        sql = f"UPDATE orders SET {sets} WHERE woo_id = ?"
         params.append(woo_id)
         if expect:
             sql += f" AND state IN ({', '.join('?' for _ in expect)})"
@@ -444,8 +462,15 @@ class SqlStore:
                 "UPDATE orders SET state = ?, d365_id = ?, d365_number = ?, external_number = ?, "
                 "pushed_at = ?, updated_at = ?, reason = NULL, claimed_by = NULL, "
                 "claimed_at = NULL, write_back_pending = 1 WHERE woo_id = ?",
-                (OrderState.PUSHED.value, d365_id, d365_number, external_number, stamp, stamp,
-                 woo_id),
+                (
+                    OrderState.PUSHED.value,
+                    d365_id,
+                    d365_number,
+                    external_number,
+                    stamp,
+                    stamp,
+                    woo_id,
+                ),
             )
 
     def set_write_back_done(self, woo_id: int) -> None:
@@ -487,14 +512,15 @@ class SqlStore:
         with self._tx() as cur:
             self._exec(
                 cur,
-                "SELECT at, step, level, message, woo_id, run_id FROM events "  # noqa: S608
+                "SELECT at, step, level, message, woo_id, run_id FROM events "
                 f"WHERE {column} = ? ORDER BY id",
                 (value,),
             )
             rows = cur.fetchall()
         return [
-            Event(at=from_db_time(r[0]), step=r[1], level=r[2], message=r[3],
-                  woo_id=r[4], run_id=r[5])
+            Event(
+                at=from_db_time(r[0]), step=r[1], level=r[2], message=r[3], woo_id=r[4], run_id=r[5]
+            )
             for r in rows
         ]
 
@@ -551,7 +577,9 @@ class SqlStore:
     # -- SKU map ---------------------------------------------------------------------------
     _SKU_COLUMNS = ("sku", "item_number", "note", "updated_by", "created_at", "updated_at")
 
-    def map_sku(self, sku: str, item_number: str, note: str, by: str, now: datetime) -> UpsertOutcome:
+    def map_sku(
+        self, sku: str, item_number: str, note: str, by: str, now: datetime
+    ) -> UpsertOutcome:
         """Add or update one mapping."""
         return self.map_skus([(sku, item_number, note)], by, now)[0]
 
@@ -568,7 +596,7 @@ class SqlStore:
                 chunk = skus[start : start + _CHUNK]
                 self._exec(
                     cur,
-                    "SELECT sku, item_number, note FROM sku_map "  # noqa: S608
+                    "SELECT sku, item_number, note FROM sku_map "
                     f"WHERE sku IN ({', '.join('?' for _ in chunk)})",
                     chunk,
                 )
@@ -583,9 +611,7 @@ class SqlStore:
                 existing[sku] = (item, note)
                 changed[sku] = (sku, item, note, by[:128], stamp, stamp)
             if changed:
-                statement = self._sql(
-                    self.dialect.upsert("sku_map", self._SKU_COLUMNS, ("sku",))
-                )
+                statement = self._sql(self.dialect.upsert("sku_map", self._SKU_COLUMNS, ("sku",)))
                 cur.executemany(statement, list(changed.values()))
         return outcomes
 
@@ -616,8 +642,13 @@ class SqlStore:
                     rows.extend(cur.fetchall())
                 rows.sort(key=lambda r: r[0])
         return [
-            SkuMapping(sku=r[0], item_number=r[1], note=r[2], updated_by=r[3],
-                       updated_at=from_db_time(r[4]))
+            SkuMapping(
+                sku=r[0],
+                item_number=r[1],
+                note=r[2],
+                updated_by=r[3],
+                updated_at=from_db_time(r[4]),
+            )
             for r in rows
         ]
 
@@ -678,7 +709,9 @@ class SqlStore:
                 return True
             inserted = self._exec(
                 cur,
-                self.dialect.insert_ignore("locks", ("name", "holder", "acquired_at", "expires_at")),
+                self.dialect.insert_ignore(
+                    "locks", ("name", "holder", "acquired_at", "expires_at")
+                ),
                 (name, holder, stamp, expires),
             )
             return inserted == 1
@@ -735,13 +768,16 @@ class SqlStore:
                 chunk = unique[start : start + _CHUNK]
                 self._exec(
                     cur,
-                    "SELECT number, id, display_name, blocked, last_modified FROM bc_items "  # noqa: S608
+                    "SELECT number, id, display_name, blocked, last_modified FROM bc_items "
                     f"WHERE number IN ({', '.join('?' for _ in chunk)})",
                     chunk,
                 )
                 for r in cur.fetchall():
                     found[r[0]] = CachedItem(
-                        number=r[0], id=r[1], display_name=r[2], blocked=bool(r[3]),
+                        number=r[0],
+                        id=r[1],
+                        display_name=r[2],
+                        blocked=bool(r[3]),
                         last_modified=r[4],
                     )
         return found

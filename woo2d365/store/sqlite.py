@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from woo2d365.store.migrations import Index
 from woo2d365.store.sql import Dialect
@@ -16,8 +16,12 @@ class SqliteDialect(Dialect):
 
     name = "sqlite"
     paramstyle_format = False
-    ddl_types = {"id": "INTEGER PRIMARY KEY AUTOINCREMENT", "ts": "TEXT", "longtext": "TEXT",
-                 "opts": ""}
+    ddl_types: ClassVar[dict[str, str]] = {
+        "id": "INTEGER PRIMARY KEY AUTOINCREMENT",
+        "ts": "TEXT",
+        "longtext": "TEXT",
+        "opts": "",
+    }
     unavailable_errors: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
     integrity_errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
 
@@ -64,8 +68,9 @@ class SqliteDialect(Dialect):
 
     def index_exists(self, cursor: Any, index: Index) -> bool:
         """Look the index up in ``sqlite_master``."""
-        cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
-                       (index.name,))
+        cursor.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (index.name,)
+        )
         return cursor.fetchone() is not None
 
     def table_exists(self, cursor: Any, table: str) -> bool:

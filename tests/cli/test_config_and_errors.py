@@ -1,0 +1,127 @@
+"""Configuration and errors: one readable line and the contract's exit code, never a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import RunCli
+from woo2d365.settings import load_settings
+
+
+def test_without_any_config_the_embedded_sqlite_store_is_used(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    result = run_cli("status", "--json", config=None)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["counts"]["new"] == 0
+    assert Path("woo2d365.db").exists(), "the default store is ./woo2d365.db"
+
+
+def test_an_invalid_value_names_the_key_and_the_file(run_cli: RunCli, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[woocommerce]\npage_size = 500\n", encoding="utf-8")
+    result = run_cli("status", config=bad)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "woo2d365: error: woocommerce.page_size: "
+        "Input should be less than or equal to 100 (bad.toml)"
+    )
+
+
+def test_an_unknown_key_is_reported(run_cli: RunCli, tmp_path: Path) -> None:
+    bad = tmp_path / "typo.toml"
+    bad.write_text("[dynamics]\nclient_secrte = 'x'\n", encoding="utf-8")
+    result = run_cli("status", config=bad)
+    assert result.exit_code == 2
+    assert "dynamics.client_secrte is not a known setting (typo.toml)" in result.stderr
+
+
+def test_broken_toml_and_a_missing_file_are_one_line(run_cli: RunCli, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[state\nurl=", encoding="utf-8")
+    for config in (broken, tmp_path / "missing.toml"):
+        result = run_cli("status", config=config)
+        assert result.exit_code == 2
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in result.stderr
+
+
+def test_environment_overrides_the_file(
+    run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[orders]\ndocument_prefix = "FILE-"\n', encoding="utf-8")
+    monkeypatch.setenv("WOO2D365_ORDERS__DOCUMENT_PREFIX", "ENV-")
+    assert load_settings(config).settings.orders.document_prefix == "ENV-"
+    monkeypatch.setenv("WOO2D365_ORDERS__MAX_ATTEMPTS", "zero")
+    result = run_cli("status", config=config)
+    assert result.exit_code == 2
+    assert (
+        "orders.max_attempts" in result.stderr and "WOO2D365_ORDERS__MAX_ATTEMPTS" in result.stderr
+    )
+
+
+def test_config_is_found_through_the_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "via-env.toml"
+    config.write_text('[orders]\ndocument_prefix = "ENVFILE-"\n', encoding="utf-8")
+    monkeypatch.setenv("WOO2D365_CONFIG", str(config))
+    loaded = load_settings(None)
+    assert loaded.settings.orders.document_prefix == "ENVFILE-"
+    assert loaded.source == "via-env.toml"
+
+
+def test_a_required_setting_names_key_and_file(tmp_path: Path) -> None:
+    from woo2d365.errors import ConfigError
+
+    config = tmp_path / "woo2d365.toml"
+    config.write_text('[dynamics]\ntenant_id = "t"\n', encoding="utf-8")
+    loaded = load_settings(config)
+    with pytest.raises(ConfigError, match=r"^dynamics.client_id is required \(woo2d365.toml\)$"):
+        loaded.require("dynamics.tenant_id", "dynamics.client_id")
+
+
+def test_secrets_are_secret_strings(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[dynamics]\nclient_secret = "very-secret-value"\n', encoding="utf-8")
+    settings = load_settings(config).settings
+    assert "very-secret-value" not in repr(settings)
+    assert settings.dynamics.client_secret.get_secret_value() == "very-secret-value"
+
+
+def test_an_unknown_flag_is_one_line_and_exit_2(run_cli: RunCli) -> None:
+    result = run_cli("status", "--bogus")
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "--bogus" in result.stderr
+
+
+def test_an_unreachable_state_store_exits_3_without_the_password(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[state]\nurl = "mysql://app:hunter2-secret@127.0.0.1:1/woo"\n', encoding="utf-8"
+    )
+    result = run_cli("status", config=config)
+    assert result.exit_code == 3
+    assert "hunter2-secret" not in result.stderr + result.stdout
+    assert "cannot be reached" in result.stderr
+
+
+def test_every_command_has_help_with_an_example(run_cli: RunCli) -> None:
+    for command in (
+        ["status"],
+        ["map-sku", "add"],
+        ["map-sku", "remove"],
+        ["map-sku", "list"],
+        ["map-sku", "import"],
+        ["map-sku", "export"],
+    ):
+        result = run_cli(*command, "--help", config=None)
+        assert result.exit_code == 0
+        assert "Example: woo2d365" in result.stdout, command

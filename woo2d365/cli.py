@@ -1,0 +1,431 @@
+"""The ``woo2d365`` command line: parse, call one function of the core, render, exit code.
+
+Errors of the tool's own hierarchy become one line on stderr and the contract's exit code;
+anything else is an internal error whose traceback is shown only with ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from woo2d365 import __version__, monitoring, skumap
+from woo2d365.errors import ExitCode, Woo2D365Error
+from woo2d365.logs import LogFormat, configure_logging, redact, register_secret
+from woo2d365.pipeline.context import utc_now
+from woo2d365.settings import LoadedSettings, load_settings
+from woo2d365.store import SqlStore, open_store
+
+
+@dataclass
+class CliState:
+    """Global options, and what commands open lazily from them."""
+
+    config: str | None = None
+    verbose: bool = False
+    quiet: bool = False
+    log_format: LogFormat = "text"
+    out: Console = field(default_factory=lambda: Console(soft_wrap=True))
+    err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
+    _settings: LoadedSettings | None = None
+    _store: SqlStore | None = None
+
+    def settings(self) -> LoadedSettings:
+        """Load settings once; register their secrets for redaction."""
+        if self._settings is None:
+            self._settings = load_settings(self.config)
+            s = self._settings.settings
+            for secret in (
+                s.woocommerce.consumer_key,
+                s.woocommerce.consumer_secret,
+                s.dynamics.client_secret,
+                s.alerts.email.password,
+                s.alerts.webhook.url,
+            ):
+                register_secret(secret.get_secret_value())
+            from urllib.parse import urlsplit
+
+            register_secret(urlsplit(s.state.url.get_secret_value()).password)
+        return self._settings
+
+    def store(self) -> SqlStore:
+        """Open (and migrate) the state store once."""
+        if self._store is None:
+            self._store = open_store(self.settings().settings.state.url.get_secret_value())
+        return self._store
+
+    def close(self) -> None:
+        """Close what was opened."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def _click_class(name: str) -> type[Exception]:
+    """A click exception class, whether Typer vendors click or depends on it."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+_UsageError = _click_class("UsageError")
+
+
+class _Woo2D365Group(TyperGroup):
+    """Runs the command and turns every failure into one line and an exit code."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> NoReturn:
+        verbose = any(a in ("-v", "--verbose") for a in (args if args is not None else sys.argv))
+        try:
+            result = super().main(
+                args=args,
+                prog_name=prog_name or "woo2d365",
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+            code = result if isinstance(result, int) else 0
+        except _UsageError as exc:
+            ctx = getattr(exc, "ctx", None)
+            if type(exc).__name__.startswith("NoArgsIsHelp"):
+                typer.echo(ctx.get_help() if ctx else str(exc))
+            else:
+                hint = f" (see '{ctx.command_path} --help')" if ctx else ""
+                typer.echo(f"woo2d365: error: {exc.format_message()}{hint}", err=True)  # type: ignore[attr-defined]
+            code = ExitCode.USAGE
+        except (typer.Abort, KeyboardInterrupt):
+            typer.echo("woo2d365: interrupted", err=True)
+            code = ExitCode.INTERRUPTED
+        except Woo2D365Error as exc:
+            typer.echo(f"woo2d365: error: {redact(str(exc))}", err=True)
+            if verbose:
+                typer.echo(redact(traceback.format_exc()), err=True)
+            code = exc.exit_code
+        except Exception as exc:
+            typer.echo(
+                f"woo2d365: internal error: {type(exc).__name__}: {redact(str(exc))} "
+                "(run with --verbose for the traceback)",
+                err=True,
+            )
+            if verbose:
+                typer.echo(redact(traceback.format_exc()), err=True)
+            code = ExitCode.ATTENTION
+        sys.exit(int(code))
+
+
+app = typer.Typer(
+    cls=_Woo2D365Group,
+    help="Move WooCommerce orders into Microsoft Dynamics 365 Business Central, exactly once.",
+    epilog="Example: woo2d365 --config /etc/woo2d365.toml sync",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+map_sku_app = typer.Typer(
+    help=(
+        "Link shop SKUs to Dynamics item numbers.\n\nExample: woo2d365 map-sku add WIDGET-001 1000"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(map_sku_app, name="map-sku")
+
+
+def _state(ctx: typer.Context) -> CliState:
+    state = ctx.find_root().obj
+    assert isinstance(state, CliState)
+    return state
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"woo2d365 {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        str | None, typer.Option("--config", metavar="FILE", help="Config file (TOML).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Debug logging.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="Print only what needs attention.")
+    ] = False,
+    log_format: Annotated[
+        str, typer.Option("--log-format", metavar="text|json", help="Log line format on stderr.")
+    ] = "text",
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """Global options."""
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter("must be text or json", param_hint="--log-format")
+    state = CliState(config=config, verbose=verbose, quiet=quiet, log_format=log_format)  # type: ignore[arg-type]
+    configure_logging(verbose=verbose, quiet=quiet, log_format=state.log_format)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+# -- status ---------------------------------------------------------------------------------
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    order_id: Annotated[
+        int | None, typer.Argument(metavar="[ID]", help="A WooCommerce order id.")
+    ] = None,
+    state_filter: Annotated[
+        str | None, typer.Option("--state", metavar="STATE", help="Only orders in this state.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", metavar="N", help="At most N orders.")
+    ] = None,
+) -> None:
+    """Show counts per state, the last sync and the orders; or one order with its events.
+
+    Example: woo2d365 status --state held
+    """
+    state = _state(ctx)
+    wanted = monitoring.parse_state(state_filter)
+    store = state.store()
+    if order_id is not None:
+        order = store.get_order(order_id)
+        if order is None:
+            raise _usage(f"order {order_id} is not in the state store")
+        events = store.events(order_id)
+        if as_json:
+            _print_json(state, monitoring.order_detail_json(order, events))
+        else:
+            _render_order(state, order, events)
+        return
+    report = monitoring.status_report(
+        store, state=wanted, limit=limit if (limit is not None or as_json) else 20
+    )
+    if as_json:
+        _print_json(state, monitoring.report_json(report))
+    else:
+        _render_status(state, report, limited=limit is None)
+
+
+def _render_status(state: CliState, report: monitoring.StatusReport, *, limited: bool) -> None:
+    out = state.out
+    counts = Table(title="Orders by state", show_edge=False)
+    for name in report.counts:
+        counts.add_column(name, justify="right")
+    counts.add_row(*(str(v) for v in report.counts.values()))
+    out.print(counts)
+    last = report.last_sync
+    if last is None:
+        out.print("Last sync: never")
+    else:
+        finished = monitoring.iso(last.finished_at) or "still running"
+        out.print(
+            f"Last sync: started {monitoring.iso(last.started_at)}, finished {finished}, "
+            f"outcome {last.outcome or '-'}"
+        )
+    waiting = report.oldest_waiting
+    if waiting is not None:
+        out.print(
+            f"Oldest waiting: order {waiting.woo_id} ({waiting.state.value}) since "
+            f"{monitoring.iso(waiting.updated_at)}"
+        )
+    if report.orders:
+        table = Table(show_edge=False)
+        for column in ("id", "number", "state", "D365", "attempts", "updated", "reason"):
+            table.add_column(column)
+        for o in report.orders:
+            table.add_row(
+                str(o.woo_id),
+                o.number,
+                o.state.value,
+                o.d365_number or "",
+                str(o.attempts),
+                monitoring.iso(o.updated_at) or "",
+                o.reason or "",
+            )
+        out.print(table)
+        total = sum(report.counts.values())
+        if limited and len(report.orders) < total:
+            out.print(f"(showing the {len(report.orders)} most recently updated; use --limit N)")
+
+
+def _render_order(state: CliState, order: Any, events: list[Any]) -> None:
+    out = state.out
+    out.print(f"Order {order.woo_id} (shop number {order.number}): {order.state.value}")
+    if order.reason:
+        out.print(f"Reason: {order.reason}")
+    if order.d365_number:
+        out.print(
+            f"Dynamics: sales order {order.d365_number} ({order.d365_id}), "
+            f"{order.external_number}, pushed {monitoring.iso(order.pushed_at)}"
+        )
+    out.print(
+        f"Attempts: {order.attempts}; shop status {order.shop_status}; total "
+        f"{order.total} {order.currency}"
+    )
+    table = Table(title="Events", show_edge=False)
+    for column in ("at", "step", "level", "message"):
+        table.add_column(column)
+    for e in events:
+        table.add_row(monitoring.iso(e.at) or "", e.step, e.level, e.message)
+    out.print(table)
+
+
+# -- map-sku --------------------------------------------------------------------------------
+
+
+@map_sku_app.command("add")
+def map_sku_add(
+    ctx: typer.Context,
+    sku: Annotated[str, typer.Argument(help="The shop SKU, exactly as in WooCommerce.")],
+    item: Annotated[str, typer.Argument(help="The Business Central item number (max 20).")],
+    note: Annotated[
+        str, typer.Option("--note", metavar="TEXT", help="Why, for the next person.")
+    ] = "",
+) -> None:
+    """Link a SKU to an item (adds or updates). Held orders are released on the next run.
+
+    Example: woo2d365 map-sku add WIDGET-001 1000 --note "blue widget"
+    """
+    state = _state(ctx)
+    outcome = skumap.add_mapping(state.store(), sku, item, note, utc_now())
+    if not state.quiet:
+        state.out.print(f"{sku} → {skumap.normalise_item_number(item)}: {outcome}")
+
+
+@map_sku_app.command("remove")
+def map_sku_remove(
+    ctx: typer.Context, sku: Annotated[str, typer.Argument(help="The shop SKU.")]
+) -> None:
+    """Remove a mapping.
+
+    Example: woo2d365 map-sku remove WIDGET-001
+    """
+    state = _state(ctx)
+    if not state.store().unmap_sku(sku):
+        raise _usage(f"SKU {sku!r} is not mapped")
+    if not state.quiet:
+        state.out.print(f"{sku}: removed")
+
+
+@map_sku_app.command("list")
+def map_sku_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    unmapped: Annotated[
+        bool, typer.Option("--unmapped", help="SKUs on held orders that have no mapping yet.")
+    ] = False,
+) -> None:
+    """List mappings, or the SKUs still holding orders.
+
+    Example: woo2d365 map-sku list --unmapped
+    """
+    state = _state(ctx)
+    store = state.store()
+    if unmapped:
+        rows = store.unmapped_skus()
+        if as_json:
+            _print_json(state, [{"sku": s, "held_orders": n} for s, n in rows])
+            return
+        table = Table(title="SKUs holding orders", show_edge=False)
+        table.add_column("sku")
+        table.add_column("held orders", justify="right")
+        table.add_column("fix")
+        for sku, count in rows:
+            table.add_row(sku, str(count), f"woo2d365 map-sku add {_shell_quote(sku)} ITEM")
+        state.out.print(table if rows else "No held order waits for a SKU mapping.")
+        return
+    mappings = store.sku_mappings()
+    if as_json:
+        _print_json(state, [skumap.mapping_as_json(m) for m in mappings])
+        return
+    table = Table(title=f"SKU map ({len(mappings)})", show_edge=False)
+    for column in ("sku", "item", "note", "by", "updated"):
+        table.add_column(column)
+    for m in mappings:
+        table.add_row(
+            m.sku, m.item_number, m.note, m.updated_by, monitoring.iso(m.updated_at) or ""
+        )
+    state.out.print(table)
+
+
+@map_sku_app.command("import")
+def map_sku_import(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(metavar="FILE.csv", help="CSV: sku,item_number[,note]")],
+) -> None:
+    """Import mappings from CSV; bad lines are listed with their line numbers, good ones kept.
+
+    Example: woo2d365 map-sku import mappings.csv
+    """
+    state = _state(ctx)
+    report = skumap.import_csv(state.store(), file, utc_now())
+    for line, problem in report.rejected:
+        state.err.print(f"{file}:{line}: rejected: {problem}", markup=False, highlight=False)
+    state.out.print(
+        f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{len(report.rejected)} rejected"
+    )
+    if report.rejected:
+        raise typer.Exit(ExitCode.ATTENTION)
+
+
+@map_sku_app.command("export")
+def map_sku_export(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(metavar="FILE.csv", help="Where to write the CSV.")],
+) -> None:
+    """Export every mapping as CSV (the format import reads).
+
+    Example: woo2d365 map-sku export mappings.csv
+    """
+    state = _state(ctx)
+    count = skumap.export_csv(state.store(), file)
+    if not state.quiet:
+        state.out.print(f"{count} mappings written to {file}")
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _print_json(state: CliState, data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def _usage(message: str) -> Woo2D365Error:
+    from woo2d365.errors import UsageError
+
+    return UsageError(message)
+
+
+def _shell_quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
