@@ -277,3 +277,14 @@ def test_an_unreachable_mysql_server_is_reported_without_the_password() -> None:
         open_store("mysql://app:s3cr3t-pw@127.0.0.1:1/woo2d365")
     assert "s3cr3t-pw" not in str(caught.value)
     assert "127.0.0.1:1" in str(caught.value)
+
+
+def test_alert_conditions_are_remembered_updated_and_forgotten(store: SqlStore) -> None:
+    from woo2d365.store.base import AlertRecord
+
+    held = AlertRecord("held:7", "held", "SKU X", True, T0, None)
+    down = AlertRecord("unreachable:shop", "unreachable", "shop down", True, T0, T0)
+    store.save_alert_records([held, down], [])
+    sent = AlertRecord("held:7", "held", "SKU X and Y", True, T0, T0 + timedelta(minutes=5))
+    store.save_alert_records([sent], ["unreachable:shop"])
+    assert store.alert_records() == [sent]

@@ -109,6 +109,18 @@ class CachedCustomer:
     id: str
 
 
+@dataclass(frozen=True)
+class AlertRecord:
+    """An alert condition as last seen: for de-duplication and recovery messages."""
+
+    key: str  # e.g. "held:1234", "unreachable:shop"
+    kind: str  # held | failed | unreachable | changed | mismatch | ...
+    message: str
+    active: bool
+    first_seen: datetime
+    last_sent: datetime | None
+
+
 class StateStore(Protocol):
     """What the pipeline and the CLI need from persistent state."""
 
@@ -316,4 +328,13 @@ class StateStore(Protocol):
 
     def put_customer(self, customer: CachedCustomer) -> None:
         """Cache a customer for an e-mail address."""
+        ...
+
+    # -- alerts ----------------------------------------------------------------------------
+    def alert_records(self) -> list[AlertRecord]:
+        """Every remembered alert condition."""
+        ...
+
+    def save_alert_records(self, upsert: list[AlertRecord], delete: list[str]) -> None:
+        """Store changed alert conditions and forget others, in one transaction."""
         ...

@@ -127,4 +127,21 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        version=2,
+        description="alert conditions: what was sent when, for de-duplication and recovery",
+        tables=(
+            """CREATE TABLE IF NOT EXISTS alerts (
+                alert_key VARCHAR(191) NOT NULL PRIMARY KEY,
+                kind VARCHAR(32) NOT NULL,
+                message TEXT NOT NULL,
+                active INTEGER NOT NULL,
+                first_seen {ts} NOT NULL,
+                last_sent {ts} NULL
+            ) {opts}""",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
