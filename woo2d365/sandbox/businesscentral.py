@@ -1,0 +1,1406 @@
+"""A strict Business Central API v2.0 emulator with its own identity provider, over real HTTPS.
+
+One ``ThreadingHTTPServer`` on 127.0.0.1 serves both:
+
+* the Entra ID (Azure AD) endpoints msal needs: ``{authority}/{tenant}/v2.0/.well-known/
+  openid-configuration`` and ``{authority}/{tenant}/oauth2/v2.0/token`` (client credentials);
+* the API under ``/v2.0/{tenant}/{environment}/api/v2.0`` (and the tenant-less form).
+
+It follows ``reference/dynamics-365.md`` strictly: bearer tokens it issued and has not revoked,
+BC's error bodies and codes, OData query rules, the API pages' validation order and messages,
+atomic deep inserts, BC-style VAT rounding, 5 concurrent requests per app (more wait in a queue)
+and a sliding-window rate limit answered with 429 + ``Retry-After``. Faults can be injected:
+error answers, dropped connections, and a POST that commits but never answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import math
+import secrets
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from woo2d365.sandbox import bc_model as m
+from woo2d365.sandbox.bc_odata import (
+    Filter,
+    ODataError,
+    QueryOptions,
+    Schema,
+    decode_skiptoken,
+    encode_skiptoken,
+    parse_expand,
+    parse_filter,
+    parse_max_page_size,
+    parse_non_negative_int,
+    parse_orderby,
+    parse_query,
+    parse_select,
+    query_syntax_error,
+    rows_after,
+    sort_rows,
+)
+from woo2d365.sandbox.tls import SandboxCA
+
+BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
+BC_RESOURCE = "https://api.businesscentral.dynamics.com"
+MAX_QUEUED_PER_APP = 95  # reference 4.3: max request queue per user
+QUEUE_TIMEOUT_SECONDS = 480.0  # reference 4.3: 503 after 8 minutes queued
+_DEFAULT_COUNTRIES = ("NL", "DE", "BE", "FR", "AT", "GB", "US", "ES", "IT", "DK", "SE", "PL", "CH")
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One API request as the emulator saw it (never the token). ``status`` 0 = no answer."""
+
+    method: str
+    path: str
+    query: str
+    status: int
+    at: float
+
+
+@dataclass
+class _Fault:
+    kind: str  # "fail" | "drop" | "drop_after_commit"
+    remaining: int
+    method: str | None
+    path_contains: str
+    status: int = 503
+    code: str = ""
+    message: str = ""
+    retry_after: int | None = None
+
+    def matches(self, method: str, target: str) -> bool:
+        return (
+            self.remaining > 0
+            and (self.method is None or self.method.upper() == method)
+            and self.path_contains in target
+        )
+
+
+@dataclass
+class _Token:
+    client_id: str
+    tenant: str
+    expires_at: float  # time.monotonic()
+
+
+@dataclass
+class _AppLimits:
+    in_flight: int = 0
+    waiting: int = 0
+    window: deque[float] = field(default_factory=deque)
+
+
+class _Dropped(Exception):
+    """Close the connection without an answer."""
+
+
+@dataclass(frozen=True)
+class _EntitySet:
+    name: str
+    entity: str  # OData entity type name (Microsoft.NAV.<entity>)
+    schema: Schema
+    default_order: str
+    table: str  # BC table caption for "does not exist" messages
+
+
+_SETS: dict[str, _EntitySet] = {
+    "companies": _EntitySet("companies", "company", m.COMPANY_SCHEMA, "name", "Company"),
+    "items": _EntitySet("items", "item", m.ITEM_SCHEMA, "number", "Item"),
+    "customers": _EntitySet("customers", "customer", m.CUSTOMER_SCHEMA, "number", "Customer"),
+    "salesOrders": _EntitySet(
+        "salesOrders", "salesOrder", m.ORDER_SCHEMA, "number", "Sales Order Entity Buffer"
+    ),
+    "salesOrderLines": _EntitySet(
+        "salesOrderLines",
+        "salesOrderLine",
+        m.LINE_SCHEMA,
+        "sequence",
+        "Sales Invoice Line Aggregate",
+    ),
+    "accounts": _EntitySet("accounts", "account", m.ACCOUNT_SCHEMA, "number", "G/L Account"),
+    "countriesRegions": _EntitySet(
+        "countriesRegions", "countryRegion", m.COUNTRY_SCHEMA, "code", "Country/Region"
+    ),
+}
+# Entity sets BC has that this emulator does not serve: a 501, so nobody mistakes it for BC.
+_UNSERVED_SETS = frozenset(
+    {
+        "salesInvoices",
+        "salesQuotes",
+        "salesCreditMemos",
+        "vendors",
+        "purchaseInvoices",
+        "currencies",
+        "paymentTerms",
+        "paymentMethods",
+        "shipmentMethods",
+        "itemCategories",
+        "unitsOfMeasure",
+        "dimensions",
+        "dimensionValues",
+        "employees",
+        "journals",
+        "taxGroups",
+        "taxAreas",
+        "generalLedgerEntries",
+        "contacts",
+        "locations",
+        "itemVariants",
+        "salesShipments",
+        "customerPaymentJournals",
+        "projects",
+        "bankAccounts",
+        "timeRegistrationEntries",
+    }
+)
+
+
+def _correlation(message: str) -> str:
+    text = message.rstrip()
+    return f"{text}  CorrelationId:  {m.new_guid()}."
+
+
+def _error_document(error: ODataError) -> dict[str, Any]:
+    return {"error": {"code": error.code, "message": _correlation(error.message)}}
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate property {key}")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid JSON constant {name}")
+
+
+class _TLSServer(ThreadingHTTPServer):
+    """Accepts plain TCP, then does the TLS handshake in the connection's own thread."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, emulator: BusinessCentralEmulator, context: ssl.SSLContext) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.emulator = emulator
+        self.context = context
+        self.open_connections: set[ssl.SSLSocket] = set()
+        self.connections_lock = threading.Lock()
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        try:
+            # Headers and body must not wait for a delayed ACK (Nagle): 40 ms per request.
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            request.settimeout(10)
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            return
+        with self.connections_lock:
+            self.open_connections.add(tls)
+        try:
+            _Handler(tls, client_address, self)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            with self.connections_lock:
+                self.open_connections.discard(tls)
+            with contextlib.suppress(OSError):
+                tls.close()
+
+    def shutdown_request(self, request: Any) -> None:
+        with contextlib.suppress(OSError):
+            request.close()
+
+    def close_all_connections(self) -> None:
+        with self.connections_lock:
+            connections = list(self.open_connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # idle keep-alive connections are closed after this
+    wbufsize = 1 << 16  # one write per response (flushed after each request)
+    server: _TLSServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def _dispatch(self) -> None:
+        self.server.emulator._handle(self)
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
+
+
+class BusinessCentralEmulator:
+    """Business Central online (API v2.0) and its Entra ID token endpoint, on 127.0.0.1 over TLS.
+
+    Use as a context manager or call :meth:`start` / :meth:`stop`. Point the tool's
+    ``dynamics.api_url`` at :attr:`url` and ``dynamics.authority_host`` at
+    :attr:`authority_host`, with the CA bundle ``ca.ca_path`` trusted.
+    """
+
+    def __init__(
+        self,
+        *,
+        ca: SandboxCA,
+        tenant_id: str = "00000000-0000-0000-0000-00000000abcd",
+        client_id: str = "sandbox-client",
+        client_secret: str = "sandbox-secret",
+        environment: str = "production",
+        companies: Sequence[str] = ("CRONUS NL",),
+        latency: float = 0.0,
+        rate_limit: int = 6000,
+        rate_window_seconds: float = 300.0,
+        max_concurrent: int = 5,
+        token_lifetime_seconds: int = 3600,
+        countries: Iterable[str] = _DEFAULT_COUNTRIES,
+    ) -> None:
+        if not companies:
+            raise ValueError("at least one company is needed")
+        self.ca = ca
+        self.tenant_id = tenant_id
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.environment = environment
+        self.latency = latency
+        self.rate_limit = rate_limit
+        self.rate_window_seconds = rate_window_seconds
+        self.max_concurrent = max_concurrent
+        self.token_lifetime_seconds = token_lifetime_seconds
+        self.scope = BC_SCOPE
+        self.requests: list[RecordedRequest] = []
+        self.token_requests = 0
+        self.max_in_flight_seen = 0
+        self._lock = threading.RLock()
+        self._slots = threading.Condition(self._lock)
+        self._tokens: dict[str, _Token] = {}
+        self._apps: dict[str, _AppLimits] = {}
+        self._faults: list[_Fault] = []
+        self._companies: dict[str, m.Company] = {}
+        created = m.now_ms()
+        country_codes = [c.upper() for c in countries]
+        for name in companies:
+            company = m.Company(id=m.new_guid(), name=name, created=created)
+            for code in m.UNITS_OF_MEASURE:
+                company.units[code] = m.new_guid()
+            for code in m.CURRENCY_ROUNDING:
+                company.currencies[code] = m.new_guid()
+            for rate in (Decimal("21"), Decimal("9"), Decimal("0")):
+                company.vat_group_for(rate)
+            for code in country_codes:
+                m.make_country(company, code)
+            self._companies[company.id] = company
+        self._server: _TLSServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle and URLs
+    def start(self) -> BusinessCentralEmulator:
+        """Bind a free port and serve in a daemon thread."""
+        if self._server is not None:
+            return self
+        self._server = _TLSServer(self, self.ca.server_context())
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="bc-emulator",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close every open connection."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.close_all_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> BusinessCentralEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``https://127.0.0.1:PORT``, the tool's ``dynamics.api_url``."""
+        if self._server is None:
+            raise RuntimeError("the emulator is not started")
+        return f"https://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def authority_host(self) -> str:
+        """The same server, as the tool's ``dynamics.authority_host``."""
+        return self.url
+
+    def api_base(self) -> str:
+        """``{url}/v2.0/{tenant}/{environment}/api/v2.0``."""
+        return f"{self.url}/v2.0/{self.tenant_id}/{self.environment}/api/v2.0"
+
+    # ------------------------------------------------------------------ data helpers
+    def _company(self, name: str | None) -> m.Company:
+        if name is None:
+            return next(iter(self._companies.values()))
+        for company in self._companies.values():
+            if company.name == name or company.id == name:
+                return company
+        raise KeyError(f"no company {name!r}")
+
+    def company_id(self, name: str | None = None) -> str:
+        """The GUID of a company (the first one by default)."""
+        with self._lock:
+            return self._company(name).id
+
+    def add_item(
+        self,
+        number: str,
+        display_name: str = "",
+        *,
+        blocked: bool = False,
+        unit_price: Decimal = Decimal("0"),
+        vat_percent: Decimal = Decimal("21"),
+        company: str | None = None,
+    ) -> dict[str, Any]:
+        """Create an item (No. is Code[20]: upper-cased) and return it as the API shows it."""
+        with self._lock:
+            item = m.make_item(
+                self._company(company),
+                number,
+                display_name,
+                blocked=blocked,
+                unit_price=unit_price,
+                vat_percent=vat_percent,
+            )
+            return m.render(item, m.ITEM_SCHEMA, None)
+
+    def add_account(
+        self,
+        number: str,
+        display_name: str = "",
+        *,
+        vat_percent: Decimal = Decimal("21"),
+        company: str | None = None,
+        blocked: bool = False,
+    ) -> dict[str, Any]:
+        """Create a G/L account whose lines carry ``vat_percent`` VAT."""
+        with self._lock:
+            account = m.make_account(
+                self._company(company),
+                number,
+                display_name,
+                vat_percent=vat_percent,
+                blocked=blocked,
+            )
+            return m.render(account, m.ACCOUNT_SCHEMA, None)
+
+    def add_customer(
+        self,
+        display_name: str,
+        *,
+        email: str = "",
+        number: str | None = None,
+        company: str | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Create a customer through the same rules as ``POST customers`` (API field names)."""
+        body: dict[str, Any] = {"displayName": display_name, **fields}
+        if email:
+            body["email"] = email
+        if number is not None:
+            body["number"] = number
+        with self._lock:
+            try:
+                customer = m.create_customer(self._company(company), body, ieee754=False)
+            except ODataError as error:
+                raise ValueError(f"{error.code}: {error.message}") from None
+            return m.render(customer, m.CUSTOMER_SCHEMA, None)
+
+    def set_item(self, number: str, **fields: Any) -> dict[str, Any]:
+        """Change an item's fields (API names, e.g. ``blocked=True``; ``vat_percent`` too)."""
+        with self._lock:
+            company = self._company(fields.pop("company", None))
+            item_id = company.item_by_number.get(number.strip().upper())
+            if item_id is None:
+                raise KeyError(f"no item {number!r}")
+            item = company.items[item_id]
+            for name, value in fields.items():
+                if name == "vat_percent":
+                    item["_vat"] = Decimal(value)
+                    item["_vat_group"] = company.vat_group_for(Decimal(value))
+                    continue
+                if name not in m.ITEM_SCHEMA or name in ("id", "lastModifiedDateTime"):
+                    raise KeyError(f"items have no settable field {name!r}")
+                if name == "number":
+                    raise KeyError("renaming items is not supported")
+                item[name] = Decimal(value) if m.ITEM_SCHEMA[name].type == "decimal" else value
+            m.touch(item)
+            return m.render(item, m.ITEM_SCHEMA, None)
+
+    def sales_orders(self, company: str | None = None) -> list[dict[str, Any]]:
+        """Every sales order as ``GET salesOrders?$expand=salesOrderLines`` shows it."""
+        with self._lock:
+            comp = self._company(company)
+            orders = sorted(comp.orders.values(), key=lambda o: o["number"])
+            result = []
+            for order in orders:
+                doc = m.render(order, m.ORDER_SCHEMA, None)
+                doc["salesOrderLines"] = [
+                    m.render(line, m.LINE_SCHEMA, None) for line in comp.lines.get(order["id"], [])
+                ]
+                result.append(doc)
+            return result
+
+    def customers(self, company: str | None = None) -> list[dict[str, Any]]:
+        """Every customer, by number."""
+        with self._lock:
+            comp = self._company(company)
+            return [
+                m.render(c, m.CUSTOMER_SCHEMA, None)
+                for c in sorted(comp.customers.values(), key=lambda c: c["number"])
+            ]
+
+    def items(self, company: str | None = None) -> list[dict[str, Any]]:
+        """Every item, by number."""
+        with self._lock:
+            comp = self._company(company)
+            return [
+                m.render(i, m.ITEM_SCHEMA, None)
+                for i in sorted(comp.items.values(), key=lambda i: i["number"])
+            ]
+
+    # ------------------------------------------------------------------ faults and tokens
+    def reset_requests(self) -> None:
+        """Forget recorded requests, the token request count and ``max_in_flight_seen``."""
+        with self._lock:
+            self.requests.clear()
+            self.token_requests = 0
+            self.max_in_flight_seen = 0
+
+    def fail_next(
+        self,
+        count: int = 1,
+        *,
+        status: int = 503,
+        code: str = "Internal_ServerError",
+        message: str = "The service is temporarily unavailable. Try again later.",
+        retry_after: int | None = None,
+        method: str | None = None,
+        path_contains: str = "",
+    ) -> None:
+        """Answer the next ``count`` matching API requests with this error (nothing processed)."""
+        with self._lock:
+            self._faults.append(
+                _Fault("fail", count, method, path_contains, status, code, message, retry_after)
+            )
+
+    def drop_after_commit_next(self, count: int = 1, *, path_contains: str = "salesOrders") -> None:
+        """Process the next ``count`` matching POSTs fully (commit), then close without answer."""
+        with self._lock:
+            self._faults.append(_Fault("drop_after_commit", count, "POST", path_contains))
+
+    def drop_next(
+        self, count: int = 1, *, method: str | None = None, path_contains: str = ""
+    ) -> None:
+        """Close the next ``count`` matching API connections without processing or answering."""
+        with self._lock:
+            self._faults.append(_Fault("drop", count, method, path_contains))
+
+    def revoke_tokens(self) -> None:
+        """Invalidate every issued token: the API answers 401 until a new one is fetched."""
+        with self._lock:
+            self._tokens.clear()
+
+    def _take_fault(self, kind: str, method: str, target: str) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.kind == kind and fault.matches(method, target):
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    # ------------------------------------------------------------------ HTTP plumbing
+    def _handle(self, handler: _Handler) -> None:
+        method = handler.command
+        split = urlsplit(handler.path)
+        if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self._send(handler, 411, b"", {})
+            return
+        try:
+            length = int(handler.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._send(handler, 400, b"", {})
+            return
+        body = handler.rfile.read(length) if length else b""
+        segments = split.path.split("/")
+        if (
+            len(segments) > 2
+            and segments[1] != "v2.0"
+            and (segments[2:4] == ["oauth2", "v2.0"] or segments[2] in ("v2.0", "discovery"))
+        ):
+            self._handle_idp(handler, method, split.path, body)
+            return
+        self._handle_api(handler, method, split.path, split.query, body)
+
+    def _send(
+        self, handler: _Handler, status: int, body: bytes, headers: Mapping[str, str]
+    ) -> None:
+        handler.send_response(status)
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(body)
+
+    def _record(self, method: str, path: str, query: str, status: int) -> None:
+        with self._lock:
+            self.requests.append(RecordedRequest(method, path, query, status, time.time()))
+
+    # ------------------------------------------------------------------ identity provider
+    def _aad_error(
+        self, status: int, error: str, code: int, description: str
+    ) -> tuple[int, dict[str, Any]]:
+        trace, correlation = m.new_guid(), m.new_guid()
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        return status, {
+            "error": error,
+            "error_description": f"AADSTS{code}: {description} Trace ID: {trace} Correlation ID: "
+            f"{correlation} Timestamp: {stamp}",
+            "error_codes": [code],
+            "timestamp": stamp,
+            "trace_id": trace,
+            "correlation_id": correlation,
+            "error_uri": f"{self.authority_host}/error?code={code}",
+        }
+
+    def _tenant_not_found(self, tenant: str) -> tuple[int, dict[str, Any]]:
+        return self._aad_error(
+            400,
+            "invalid_request",
+            90002,
+            f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and "
+            "are signing into the correct cloud. Check with your subscription administrator, "
+            "this may happen if there are no active subscriptions for the tenant.",
+        )
+
+    def _handle_idp(self, handler: _Handler, method: str, path: str, body: bytes) -> None:
+        segments = path.split("/")
+        tenant = unquote(segments[1])
+        rest = "/".join(segments[2:])
+        known = tenant.lower() == self.tenant_id.lower()
+        status: int
+        doc: dict[str, Any]
+        if rest == "v2.0/.well-known/openid-configuration" and method == "GET":
+            if known:
+                status, doc = 200, self._openid_configuration()
+            else:
+                status, doc = self._tenant_not_found(tenant)
+                doc["error"] = "invalid_tenant"
+        elif rest == "discovery/v2.0/keys" and method == "GET":
+            status, doc = 200, {"keys": []}
+        elif rest == "oauth2/v2.0/token":
+            if method == "POST":
+                with self._lock:
+                    self.token_requests += 1
+            if method != "POST":
+                status, doc = self._aad_error(
+                    400, "invalid_request", 900561, "The endpoint only accepts POST requests."
+                )
+            elif not known:
+                status, doc = self._tenant_not_found(tenant)
+            else:
+                status, doc = self._token(handler, body)
+        else:
+            status, doc = 404, {"error": "not_found", "error_description": "Not found."}
+        payload = json.dumps(doc).encode()
+        self._send(
+            handler,
+            status,
+            payload,
+            {
+                "Content-Type": "application/json; charset=utf-8",
+                "Cache-Control": "no-store, no-cache",
+                "Pragma": "no-cache",
+            },
+        )
+
+    def _openid_configuration(self) -> dict[str, Any]:
+        base = f"{self.authority_host}/{self.tenant_id}"
+        return {
+            "token_endpoint": f"{base}/oauth2/v2.0/token",
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "private_key_jwt",
+                "client_secret_basic",
+            ],
+            "jwks_uri": f"{base}/discovery/v2.0/keys",
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "issuer": f"{base}/v2.0",
+            "request_uri_parameter_supported": False,
+            "userinfo_endpoint": f"{self.authority_host}/oidc/userinfo",
+            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            "http_logout_supported": True,
+            "frontchannel_logout_supported": True,
+            "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "tid", "oid"],
+            "tenant_region_scope": "EU",
+            "cloud_instance_name": "microsoftonline.com",
+        }
+
+    def _token(self, handler: _Handler, body: bytes) -> tuple[int, dict[str, Any]]:
+        content_type = handler.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        form: dict[str, str] = {}
+        if content_type == "application/x-www-form-urlencoded":
+            try:
+                form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+            except UnicodeDecodeError:
+                form = {}
+        if not form.get("grant_type"):
+            return self._aad_error(
+                400,
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'grant_type'.",
+            )
+        if form["grant_type"] != "client_credentials":
+            return self._aad_error(
+                400,
+                "unsupported_grant_type",
+                70003,
+                f"The app requested an unsupported grant type '{form['grant_type']}'.",
+            )
+        client_id = form.get("client_id", "")
+        client_secret = form.get("client_secret")
+        auth = handler.headers.get("Authorization", "")
+        if auth[:6].lower() == "basic ":
+            try:
+                user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+                client_id, client_secret = unquote(user), unquote(password)
+            except (binascii.Error, UnicodeDecodeError):
+                pass
+        if not client_id:
+            return self._aad_error(
+                400,
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'client_id'.",
+            )
+        if client_id != self.client_id:
+            return self._aad_error(
+                400,
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{client_id}' was not found in the directory "
+                f"'{self.tenant_id}'. This can happen if the application has not been installed "
+                "by the administrator of the tenant or consented to by any user in the tenant. "
+                "You may have sent your authentication request to the wrong tenant.",
+            )
+        if not client_secret:
+            return self._aad_error(
+                401,
+                "invalid_client",
+                7000216,
+                "'client_assertion', 'client_secret' or 'request' is required for the "
+                "'client_credentials' grant type.",
+            )
+        if not secrets.compare_digest(client_secret, self.client_secret):
+            return self._aad_error(
+                401,
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided. Ensure the secret being sent in the request is "
+                "the client secret value, not the client secret ID, for a secret added to app "
+                f"'{self.client_id}'.",
+            )
+        scope = form.get("scope", "")
+        if not scope:
+            return self._aad_error(
+                400,
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'scope'.",
+            )
+        scopes = scope.split()
+        if len(scopes) != 1 or not scopes[0].endswith("/.default"):
+            return self._aad_error(
+                400,
+                "invalid_scope",
+                1002012,
+                f"The provided value for scope {scope} is not valid. Client credential flows "
+                "must have a scope value with /.default suffixed to the resource identifier "
+                "(application ID URI).",
+            )
+        if scopes[0] != self.scope:
+            resource = scopes[0][: -len("/.default")]
+            return self._aad_error(
+                400,
+                "invalid_scope",
+                500011,
+                f"The resource principal named {resource} was not found in the tenant named "
+                f"{self.tenant_id}. This can happen if the application has not been installed by "
+                "the administrator of the tenant or consented to by any user in the tenant. You "
+                "might have sent your authentication request to the wrong tenant.",
+            )
+        token = secrets.token_urlsafe(48)
+        with self._lock:
+            self._tokens[token] = _Token(
+                client_id, self.tenant_id, time.monotonic() + self.token_lifetime_seconds
+            )
+        return 200, {
+            "token_type": "Bearer",
+            "expires_in": self.token_lifetime_seconds,
+            "ext_expires_in": self.token_lifetime_seconds,
+            "access_token": token,
+        }
+
+    # ------------------------------------------------------------------ API: gatekeeping
+    def _authenticate(self, handler: _Handler, url_tenant: str | None) -> str:
+        header = handler.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        token = None
+        if scheme.lower() == "bearer" and value.strip():
+            with self._lock:
+                token = self._tokens.get(value.strip())
+                if token is not None and token.expires_at <= time.monotonic():
+                    del self._tokens[value.strip()]
+                    token = None
+        if token is None or (url_tenant is not None and url_tenant.lower() != token.tenant.lower()):
+            raise ODataError(
+                401,
+                "Authentication_InvalidCredentials",
+                "The server has rejected the client credentials.",
+                {
+                    "WWW-Authenticate": (
+                        f'Bearer authorization_uri="{self.authority_host}/{self.tenant_id}/oauth2/'
+                        f'authorize", resource_id="{BC_RESOURCE}"'
+                    )
+                },
+            )
+        return token.client_id
+
+    def _check_rate(self, client: str) -> None:
+        with self._lock:
+            limits = self._apps.setdefault(client, _AppLimits())
+            now = time.monotonic()
+            window = limits.window
+            while window and window[0] <= now - self.rate_window_seconds:
+                window.popleft()
+            if len(window) >= self.rate_limit:
+                retry = max(1, math.ceil(window[0] + self.rate_window_seconds - now))
+                raise ODataError(
+                    429,
+                    "Application_TooManyRequests",
+                    f"Too many requests: the limit of {self.rate_limit} requests in "
+                    f"{self.rate_window_seconds:g} seconds was reached. Retry after {retry} "
+                    "seconds.",
+                    {"Retry-After": str(retry)},
+                )
+            window.append(now)
+
+    def _acquire_slot(self, client: str) -> None:
+        with self._slots:
+            limits = self._apps.setdefault(client, _AppLimits())
+            if limits.waiting >= MAX_QUEUED_PER_APP:
+                raise ODataError(
+                    429,
+                    "Application_TooManyRequests",
+                    f"Too many requests in the queue: at most {MAX_QUEUED_PER_APP} requests may "
+                    "wait for a free slot.",
+                    {"Retry-After": "1"},
+                )
+            limits.waiting += 1
+            try:
+                deadline = time.monotonic() + QUEUE_TIMEOUT_SECONDS
+                while limits.in_flight >= self.max_concurrent:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise ODataError(
+                            503,
+                            "Internal_ServiceUnavailable",
+                            "The request waited too long in the queue.",
+                            {"Retry-After": "60"},
+                        )
+                    self._slots.wait(remaining)
+            finally:
+                limits.waiting -= 1
+            limits.in_flight += 1
+            self.max_in_flight_seen = max(self.max_in_flight_seen, limits.in_flight)
+
+    def _release_slot(self, client: str) -> None:
+        with self._slots:
+            self._apps[client].in_flight -= 1
+            self._slots.notify_all()
+
+    def _handle_api(
+        self, handler: _Handler, method: str, path: str, query: str, body: bytes
+    ) -> None:
+        target = f"{path}?{query}" if query else path
+        if self._take_fault("drop", method, target) is not None:
+            self._record(method, path, query, 0)
+            handler.close_connection = True
+            return
+        headers: dict[str, str] = {}
+        try:
+            route = self._split_api_path(path)
+            client = self._authenticate(handler, route[0] if route else None)
+            if route is None:
+                raise ODataError(
+                    404, "BadRequest_ResourceNotFound", f"No resource was found at '{path}'."
+                )
+            self._check_rate(client)
+            self._acquire_slot(client)
+            try:
+                if self.latency > 0:
+                    time.sleep(self.latency)
+                fault = self._take_fault("fail", method, target)
+                if fault is not None:
+                    fault_headers = (
+                        {"Retry-After": str(fault.retry_after)}
+                        if fault.retry_after is not None
+                        else {}
+                    )
+                    raise ODataError(fault.status, fault.code, fault.message, fault_headers)
+                status, document, headers = self._api(handler, method, route, path, query, body)
+                if (
+                    method == "POST"
+                    and 200 <= status < 300
+                    and self._take_fault("drop_after_commit", method, target) is not None
+                ):
+                    raise _Dropped
+            finally:
+                self._release_slot(client)
+        except _Dropped:
+            self._record(method, path, query, 0)
+            handler.close_connection = True
+            return
+        except ODataError as error:
+            status, document, headers = error.status, _error_document(error), error.headers
+        payload = m.dumps(document) if document is not None else b""
+        all_headers = {
+            "Content-Type": "application/json; odata.metadata=minimal; "
+            "odata.streaming=true; IEEE754Compatible=false; "
+            "charset=utf-8",
+            "OData-Version": "4.0",
+            "request-id": m.new_guid(),
+            **headers,
+        }
+        self._record(method, path, query, status)  # before answering: clients may look at once
+        self._send(handler, status, payload, all_headers)
+
+    def _split_api_path(self, path: str) -> tuple[str | None, str, str, list[str]] | None:
+        """``(tenant or None, environment, api prefix, resource segments)`` or None."""
+        parts = path.split("/")
+        if len(parts) < 5 or parts[0] != "" or parts[1] != "v2.0":
+            return None
+        if parts[3] == "api" and len(parts) >= 5 and parts[4] == "v2.0":
+            tenant, env, rest = None, parts[2], parts[5:]
+            prefix = "/".join(parts[:5])
+        elif len(parts) >= 6 and parts[4] == "api" and parts[5] == "v2.0":
+            tenant, env, rest = unquote(parts[2]), parts[3], parts[6:]
+            prefix = "/".join(parts[:6])
+        else:
+            return None
+        return tenant, unquote(env), prefix, rest
+
+    # ------------------------------------------------------------------ API: resources
+    def _api(
+        self,
+        handler: _Handler,
+        method: str,
+        route: tuple[str | None, str, str, list[str]],
+        path: str,
+        query: str,
+        body: bytes,
+    ) -> tuple[int, Any, dict[str, str]]:
+        _tenant, env, prefix, rest = route
+        if env != self.environment:
+            raise ODataError(
+                404, "BadRequest_ResourceNotFound", f"The environment '{env}' does not exist."
+            )
+        root = f"{self.url}{prefix}"
+        options = parse_query(query)
+        segments = [self._segment(s) for s in rest if s != ""] if rest != [""] else []
+        if not segments:
+            if method != "GET":
+                raise self._method_not_allowed(method, "service document")
+            return (
+                200,
+                {
+                    "@odata.context": f"{root}/$metadata",
+                    "value": [{"name": name, "kind": "EntitySet", "url": name} for name in _SETS],
+                },
+                {},
+            )
+        name, key = segments[0]
+        if name in ("$metadata", "$batch"):
+            raise ODataError(
+                501,
+                "BadRequest_MethodNotImplemented",
+                f"'{name}' is not supported by the sandbox emulator.",
+            )
+        if method in ("PATCH", "PUT", "DELETE"):
+            raise ODataError(
+                501,
+                "BadRequest_MethodNotImplemented",
+                f"{method} is not supported by the sandbox emulator.",
+            )
+        if method not in ("GET", "POST"):
+            raise self._method_not_allowed(method, name)
+        with self._lock:
+            if name == "companies":
+                if key is None:
+                    if len(segments) > 1:
+                        raise query_syntax_error("A key is needed after 'companies'.")
+                    if method != "GET":
+                        raise self._method_not_allowed(method, "companies")
+                    rows = [c.entity() for c in self._companies.values()]
+                    return self._collection(
+                        _SETS["companies"],
+                        rows,
+                        {},
+                        options,
+                        handler,
+                        root,
+                        path,
+                        "companies",
+                        None,
+                    )
+                company = self._companies.get(self._guid_key(key))
+                if company is None:
+                    raise ODataError(
+                        404, "Internal_CompanyNotFound", f"The company '{key}' does not exist."
+                    )
+                if len(segments) == 1:
+                    if method != "GET":
+                        raise self._method_not_allowed(method, "companies")
+                    return self._single(
+                        _SETS["companies"],
+                        company.entity(),
+                        options,
+                        root,
+                        f"companies({company.id})",
+                        company,
+                    )
+                segments = segments[1:]
+                context = f"companies({company.id})/"
+            else:
+                company = self._company_from_option(options)
+                context = ""
+            return self._company_resource(
+                handler, method, company, segments, options, root, path, context, body
+            )
+
+    @staticmethod
+    def _segment(raw: str) -> tuple[str, str | None]:
+        text = unquote(raw)
+        if "(" in text:
+            if not text.endswith(")"):
+                raise query_syntax_error(f"Invalid segment '{text}'.")
+            name, _, key = text[:-1].partition("(")
+            return name, key
+        return text, None
+
+    @staticmethod
+    def _guid_key(key: str) -> str:
+        if not m.GUID_RE.match(key):
+            raise query_syntax_error(f"The key value '{key}' is not a valid Edm.Guid.")
+        return key.lower()
+
+    @staticmethod
+    def _method_not_allowed(method: str, name: str) -> ODataError:
+        return ODataError(
+            405,
+            "BadRequest_MethodNotAllowed",
+            f"'{method}' requests for '{name}' of EdmType 'Entity' are not allowed within "
+            "Dynamics 365 Business Central OData web services.",
+        )
+
+    def _company_from_option(self, options: QueryOptions) -> m.Company:
+        wanted = options.custom.get("company")
+        if wanted:
+            for company in self._companies.values():
+                if company.id == wanted.lower() or company.name == wanted:
+                    return company
+            raise ODataError(
+                400,
+                "Internal_CompanyNotFound",
+                f"Cannot open company '{wanted}': it does not exist.",
+            )
+        raise ODataError(
+            400,
+            "Internal_CompanyNotFound",
+            "Cannot process the request because the default company cannot be found. You can "
+            "specify a default company in the service configuration file, or specify one for "
+            'each tenant, or you can add a query string in the form of "company=[name]".',
+        )
+
+    def _company_resource(
+        self,
+        handler: _Handler,
+        method: str,
+        company: m.Company,
+        segments: list[tuple[str, str | None]],
+        options: QueryOptions,
+        root: str,
+        path: str,
+        context: str,
+        body: bytes,
+    ) -> tuple[int, Any, dict[str, str]]:
+        name, key = segments[0]
+        if name not in _SETS or name == "companies":
+            if name in _UNSERVED_SETS:
+                raise ODataError(
+                    501,
+                    "BadRequest_MethodNotImplemented",
+                    f"The entity set '{name}' is not served by the sandbox emulator.",
+                )
+            raise ODataError(
+                404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{name}'."
+            )
+        spec = _SETS[name]
+        if len(segments) > 2:
+            raise ODataError(
+                404,
+                "BadRequest_ResourceNotFound",
+                f"Resource not found for the segment '{segments[2][0]}'.",
+            )
+        if key is None:
+            if len(segments) > 1:
+                raise ODataError(
+                    404,
+                    "BadRequest_ResourceNotFound",
+                    f"Resource not found for the segment '{segments[1][0]}'.",
+                )
+            if method == "POST":
+                return self._post(handler, company, spec, options, root, context, body)
+            rows, indexes = self._rows(company, spec)
+            if name == "salesOrderLines":
+                flt = options.options.get("$filter")
+                fields = parse_filter(flt, spec.schema, spec.entity).fields if flt else frozenset()
+                if not fields & {"documentId", "id"}:
+                    raise m.app_error("You must specify an Id or a Document Id to get the lines.")
+            return self._collection(
+                spec, rows, indexes, options, handler, root, path, f"{context}{name}", company
+            )
+        entity = self._find(company, spec, self._guid_key(key))
+        if len(segments) == 1:
+            if method != "GET":
+                raise self._method_not_allowed(method, name)
+            return self._single(
+                spec, entity, options, root, f"{context}{name}({entity['id']})", company
+            )
+        nav, nav_key = segments[1]
+        if name != "salesOrders" or nav != "salesOrderLines":
+            raise ODataError(
+                404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{nav}'."
+            )
+        lines_spec = _SETS["salesOrderLines"]
+        lines = company.lines.get(entity["id"], [])
+        nav_context = f"{context}salesOrders({entity['id']})/salesOrderLines"
+        if nav_key is not None:
+            line_id = self._guid_key(nav_key)
+            match = [line for line in lines if line["id"] == line_id]
+            if not match:
+                raise self._not_found(lines_spec, line_id)
+            if method != "GET":
+                raise self._method_not_allowed(method, nav)
+            return self._single(
+                lines_spec, match[0], options, root, f"{nav_context}({line_id})", company
+            )
+        if method == "POST":
+            self._require_json(handler)
+            values = self._json_body(body)
+            line = m.add_sales_order_line(company, entity, values, self._ieee754(handler))
+            doc = m.render(line, m.LINE_SCHEMA, None)
+            doc = {"@odata.context": f"{root}/$metadata#{nav_context}/$entity", **doc}
+            return 201, doc, {"Location": f"{root}/{nav_context}({line['id']})"}
+        return self._collection(
+            lines_spec, list(lines), {}, options, handler, root, path, nav_context, company
+        )
+
+    def _rows(
+        self, company: m.Company, spec: _EntitySet
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """All rows of an entity set and the indexes that can narrow an ``eq`` filter."""
+        if spec.name == "items":
+            return list(company.items.values()), {
+                "number": lambda v: [company.items[i] for i in [company.item_by_number.get(v)] if i]
+            }
+        if spec.name == "customers":
+            return list(company.customers.values()), {
+                "number": lambda v: [
+                    company.customers[i] for i in [company.customer_by_number.get(v)] if i
+                ],
+                "email": lambda v: [
+                    company.customers[i] for i in company.customer_by_email.get(v, [])
+                ],
+            }
+        if spec.name == "salesOrders":
+            return list(company.orders.values()), {
+                "externalDocumentNumber": lambda v: [
+                    company.orders[i] for i in company.order_by_ext.get(v, [])
+                ],
+                "number": lambda v: [
+                    company.orders[i] for i in [company.order_by_number.get(v)] if i
+                ],
+            }
+        if spec.name == "salesOrderLines":
+            return [line for lines in company.lines.values() for line in lines], {}
+        if spec.name == "accounts":
+            return list(company.accounts.values()), {}
+        if spec.name == "countriesRegions":
+            return list(company.countries.values()), {}
+        raise AssertionError(spec.name)
+
+    def _find(self, company: m.Company, spec: _EntitySet, key: str) -> dict[str, Any]:
+        table: Mapping[str, dict[str, Any]]
+        if spec.name == "salesOrderLines":
+            order_id = company.line_index.get(key)
+            found = (
+                [line for line in company.lines.get(order_id, []) if line["id"] == key]
+                if order_id
+                else []
+            )
+            if not found:
+                raise self._not_found(spec, key)
+            return found[0]
+        table = {
+            "items": company.items,
+            "customers": company.customers,
+            "salesOrders": company.orders,
+            "accounts": company.accounts,
+            "countriesRegions": {c["id"]: c for c in company.countries.values()},
+        }[spec.name]
+        entity = table.get(key)
+        if entity is None:
+            raise self._not_found(spec, key)
+        return entity
+
+    @staticmethod
+    def _not_found(spec: _EntitySet, key: str) -> ODataError:
+        return ODataError(
+            404,
+            "BadRequest_NotFound",
+            f"The {spec.table} does not exist. Identification fields and values: Id='{key}'",
+        )
+
+    # ------------------------------------------------------------------ API: reading
+    def _expand_names(self, spec: _EntitySet, options: QueryOptions) -> set[str]:
+        navs = ["salesOrderLines"] if spec.name == "salesOrders" else []
+        return parse_expand(
+            options.options.get("$expand"),
+            navs,
+            m.UNSERVED_NAVIGATIONS.get(spec.entity, ()),
+            spec.entity,
+        )
+
+    def _render(
+        self,
+        spec: _EntitySet,
+        entity: Mapping[str, Any],
+        select: list[str] | None,
+        expand: set[str],
+        company: m.Company | None,
+    ) -> dict[str, Any]:
+        doc = m.render(entity, spec.schema, select)
+        if "salesOrderLines" in expand and company is not None:
+            doc["salesOrderLines"] = [
+                m.render(line, m.LINE_SCHEMA, None) for line in company.lines.get(entity["id"], [])
+            ]
+        return doc
+
+    def _single(
+        self,
+        spec: _EntitySet,
+        entity: Mapping[str, Any],
+        options: QueryOptions,
+        root: str,
+        context: str,
+        company: m.Company | None,
+    ) -> tuple[int, Any, dict[str, str]]:
+        for option in ("$filter", "$top", "$skip", "$orderby", "$count", "$skiptoken"):
+            if option in options.options:
+                raise query_syntax_error(
+                    f"The query option '{option}' is not allowed on a single entity."
+                )
+        select = parse_select(options.options.get("$select"), spec.schema, spec.entity)
+        expand = self._expand_names(spec, options)
+        doc = self._render(spec, entity, select, expand, company)
+        return 200, {"@odata.context": f"{root}/$metadata#{context}/$entity", **doc}, {}
+
+    def _collection(
+        self,
+        spec: _EntitySet,
+        rows: list[dict[str, Any]],
+        indexes: Mapping[str, Any],
+        options: QueryOptions,
+        handler: _Handler,
+        root: str,
+        path: str,
+        context: str,
+        company: m.Company | None,
+    ) -> tuple[int, Any, dict[str, str]]:
+        opts = options.options
+        allow_in = opts.get("$schemaversion") == "2.1"
+        flt: Filter | None = (
+            parse_filter(opts["$filter"], spec.schema, spec.entity, allow_in=allow_in)
+            if "$filter" in opts
+            else None
+        )
+        select = parse_select(opts.get("$select"), spec.schema, spec.entity)
+        expand = self._expand_names(spec, options)
+        order = parse_orderby(opts.get("$orderby"), spec.schema, spec.entity)
+        order = [*order, (spec.default_order, False), ("id", False)]
+        top = parse_non_negative_int("$top", opts["$top"]) if "$top" in opts else None
+        skip = parse_non_negative_int("$skip", opts["$skip"]) if "$skip" in opts else 0
+        count = opts.get("$count")
+        if count not in (None, "true", "false"):
+            raise query_syntax_error(f"Invalid value '{count}' for $count.")
+        page_size = parse_max_page_size(handler.headers.get("Prefer"))
+
+        candidates = rows
+        if flt is not None:
+            for field_name, value in flt.equalities.items():
+                if field_name in indexes:
+                    candidates = indexes[field_name](value)
+                    break
+            candidates = [row for row in candidates if flt.predicate(row)]
+        ordered = sort_rows(candidates, order)
+        if "$skiptoken" in opts:
+            key, top = decode_skiptoken(opts["$skiptoken"])
+            remaining = rows_after(ordered, order, key)
+        else:
+            remaining = ordered[skip:]
+        take = page_size if top is None else min(page_size, top)
+        page = remaining[:take]
+        more = len(remaining) > take and (top is None or top > take)
+
+        document: dict[str, Any] = {"@odata.context": f"{root}/$metadata#{context}"}
+        if count == "true":
+            document["@odata.count"] = len(candidates)
+        document["value"] = [self._render(spec, row, select, expand, company) for row in page]
+        headers: dict[str, str] = {}
+        if handler.headers.get("Prefer") and page_size != 20000:
+            headers["Preference-Applied"] = f"odata.maxpagesize={page_size}"
+        if more and page:
+            last = page[-1]
+            token = encode_skiptoken(
+                [last.get(name) for name, _ in order], None if top is None else top - take
+            )
+            kept = [
+                raw
+                for name, raw in options.raw_pairs
+                if name not in ("$skiptoken", "$top", "$skip")
+            ]
+            kept.append(f"$skiptoken={token}")
+            document["@odata.nextLink"] = f"{self.url}{path}?{'&'.join(kept)}"
+        return 200, document, headers
+
+    # ------------------------------------------------------------------ API: writing
+    @staticmethod
+    def _ieee754(handler: _Handler) -> bool:
+        content_type = handler.headers.get("Content-Type", "")
+        params = [p.strip().lower() for p in content_type.split(";")[1:]]
+        return "ieee754compatible=true" in params
+
+    @staticmethod
+    def _require_json(handler: _Handler) -> None:
+        content_type = handler.headers.get("Content-Type", "")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            raise ODataError(
+                415,
+                "BadRequest",
+                f"The content type '{content_type}' is not supported; use 'application/json'.",
+            )
+
+    @staticmethod
+    def _json_body(body: bytes) -> dict[str, Any]:
+        try:
+            document = json.loads(
+                body.decode("utf-8"),
+                parse_float=Decimal,
+                object_pairs_hook=_no_duplicates,
+                parse_constant=_reject_constant,
+            )
+        except (ValueError, UnicodeDecodeError):
+            raise m.bad_request("Invalid Request Body") from None
+        if not isinstance(document, dict):
+            raise m.bad_request("Invalid Request Body")
+        return document
+
+    def _post(
+        self,
+        handler: _Handler,
+        company: m.Company,
+        spec: _EntitySet,
+        options: QueryOptions,
+        root: str,
+        context: str,
+        body: bytes,
+    ) -> tuple[int, Any, dict[str, str]]:
+        if spec.name not in ("customers", "salesOrders"):
+            if spec.name == "salesOrderLines":
+                raise m.app_error("You must specify an Id or a Document Id to get the lines.")
+            raise ODataError(
+                501,
+                "BadRequest_MethodNotImplemented",
+                f"POST {spec.name} is not supported by the sandbox emulator.",
+            )
+        for option in ("$filter", "$top", "$skip", "$orderby", "$count", "$skiptoken"):
+            if option in options.options:
+                raise query_syntax_error(f"The query option '{option}' is not allowed on a POST.")
+        select = parse_select(options.options.get("$select"), spec.schema, spec.entity)
+        expand = self._expand_names(spec, options)
+        self._require_json(handler)
+        values = self._json_body(body)
+        ieee754 = self._ieee754(handler)
+        if spec.name == "customers":
+            entity = m.create_customer(company, values, ieee754)
+        else:
+            entity, _lines = m.create_sales_order(company, values, ieee754)
+        doc = self._render(spec, entity, select, expand, company)
+        location = f"{root}/{context}{spec.name}({entity['id']})"
+        document = {"@odata.context": f"{root}/$metadata#{context}{spec.name}/$entity", **doc}
+        return 201, document, {"Location": location}
