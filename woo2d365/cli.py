@@ -19,10 +19,11 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from woo2d365 import __version__, monitoring, skumap
+from woo2d365 import __version__, monitoring, runs, skumap
 from woo2d365.errors import ExitCode, Woo2D365Error
 from woo2d365.logs import LogFormat, configure_logging, redact, register_secret
 from woo2d365.pipeline.context import utc_now
+from woo2d365.runtime import Runtime
 from woo2d365.settings import LoadedSettings, load_settings
 from woo2d365.store import SqlStore, open_store
 
@@ -404,6 +405,137 @@ def map_sku_export(
     count = skumap.export_csv(state.store(), file)
     if not state.quiet:
         state.out.print(f"{count} mappings written to {file}")
+
+
+# -- pipeline -------------------------------------------------------------------------------
+
+_ORDER_IDS = typer.Option("--order", metavar="ID", help="Only this WooCommerce order (repeatable).")
+
+
+def _runtime(state: CliState) -> Runtime:
+    return Runtime(state.settings(), state.store())
+
+
+@app.command()
+def sync(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Read only: show what would be created.")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", metavar="N", help="Push at most N orders.")
+    ] = None,
+) -> None:
+    """Pull, validate and push in one run, under the run lock (what cron runs).
+
+    Example: woo2d365 --quiet sync
+    """
+    state = _state(ctx)
+    runtime = _runtime(state)
+    if dry_run:
+        preview = runs.preview(runtime, limit=limit)
+        _print_preview(state, preview)
+        raise typer.Exit(preview.exit_code)
+    result = runs.run_sync(runtime, limit=limit, on_step=_step_printer(state))
+    _print_line(state, runs.sync_summary(result), attention=result.exit_code != ExitCode.OK)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def pull(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="ISO-DATETIME", help="Re-read orders modified since then."),
+    ] = None,
+    order: Annotated[list[int] | None, _ORDER_IDS] = None,
+) -> None:
+    """Read new and changed orders from WooCommerce into the state store.
+
+    Example: woo2d365 pull --since 2026-11-01T00:00:00Z
+    """
+    state = _state(ctx)
+    result = runs.run_pull(_runtime(state), since=runs.parse_since(since), order_ids=order or None)
+    _print_line(state, runs.pull_summary(result), attention=False)
+
+
+@app.command()
+def validate(ctx: typer.Context, order: Annotated[list[int] | None, _ORDER_IDS] = None) -> None:
+    """Check that every line of new and held orders resolves to a Dynamics item.
+
+    Example: woo2d365 validate --order 1234
+    """
+    state = _state(ctx)
+    result = runs.run_validate(_runtime(state), order_ids=order or None)
+    _print_line(state, runs.validate_summary(result), attention=result.needs_attention)
+    raise typer.Exit(ExitCode.ATTENTION if result.needs_attention else ExitCode.OK)
+
+
+@app.command()
+def push(
+    ctx: typer.Context,
+    order: Annotated[list[int] | None, _ORDER_IDS] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the exact Dynamics payloads; send nothing.")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", metavar="N", help="At most N orders.")
+    ] = None,
+) -> None:
+    """Create ready orders in Dynamics 365 as sales orders, exactly once.
+
+    Example: woo2d365 push --dry-run --order 1234
+    """
+    state = _state(ctx)
+    result = runs.run_push(_runtime(state), order_ids=order or None, dry_run=dry_run, limit=limit)
+    if dry_run:
+        _print_json(state, result.payloads())
+        for document in result.documents:
+            for warning in document.warnings:
+                state.err.print(f"order {document.woo_id}: {warning}", markup=False)
+        raise typer.Exit(result.exit_code)
+    _print_line(state, runs.push_summary(result), attention=result.needs_attention)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def retry(
+    ctx: typer.Context,
+    ids: Annotated[list[int] | None, typer.Argument(metavar="[ID]...", help="Order ids.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Every failed order.")] = False,
+    held: Annotated[bool, typer.Option("--held", help="Every held order.")] = False,
+    everything: Annotated[bool, typer.Option("--all", help="Every failed and held order.")] = False,
+    now: Annotated[bool, typer.Option("--now", help="Validate and push them at once.")] = False,
+) -> None:
+    """Give failed or held orders another go (attempts reset; who and when recorded).
+
+    Example: woo2d365 retry --failed
+    """
+    state = _state(ctx)
+    outcome = runs.run_retry(
+        _runtime(state), ids=ids or [], failed=failed, held=held, everything=everything, now=now
+    )
+    for woo_id, why in outcome.refused:
+        state.err.print(f"order {woo_id}: not retried: {why}", markup=False)
+    _print_line(state, runs.retry_summary(outcome), attention=bool(outcome.refused))
+    raise typer.Exit(outcome.exit_code)
+
+
+def _step_printer(state: CliState) -> Any:
+    if state.quiet or not state.err.is_terminal:
+        return None
+    return lambda step: state.err.print(f"[dim]… {step}[/dim]")
+
+
+def _print_line(state: CliState, line: str, *, attention: bool) -> None:
+    if state.quiet and not attention:
+        return
+    state.out.print(line, markup=False, highlight=False)
+
+
+def _print_preview(state: CliState, preview: runs.Preview) -> None:
+    for line in preview.lines:
+        state.out.print(line, markup=False, highlight=False)
 
 
 # -- helpers --------------------------------------------------------------------------------

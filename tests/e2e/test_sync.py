@@ -1,0 +1,136 @@
+"""``sync`` end to end: the real CLI in a subprocess against both emulators over HTTPS."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime
+
+from tests.e2e.conftest import run_woo2d365
+from woo2d365.sandbox.world import UNMAPPED, Sandbox
+from woo2d365.store import open_store
+
+
+def _external_numbers(sandbox: Sandbox) -> Counter[str]:
+    return Counter(o["externalDocumentNumber"] for o in sandbox.bc.sales_orders())
+
+
+def _status(sandbox: Sandbox) -> dict:
+    result = run_woo2d365(sandbox, "status", "--json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_sync_pushes_resolvable_orders_once_and_holds_the_rest_until_mapped(
+    sandbox: Sandbox,
+) -> None:
+    first = run_woo2d365(sandbox, "sync")
+    assert first.exit_code == 1, first.stderr  # some orders were held
+    assert len(first.stdout.strip().splitlines()) == 1, "one summary line when not on a TTY"
+    assert "held" in first.stdout
+    status = _status(sandbox)
+    held = {o["woo_id"]: o["reason"] for o in status["orders"] if o["state"] == "held"}
+    for unmapped in UNMAPPED:
+        assert any(unmapped.product.sku in reason for reason in held.values()), unmapped
+    pushed = [o for o in status["orders"] if o["state"] == "pushed"]
+    assert pushed and all(o["d365_number"] for o in pushed)
+    assert set(_external_numbers(sandbox).values()) == {1}, "no sales order twice"
+
+    unmapped_json = json.loads(run_woo2d365(sandbox, "map-sku", "list", "--unmapped", "--json").stdout)
+    assert {u["sku"] for u in unmapped_json} >= {u.product.sku for u in UNMAPPED}
+    for unmapped in UNMAPPED:
+        added = run_woo2d365(sandbox, "map-sku", "add", unmapped.product.sku, unmapped.item_number)
+        assert added.exit_code == 0, added.stderr
+
+    second = run_woo2d365(sandbox, "sync")
+    assert second.exit_code in (0, 1), second.stderr
+    after = _status(sandbox)
+    for unmapped in UNMAPPED:
+        orders = [o for o in after["orders"] if o["state"] == "pushed"]
+        assert orders
+    counts = _external_numbers(sandbox)
+    assert set(counts.values()) == {1}, "still no sales order twice"
+    assert after["counts"]["pushed"] == len(counts)
+    third = run_woo2d365(sandbox, "sync")
+    assert third.exit_code == 0, "nothing new needs attention: " + third.stdout + third.stderr
+    assert _external_numbers(sandbox) == counts, "a third run creates nothing"
+
+
+def test_a_second_sync_while_one_holds_the_lock_exits_4_and_changes_nothing(
+    sandbox: Sandbox,
+) -> None:
+    store = open_store(f"sqlite:///{sandbox.state_path}")
+    assert store.acquire_lock("sync", "another-host:1", datetime.now(UTC), ttl_seconds=300)
+    result = run_woo2d365(sandbox, "sync")
+    assert result.exit_code == 4
+    assert "lock" in result.stderr
+    assert store.counts()["new"] == 0 and store.last_run("sync") is None
+    assert sandbox.bc.sales_orders() == []
+    store.close()
+
+
+def test_an_expired_lock_of_a_dead_run_does_not_block(sandbox: Sandbox) -> None:
+    store = open_store(f"sqlite:///{sandbox.state_path}")
+    long_ago = datetime(2026, 1, 1, tzinfo=UTC)
+    assert store.acquire_lock("sync", "dead-host:1", long_ago, ttl_seconds=300)
+    store.close()
+    assert run_woo2d365(sandbox, "sync").exit_code in (0, 1)
+
+
+def test_with_the_shop_down_already_pulled_orders_are_still_pushed(sandbox: Sandbox) -> None:
+    pulled = run_woo2d365(sandbox, "pull")
+    assert pulled.exit_code == 0, pulled.stderr
+    sandbox.shop.stop()
+    result = run_woo2d365(sandbox, "sync")
+    assert result.exit_code == 3, result.stdout + result.stderr
+    assert "WooCommerce could not be reached" in result.stdout
+    assert len(sandbox.bc.sales_orders()) > 0
+
+
+def test_with_dynamics_down_pulling_still_happens_and_nothing_is_lost(sandbox: Sandbox) -> None:
+    sandbox.bc.stop()
+    result = run_woo2d365(sandbox, "sync")
+    assert result.exit_code == 3, result.stdout + result.stderr
+    counts = _status(sandbox)["counts"]
+    assert counts["new"] > 0 and counts["pushed"] == 0 and counts["pushing"] == 0
+
+
+def test_push_dry_run_prints_the_exact_payloads_and_writes_nothing(sandbox: Sandbox) -> None:
+    assert run_woo2d365(sandbox, "pull").exit_code == 0
+    assert run_woo2d365(sandbox, "validate").exit_code == 1
+    before = _status(sandbox)
+    result = run_woo2d365(sandbox, "push", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    payloads = json.loads(result.stdout)
+    assert payloads and all(p["externalDocumentNumber"].startswith("WC-") for p in payloads)
+    assert all("salesOrderLines" in p for p in payloads)
+    assert sandbox.bc.sales_orders() == []
+    assert _status(sandbox)["counts"] == before["counts"]
+
+
+def test_sync_dry_run_names_each_sales_order_and_writes_nothing(sandbox: Sandbox) -> None:
+    result = run_woo2d365(sandbox, "sync", "--dry-run")
+    assert result.exit_code == 1, result.stderr  # some orders would be held
+    assert "would create sales order WC-" in result.stdout
+    assert "would be held" in result.stdout
+    assert sandbox.bc.sales_orders() == []
+    assert _status(sandbox)["counts"]["new"] == 0
+
+
+def test_retry_failed_orders_go_through_on_the_next_push(sandbox: Sandbox) -> None:
+    assert run_woo2d365(sandbox, "pull").exit_code == 0
+    run_woo2d365(sandbox, "validate")
+    ready = [o["woo_id"] for o in _status(sandbox)["orders"] if o["state"] == "ready"]
+    target = ready[0]
+    sandbox.bc.fail_next(1, status=400, code="Application_FieldValidationException",
+                         message="Customer Posting Group must have a value", method="POST",
+                         path_contains="salesOrders")
+    first = run_woo2d365(sandbox, "push", "--order", str(target))
+    assert first.exit_code == 1
+    failed = json.loads(run_woo2d365(sandbox, "status", str(target), "--json").stdout)
+    assert failed["state"] == "failed" and "Posting Group" in failed["reason"]
+    retried = run_woo2d365(sandbox, "retry", str(target), "--now")
+    assert retried.exit_code == 0, retried.stdout + retried.stderr
+    detail = json.loads(run_woo2d365(sandbox, "status", str(target), "--json").stdout)
+    assert detail["state"] == "pushed" and detail["attempts"] == 1
+    assert any(e["step"] == "retry" for e in detail["events"])

@@ -1,0 +1,149 @@
+"""The ERP target interface the pipeline talks to.
+
+A target turns canonical :class:`~woo2d365.model.Order` objects into documents of one ERP and
+creates them exactly once. Business Central is the one implementation
+(:mod:`woo2d365.erp.businesscentral`); a Finance & Operations target would implement the same
+protocol (header then lines, ``CustomersOrderReference`` as the idempotency key).
+
+How the pipeline uses it:
+
+* ``validate``: :meth:`ErpTarget.refresh_items` once per run (the item mirror in the state store),
+  then per order :meth:`ErpTarget.check_order` (document number, countries: cached data only, never
+  a request per order) beside its own line resolution against the item mirror.
+* ``push``: :meth:`ErpTarget.prepare` (may look up or create the customer), then exactly one
+  :meth:`ErpTarget.create`; an order left in doubt is resolved with :meth:`ErpTarget.find`.
+
+Errors a target raises, and what they mean for the order:
+
+* :class:`DocumentRefused` — the ERP answered and said no; permanent (``failed``, message kept).
+* :class:`DocumentInDoubt` — the create request may have been processed but no answer came back;
+  the order stays ``pushing`` until a later :meth:`ErpTarget.find` settles it.
+* any other :class:`~woo2d365.errors.DynamicsError` with ``retryable=True`` (including
+  :class:`~woo2d365.errors.DynamicsUnreachable`) — the request was not processed; try again later.
+* :class:`~woo2d365.errors.DynamicsAuthenticationError` — configuration; stops the run.
+* :class:`~woo2d365.errors.OrderDataError` from :meth:`ErpTarget.prepare` — the order's own data
+  cannot be sent (``held`` with the message).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from woo2d365.errors import DynamicsError
+from woo2d365.model import Order
+from woo2d365.store.base import CachedItem
+
+
+class DocumentRefused(DynamicsError):
+    """The ERP refused the document for a reason that sending it again will not change."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message, status=status, code=code, retryable=False)
+
+
+class DocumentInDoubt(DynamicsError):
+    """A create request got no usable answer: it may or may not have been processed."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message, status=status, code=code, retryable=True)
+
+
+@dataclass(frozen=True)
+class PreparedDocument:
+    """One document ready to be created: the exact request body and what was noticed building it.
+
+    ``payload`` is JSON-ready (numbers are ``int``/``float`` with the exact decimal value, no
+    ``None``); ``warnings`` are for the order's events (truncated fields, dropped e-mail...).
+    ``placeholder_customer`` is True in a dry run when the customer would be created first, so the
+    customer reference in ``payload`` is a stand-in.
+    """
+
+    woo_id: int
+    external_number: str
+    payload: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+    placeholder_customer: bool = False
+    new_customer: dict[str, Any] | None = None  # the customer a dry run would create
+
+
+@dataclass(frozen=True)
+class CreatedDocument:
+    """A document that exists in the ERP."""
+
+    id: str
+    number: str
+    external_number: str
+    total_including_tax: Decimal | None = None
+
+
+class ItemLookup(Protocol):
+    """Where validation looks items up: the store's mirror, or a dry run's unsaved view of it."""
+
+    def items_by_number(self, numbers: list[str]) -> dict[str, CachedItem]:
+        """Mirrored items for these numbers."""
+        ...
+
+
+@dataclass(frozen=True)
+class ItemRefresh:
+    """What one refresh of the item mirror did.
+
+    ``items`` is set by a dry run: the refreshed mirror as a view, since nothing was written.
+    """
+
+    full: bool
+    fetched: int
+    requests: int = 0
+    items: ItemLookup | None = None
+
+
+class ErpTarget(Protocol):
+    """What the pipeline needs from an ERP; one instance per run, safe to share between threads."""
+
+    display_name: str
+    """Name for messages and write-back notes, e.g. ``"Dynamics 365"``."""
+
+    def connect(self) -> None:
+        """Get a token and find the company: raises before any order is touched when the ERP
+        cannot be reached (:class:`~woo2d365.errors.DynamicsUnreachable`) or refuses the
+        credentials (:class:`~woo2d365.errors.DynamicsAuthenticationError`)."""
+        ...
+
+    def refresh_items(self, *, full: bool = False, dry_run: bool = False) -> ItemRefresh:
+        """Bring the item mirror in the state store up to date (incremental unless ``full``).
+
+        A dry run fetches the same but writes nothing; the result's ``items`` is the view.
+        """
+        ...
+
+    def external_number(self, order: Order) -> str:
+        """The idempotency key of the order's document; :class:`OrderDataError` if it cannot be."""
+        ...
+
+    def check_order(self, order: Order) -> list[str]:
+        """Problems with the order's data only this ERP sees, as reasons; no per-order requests."""
+        ...
+
+    def prepare(
+        self, order: Order, item_numbers: Sequence[str | None], *, dry_run: bool = False
+    ) -> PreparedDocument:
+        """Build the document; ``item_numbers`` aligns with ``order.lines`` (None: not an item).
+
+        May find or create the customer (a dry run only looks it up and uses a placeholder).
+        """
+        ...
+
+    def create(self, document: PreparedDocument) -> CreatedDocument:
+        """Create the document with exactly one create request (never sent twice blindly)."""
+        ...
+
+    def find(self, external_number: str) -> CreatedDocument | None:
+        """The document with this external number, if the ERP has one."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,592 @@
+"""Business Central API v2.0 over HTTPS: one session, one retry policy, shared limits.
+
+* Base URL ``{api_url}/v2.0/{tenant_id}/{environment}/api/v2.0``; the company is resolved once
+  (by name or GUID) and every entity is addressed as ``companies({id})/…``.
+* :func:`classify` is the one place that turns a response into an outcome (reference §4.1, §8.10):
+  ``BadRequest_*``, ``Application_*``, ``Authorization_*`` and the data-integrity ``Internal_*``
+  codes are permanent; 429, 502 and 503 mean "not processed, come back later" (with
+  ``Retry-After``); other ``Internal_*`` codes, 5xx and 408 are transient; 401 refreshes the token
+  once.
+* One ``backoff`` decorator retries reads (exponential backoff with jitter, ``Retry-After`` wins).
+  A create is never repeated blindly: it is repeated only when the answer proves it was not
+  processed (429/502/503, a connection that was never made) or, after a 500/408 answer, when a
+  lookup by its natural key shows nothing was created. A create without an answer raises
+  :class:`~woo2d365.erp.base.DocumentInDoubt`.
+* At most ``dynamics.max_concurrency`` requests are in flight and at most
+  ``dynamics.requests_per_5_minutes`` start in any 5-minute window, across all threads.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import backoff
+import requests
+import urllib3.exceptions
+
+from woo2d365.erp.base import DocumentInDoubt, DocumentRefused
+from woo2d365.erp.businesscentral.auth import TokenProvider, TrustingSession
+from woo2d365.errors import (
+    ConfigError,
+    DynamicsAuthenticationError,
+    DynamicsError,
+    DynamicsUnreachable,
+)
+from woo2d365.settings import DynamicsSettings
+
+log = logging.getLogger("woo2d365.dynamics")
+
+WINDOW_SECONDS = 300.0
+
+NOT_PROCESSED_STATUSES = frozenset({429, 502, 503})
+"""Answers that mean the request never ran: throttled, data plane down, queue full/maintenance."""
+
+PERMANENT_INTERNAL_CODES = frozenset(
+    {
+        "Internal_RecordNotFound",
+        "Internal_EntityWithSameKeyExists",
+        "Internal_DataNotFoundFilter",
+        "Internal_InvalidTableRelation",
+        "Internal_CompanyNotFound",
+    }
+)
+PERMANENT_PREFIXES = (
+    "BadRequest",
+    "Application_",
+    "Authorization_",
+    "Request_",
+    "RequestDataInvalid",
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long requests are retried."""
+
+    max_tries: int = 5
+    base_seconds: float = 1.0
+    max_backoff_seconds: float = 30.0
+    max_retry_after_seconds: float = 120.0  # a longer Retry-After: give up, the next run retries
+    max_elapsed_seconds: float = 300.0
+
+
+class TransientError(DynamicsError):
+    """Dynamics did not process the request (or a read failed); it may succeed later."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code, retryable=True)
+        self.retry_after = retry_after
+
+
+class AnsweredInDoubt(DocumentInDoubt):
+    """A create was answered with a server error (500/408): it ran and most likely rolled back.
+
+    Unlike a create without an answer, a lookup by the natural key settles it at once.
+    """
+
+
+class SlidingWindowLimiter:
+    """At most ``limit`` starts in any ``window_seconds``; callers wait for a free slot.
+
+    A start is held for the window plus ``margin_seconds`` (default 2 % of the window): the server
+    counts a request when it arrives, a little after we start it, and a request that arrived late
+    must have left the server's window before the next one is counted in.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window_seconds: float = WINDOW_SECONDS,
+        *,
+        margin_seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.limit = limit
+        margin = window_seconds * 0.02 if margin_seconds is None else margin_seconds
+        self.window_seconds = window_seconds + margin
+        self._clock = clock
+        self._sleep = sleep
+        self._starts: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Wait until a request may start; return the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._starts and self._starts[0] <= now - self.window_seconds:
+                    self._starts.popleft()
+                if len(self._starts) < self.limit:
+                    self._starts.append(now)
+                    return waited
+                delay = self._starts[0] + self.window_seconds - now
+            delay = max(delay, 0.001)
+            self._sleep(delay)
+            waited += delay
+
+
+@dataclass(frozen=True)
+class ErrorBody:
+    """``{"error": {"code", "message"}}`` of a Business Central answer."""
+
+    code: str
+    message: str
+
+
+def parse_error(response: requests.Response) -> ErrorBody:
+    """The OData error of a response, or a stand-in built from the status line."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        error = data["error"]
+        return ErrorBody(
+            str(error.get("code") or "Unknown"), _first_line(str(error.get("message") or ""))
+        )
+    text = _first_line(response.text or "")[:200]
+    return ErrorBody("Unknown", text or (response.reason or f"HTTP {response.status_code}"))
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """``Retry-After`` as seconds (delta or HTTP date), None when absent or unreadable."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def classify(response: requests.Response, *, method: str) -> DynamicsError | None:
+    """The one place that decides what an answer means; None for success.
+
+    Returns (does not raise) :class:`TransientError` for "not processed / try again",
+    :class:`AnsweredInDoubt` for a create answered with a server error (it ran and rolled back),
+    :class:`DocumentInDoubt` for a create the gateway timed out (504), :class:`DocumentRefused`
+    (writes) or a non-retryable :class:`DynamicsError` (reads) for permanent refusals, and
+    :class:`DynamicsAuthenticationError` for 401.
+    """
+    status = response.status_code
+    if 200 <= status < 300:
+        return None
+    error = parse_error(response)
+    text = f"Dynamics answered HTTP {status} {error.code}: {error.message}"
+    if status == 401 or error.code.startswith("Authentication_"):
+        return DynamicsAuthenticationError(
+            f"{text} (is the app registered and enabled in Business Central under "
+            "Microsoft Entra applications? check dynamics.client_id and dynamics.tenant_id)",
+            status=status,
+            code=error.code,
+        )
+    if status in NOT_PROCESSED_STATUSES:
+        return TransientError(
+            text, status=status, code=error.code, retry_after=retry_after_seconds(response)
+        )
+    permanent = error.code.startswith(PERMANENT_PREFIXES) or error.code in PERMANENT_INTERNAL_CODES
+    if error.code.startswith("Internal_") and not permanent:
+        transient = True
+    elif status >= 500 or status == 408:
+        transient = not permanent
+    else:
+        transient = False
+    if transient:
+        if method != "GET" and status == 504:
+            # The gateway gave up, Business Central may still be working on it: only a later
+            # lookup (after dynamics.timeout_seconds) can tell.
+            return DocumentInDoubt(text, status=status, code=error.code)
+        if method != "GET":
+            return AnsweredInDoubt(text, status=status, code=error.code)
+        return TransientError(
+            text, status=status, code=error.code, retry_after=retry_after_seconds(response)
+        )
+    if method != "GET":
+        return DocumentRefused(text, status=status, code=error.code)
+    return DynamicsError(text, status=status, code=error.code, retryable=False)
+
+
+def odata_string(value: str) -> str:
+    """An OData string literal: single quotes, embedded ``'`` doubled."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def odata_datetime(value: datetime) -> str:
+    """An OData ``DateTimeOffset`` literal in UTC (unquoted in filters)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def query_string(params: dict[str, str]) -> str:
+    """``?$filter=…`` with every value fully percent-encoded (``+`` → %2B, space → %20)."""
+    if not params:
+        return ""
+    parts = [f"{quote(key, safe='$')}={quote(value, safe='')}" for key, value in params.items()]
+    return "?" + "&".join(parts)
+
+
+def _wait_generator(policy: RetryPolicy) -> Generator[float, BaseException | None, None]:
+    """Backoff waits for ``backoff.on_exception``: ``Retry-After`` when given, else expo + jitter.
+
+    ``backoff`` sends each exception in, so the answer's own ``Retry-After`` decides the wait.
+    """
+    attempt = 0
+    exc = yield 0.0  # priming value, discarded by backoff
+    while True:
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            delay = float(retry_after) + random.uniform(0, 0.1 * float(retry_after) + 0.01)
+        else:
+            ceiling = min(policy.max_backoff_seconds, policy.base_seconds * (2**attempt))
+            delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # "equal jitter"
+        attempt += 1
+        exc = yield delay
+
+
+def _was_sent(exc: requests.RequestException) -> bool:
+    """False when the connection was never made (the server cannot have seen the request)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.exceptions.SSLError | requests.exceptions.ProxyError):
+        return False
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        reason = exc.args[0] if exc.args else None
+        inner = getattr(reason, "reason", reason)
+        if isinstance(
+            inner, urllib3.exceptions.NewConnectionError | urllib3.exceptions.NameResolutionError
+        ):
+            return False
+    return True
+
+
+class BusinessCentralClient:
+    """The Business Central API v2.0 endpoints the tool uses; share one instance between threads."""
+
+    def __init__(
+        self,
+        settings: DynamicsSettings,
+        tokens: TokenProvider,
+        *,
+        session: requests.Session | None = None,
+        retry: RetryPolicy | None = None,
+        limiter: SlidingWindowLimiter | None = None,
+        page_size: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.tokens = tokens
+        self.retry = retry or RetryPolicy()
+        self.page_size = page_size
+        self.base_url = (
+            f"{settings.api_url.rstrip('/')}/v2.0/{quote(settings.tenant_id.strip(), safe='')}/"
+            f"{quote(settings.environment.strip(), safe='')}/api/v2.0"
+        )
+        self._session = session or self._new_session(settings.max_concurrency)
+        self._slots = threading.BoundedSemaphore(settings.max_concurrency)
+        self._limiter = limiter or SlidingWindowLimiter(settings.requests_per_5_minutes)
+        self._company_id: str | None = None
+        self._company_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self.request_count = 0
+        self._timeout = (min(10.0, settings.timeout_seconds), settings.timeout_seconds)
+        self._retrying = backoff.on_exception(
+            _wait_generator,
+            DynamicsError,
+            max_tries=self.retry.max_tries,
+            max_time=self.retry.max_elapsed_seconds,
+            giveup=self._give_up,
+            jitter=None,
+            on_backoff=self._log_backoff,
+            raise_on_giveup=True,
+            logger=None,
+            policy=self.retry,
+        )(self._attempt)
+
+    @staticmethod
+    def _new_session(concurrency: int) -> requests.Session:
+        session = TrustingSession()
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=2, pool_maxsize=max(10, concurrency * 2), max_retries=0
+        )
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.headers.update({"Accept": "application/json", "User-Agent": "woo2d365"})
+        return session
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self._session.close()
+
+    # -- the one request path -------------------------------------------------------------------
+    def _give_up(self, exc: Exception) -> bool:
+        if isinstance(exc, DocumentInDoubt | DynamicsAuthenticationError):
+            return True
+        if not getattr(exc, "retryable", False):
+            return True
+        retry_after = getattr(exc, "retry_after", None)
+        return retry_after is not None and retry_after > self.retry.max_retry_after_seconds
+
+    @staticmethod
+    def _log_backoff(details: Any) -> None:
+        exc = details.get("exception")
+        log.warning(
+            "Dynamics request failed (try %s), retrying in %.1f s: %s",
+            details.get("tries"),
+            details.get("wait", 0.0),
+            exc,
+        )
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        """One of ``max_concurrency`` request slots, paced by the sliding-window limiter."""
+        with self._slots:
+            self._limiter.acquire()
+            with self._count_lock:
+                self.request_count += 1
+            yield
+
+    def _attempt(
+        self, method: str, url: str, body: dict[str, Any] | None, extra: dict[str, str]
+    ) -> Any:
+        """Send once (plus one token refresh on 401); raise the classified error."""
+        data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
+        refreshed = False
+        while True:
+            token = self.tokens.token()
+            headers = {**extra, "Authorization": f"Bearer {token}"}
+            if data is not None:
+                headers["Content-Type"] = "application/json"
+            try:
+                with self._slot():
+                    response = self._session.request(
+                        method, url, data=data, headers=headers, timeout=self._timeout
+                    )
+            except requests.RequestException as exc:
+                raise self._transport_error(method, url, exc) from None
+            if response.status_code == 401 and not refreshed:
+                self.tokens.invalidate(token)
+                refreshed = True
+                continue
+            problem = classify(response, method=method)
+            if problem is not None:
+                raise problem
+            if response.status_code == 204 or not response.content:
+                return None
+            try:
+                return response.json(parse_float=Decimal)  # amounts stay exact
+            except ValueError:
+                if method == "GET":
+                    raise TransientError(f"Dynamics sent a non-JSON answer to GET {url}") from None
+                raise AnsweredInDoubt(
+                    f"Dynamics sent a non-JSON answer (HTTP {response.status_code}) to {method}"
+                ) from None
+
+    def _transport_error(
+        self, method: str, url: str, exc: requests.RequestException
+    ) -> DynamicsError:
+        where = self.settings.api_url
+        if isinstance(exc, requests.exceptions.SSLError):
+            error = DynamicsUnreachable(
+                f"{where}: TLS certificate not trusted or handshake failed "
+                "(set REQUESTS_CA_BUNDLE or SSL_CERT_FILE for a private CA)"
+            )
+            error.retryable = False
+            return error
+        kind = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "connection failed"
+        if method != "GET" and _was_sent(exc):
+            return DocumentInDoubt(
+                f"{method} to Dynamics {kind} after it was sent ({type(exc).__name__}); "
+                "the document may exist"
+            )
+        return DynamicsUnreachable(
+            f"Dynamics at {where} cannot be reached: {kind} ({type(exc).__name__})"
+        )
+
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """One API call with the retry policy; ``path_or_url`` relative to the base or absolute."""
+        url = path_or_url if "://" in path_or_url else f"{self.base_url}/{path_or_url}"
+        return self._retrying(method, url, body, headers or {})
+
+    def get_all(self, path: str, params: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+        """Every entity of a collection, following ``@odata.nextLink`` verbatim."""
+        url: str | None = f"{self.base_url}/{path}{query_string(params or {})}"
+        while url:
+            page = self._get_page(url)
+            values = page.get("value", []) if isinstance(page, dict) else []
+            yield from (entry for entry in values if isinstance(entry, dict))
+            next_link = page.get("@odata.nextLink") if isinstance(page, dict) else None
+            url = next_link if isinstance(next_link, str) and next_link else None
+
+    def _get_page(self, url: str) -> Any:
+        if self.page_size is None:
+            return self.request("GET", url)
+        # Smaller pages only when asked (tests); BC's own page size is 20,000.
+        return self.request("GET", url, headers={"Prefer": f"odata.maxpagesize={self.page_size}"})
+
+    # -- company --------------------------------------------------------------------------------
+    def company_id(self) -> str:
+        """The GUID of ``dynamics.company`` (matched by id, name or display name), resolved once."""
+        with self._company_lock:
+            if self._company_id is None:
+                self._company_id = self._resolve_company()
+            return self._company_id
+
+    def _resolve_company(self) -> str:
+        wanted = self.settings.company.strip()
+        try:
+            companies = list(self.get_all("companies"))
+        except DynamicsError as exc:
+            if exc.status == 404 and not exc.retryable:
+                raise ConfigError(
+                    f"{exc.message} (check dynamics.environment {self.settings.environment!r} "
+                    "and dynamics.tenant_id)"
+                ) from None
+            raise
+        if not companies:
+            raise ConfigError(f"environment {self.settings.environment!r} has no companies")
+        if not wanted:
+            if len(companies) == 1:
+                return str(companies[0]["id"])
+            raise ConfigError(
+                "dynamics.company is required: the environment has "
+                + ", ".join(repr(c.get("name")) for c in companies)
+            )
+        for company in companies:
+            if str(company.get("id", "")).lower().strip("{}") == wanted.lower().strip("{}"):
+                return str(company["id"])
+        for key in ("name", "displayName"):
+            for company in companies:
+                if str(company.get(key, "")).casefold() == wanted.casefold():
+                    return str(company["id"])
+        names = ", ".join(repr(c.get("name")) for c in companies)
+        raise ConfigError(f"dynamics.company {wanted!r} not found; the environment has {names}")
+
+    def company_path(self, entity: str) -> str:
+        """``companies({id})/{entity}``."""
+        return f"companies({self.company_id()})/{entity}"
+
+    # -- items ----------------------------------------------------------------------------------
+    def items(self, *, modified_after: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """Items with the fields the mirror keeps; only those changed after ``modified_after``."""
+        params = {"$select": "id,number,displayName,blocked,lastModifiedDateTime"}
+        if modified_after is not None:
+            params["$filter"] = f"lastModifiedDateTime gt {odata_datetime(modified_after)}"
+        return self.get_all(self.company_path("items"), params)
+
+    # -- countries ------------------------------------------------------------------------------
+    def country_codes(self) -> set[str] | None:
+        """Codes of ``countriesRegions``; None when the endpoint is not available."""
+        try:
+            return {
+                str(entry.get("code", "")).upper()
+                for entry in self.get_all(
+                    self.company_path("countriesRegions"), {"$select": "code"}
+                )
+                if entry.get("code")
+            }
+        except DynamicsError as exc:
+            if exc.status in (400, 404) and not exc.retryable:
+                log.info("countriesRegions not available (%s); country codes unchecked", exc)
+                return None
+            raise
+
+    # -- customers ------------------------------------------------------------------------------
+    def find_customers_by_email(self, address: str) -> list[dict[str, Any]]:
+        """Customers whose e-mail equals ``address`` (BC compares case-sensitively)."""
+        params = {
+            "$filter": f"email eq {odata_string(address)}",
+            "$select": "id,number,displayName,email",
+        }
+        return list(self.get_all(self.company_path("customers"), params))
+
+    def create_customer(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST customers``; :class:`DocumentInDoubt` when it may have been created unanswered."""
+        return self._create(self.company_path("customers"), body)
+
+    # -- sales orders ---------------------------------------------------------------------------
+    def find_sales_orders(self, external_number: str) -> list[dict[str, Any]]:
+        """Sales orders with this ``externalDocumentNumber``."""
+        params = {
+            "$filter": f"externalDocumentNumber eq {odata_string(external_number)}",
+            "$select": "id,number,externalDocumentNumber,totalAmountIncludingTax",
+        }
+        return list(self.get_all(self.company_path("salesOrders"), params))
+
+    def create_sales_order(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """One deep-insert ``POST salesOrders``, repeated only when proven not processed.
+
+        After a 500/408 answer the order is looked up by ``externalDocumentNumber`` first: found,
+        it is returned; not found, the POST is sent again (the retry policy's tries and waits).
+        """
+        external_number = str(payload["externalDocumentNumber"])
+        path = self.company_path("salesOrders")
+        waits = _wait_generator(self.retry)
+        next(waits)
+        last: AnsweredInDoubt | None = None
+        for _ in range(self.retry.max_tries):
+            try:
+                return self._create(path, payload)
+            except AnsweredInDoubt as exc:
+                last = exc
+            try:
+                found = self.find_sales_orders(external_number)
+            except DynamicsError:
+                raise DocumentInDoubt(
+                    f"{last}; the lookup by externalDocumentNumber failed too"
+                ) from None
+            if found:
+                return found[0]
+            time.sleep(waits.send(last))
+        assert last is not None
+        raise TransientError(
+            f"{last} (not created after {self.retry.max_tries} tries)",
+            status=last.status,
+            code=last.code,
+        )
+
+    def _create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        result = self.request("POST", path, body=body)
+        if not isinstance(result, dict):
+            raise AnsweredInDoubt("Dynamics answered a create without the created record")
+        return result
+
+
+def _first_line(text: str) -> str:
+    text = text.strip()
+    return text.splitlines()[0] if text else ""

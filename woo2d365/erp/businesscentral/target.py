@@ -1,0 +1,343 @@
+"""Business Central as an :class:`~woo2d365.erp.base.ErpTarget`.
+
+Caches (design.md "Caches"): items are mirrored in the state store and refreshed incrementally by
+``lastModifiedDateTime`` (cursor ``bc.items.cursor``), fully once a day and after Dynamics refused
+a document over an item it does not have; customers found or created per e-mail address are kept
+in the store, so a known customer costs no request. Country codes are read once per run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from woo2d365.erp.base import (
+    CreatedDocument,
+    DocumentInDoubt,
+    DocumentRefused,
+    ItemRefresh,
+    PreparedDocument,
+)
+from woo2d365.erp.businesscentral.client import BusinessCentralClient, TransientError
+from woo2d365.erp.businesscentral.payload import (
+    build_customer,
+    build_sales_order,
+    country_problems,
+    external_document_number,
+)
+from woo2d365.errors import ConfigError, DynamicsAuthenticationError, DynamicsError, OrderDataError
+from woo2d365.model import Order
+from woo2d365.settings import Settings
+from woo2d365.store.base import CachedCustomer, CachedItem, StateStore
+
+log = logging.getLogger("woo2d365.dynamics")
+
+ITEMS_CURSOR_KEY = "bc.items.cursor"
+"""Store key: the newest ``lastModifiedDateTime`` seen among items (Dynamics' text, verbatim)."""
+ITEMS_FULL_REFRESH_KEY = "bc.items.full_refresh_at"
+"""Store key: when the item mirror was last replaced as a whole; blank forces a full refresh."""
+FULL_REFRESH_EVERY = timedelta(hours=24)
+CURSOR_OVERLAP = timedelta(minutes=1)  # items committed late with an older stamp are not missed
+PLACEHOLDER_CUSTOMER = "(new customer)"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class BusinessCentralTarget:
+    """Sales orders in one Business Central company; one instance per run, thread-safe."""
+
+    display_name = "Dynamics 365"
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        client: BusinessCentralClient,
+        *,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.settings = settings
+        self.orders = settings.orders
+        self.store = store
+        self.client = client
+        self.clock = clock
+        self.cursor_overlap = CURSOR_OVERLAP
+        self._countries: set[str] | None = None
+        self._countries_loaded = False
+        self._countries_lock = threading.Lock()
+        self._customer_locks: dict[str, threading.Lock] = {}
+        self._customer_locks_guard = threading.Lock()
+        if self.orders.customer_mode == "fixed" and not self.orders.customer_number.strip():
+            raise ConfigError('orders.customer_number is required when customer_mode = "fixed"')
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self.client.close()
+
+    def connect(self) -> None:
+        """A token and the company id (one request, once per run)."""
+        self.client.company_id()
+
+    # -- items ----------------------------------------------------------------------------------
+    def refresh_items(self, *, full: bool = False, dry_run: bool = False) -> ItemRefresh:
+        """Bring the item mirror up to date: incremental, or full once a day / when forced.
+
+        A dry run fetches the same items but writes nothing; it returns them as a view over the
+        mirror (``ItemRefresh.items``).
+        """
+        now = self.clock()
+        cursor = self.store.get_value(ITEMS_CURSOR_KEY) or ""
+        last_full = _parse_time(self.store.get_value(ITEMS_FULL_REFRESH_KEY) or "")
+        since = _parse_time(cursor)
+        do_full = full or since is None or last_full is None or last_full < now - FULL_REFRESH_EVERY
+        before = self.client.request_count
+        if do_full:
+            items = [_cached_item(entry) for entry in self.client.items()]
+        else:
+            assert since is not None
+            changed = self.client.items(modified_after=since - self.cursor_overlap)
+            items = [_cached_item(entry) for entry in changed]
+        requests = self.client.request_count - before
+        if dry_run:
+            view = ItemOverlay(self.store, items, replace=do_full)
+            return ItemRefresh(full=do_full, fetched=len(items), requests=requests, items=view)
+        if do_full:
+            self.store.replace_items(items)
+            self.store.set_value(ITEMS_FULL_REFRESH_KEY, now.isoformat())
+        else:
+            self.store.upsert_items(items)
+        stamped = [(t, i.last_modified) for i in items if (t := _parse_time(i.last_modified))]
+        if stamped:
+            newest_at, newest = max(stamped)
+            if since is None or newest_at > since:
+                self.store.set_value(ITEMS_CURSOR_KEY, newest)
+        return ItemRefresh(full=do_full, fetched=len(items), requests=requests)
+
+    # -- checks ---------------------------------------------------------------------------------
+    def external_number(self, order: Order) -> str:
+        """``orders.document_prefix`` + shop number, upper-case, at most 35 characters."""
+        return external_document_number(self.orders.document_prefix, order.number)
+
+    def check_order(self, order: Order) -> list[str]:
+        """Document number length, a customer e-mail in per-email mode, known country codes."""
+        problems: list[str] = []
+        try:
+            self.external_number(order)
+        except OrderDataError as exc:
+            problems.append(exc.message)
+        if self.orders.customer_mode == "per-email" and not order.email:
+            problems.append(
+                'the order has no e-mail address, which customer_mode = "per-email" needs '
+                "to find or create its customer"
+            )
+        problems.extend(country_problems(order, self.country_codes()))
+        return problems
+
+    def country_codes(self) -> set[str] | None:
+        """Business Central's country/region codes, read once; None when they cannot be read."""
+        with self._countries_lock:
+            if not self._countries_loaded:
+                try:
+                    self._countries = self.client.country_codes()
+                except DynamicsAuthenticationError:
+                    raise
+                except DynamicsError as exc:
+                    if not exc.retryable:
+                        raise
+                    log.warning("country codes could not be read (%s); not checked", exc)
+                    return None
+                self._countries_loaded = True
+            return self._countries
+
+    # -- documents ------------------------------------------------------------------------------
+    def prepare(
+        self, order: Order, item_numbers: Sequence[str | None], *, dry_run: bool = False
+    ) -> PreparedDocument:
+        """The sales order body; finds or creates the customer (a dry run only looks it up)."""
+        external_number = self.external_number(order)
+        problems = country_problems(order, self.country_codes())
+        if problems:
+            raise OrderDataError("; ".join(problems))
+        warnings: list[str] = []
+        placeholder = False
+        new_customer: dict[str, Any] | None = None
+        customer_number: str | None
+        if self.orders.customer_mode == "fixed":
+            customer_number = self.orders.customer_number.strip().upper()
+        else:
+            customer_number, new_customer, customer_warnings = self._customer_for(order, dry_run)
+            warnings.extend(customer_warnings)
+            if customer_number is None:
+                placeholder = True
+                customer_number = PLACEHOLDER_CUSTOMER
+                warnings.append(
+                    f"no customer with e-mail {order.email!r} yet: a real push creates one "
+                    f"first and uses its number instead of {PLACEHOLDER_CUSTOMER!r}"
+                )
+        draft = build_sales_order(
+            order, item_numbers=item_numbers, customer_number=customer_number, orders=self.orders
+        )
+        warnings.extend(draft.warnings)
+        return PreparedDocument(
+            woo_id=order.woo_id,
+            external_number=external_number,
+            payload=draft.payload,
+            warnings=tuple(warnings),
+            placeholder_customer=placeholder,
+            new_customer=new_customer if dry_run else None,
+        )
+
+    def create(self, document: PreparedDocument) -> CreatedDocument:
+        """One deep-insert POST (see :meth:`BusinessCentralClient.create_sales_order`)."""
+        if document.placeholder_customer:
+            raise ValueError("a dry-run document cannot be created")
+        try:
+            raw = self.client.create_sales_order(document.payload)
+        except DocumentRefused as exc:
+            if _about_missing_item(exc):
+                # The mirror may list an item Dynamics no longer has: replace it next run.
+                self.store.set_value(ITEMS_FULL_REFRESH_KEY, "")
+            raise
+        return _created(raw, document.external_number)
+
+    def find(self, external_number: str) -> CreatedDocument | None:
+        """The sales order with this ``externalDocumentNumber`` (the first if there are more)."""
+        found = self.client.find_sales_orders(external_number)
+        if not found:
+            return None
+        if len(found) > 1:
+            log.warning(
+                "%d sales orders carry externalDocumentNumber %s: %s",
+                len(found),
+                external_number,
+                ", ".join(str(entry.get("number")) for entry in found),
+            )
+        return _created(found[0], external_number)
+
+    # -- customers ------------------------------------------------------------------------------
+    def _customer_lock(self, key: str) -> threading.Lock:
+        with self._customer_locks_guard:
+            return self._customer_locks.setdefault(key, threading.Lock())
+
+    def _customer_for(
+        self, order: Order, dry_run: bool
+    ) -> tuple[str | None, dict[str, Any] | None, list[str]]:
+        """``(number or None in a dry run, body a dry run would create, warnings)``."""
+        address = order.email
+        if not address:
+            raise OrderDataError(
+                'the order has no e-mail address, which customer_mode = "per-email" needs'
+            )
+        key = address.lower()
+        # One lock per address: two orders of a new customer in parallel create it once.
+        with self._customer_lock(key):
+            cached = self.store.get_customer(key)
+            if cached is not None:
+                return cached.number, None, []
+            found = self._lookup_customer(address)
+            if found is not None:
+                if not dry_run:
+                    self.store.put_customer(found)
+                return found.number, None, []
+            draft = build_customer(order)
+            if dry_run:
+                return None, draft.payload, list(draft.warnings)
+            try:
+                raw = self.client.create_customer(draft.payload)
+            except DocumentInDoubt as exc:
+                found = self._lookup_customer(address)
+                if found is None:
+                    raise TransientError(
+                        f"creating the customer for {address} got no answer ({exc}); "
+                        "it is looked up again before the next try"
+                    ) from None
+                self.store.put_customer(found)
+                return found.number, None, list(draft.warnings)
+            customer = CachedCustomer(email=key, number=str(raw["number"]), id=str(raw["id"]))
+            self.store.put_customer(customer)
+            log.info("created customer %s for %s", customer.number, address)
+            return (
+                customer.number,
+                None,
+                [
+                    f"created customer {customer.number} for {address}",
+                    *draft.warnings,
+                ],
+            )
+
+    def _lookup_customer(self, address: str) -> CachedCustomer | None:
+        """An existing customer with this e-mail (as given, then lower-case); lowest number."""
+        candidates = self.client.find_customers_by_email(address)
+        if not candidates and address.lower() != address:
+            candidates = self.client.find_customers_by_email(address.lower())
+        if not candidates:
+            return None
+        best = min(candidates, key=lambda entry: str(entry.get("number", "")))
+        return CachedCustomer(
+            email=address.lower(), number=str(best["number"]), id=str(best.get("id", ""))
+        )
+
+
+class ItemOverlay:
+    """Freshly fetched items over the stored mirror, without writing them (dry runs)."""
+
+    def __init__(self, store: StateStore, fetched: list[CachedItem], *, replace: bool) -> None:
+        self._store = store
+        self._fetched = {item.number: item for item in fetched}
+        self._replace = replace  # a full fetch: what it did not return does not exist
+
+    def items_by_number(self, numbers: list[str]) -> dict[str, CachedItem]:
+        """The fetched item where there is one, else the mirror's (unless the fetch was full)."""
+        found = {} if self._replace else self._store.items_by_number(numbers)
+        found.update({n: self._fetched[n] for n in numbers if n in self._fetched})
+        return found
+
+
+def _cached_item(entry: dict[str, Any]) -> CachedItem:
+    return CachedItem(
+        number=str(entry.get("number", "")).upper(),
+        id=str(entry.get("id", "")),
+        display_name=str(entry.get("displayName") or ""),
+        blocked=entry.get("blocked") is True,
+        last_modified=str(entry.get("lastModifiedDateTime") or ""),
+    )
+
+
+def _created(raw: dict[str, Any], external_number: str) -> CreatedDocument:
+    total = raw.get("totalAmountIncludingTax")
+    amount: Decimal | None = None
+    if total is not None and not isinstance(total, bool):
+        try:
+            amount = Decimal(str(total))
+        except InvalidOperation:
+            amount = None
+    return CreatedDocument(
+        id=str(raw.get("id", "")),
+        number=str(raw.get("number", "")),
+        external_number=str(raw.get("externalDocumentNumber") or external_number),
+        total_including_tax=amount,
+    )
+
+
+def _about_missing_item(exc: DocumentRefused) -> bool:
+    text = str(exc).lower()
+    return exc.code == "Internal_RecordNotFound" or (
+        "item" in text
+        and any(word in text for word in ("not exist", "cannot be found", "not found"))
+    )
+
+
+def _parse_time(text: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,0 +1,529 @@
+"""push: ready orders become sales orders in Dynamics, each exactly once (design.md).
+
+1. Orders left ``pushing`` by an earlier run whose claim is older than ``dynamics.timeout_seconds``
+   are *in doubt*: claimed again and looked up by their external number. Found → ``pushed``; not
+   found → back to ``ready``. Nothing is sent for them in this step.
+2. Write-backs that failed before are tried again.
+3. Every ``ready`` order is claimed (``ready`` → ``pushing``, one attempt counted; a claim that
+   changes no row belongs to someone else) and sent with ONE create request:
+
+   * created → ``pushed`` with id and number; Dynamics' total is compared with the shop's, and a
+     difference beyond ``orders.total_tolerance`` is a warning event (the order stays pushed);
+   * refused → ``failed`` with Dynamics' message; the order's data is unusable → ``held``;
+   * not processed (throttled, unreachable) → ``ready`` again, ``failed`` after
+     ``orders.max_attempts``;
+   * no answer (timeout, dropped connection) → stays ``pushing`` for step 1 of a later run.
+
+   Up to ``dynamics.max_concurrency`` orders are pushed at once. When Dynamics cannot be reached no
+   further orders are claimed and :attr:`PushResult.unreachable` says why.
+
+``dry_run=True`` reads Dynamics (customer and in-doubt lookups) but creates nothing and writes
+nothing to the state store; it returns the exact request bodies of the ``ready`` orders and of the
+``new`` ones that would pass validation (so ``sync --dry-run`` shows them too).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from woo2d365.erp.base import CreatedDocument, DocumentInDoubt, ErpTarget, ItemLookup
+from woo2d365.errors import (
+    DynamicsAuthenticationError,
+    DynamicsError,
+    DynamicsUnreachable,
+    ExitCode,
+    OrderDataError,
+    RemoteError,
+)
+from woo2d365.model import Order, OrderState
+from woo2d365.pipeline.context import RunContext
+from woo2d365.pipeline.validate import problems_of, refresh_item_mirror
+from woo2d365.shop.mapping import order_from_shop
+from woo2d365.store.base import OrderRecord
+
+STEP = "push"
+WRITE_BACK_STEP = "write-back"
+SALES_ORDER_META_KEY = "_woo2d365_sales_order"
+
+
+class ShopWriter(Protocol):
+    """What push needs to write back to the shop."""
+
+    def add_order_note(self, woo_id: int, text: str) -> Any:
+        """Add a private note to the shop order."""
+        ...
+
+    def set_order_meta(self, woo_id: int, key: str, value: str) -> Any:
+        """Set one meta field of the shop order."""
+        ...
+
+
+@dataclass(frozen=True)
+class PushedOrder:
+    """An order that is in Dynamics now."""
+
+    woo_id: int
+    external_number: str
+    d365_number: str
+    d365_id: str
+
+
+@dataclass(frozen=True)
+class DryRunDocument:
+    """What a real push would send for one order."""
+
+    woo_id: int
+    external_number: str
+    payload: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+    placeholder_customer: bool = False
+    new_customer: dict[str, Any] | None = None
+
+
+@dataclass
+class PushResult:
+    """What one push run did (or, in a dry run, would do)."""
+
+    dry_run: bool = False
+    pushed: list[PushedOrder] = field(default_factory=list)
+    resolved: list[PushedOrder] = field(default_factory=list)  # in doubt, found in Dynamics
+    requeued: list[int] = field(default_factory=list)  # in doubt, not found: ready again
+    failed: dict[int, str] = field(default_factory=dict)
+    held: dict[int, str] = field(default_factory=dict)
+    retry_later: dict[int, str] = field(default_factory=dict)  # not processed: ready again
+    in_doubt: dict[int, str] = field(default_factory=dict)  # no answer: still pushing
+    total_mismatches: dict[int, str] = field(default_factory=dict)
+    written_back: list[int] = field(default_factory=list)
+    write_back_failed: dict[int, str] = field(default_factory=dict)
+    documents: list[DryRunDocument] = field(default_factory=list)  # dry run only
+    warnings: list[str] = field(default_factory=list)
+    unreachable: str | None = None
+
+    @property
+    def needs_attention(self) -> bool:
+        """True when an order of this run was held or failed."""
+        return bool(self.failed or self.held)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The contract's exit code for this outcome."""
+        if self.unreachable:
+            return ExitCode.UNREACHABLE
+        return ExitCode.ATTENTION if self.needs_attention else ExitCode.OK
+
+    def payloads(self) -> list[dict[str, Any]]:
+        """The request bodies of a dry run, in order (what ``push --dry-run`` prints)."""
+        return [document.payload for document in self.documents]
+
+
+class _Run:
+    """State shared by the worker threads of one push."""
+
+    def __init__(self, ctx: RunContext, erp: ErpTarget, shop_writer: ShopWriter | None) -> None:
+        self.ctx = ctx
+        self.erp = erp
+        self.writer = shop_writer if ctx.settings.woocommerce.write_back else None
+        self.result = PushResult()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.fatal: BaseException | None = None
+        self.tolerance = Decimal(str(ctx.settings.orders.total_tolerance))
+        self.items: ItemLookup | None = None  # a dry run's unsaved item mirror
+
+    def record(self, bucket: dict[int, str], woo_id: int, text: str) -> None:
+        with self.lock:
+            bucket[woo_id] = text
+
+    def halt(self, exc: BaseException) -> None:
+        with self.lock:
+            if isinstance(exc, DynamicsUnreachable) and self.result.unreachable is None:
+                self.result.unreachable = str(exc)
+            elif self.fatal is None and not isinstance(exc, DynamicsUnreachable):
+                self.fatal = exc
+        self.stop.set()
+
+
+def push(
+    ctx: RunContext,
+    erp: ErpTarget,
+    *,
+    shop_writer: ShopWriter | None = None,
+    order_ids: list[int] | None = None,
+    dry_run: bool = False,
+    limit: int | None = None,
+) -> PushResult:
+    """Push ready orders (all, or those of ``order_ids``; at most ``limit``) exactly once.
+
+    Raises :class:`~woo2d365.errors.DynamicsUnreachable` or
+    :class:`~woo2d365.errors.DynamicsAuthenticationError` before touching any order when Dynamics
+    cannot be reached or refuses the credentials at the start. Later, an authentication error
+    (and any store error) is raised once the orders in flight are settled, while an outage in the
+    middle of the run is reported in :attr:`PushResult.unreachable` (exit code 3).
+    """
+    run = _Run(ctx, erp, shop_writer)
+    run.result.dry_run = dry_run
+    erp.connect()  # an outage or refused credentials stop here, before any order is claimed
+    if dry_run:
+        # Nothing may be written, so the item mirror is refreshed into a view for this run.
+        refresh = refresh_item_mirror(ctx, erp, run.result.warnings, dry_run=True)
+        run.items = refresh.items if refresh else None
+    _resolve_in_doubt(run, dry_run=dry_run)
+    if not dry_run and run.writer is not None and not run.stop.is_set():
+        _retry_write_backs(run)
+    # A dry run also shows orders validate has not seen yet (sync --dry-run writes no states).
+    states = [OrderState.READY, OrderState.NEW] if dry_run else [OrderState.READY]
+    ids = _candidate_ids(ctx, states, order_ids, limit)
+    work = _dry_run_one if dry_run else _push_one
+    if ids and not run.stop.is_set():
+        workers = max(1, min(ctx.settings.dynamics.max_concurrency, len(ids)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool:
+            futures = [pool.submit(_guarded, run, work, woo_id) for woo_id in ids]
+            for future in futures:
+                future.result()
+    if dry_run:
+        position = {woo_id: index for index, woo_id in enumerate(ids)}
+        run.result.documents.sort(key=lambda document: position[document.woo_id])
+    if run.fatal is not None:
+        raise run.fatal
+    return run.result
+
+
+def _candidate_ids(
+    ctx: RunContext, states: list[OrderState], order_ids: list[int] | None, limit: int | None
+) -> list[int]:
+    """Ids of orders in ``states`` (of ``order_ids`` when given), oldest update first."""
+    if order_ids is None and states == [OrderState.READY]:
+        return ctx.store.order_ids_in_state(OrderState.READY, limit=limit)
+    records = ctx.store.list_orders(
+        states=states, woo_ids=None if order_ids is None else list(order_ids)
+    )
+    ids = [r.woo_id for r in sorted(records, key=lambda r: (r.updated_at, r.woo_id))]
+    return ids[:limit] if limit is not None else ids
+
+
+def _guarded(run: _Run, work: Any, woo_id: int) -> None:
+    """Run one order's work; anything unexpected stops the run and is raised at its end."""
+    if run.stop.is_set():
+        return
+    try:
+        work(run, woo_id)
+    except Exception as exc:  # stops the run; push() raises it once the other workers finish
+        run.halt(exc)
+
+
+# -- step 1: in doubt --------------------------------------------------------------------------
+
+
+def _resolve_in_doubt(run: _Run, *, dry_run: bool) -> None:
+    ctx = run.ctx
+    now = ctx.clock()
+    older_than = now - timedelta(seconds=ctx.settings.dynamics.timeout_seconds)
+    for woo_id in ctx.store.in_doubt_ids(older_than):
+        if run.stop.is_set():
+            return
+        if not dry_run and not ctx.store.claim_in_doubt(woo_id, ctx.worker, now, older_than):
+            continue  # another process took it over
+        try:
+            _settle_in_doubt(run, woo_id, dry_run=dry_run)
+        except (DynamicsAuthenticationError, DynamicsUnreachable) as exc:
+            run.halt(exc)
+        except DynamicsError as exc:
+            run.record(run.result.in_doubt, woo_id, f"lookup failed: {exc}")
+            if dry_run:
+                continue
+            ctx.event(
+                STEP,
+                f"in doubt, lookup failed ({exc}); tried again next run",
+                level="warning",
+                woo_id=woo_id,
+            )
+
+
+def _settle_in_doubt(run: _Run, woo_id: int, *, dry_run: bool) -> None:
+    ctx = run.ctx
+    record = ctx.store.get_order(woo_id, with_raw=True)
+    if record is None:
+        return
+    order: Order | None = None
+    external_number = record.external_number
+    try:
+        order = order_from_shop(record.raw or {})
+        external_number = external_number or run.erp.external_number(order)
+    except OrderDataError as exc:
+        if not external_number:
+            # Cannot have been sent without a number; nothing to look up.
+            if not dry_run:
+                ctx.store.set_state(
+                    woo_id, OrderState.HELD, reason=exc.message, expect=[OrderState.PUSHING]
+                )
+            run.record(run.result.held, woo_id, exc.message)
+            return
+    assert external_number
+    found = run.erp.find(external_number)
+    if found is not None:
+        pushed = PushedOrder(woo_id, external_number, found.number, found.id)
+        with run.lock:
+            run.result.resolved.append(pushed)
+        if dry_run:
+            return
+        ctx.store.mark_pushed(
+            woo_id,
+            d365_id=found.id,
+            d365_number=found.number,
+            external_number=external_number,
+            now=ctx.clock(),
+        )
+        ctx.event(
+            STEP,
+            f"in doubt: found in {run.erp.display_name} as sales order "
+            f"{found.number} ({external_number}); recorded as pushed",
+            woo_id=woo_id,
+        )
+        if order is not None:
+            _compare_totals(run, order, found)
+        return
+    with run.lock:
+        run.result.requeued.append(woo_id)
+    if dry_run:
+        return
+    ctx.store.set_state(
+        woo_id,
+        OrderState.READY,
+        reason=f"{external_number} was not found in {run.erp.display_name}",
+        expect=[OrderState.PUSHING],
+    )
+    ctx.event(
+        STEP,
+        f"in doubt: {external_number} not found in {run.erp.display_name}; ready to be sent again",
+        woo_id=woo_id,
+    )
+
+
+# -- step 2: write-back ------------------------------------------------------------------------
+
+
+def _retry_write_backs(run: _Run) -> None:
+    store = run.ctx.store
+    for woo_id in store.write_back_pending_ids():
+        record = store.get_order(woo_id)
+        if record is None or record.state is not OrderState.PUSHED or not record.d365_number:
+            continue
+        if not _write_back(run, woo_id, record.d365_number):
+            break  # the shop is probably down; the rest waits for the next run
+
+
+def _write_back(run: _Run, woo_id: int, d365_number: str) -> bool:
+    """Note and meta on the shop order; a failure is logged and retried next run."""
+    if run.writer is None:
+        return False
+    try:
+        run.writer.add_order_note(
+            woo_id, f"Created in {run.erp.display_name} as sales order {d365_number}"
+        )
+        run.writer.set_order_meta(woo_id, SALES_ORDER_META_KEY, d365_number)
+    except (RemoteError, OSError) as exc:
+        run.record(run.result.write_back_failed, woo_id, str(exc))
+        run.ctx.event(
+            WRITE_BACK_STEP,
+            f"write-back to the shop failed ({exc}); tried again next run",
+            level="warning",
+            woo_id=woo_id,
+        )
+        return False
+    run.ctx.store.set_write_back_done(woo_id)
+    with run.lock:
+        run.result.written_back.append(woo_id)
+    return True
+
+
+# -- step 3: push ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """An order read back from the store: mapped and resolved, or why it cannot be pushed."""
+
+    order: Order | None
+    item_numbers: tuple[str | None, ...] = ()
+    problem: str | None = None
+    state: OrderState = OrderState.HELD  # where an order with a problem goes
+
+
+def _load(run: _Run, record: OrderRecord) -> _Loaded:
+    try:
+        order = order_from_shop(record.raw or {})
+    except OrderDataError as exc:
+        return _Loaded(None, problem=f"the shop order cannot be read: {exc.message}")
+    taken = {s.strip().lower() for s in run.ctx.settings.woocommerce.statuses}
+    if order.status.strip().lower() not in taken:
+        # Not ours to push (yet): back to new, where validate leaves it alone.
+        return _Loaded(
+            order, problem=f"shop status {order.status!r} is not taken", state=OrderState.NEW
+        )
+    resolution = problems_of(run.ctx, run.erp, order, items=run.items)
+    if resolution.problems:
+        return _Loaded(order, problem="; ".join(resolution.problems))
+    return _Loaded(order, resolution.item_numbers)
+
+
+def _push_one(run: _Run, woo_id: int) -> None:
+    ctx, store = run.ctx, run.ctx.store
+    if not store.claim(woo_id, ctx.worker, ctx.clock()):
+        return  # not ready any more, or another process owns it
+    record = store.get_order(woo_id, with_raw=True)
+    if record is None:
+        return
+    loaded = _load(run, record)
+    if loaded.problem is not None or loaded.order is None:
+        held = loaded.state is OrderState.HELD
+        reason = loaded.problem or "the shop order cannot be read"
+        _settle(run, woo_id, loaded.state, reason, bucket=run.result.held if held else None)
+        return
+    order, item_numbers = loaded.order, loaded.item_numbers
+    try:
+        document = run.erp.prepare(order, item_numbers)
+    except OrderDataError as exc:
+        _settle(run, woo_id, OrderState.HELD, exc.message, bucket=run.result.held)
+        return
+    except DynamicsAuthenticationError:
+        store.set_state(woo_id, OrderState.READY, expect=[OrderState.PUSHING])
+        raise
+    except DynamicsError as exc:
+        if exc.retryable:
+            _not_processed(run, record, exc)
+        else:
+            _settle(run, woo_id, OrderState.FAILED, f"customer: {exc}", bucket=run.result.failed)
+        return
+    for warning in document.warnings:
+        ctx.event(STEP, warning, level="warning", woo_id=woo_id)
+    try:
+        created = run.erp.create(document)
+    except DocumentInDoubt as exc:
+        run.record(run.result.in_doubt, woo_id, str(exc))
+        ctx.event(
+            STEP,
+            f"no answer from {run.erp.display_name} ({exc}); stays pushing and is "
+            "looked up before anything is sent again",
+            level="warning",
+            woo_id=woo_id,
+        )
+        return
+    except DynamicsAuthenticationError:
+        store.set_state(woo_id, OrderState.READY, expect=[OrderState.PUSHING])
+        raise
+    except DynamicsError as exc:
+        if exc.retryable:
+            _not_processed(run, record, exc)
+        else:
+            _settle(run, woo_id, OrderState.FAILED, str(exc), bucket=run.result.failed)
+        return
+    store.mark_pushed(
+        woo_id,
+        d365_id=created.id,
+        d365_number=created.number,
+        external_number=document.external_number,
+        now=ctx.clock(),
+    )
+    with run.lock:
+        run.result.pushed.append(
+            PushedOrder(woo_id, document.external_number, created.number, created.id)
+        )
+    ctx.event(
+        STEP,
+        f"created in {run.erp.display_name} as sales order {created.number} "
+        f"({document.external_number})",
+        woo_id=woo_id,
+    )
+    _compare_totals(run, order, created)
+    if run.writer is not None:
+        _write_back(run, woo_id, created.number)
+
+
+def _settle(
+    run: _Run, woo_id: int, state: OrderState, reason: str, *, bucket: dict[int, str] | None
+) -> None:
+    run.ctx.store.set_state(woo_id, state, reason=reason, expect=[OrderState.PUSHING])
+    if bucket is not None:
+        run.record(bucket, woo_id, reason)
+    level = "error" if state is OrderState.FAILED else "warning"
+    run.ctx.event(STEP, f"{state.value}: {reason}", level=level, woo_id=woo_id)
+
+
+def _not_processed(run: _Run, record: OrderRecord, exc: DynamicsError) -> None:
+    """Dynamics did not take the order: ``ready`` again, or ``failed`` after max_attempts.
+
+    An unreachable Dynamics never fails an order: an outage is not the order's fault.
+    """
+    woo_id = record.woo_id
+    limit = run.ctx.settings.orders.max_attempts
+    if record.attempts >= limit and not isinstance(exc, DynamicsUnreachable):
+        _settle(
+            run,
+            woo_id,
+            OrderState.FAILED,
+            f"gave up after {record.attempts} attempts: {exc}",
+            bucket=run.result.failed,
+        )
+    else:
+        run.ctx.store.set_state(
+            woo_id,
+            OrderState.READY,
+            reason=f"attempt {record.attempts} of {limit} failed: {exc}",
+            expect=[OrderState.PUSHING],
+        )
+        run.record(run.result.retry_later, woo_id, str(exc))
+        run.ctx.event(
+            STEP, f"not sent ({exc}); tried again next run", level="warning", woo_id=woo_id
+        )
+    if isinstance(exc, DynamicsUnreachable):
+        run.halt(exc)
+
+
+def _compare_totals(run: _Run, order: Order, created: CreatedDocument) -> None:
+    if created.total_including_tax is None:
+        return
+    difference = created.total_including_tax - order.total
+    if abs(difference) <= run.tolerance:
+        return
+    message = (
+        f"{run.erp.display_name} total {created.total_including_tax} differs from the shop total "
+        f"{order.total} by {difference:+} (orders.total_tolerance = {run.tolerance}); "
+        f"check sales order {created.number}"
+    )
+    run.record(run.result.total_mismatches, order.woo_id, message)
+    run.ctx.event(STEP, message, level="warning", woo_id=order.woo_id)
+
+
+# -- dry run -----------------------------------------------------------------------------------
+
+
+def _dry_run_one(run: _Run, woo_id: int) -> None:
+    record = run.ctx.store.get_order(woo_id, with_raw=True)
+    if record is None:
+        return
+    loaded = _load(run, record)
+    if loaded.problem is not None or loaded.order is None:
+        if loaded.state is OrderState.HELD:
+            run.record(run.result.held, woo_id, loaded.problem or "the shop order cannot be read")
+        return
+    try:
+        document = run.erp.prepare(loaded.order, loaded.item_numbers, dry_run=True)
+    except OrderDataError as exc:
+        run.record(run.result.held, woo_id, exc.message)
+        return
+    with run.lock:
+        run.result.documents.append(
+            DryRunDocument(
+                woo_id=woo_id,
+                external_number=document.external_number,
+                payload=document.payload,
+                warnings=document.warnings,
+                placeholder_customer=document.placeholder_customer,
+                new_customer=document.new_customer,
+            )
+        )

@@ -1,0 +1,234 @@
+"""``sync``: pull, validate and push in one run, under the run lock.
+
+The lock is a lease row in the state store, renewed while the run lasts, so a run killed with
+SIGKILL stops blocking others once its lease expires (well within the contract's 5 minutes).
+Each step's outage is contained: with the shop down, orders already pulled are still pushed; with
+Dynamics down, pulling still happens. The run record keeps the counts of every step.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from woo2d365.erp.base import ErpTarget
+from woo2d365.errors import (
+    ConfigError,
+    DynamicsError,
+    ExitCode,
+    LockHeld,
+    ShopError,
+    Woo2D365Error,
+)
+from woo2d365.pipeline.context import RunContext
+from woo2d365.pipeline.pull import PullResult, pull
+from woo2d365.pipeline.push import PushResult, push
+from woo2d365.pipeline.validate import ValidateResult, validate
+from woo2d365.shop.client import WooClient
+
+LOCK_NAME = "sync"
+LEASE_SECONDS = 120.0  # a dead holder stops blocking after this; renewed every third of it
+
+
+@dataclass
+class SyncResult:
+    """What one sync run did."""
+
+    run_id: int
+    pull: PullResult | None = None
+    validate: ValidateResult | None = None
+    push: PushResult | None = None
+    shop_problem: str | None = None
+    dynamics_problem: str | None = None
+    config_problem: Woo2D365Error | None = None
+    lease_lost: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def shop_reachable(self) -> bool | None:
+        """False when the shop could not be reached in this run; None when not tried."""
+        if self.shop_problem:
+            return False
+        return True if self.pull is not None else None
+
+    @property
+    def dynamics_reachable(self) -> bool | None:
+        """False when Dynamics could not be reached in this run; None when not tried."""
+        if self.dynamics_problem or (self.push is not None and self.push.unreachable):
+            return False
+        return True if (self.push is not None or self.validate is not None) else None
+
+    @property
+    def held(self) -> int:
+        """Orders held by this run."""
+        return len(self.validate.newly_held) if self.validate else 0
+
+    @property
+    def failed(self) -> int:
+        """Orders failed in this run."""
+        return len(self.push.failed) if self.push else 0
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The contract's exit code: a person is needed (2), a system was away (3), orders (1)."""
+        if self.config_problem is not None:
+            return self.config_problem.exit_code
+        if self.shop_reachable is False or self.dynamics_reachable is False:
+            return ExitCode.UNREACHABLE
+        if self.held or self.failed or (self.push is not None and self.push.held):
+            return ExitCode.ATTENTION
+        return ExitCode.OK
+
+    @property
+    def outcome(self) -> str:
+        """The run record's outcome word."""
+        return {
+            ExitCode.OK: "ok",
+            ExitCode.ATTENTION: "attention",
+            ExitCode.UNREACHABLE: "unreachable",
+        }.get(self.exit_code, "error")
+
+    def counts(self) -> dict[str, int]:
+        """Counts per step for the run record."""
+        counts: dict[str, int] = {}
+        if self.pull is not None:
+            counts.update({f"pull_{k}": v for k, v in self.pull.counts().items()})
+        if self.validate is not None:
+            counts["validate_ready"] = len(self.validate.ready)
+            counts["validate_held"] = len(self.validate.held)
+            counts["validate_newly_held"] = len(self.validate.newly_held)
+            counts["validate_released"] = len(self.validate.released)
+        if self.push is not None:
+            counts["push_pushed"] = len(self.push.pushed)
+            counts["push_resolved"] = len(self.push.resolved)
+            counts["push_failed"] = len(self.push.failed)
+            counts["push_held"] = len(self.push.held)
+            counts["push_retry_later"] = len(self.push.retry_later)
+            counts["push_in_doubt"] = len(self.push.in_doubt)
+            counts["push_total_mismatches"] = len(self.push.total_mismatches)
+        return counts
+
+
+class _LeaseKeeper:
+    """Renews the run lock in the background while the run lasts."""
+
+    def __init__(self, ctx: RunContext, ttl: float) -> None:
+        self.ctx = ctx
+        self.ttl = ttl
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="lease", daemon=True)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                ok = self.ctx.store.renew_lock(
+                    LOCK_NAME, self.ctx.worker, self.ctx.clock(), self.ttl
+                )
+            except Woo2D365Error:
+                ok = False
+            if not ok:
+                self.lost.set()
+                return
+
+    def __enter__(self) -> _LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+@contextmanager
+def run_lock(ctx: RunContext, ttl: float = LEASE_SECONDS) -> Iterator[_LeaseKeeper]:
+    """Hold the run lock for the block, or raise :class:`LockHeld` at once."""
+    if not ctx.store.acquire_lock(LOCK_NAME, ctx.worker, ctx.clock(), ttl):
+        raise LockHeld("another sync holds the run lock; this run did nothing")
+    try:
+        with _LeaseKeeper(ctx, ttl) as keeper:
+            yield keeper
+    finally:
+        ctx.store.release_lock(LOCK_NAME, ctx.worker)
+
+
+def sync(
+    ctx: RunContext,
+    shop_factory: Callable[[], WooClient],
+    erp_factory: Callable[[], ErpTarget],
+    *,
+    limit: int | None = None,
+    on_step: Callable[[str], Any] | None = None,
+    lease_seconds: float = LEASE_SECONDS,
+) -> SyncResult:
+    """One full run under the lock: pull, validate, push; the run record keeps what happened."""
+    with run_lock(ctx, lease_seconds) as lease:
+        run_id = ctx.store.start_run("sync", ctx.clock(), worker=ctx.worker)
+        ctx.run_id = run_id
+        result = SyncResult(run_id=run_id)
+        try:
+            _steps(ctx, shop_factory, erp_factory, result, limit=limit, on_step=on_step)
+        finally:
+            result.lease_lost = lease.lost.is_set()
+            ctx.store.finish_run(run_id, result.outcome, result.counts(), ctx.clock())
+    return result
+
+
+def _steps(
+    ctx: RunContext,
+    shop_factory: Callable[[], WooClient],
+    erp_factory: Callable[[], ErpTarget],
+    result: SyncResult,
+    *,
+    limit: int | None,
+    on_step: Callable[[str], Any] | None,
+) -> None:
+    notify = on_step or (lambda _step: None)
+    shop: WooClient | None = None
+    notify("pull")
+    try:
+        shop = shop_factory()
+        result.pull = pull(ctx, shop)
+    except (ShopError, ConfigError) as exc:
+        _contain(ctx, result, "pull", exc, shop=True)
+    notify("validate")
+    try:
+        erp = erp_factory()
+    except (DynamicsError, ConfigError) as exc:
+        _contain(ctx, result, "validate", exc, shop=False)
+        return
+    try:
+        try:
+            result.validate = validate(ctx, erp)
+        except (DynamicsError, ConfigError) as exc:
+            _contain(ctx, result, "validate", exc, shop=False)
+            return  # validate raises only when Dynamics is away with no item mirror yet
+        notify("push")
+        try:
+            result.push = push(ctx, erp, shop_writer=shop, limit=limit)
+        except (DynamicsError, ConfigError) as exc:
+            _contain(ctx, result, "push", exc, shop=False)
+    finally:
+        erp.close()
+
+
+def _contain(
+    ctx: RunContext, result: SyncResult, step: str, exc: Woo2D365Error, *, shop: bool
+) -> None:
+    """Record a system's failure and let the other steps go on."""
+    system = "WooCommerce" if shop else "Dynamics 365"
+    retryable = getattr(exc, "retryable", False)
+    if retryable:
+        message = f"{system} could not be reached: {exc}"
+        if shop:
+            result.shop_problem = message
+        else:
+            result.dynamics_problem = message
+    else:
+        message = f"{system}: {exc}"
+        if result.config_problem is None:
+            result.config_problem = exc
+    ctx.event(step, message, level="error")

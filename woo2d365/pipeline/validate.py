@@ -1,0 +1,260 @@
+"""validate: every ``new`` and ``held`` order becomes ``ready`` or ``held`` with its reasons.
+
+Each item line must resolve to a Dynamics item that exists and is not blocked, through the SKU map
+and/or the item number itself (``orders.sku_match``); shipping and fee lines need their G/L
+account; the ERP adds the checks only it can make (document number length, country codes, a
+customer e-mail). Held orders are validated again on every run, so ``map-sku add`` releases them
+without a ``retry``.
+
+Validation reads the item mirror in the state store (refreshed once per run through the ERP); it
+makes no request per order and never calls the shop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from woo2d365.erp.base import ErpTarget, ItemLookup, ItemRefresh
+from woo2d365.errors import DynamicsAuthenticationError, DynamicsError, OrderDataError
+from woo2d365.model import ZERO, LineKind, Order, OrderState
+from woo2d365.pipeline.context import RunContext
+from woo2d365.settings import OrdersSettings
+from woo2d365.shop.mapping import order_from_shop
+from woo2d365.store.base import CachedItem, OrderRecord, StateStore
+
+STEP = "validate"
+ITEM_NUMBER_LENGTH = 20  # Business Central item No. is Code[20]
+VALIDATED_STATES = [OrderState.NEW, OrderState.HELD]
+
+
+@dataclass(frozen=True)
+class LineResolution:
+    """How an order's lines resolve to Dynamics items.
+
+    ``item_numbers`` aligns with ``order.lines`` (None for shipping, fees and unresolved lines);
+    ``problems`` name each offending line; ``unmapped_skus`` are SKUs a ``map-sku add`` would fix.
+    """
+
+    item_numbers: tuple[str | None, ...]
+    problems: tuple[str, ...] = ()
+    unmapped_skus: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when every line resolves."""
+        return not self.problems
+
+
+@dataclass
+class ValidateResult:
+    """What one validate run decided."""
+
+    ready: list[int] = field(default_factory=list)
+    held: dict[int, str] = field(default_factory=dict)  # woo_id → reason, every held order
+    newly_held: list[int] = field(default_factory=list)  # held now, not held (or not so) before
+    released: list[int] = field(default_factory=list)  # held before, ready now
+    not_taken: list[int] = field(default_factory=list)  # shop status outside woocommerce.statuses
+    item_refresh: ItemRefresh | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def needs_attention(self) -> bool:
+        """True when an order is held (exit code 1)."""
+        return bool(self.held)
+
+
+def resolve_lines(
+    order: Order, store: StateStore, orders: OrdersSettings, *, items: ItemLookup | None = None
+) -> LineResolution:
+    """Resolve every line through the SKU map and the item mirror, per ``orders.sku_match``.
+
+    ``items`` replaces the store's mirror (a dry run's unsaved refresh).
+    """
+    mode = orders.sku_match
+    skus = [line.sku for line in order.lines if line.kind is LineKind.ITEM and line.sku]
+    mapped: dict[str, str] = {}
+    if mode != "direct" and skus:
+        mapped = {m.sku: m.item_number.strip().upper() for m in store.sku_mappings(skus)}
+    candidates = set(mapped.values())
+    if mode != "map":
+        candidates.update(sku.upper() for sku in skus if len(sku) <= ITEM_NUMBER_LENGTH)
+    mirror = items if items is not None else store
+    found = mirror.items_by_number(sorted(candidates)) if candidates else {}
+
+    numbers: list[str | None] = []
+    problems: list[str] = []
+    unmapped: list[str] = []
+    for position, line in enumerate(order.lines, 1):
+        label = f'line {position} "{line.name}"'
+        if line.kind is not LineKind.ITEM:
+            numbers.append(None)
+            account = (
+                orders.shipping_account if line.kind is LineKind.SHIPPING else orders.fee_account
+            )
+            if not account.strip() and line.total + line.total_tax != ZERO:
+                key = "shipping_account" if line.kind is LineKind.SHIPPING else "fee_account"
+                problems.append(f"{label}: {line.kind.value} needs orders.{key} (a G/L account)")
+            continue
+        number, problem, is_unmapped = _resolve_item(line.sku, mode, mapped, found)
+        numbers.append(number)
+        if problem:
+            if line.parent_sku_inherited and is_unmapped:
+                problem += " (a variation that may report its parent's SKU: give it its own SKU)"
+            problems.append(f"{label}: {problem}")
+        if is_unmapped and line.sku:
+            unmapped.append(line.sku)
+    return LineResolution(tuple(numbers), tuple(problems), tuple(dict.fromkeys(unmapped)))
+
+
+def _resolve_item(
+    sku: str | None, mode: str, mapped: dict[str, str], items: dict[str, CachedItem]
+) -> tuple[str | None, str | None, bool]:
+    """``(item number, problem, unmapped)`` for one item line."""
+    if not sku:
+        return None, "has no SKU (give the product a SKU in the shop, then retry the order)", False
+    number: str | None = None
+    how = ""
+    if sku in mapped:
+        number, how = mapped[sku], "mapped"
+    elif mode != "map" and sku.upper() in items:
+        number, how = sku.upper(), "direct"
+    if number is None:
+        if mode == "direct":
+            if len(sku) > ITEM_NUMBER_LENGTH:
+                return (
+                    None,
+                    (
+                        f"SKU {sku} is longer than {ITEM_NUMBER_LENGTH} characters, so it cannot "
+                        'be an item number (set orders.sku_match = "map-then-direct" and map it)'
+                    ),
+                    False,
+                )
+            return None, f"SKU {sku} is not an item number in Dynamics", False
+        return None, f"SKU {sku} is not mapped (map-sku add {sku} ITEM)", True
+    item = items.get(number)
+    if item is None:
+        return (
+            None,
+            (f"SKU {sku} is mapped to item {number}, which does not exist in Dynamics"),
+            False,
+        )
+    if item.blocked:
+        via = f"SKU {sku} → item {number}" if how == "mapped" else f"item {number}"
+        return None, f"{via} is blocked in Dynamics", False
+    return number, None, False
+
+
+def validate(
+    ctx: RunContext,
+    erp: ErpTarget,
+    *,
+    order_ids: list[int] | None = None,
+    refresh_items: bool = True,
+    dry_run: bool = False,
+) -> ValidateResult:
+    """Decide ``ready`` or ``held`` for every ``new`` and ``held`` order (or of ``order_ids``).
+
+    Refreshes the item mirror once first (``refresh_items``). When Dynamics cannot be reached the
+    existing mirror is used with a warning; with an empty mirror the error is raised.
+    ``dry_run`` decides the same but writes nothing (states, events, item mirror).
+    """
+    result = ValidateResult()
+    store = ctx.store
+    items: ItemLookup | None = None
+    if refresh_items:
+        result.item_refresh = refresh_item_mirror(ctx, erp, result.warnings, dry_run=dry_run)
+        items = result.item_refresh.items if result.item_refresh else None
+    records = store.list_orders(states=VALIDATED_STATES, with_raw=True, woo_ids=order_ids)
+    taken = {status.strip().lower() for status in ctx.settings.woocommerce.statuses}
+    for record in sorted(records, key=lambda r: r.woo_id):
+        if record.shop_status.strip().lower() not in taken:
+            result.not_taken.append(record.woo_id)
+            continue
+        _validate_one(ctx, erp, record, result, items=items, dry_run=dry_run)
+    return result
+
+
+def refresh_item_mirror(
+    ctx: RunContext, erp: ErpTarget, warnings: list[str], *, dry_run: bool = False
+) -> ItemRefresh | None:
+    """Refresh the item mirror once; an unreachable Dynamics leaves the last copy (a warning).
+
+    Raises when there is no copy to fall back on, or the credentials are refused.
+    """
+    try:
+        refresh = erp.refresh_items(dry_run=dry_run)
+    except DynamicsAuthenticationError:
+        raise
+    except DynamicsError as exc:
+        if not exc.retryable or ctx.store.item_count() == 0:
+            raise
+        message = f"item list not refreshed, using the copy from the last run: {exc}"
+        warnings.append(message)
+        if not dry_run:
+            ctx.event(STEP, message, level="warning")
+        return None
+    ctx.log.info(
+        "items: %s refresh, %d fetched", "full" if refresh.full else "incremental", refresh.fetched
+    )
+    return refresh
+
+
+def problems_of(
+    ctx: RunContext, erp: ErpTarget, order: Order, *, items: ItemLookup | None = None
+) -> LineResolution:
+    """Line resolution plus the ERP's own checks, as one :class:`LineResolution`."""
+    resolution = resolve_lines(order, ctx.store, ctx.settings.orders, items=items)
+    extra = erp.check_order(order)
+    if not extra:
+        return resolution
+    return LineResolution(
+        resolution.item_numbers, (*resolution.problems, *extra), resolution.unmapped_skus
+    )
+
+
+def _validate_one(
+    ctx: RunContext,
+    erp: ErpTarget,
+    record: OrderRecord,
+    result: ValidateResult,
+    *,
+    items: ItemLookup | None,
+    dry_run: bool,
+) -> None:
+    woo_id = record.woo_id
+    unmapped: tuple[str, ...] = ()
+    try:
+        order = order_from_shop(record.raw or {})
+    except OrderDataError as exc:
+        problems: tuple[str, ...] = (f"the shop order cannot be read: {exc.message}",)
+    else:
+        resolution = problems_of(ctx, erp, order, items=items)
+        problems, unmapped = resolution.problems, resolution.unmapped_skus
+    store = ctx.store
+    if dry_run:
+        if problems:
+            result.held[woo_id] = "; ".join(problems)
+            if record.state is not OrderState.HELD or record.reason != result.held[woo_id]:
+                result.newly_held.append(woo_id)
+        else:
+            result.ready.append(woo_id)
+            if record.state is OrderState.HELD:
+                result.released.append(woo_id)
+        return
+    if problems:
+        reason = "; ".join(problems)
+        if store.set_state(woo_id, OrderState.HELD, reason=reason, expect=VALIDATED_STATES):
+            store.set_held_skus(woo_id, list(unmapped))
+            result.held[woo_id] = reason
+            if record.state is not OrderState.HELD or record.reason != reason:
+                result.newly_held.append(woo_id)
+                ctx.event(STEP, f"held: {reason}", level="warning", woo_id=woo_id)
+        return
+    if store.set_state(woo_id, OrderState.READY, reason=None, expect=VALIDATED_STATES):
+        store.set_held_skus(woo_id, [])
+        result.ready.append(woo_id)
+        if record.state is OrderState.HELD:
+            result.released.append(woo_id)
+            ctx.event(STEP, "released: every line resolves now; ready", woo_id=woo_id)
+        else:
+            ctx.event(STEP, "ready: every line resolves to a Dynamics item", woo_id=woo_id)

@@ -1,0 +1,224 @@
+"""Both emulators, seeded consistently, and a config that points woo2d365 at them.
+
+Used by ``woo2d365 demo`` and by the end-to-end tests: a WooCommerce shop with realistic orders
+and a Business Central company whose items carry the shop's SKUs as item numbers, except a few
+products whose Dynamics items have other numbers (their orders are held until ``map-sku add``).
+Everything runs on 127.0.0.1 over real HTTPS with a throwaway CA.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from woo2d365.sandbox.businesscentral import BusinessCentralEmulator
+from woo2d365.sandbox.shop import ShopEmulator
+from woo2d365.sandbox.shop_data import CATALOGUE, Product, build_order, realistic_orders
+from woo2d365.sandbox.tls import SandboxCA
+
+SHIPPING_ACCOUNT = "8400"
+FEE_ACCOUNT = "8410"
+COMPANY = "CRONUS NL"
+
+
+@dataclass(frozen=True)
+class UnmappedProduct:
+    """A shop product whose Dynamics item has another number: needs ``map-sku add``."""
+
+    product: Product
+    item_number: str
+
+
+#: Shop SKUs that are not Dynamics item numbers, and the items they stand for.
+UNMAPPED = (
+    UnmappedProduct(
+        Product("MUG-DELFTS-BLAUW", "Mok Delfts Blauw", Decimal("12.95"), Decimal("21"), 60),
+        "1996-S",
+    ),
+    UnmappedProduct(
+        Product("KLOMPEN-MT42", "Klompen maat 42", Decimal("24.50"), Decimal("21"), 61), "1920-S"
+    ),
+    UnmappedProduct(
+        Product("TULP-BOLLEN-50", "Tulpenbollen 50 st.", Decimal("9.99"), Decimal("9"), 62),
+        "1906-S",
+    ),
+)
+
+
+class Sandbox:
+    """A running shop emulator and Business Central emulator with matching data."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        orders: int = 50,
+        seed: int = 7,
+        unmapped_orders: int = 3,
+        latency: float = 0.0,
+        start_gmt: datetime | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.order_count = orders
+        self.seed = seed
+        self.unmapped_orders = min(unmapped_orders, len(UNMAPPED))
+        self.latency = latency
+        self.start_gmt = start_gmt or (datetime.now(UTC) - timedelta(days=3)).replace(microsecond=0)
+        self.ca = SandboxCA(self.directory)
+        self.shop = ShopEmulator(https=True, ca=self.ca)
+        self.bc = BusinessCentralEmulator(
+            ca=self.ca, client_secret=secrets.token_urlsafe(24), companies=(COMPANY,)
+        )
+        self.shop.latency = latency
+        self.bc.latency = latency
+        self.config_path = self.directory / "woo2d365.toml"
+        self.state_path = self.directory / "woo2d365.db"
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> Sandbox:
+        """Start both servers, seed them, write the config."""
+        self.shop.start()
+        self.bc.start()
+        self._seed_dynamics()
+        self._seed_shop()
+        self.config_path.write_text(self.config_text(), encoding="utf-8")
+        self.config_path.chmod(0o600)
+        return self
+
+    def stop(self) -> None:
+        """Stop both servers (the directory and its files stay)."""
+        self.shop.stop()
+        self.bc.stop()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- seed ------------------------------------------------------------------------------
+    def _seed_dynamics(self) -> None:
+        seen: set[str] = set()
+        for product in CATALOGUE:
+            if product.sku and product.sku not in seen:
+                seen.add(product.sku)
+                self.bc.add_item(
+                    product.sku,
+                    product.name,
+                    unit_price=product.price,
+                    vat_percent=product.tax_rate,
+                )
+        for unmapped in UNMAPPED:
+            self.bc.add_item(
+                unmapped.item_number,
+                unmapped.product.name,
+                unit_price=unmapped.product.price,
+                vat_percent=unmapped.product.tax_rate,
+            )
+        self.bc.add_account(SHIPPING_ACCOUNT, "Verzendkosten", vat_percent=Decimal("21"))
+        self.bc.add_account(FEE_ACCOUNT, "Overige opbrengsten", vat_percent=Decimal("21"))
+
+    def _seed_shop(self) -> None:
+        count = self.order_count - self.unmapped_orders
+        orders = realistic_orders(
+            count, seed=self.seed, start_gmt=self.start_gmt, site_url=self.shop.url
+        )
+        next_id = 1000 + count + 200
+        created = self.start_gmt + timedelta(days=2)
+        for index, unmapped in enumerate(UNMAPPED[: self.unmapped_orders]):
+            orders.append(
+                build_order(
+                    next_id + index,
+                    items=[(unmapped.product, 1 + index), (CATALOGUE[0], 1)],
+                    shipping=Decimal("4.09"),
+                    created_gmt=created + timedelta(minutes=7 * index),
+                    site_url=self.shop.url,
+                )
+            )
+        self.shop.add_orders(orders)
+
+    # -- what the tool needs ---------------------------------------------------------------
+    def taken_order_ids(self, statuses: tuple[str, ...] = ("processing", "completed")) -> list[int]:
+        """Ids of shop orders in the statuses the config takes."""
+        return sorted(i for i, o in self.shop.orders.items() if o["status"] in statuses)
+
+    def settings_dict(self) -> dict[str, Any]:
+        """The config as a dictionary (what :meth:`config_text` writes)."""
+        return {
+            "woocommerce": {
+                "url": self.shop.url,
+                "consumer_key": self.shop.consumer_key,
+                "consumer_secret": self.shop.consumer_secret,
+                "auth": "basic",
+                "statuses": ["processing", "completed"],
+                "start_date": (self.start_gmt - timedelta(days=1)).isoformat(),
+                "timeout_seconds": 10,
+            },
+            "dynamics": {
+                "tenant_id": self.bc.tenant_id,
+                "client_id": self.bc.client_id,
+                "client_secret": self.bc.client_secret,
+                "environment": self.bc.environment,
+                "company": COMPANY,
+                "api_url": self.bc.url,
+                "authority_host": self.bc.authority_host,
+                "scope": self.bc.scope,
+                "timeout_seconds": 10,
+            },
+            "orders": {
+                "shipping_account": SHIPPING_ACCOUNT,
+                "fee_account": FEE_ACCOUNT,
+                "sku_match": "map-then-direct",
+            },
+            "state": {"url": f"sqlite:///{self.state_path}"},
+        }
+
+    def config_text(self) -> str:
+        """A woo2d365.toml for this sandbox."""
+        lines = ["# Written by the woo2d365 sandbox: both systems are emulators on 127.0.0.1."]
+        for section, values in self.settings_dict().items():
+            lines.append(f"\n[{section}]")
+            for key, value in values.items():
+                lines.append(f"{key} = {_toml(value)}")
+        return "\n".join(lines) + "\n"
+
+    def environment(self) -> dict[str, str]:
+        """Environment variables a process needs to trust the sandbox CA."""
+        return {"REQUESTS_CA_BUNDLE": str(self.ca.ca_path), "SSL_CERT_FILE": str(self.ca.ca_path)}
+
+    @contextmanager
+    def trusted(self) -> Iterator[None]:
+        """Trust the sandbox CA in this process for the block (CURL_CA_BUNDLE would override it)."""
+        saved = {
+            name: os.environ.get(name)
+            for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")
+        }
+        os.environ.update(self.environment())
+        os.environ.pop("CURL_CA_BUNDLE", None)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
