@@ -35,6 +35,11 @@ def run_woo2d365(sandbox: Sandbox, *args: str, timeout: float = 120) -> CliResul
     env.pop("CURL_CA_BUNDLE", None)
     result = subprocess.run(
         [sys.executable, "-m", "woo2d365", "--config", str(sandbox.config_path), *args],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+        check=False,
     )
     return CliResult(result.returncode, result.stdout, result.stderr)

@@ -12,6 +12,7 @@ from tests.erp.fixtures import CREATED
 from woo2d365.errors import ShopUnreachable
 from woo2d365.model import OrderState
 from woo2d365.pipeline.context import RunContext
+from woo2d365.pipeline.push import SALES_ORDER_META_KEY
 from woo2d365.sandbox.shop_data import DEFAULT_BILLING, Product, build_order
 from woo2d365.settings import Settings
 from woo2d365.shop.mapping import order_from_shop
@@ -83,12 +84,8 @@ class RecordingShop:
     notes: list[tuple[int, str]] = field(default_factory=list)
     meta: list[tuple[int, str, str]] = field(default_factory=list)
 
-    def add_order_note(self, woo_id: int, text: str) -> None:
+    def write_back(self, woo_id: int, sales_order_number: str, *, again: bool = True) -> None:
         if self.down:
             raise ShopUnreachable("shop cannot be reached: connection refused")
-        self.notes.append((woo_id, text))
-
-    def set_order_meta(self, woo_id: int, key: str, value: str) -> None:
-        if self.down:
-            raise ShopUnreachable("shop cannot be reached: connection refused")
-        self.meta.append((woo_id, key, value))
+        self.meta.append((woo_id, SALES_ORDER_META_KEY, sales_order_number))
+        self.notes.append((woo_id, f"Created in Dynamics 365 as sales order {sales_order_number}"))

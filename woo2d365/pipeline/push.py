@@ -52,14 +52,10 @@ SALES_ORDER_META_KEY = "_woo2d365_sales_order"
 
 
 class ShopWriter(Protocol):
-    """What push needs to write back to the shop."""
+    """Where push records the Dynamics document on the shop order (write-back)."""
 
-    def add_order_note(self, woo_id: int, text: str) -> Any:
-        """Add a private note to the shop order."""
-        ...
-
-    def set_order_meta(self, woo_id: int, key: str, value: str) -> Any:
-        """Set one meta field of the shop order."""
+    def write_back(self, woo_id: int, sales_order_number: str, *, again: bool = True) -> Any:
+        """Note and meta on the shop order; ``again`` when an earlier attempt may have landed."""
         ...
 
 
@@ -313,19 +309,16 @@ def _retry_write_backs(run: _Run) -> None:
         record = store.get_order(woo_id)
         if record is None or record.state is not OrderState.PUSHED or not record.d365_number:
             continue
-        if not _write_back(run, woo_id, record.d365_number):
+        if not _write_back(run, woo_id, record.d365_number, again=True):
             break  # the shop is probably down; the rest waits for the next run
 
 
-def _write_back(run: _Run, woo_id: int, d365_number: str) -> bool:
+def _write_back(run: _Run, woo_id: int, d365_number: str, *, again: bool = False) -> bool:
     """Note and meta on the shop order; a failure is logged and retried next run."""
     if run.writer is None:
         return False
     try:
-        run.writer.add_order_note(
-            woo_id, f"Created in {run.erp.display_name} as sales order {d365_number}"
-        )
-        run.writer.set_order_meta(woo_id, SALES_ORDER_META_KEY, d365_number)
+        run.writer.write_back(woo_id, d365_number, again=again)
     except (RemoteError, OSError) as exc:
         run.record(run.result.write_back_failed, woo_id, str(exc))
         run.ctx.event(

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from woo2d365.alerts import AlertCenter, DigestOutcome
 from woo2d365.erp.base import ErpTarget
 from woo2d365.errors import (
     ConfigError,
@@ -45,6 +46,7 @@ class SyncResult:
     dynamics_problem: str | None = None
     config_problem: Woo2D365Error | None = None
     lease_lost: bool = False
+    alerts: DigestOutcome | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -174,7 +176,22 @@ def sync(
         finally:
             result.lease_lost = lease.lost.is_set()
             ctx.store.finish_run(run_id, result.outcome, result.counts(), ctx.clock())
+        _alert(ctx, result)
     return result
+
+
+def _alert(ctx: RunContext, result: SyncResult) -> None:
+    """One digest for the run; a failing channel is logged by the alert center, never raised."""
+    center = AlertCenter(ctx.store, ctx.settings.alerts, clock=ctx.clock)
+    try:
+        result.alerts = center.process_run(
+            result.run_id,
+            shop_reachable=result.shop_reachable,
+            dynamics_reachable=result.dynamics_reachable,
+            total_mismatches=result.push.total_mismatches if result.push else None,
+        )
+    except Woo2D365Error as exc:
+        ctx.log.warning("alerts not processed: %s", exc, extra={"step": "alerts"})
 
 
 def _steps(

@@ -12,7 +12,6 @@ HTTP session explicitly because requests itself ignores ``SSL_CERT_FILE``.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -21,6 +20,7 @@ import msal  # type: ignore[import-untyped]
 import requests
 
 from woo2d365.errors import DynamicsAuthenticationError, DynamicsUnreachable
+from woo2d365.http import TrustingSession, ca_bundle
 from woo2d365.settings import DynamicsSettings
 
 MICROSOFT_LOGIN_HOSTS = frozenset(
@@ -53,35 +53,6 @@ class TokenProvider(Protocol):
     def invalidate(self, token: str | None = None) -> None:
         """Forget ``token`` (or whatever is cached) so the next :meth:`token` fetches a new one."""
         ...
-
-
-def ca_bundle() -> str | bool:
-    """The CA bundle for HTTPS: ``REQUESTS_CA_BUNDLE``, else ``SSL_CERT_FILE``, else the default."""
-    for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
-        value = os.environ.get(name, "").strip()
-        if value:
-            return value
-    return True
-
-
-class TrustingSession(requests.Session):
-    """A session that verifies with :func:`ca_bundle` on every request.
-
-    The bundle is passed per request because requests lets ``CURL_CA_BUNDLE`` (and its own
-    variable) override a session's ``verify``, and ignores ``SSL_CERT_FILE`` entirely.
-    """
-
-    def __init__(self, *, timeout: float | tuple[float, float] | None = None) -> None:
-        super().__init__()
-        self.verify = ca_bundle()
-        self.default_timeout = timeout
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        """Send with the contract's CA bundle and the default timeout unless given."""
-        kwargs.setdefault("verify", self.verify)
-        if self.default_timeout is not None:
-            kwargs.setdefault("timeout", self.default_timeout)
-        return super().request(method, url, *args, **kwargs)
 
 
 def is_microsoft_login_host(authority_host: str) -> bool:

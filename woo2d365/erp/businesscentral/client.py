@@ -38,13 +38,14 @@ import requests
 import urllib3.exceptions
 
 from woo2d365.erp.base import DocumentInDoubt, DocumentRefused
-from woo2d365.erp.businesscentral.auth import TokenProvider, TrustingSession
+from woo2d365.erp.businesscentral.auth import TokenProvider
 from woo2d365.errors import (
     ConfigError,
     DynamicsAuthenticationError,
     DynamicsError,
     DynamicsUnreachable,
 )
+from woo2d365.http import TrustingSession
 from woo2d365.settings import DynamicsSettings
 
 log = logging.getLogger("woo2d365.dynamics")

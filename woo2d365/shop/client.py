@@ -1,0 +1,644 @@
+"""The WooCommerce REST client: ``/wp-json/wc/v3`` on one :class:`requests.Session`.
+
+Authentication (``reference/woocommerce.md`` §1.2): WooCommerce reads HTTP Basic and query-string
+credentials only over HTTPS, and only OAuth 1.0a one-legged signatures over plain HTTP. The client
+refuses ``basic``/``query`` for an ``http://`` URL instead of sending requests that would all be
+answered 401.
+
+One retry policy for every call (:meth:`WooClient._request`): 429, 502, 503, 504, dropped
+connections and timeouts are retried with exponential backoff and full jitter, or after exactly the
+``Retry-After`` the server asked for (capped at ``max_wait_seconds``), up to ``max_tries``; then
+:class:`ShopUnreachable`. Every other error is one readable line. Creating a note is retried only
+where the shop cannot have received it (429, 503, no connection). Messages never contain the
+consumer key or secret, not even inside a URL.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from html import unescape
+from typing import Any
+from urllib.parse import quote, quote_plus, urlsplit
+
+import backoff
+import requests
+from oauthlib.oauth1 import (  # type: ignore[import-untyped]
+    SIGNATURE_HMAC_SHA256,
+    SIGNATURE_TYPE_QUERY,
+)
+from requests.auth import HTTPBasicAuth
+from requests_oauthlib import OAuth1  # type: ignore[import-untyped]
+
+from woo2d365 import __version__
+from woo2d365.errors import (
+    ConfigError,
+    ShopAuthenticationError,
+    ShopError,
+    ShopUnreachable,
+    UsageError,
+)
+from woo2d365.http import TrustingSession
+from woo2d365.settings import WooCommerceSettings, redact_url
+from woo2d365.shop.mapping import OWN_META_PREFIX
+
+API_PATH = "/wp-json/wc/v3"
+USER_AGENT = f"woo2d365/{__version__} (+https://github.com/woo2d365)"
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+# Answers a proxy or CDN gives before WordPress saw the request: safe to repeat even a create.
+_NOT_RECEIVED_STATUSES = frozenset({429, 503})
+MAX_PAGE_SIZE = 100
+
+SALES_ORDER_META_KEY = OWN_META_PREFIX + "sales_order"
+"""Order meta key holding the Dynamics sales order number after write-back."""
+
+
+def write_back_note(sales_order_number: str) -> str:
+    """The private order note written once an order is in Dynamics."""
+    return f"Created in Dynamics 365 as sales order {sales_order_number}"
+
+
+@dataclass(frozen=True)
+class OrdersPage:
+    """One page of ``GET /orders`` with the paging headers and the server's clock."""
+
+    orders: list[dict[str, Any]]
+    page: int
+    total_pages: int
+    total: int
+    server_date: datetime | None
+
+
+@dataclass(frozen=True)
+class ShopInfo:
+    """What ``doctor`` learns about the shop and the API key.
+
+    ``can_write`` comes from a harmless write (``PUT /orders/0``, an order that cannot exist):
+    WooCommerce checks the key's permission before it looks for the order, so a read-only key gets
+    401 and a read/write key gets "Invalid ID". ``hpos`` and ``order_datastore`` come from
+    ``GET /system_status`` (``settings.HPOS_enabled``), which needs a key of a shop manager or
+    administrator. ``None`` means "could not be discovered"; ``notes`` says why.
+    """
+
+    url: str
+    auth: str
+    orders_total: int | None
+    can_write: bool | None
+    hpos: bool | None
+    order_datastore: str | None
+    server_date: datetime | None
+    notes: tuple[str, ...] = ()
+
+
+class _Retry(Exception):  # an internal signal for the backoff decorator; never escapes
+    """A failure worth another try; carries the error to raise when the tries are used up."""
+
+    def __init__(
+        self, reason: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
+
+
+class WooClient:
+    """A client for the WooCommerce REST API v3 of one shop."""
+
+    def __init__(
+        self,
+        settings: WooCommerceSettings,
+        *,
+        session: requests.Session | None = None,
+        max_tries: int = 5,
+        max_wait_seconds: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        # A pasted key or secret often carries a line break; WooCommerce would refuse it.
+        self._key = settings.consumer_key.get_secret_value().strip()
+        self._secret = settings.consumer_secret.get_secret_value().strip()
+        self.site = _check_url(settings.url)
+        if not self._key or not self._secret:
+            missing = "consumer_key" if not self._key else "consumer_secret"
+            raise ConfigError(f"woocommerce.{missing} is required")
+        if urlsplit(self.site).scheme == "http" and settings.auth != "oauth1":
+            raise ConfigError(
+                f'woocommerce.auth = "{settings.auth}" does not work over plain http: WooCommerce '
+                f"ignores Basic and query-string credentials unless the site is served over https. "
+                f'Use an https:// woocommerce.url, or auth = "oauth1" for a shop that has only http'
+            )
+        self.base_url = self.site + API_PATH
+        self.max_tries = max(1, max_tries)
+        self.max_wait_seconds = max_wait_seconds
+        self._sleep = sleep
+        self._timeout = settings.timeout_seconds
+        self.request_count = 0  # HTTP requests sent, retries included
+        self._secrets = _secret_forms(self._key, self._secret)
+        self._session = session or TrustingSession()
+        self._session.headers["User-Agent"] = USER_AGENT
+        self._session.headers["Accept"] = "application/json"
+        self._query_auth: dict[str, str] = {}
+        if settings.auth == "basic":
+            self._session.auth = HTTPBasicAuth(self._key, self._secret)
+        elif settings.auth == "query":
+            self._query_auth = {"consumer_key": self._key, "consumer_secret": self._secret}
+        else:
+            self._session.auth = OAuth1(
+                self._key,
+                client_secret=self._secret,
+                signature_method=SIGNATURE_HMAC_SHA256,
+                signature_type=SIGNATURE_TYPE_QUERY,
+            )
+        self._send = backoff.on_exception(
+            self._waits,
+            _Retry,
+            max_tries=lambda: self.max_tries,
+            jitter=None,  # full jitter is applied in _waits, where Retry-After can bypass it
+            logger=None,
+        )(self._send_once)
+
+    # -- public API ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self._session.close()
+
+    def __enter__(self) -> WooClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def iter_orders_modified_after(
+        self, after: datetime | None, *, page_size: int | None = None
+    ) -> Iterator[OrdersPage]:
+        """Every order modified after ``after`` (all statuses), page by page, oldest id first.
+
+        Follows ``reference/woocommerce.md`` §3.2: naive UTC with ``dates_are_gmt=true``,
+        ``orderby=id&order=asc`` so orders that change meanwhile are appended rather than shifting
+        pages, and pages are read until ``X-WP-TotalPages`` (re-read on every page). ``after=None``
+        lists every order.
+        """
+        size = self.settings.page_size if page_size is None else page_size
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            raise UsageError(f"page size must be between 1 and {MAX_PAGE_SIZE}, not {size}")
+        params: dict[str, Any] = {
+            "dates_are_gmt": "true",
+            "orderby": "id",
+            "order": "asc",
+            "per_page": size,
+        }
+        if after is not None:
+            params["modified_after"] = naive_utc(after)
+        page = 1
+        while True:
+            response, body = self._request("GET", "/orders", params={**params, "page": page})
+            if not isinstance(body, list):
+                raise ShopError(f"WooCommerce answered GET /orders with {_kind(body)}, not a list")
+            total = _int_header(response, "X-WP-Total")
+            total_pages = _int_header(response, "X-WP-TotalPages")
+            if total_pages is None:  # a proxy dropped the header: read until a short page
+                total_pages = page + 1 if len(body) >= size else page
+            orders = [order for order in body if isinstance(order, dict)]
+            yield OrdersPage(
+                orders=orders,
+                page=page,
+                total_pages=total_pages,
+                total=total if total is not None else len(orders),
+                server_date=server_date(response),
+            )
+            if page >= total_pages:
+                return
+            page += 1
+
+    def get_order(self, order_id: int) -> dict[str, Any]:
+        """One order (``GET /orders/{id}``); :class:`ShopError` with status 404 if it is unknown."""
+        return self._object("GET", f"/orders/{int(order_id)}")
+
+    def add_order_note(self, order_id: int, note: str) -> dict[str, Any]:
+        """Add a private note (not e-mailed to the customer) to an order."""
+        return self._object(
+            "POST",
+            f"/orders/{int(order_id)}/notes",
+            json={"note": note, "customer_note": False},
+            idempotent=False,
+        )
+
+    def list_order_notes(self, order_id: int) -> list[dict[str, Any]]:
+        """The notes of an order."""
+        _, body = self._request("GET", f"/orders/{int(order_id)}/notes")
+        if not isinstance(body, list):
+            raise ShopError(
+                f"WooCommerce answered the notes of order {order_id} with {_kind(body)}"
+            )
+        return [note for note in body if isinstance(note, dict)]
+
+    def set_order_meta(self, order_id: int, key: str, value: str) -> dict[str, Any]:
+        """Set one meta entry of an order (``PUT /orders/{id}``); other meta stays as it is."""
+        return self._object(
+            "PUT",
+            f"/orders/{int(order_id)}",
+            json={"meta_data": [{"key": key, "value": value}]},
+        )
+
+    def write_back(self, order_id: int, sales_order_number: str, *, again: bool = True) -> None:
+        """Record the Dynamics sales order on the shop order: meta, then a private note, once each.
+
+        Safe to call again after a failure (``again``): the meta write is idempotent and the note
+        is only added when the order does not already carry it. A first attempt skips that
+        look-up, saving a request per order.
+        """
+        self.set_order_meta(order_id, SALES_ORDER_META_KEY, sales_order_number)
+        note = write_back_note(sales_order_number)
+        if again and any(e.get("note") == note for e in self.list_order_notes(order_id)):
+            return
+        self.add_order_note(order_id, note)
+
+    def check_access(self, *, probe_write: bool = True) -> ShopInfo:
+        """Check that the shop answers and accepts the key; discover what can be discovered.
+
+        Raises :class:`ShopUnreachable` or :class:`ShopAuthenticationError` (or another
+        :class:`ShopError`) when the shop cannot be read at all. See :class:`ShopInfo`.
+        """
+        notes: list[str] = []
+        response, body = self._request("GET", "/orders", params={"per_page": 1})
+        if not isinstance(body, list):
+            raise ShopError(f"WooCommerce answered GET /orders with {_kind(body)}, not a list")
+        can_write: bool | None = None
+        if probe_write:
+            can_write = self._probe_write(notes)
+        hpos: bool | None = None
+        datastore: str | None = None
+        try:
+            _, status = self._request("GET", "/system_status", params={"_fields": "settings"})
+        except (ShopError, ShopUnreachable) as exc:
+            notes.append(f"order storage (HPOS) unknown: {exc}")
+        else:
+            settings = status.get("settings") if isinstance(status, dict) else None
+            if isinstance(settings, dict) and isinstance(settings.get("HPOS_enabled"), bool):
+                hpos = settings["HPOS_enabled"]
+                store = settings.get("order_datastore")
+                datastore = store if isinstance(store, str) else None
+            else:
+                notes.append("order storage (HPOS) unknown: system status has no HPOS_enabled")
+        return ShopInfo(
+            url=redact_url(self.site),
+            auth=self.settings.auth,
+            orders_total=_int_header(response, "X-WP-Total"),
+            can_write=can_write,
+            hpos=hpos,
+            order_datastore=datastore,
+            server_date=server_date(response),
+            notes=tuple(notes),
+        )
+
+    # -- requests --------------------------------------------------------------------------
+
+    def _probe_write(self, notes: list[str]) -> bool | None:
+        try:
+            self._request("PUT", "/orders/0", json={})
+        except ShopAuthenticationError:
+            return False
+        except ShopError as exc:
+            if exc.code == "woocommerce_rest_shop_order_invalid_id":
+                return True
+            notes.append(f"write permission unknown: {exc}")
+            return None
+        return True
+
+    def _object(
+        self, method: str, path: str, *, json: Any = None, idempotent: bool = True
+    ) -> dict[str, Any]:
+        _, body = self._request(method, path, json=json, idempotent=idempotent)
+        if not isinstance(body, dict):
+            raise ShopError(f"WooCommerce answered {method} {path} with {_kind(body)}")
+        return body
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        idempotent: bool = True,
+    ) -> tuple[requests.Response, Any]:
+        """Send one API call under the retry policy; return the response and its JSON body."""
+        try:
+            return self._send(method, path, params, json, idempotent)
+        except _Retry as failure:
+            tries = "1 try" if self.max_tries == 1 else f"{self.max_tries} tries"
+            raise ShopUnreachable(
+                self._redact(
+                    f"WooCommerce at {redact_url(self.site)} did not answer {method} {path} "
+                    f"after {tries}: {failure.reason}"
+                ),
+                status=failure.status,
+            ) from None
+
+    def _send_once(
+        self, method: str, path: str, params: dict[str, Any] | None, body: Any, idempotent: bool
+    ) -> tuple[requests.Response, Any]:
+        self.request_count += 1
+        try:
+            response = self._session.request(
+                method,
+                self.base_url + path,
+                params={**(params or {}), **self._query_auth},
+                json=body,
+                timeout=self._timeout,
+                allow_redirects=method == "GET",
+            )
+        except requests.exceptions.SSLError as exc:
+            raise ShopUnreachable(self._tls_message(exc)) from None
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+        ) as exc:
+            reason = self._connection_reason(exc)
+            not_sent = isinstance(exc, requests.exceptions.ConnectTimeout) or (
+                "NewConnectionError" in repr(exc)
+            )
+            if idempotent or not_sent:
+                raise _Retry(reason) from None
+            raise ShopUnreachable(
+                self._redact(f"WooCommerce at {redact_url(self.site)}: {reason}")
+            ) from None
+        except requests.RequestException as exc:
+            raise ShopError(
+                self._redact(f"cannot call WooCommerce at {redact_url(self.site)}: {exc}")
+            ) from None
+        status = response.status_code
+        if status in RETRYABLE_STATUSES:
+            if idempotent or status in _NOT_RECEIVED_STATUSES:
+                raise _Retry(
+                    self._status_line(response),
+                    status=status,
+                    retry_after=retry_after_seconds(response),
+                )
+            # The shop may have acted on it: no blind repeat now; the caller retries next run.
+            raise ShopUnreachable(
+                self._redact(
+                    f"WooCommerce at {redact_url(self.site)} answered {method} {path} with "
+                    f"{self._status_line(response)}"
+                ),
+                status=status,
+            )
+        if 200 <= status < 300:
+            try:
+                return response, response.json()
+            except ValueError:
+                raise ShopError(
+                    self._redact(
+                        f"WooCommerce answered {method} {path} with {_describe_body(response)} "
+                        f"instead of JSON; is woocommerce.url the site root "
+                        f"({redact_url(self.site)})?"
+                    ),
+                    status=status,
+                ) from None
+        raise self._error(method, path, response)
+
+    def _waits(self) -> Generator[float, Any, None]:
+        """Backoff wait generator: sleeps through the injected ``sleep`` and yields 0 to backoff.
+
+        Exponential backoff with full jitter (a random wait up to 1, 2, 4 … s), or exactly the
+        server's ``Retry-After`` when it sent one; both capped at ``max_wait_seconds``.
+        """
+        failure = yield 0.0
+        attempt = 0
+        while True:
+            if isinstance(failure, _Retry) and failure.retry_after is not None:
+                wait = failure.retry_after
+            else:
+                wait = random.uniform(0, 2.0**attempt)
+            self._sleep(min(max(wait, 0.0), self.max_wait_seconds))
+            attempt += 1
+            failure = yield 0.0
+
+    # -- messages --------------------------------------------------------------------------
+
+    def _error(self, method: str, path: str, response: requests.Response) -> ShopError:
+        status = response.status_code
+        code, message = _error_fields(response)
+        if code is not None:
+            summary = f"{status} {code}: {message}" if message else f"{status} {code}"
+        else:
+            summary = f"{status} with {_describe_body(response)}"
+        if status == 401:
+            text = (
+                f"WooCommerce refused the API key ({summary}). {self._auth_hint(method, message)}"
+            )
+            return ShopAuthenticationError(self._redact(text), status=status, code=code)
+        text = f"WooCommerce answered {summary}"
+        if code == "rest_no_route":
+            text += (
+                f" ({method} {API_PATH}{path}); is woocommerce.url the WordPress site root "
+                "with pretty permalinks and WooCommerce active?"
+            )
+        elif status == 403 and code is None:
+            text += "; a firewall or CDN in front of the shop blocked the request"
+        return ShopError(self._redact(text), status=status, code=code)
+
+    def _auth_hint(self, method: str, message: str) -> str:
+        lowered = message.lower()
+        if "permission" in lowered and method != "GET":
+            return (
+                "The API key is read-only: give it Read/Write permission in WooCommerce → "
+                "Settings → Advanced → REST API."
+            )
+        if "secret is invalid" in lowered:
+            return (
+                "woocommerce.consumer_secret does not belong to the consumer key (look for a "
+                "pasted space or line break)."
+            )
+        if "key is invalid" in lowered:
+            return "WooCommerce does not know woocommerce.consumer_key."
+        causes = ["the consumer key or secret is wrong"]
+        if method != "GET":
+            causes.append("the key is read-only and this was a write")
+        if self.settings.auth == "basic":
+            causes.append(
+                'the web server or a CDN strips the Authorization header (try auth = "query")'
+            )
+        if self.settings.auth != "oauth1":
+            causes.append(
+                "WordPress does not see https behind a proxy; over plain http only "
+                'auth = "oauth1" works'
+            )
+        else:
+            causes.append("the shop's clock is more than 15 minutes off")
+        return "Likely causes: " + "; ".join(causes) + "."
+
+    def _status_line(self, response: requests.Response) -> str:
+        code, message = _error_fields(response)
+        if code is not None:
+            return self._redact(f"{response.status_code} {code}: {message}".rstrip(": "))
+        reason = response.reason or ""
+        line = f"{response.status_code} {reason}".strip()
+        if response.content:
+            line += f" ({_describe_body(response)})"
+        return self._redact(line)
+
+    def _connection_reason(self, exc: requests.RequestException) -> str:
+        text = repr(exc)
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return f"no connection within {self._timeout:g} s"
+        if isinstance(exc, requests.exceptions.ReadTimeout):
+            return f"no answer within {self._timeout:g} s"
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            return "the connection broke off in the middle of the answer"
+        if "RemoteDisconnected" in text or "Connection aborted" in text or "reset" in text:
+            return "the connection was dropped without an answer"
+        if "refused" in text.lower():
+            return "connection refused"
+        if "NameResolution" in text or "getaddrinfo" in text or "not known" in text:
+            return f"host name {urlsplit(self.site).hostname!r} not found"
+        return "the connection failed"
+
+    def _tls_message(self, exc: requests.exceptions.SSLError) -> str:
+        if "CERTIFICATE_VERIFY_FAILED" in repr(exc):
+            problem = "its TLS certificate could not be verified"
+            hint = (
+                "; if the shop uses a private CA, point REQUESTS_CA_BUNDLE at the CA bundle "
+                "(verification is never switched off)"
+            )
+        else:
+            problem, hint = "the TLS handshake failed", ""
+        return self._redact(f"WooCommerce at {redact_url(self.site)}: {problem}{hint}")
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def naive_utc(moment: datetime) -> str:
+    """``moment`` as naive UTC to the second, as WooCommerce wants it with ``dates_are_gmt=true``.
+
+    A naive ``moment`` is taken as UTC. Fractions are cut off, which only widens the window of
+    WooCommerce's strict ``modified_after`` comparison.
+    """
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None, microsecond=0).isoformat(timespec="seconds")
+
+
+def server_date(response: requests.Response) -> datetime | None:
+    """The response's ``Date`` header as aware UTC (the shop's clock), if it has a valid one."""
+    return _http_date(response.headers.get("Date"))
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """``Retry-After`` in seconds (given as seconds or as an HTTP date), or None."""
+    value = (response.headers.get("Retry-After") or "").strip()
+    if not value:
+        return None
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    when = _http_date(value)
+    if when is None:
+        return None
+    now = server_date(response) or datetime.now(UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _check_url(url: str) -> str:
+    if not url:
+        raise ConfigError("woocommerce.url is required (the shop's site root, https://…)")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"woocommerce.url must be the shop's site root like https://shop.example.com, "
+            f"not {redact_url(url)!r}"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError("woocommerce.url must not have a query or fragment")
+    path = parts.path.rstrip("/")
+    if path.endswith(API_PATH) or path.endswith("/wp-json"):
+        raise ConfigError(
+            f"woocommerce.url is the site root; leave out {path[path.rfind('/wp-json') :]}"
+        )
+    return url.rstrip("/")
+
+
+def _secret_forms(*secrets: str) -> list[str]:
+    """Every spelling of each secret that can appear in a message (raw and URL-encoded)."""
+    forms: set[str] = set()
+    for secret in secrets:
+        if secret:
+            forms.update({secret, quote(secret, safe=""), quote_plus(secret)})
+    return sorted(forms, key=len, reverse=True)
+
+
+def _int_header(response: requests.Response, name: str) -> int | None:
+    value = response.headers.get(name, "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def _error_fields(response: requests.Response) -> tuple[str | None, str]:
+    """``code`` and ``message`` of a WordPress error body; ``(None, "")`` when it is not one.
+
+    ``data`` may be an object or a bare integer (§1.6); its ``params`` explain a 400.
+    """
+    try:
+        body = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return None, ""
+    if not isinstance(body, dict) or not isinstance(body.get("code"), str):
+        return None, ""
+    message = body.get("message")
+    text = _one_line(message) if isinstance(message, str) else ""
+    data = body.get("data")
+    params = data.get("params") if isinstance(data, dict) else None
+    if isinstance(params, dict) and params:
+        details = "; ".join(_one_line(str(v)) for v in params.values() if v)
+        if details:
+            text = f"{text} ({details})" if text else details
+    return body["code"], text
+
+
+def _describe_body(response: requests.Response) -> str:
+    text = response.text or ""
+    content_type = response.headers.get("Content-Type", "")
+    if "html" in content_type.lower() or text.lstrip()[:1] == "<":
+        match = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        title = _one_line(re.sub(r"<[^>]+>", " ", match.group(1))) if match else ""
+        return f"an HTML page ({title[:80]!r})" if title else "an HTML page"
+    if not text.strip():
+        return "an empty body"
+    return f"a body that is not JSON ({_one_line(text)[:60]!r})"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(unescape(text).split())
+
+
+def _kind(body: Any) -> str:
+    if isinstance(body, list):
+        return "a list"
+    if isinstance(body, dict):
+        return "an object"
+    return f"a JSON {type(body).__name__}"

@@ -1,0 +1,336 @@
+"""WooCommerce order JSON → the canonical :class:`~woo2d365.model.Order`.
+
+Rules (``reference/woocommerce.md`` §1.4, §3, §4):
+
+* Money comes from the JSON strings as :class:`~decimal.Decimal`; ``line_items[].price`` (a float
+  computed by PHP) is never read. Amounts that cannot be read raise :class:`OrderDataError`.
+* Dates come from the ``*_gmt`` fields (naive UTC in the API) and become aware UTC.
+* Text fields may be ``null`` in the wild: they become ``""``. HTML character references that
+  WordPress stored (``&amp;``, ``&#8211;``) are decoded; a bare ``&`` (``AT&T``) is left alone.
+* Anything the mapper cannot read raises :class:`OrderDataError` with a sentence a shop manager
+  understands, never another exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from woo2d365.errors import OrderDataError
+from woo2d365.model import Address, Line, LineKind, Order
+
+SKIP_STATUSES = frozenset({"cancelled", "refunded", "failed", "trash"})
+"""Shop statuses that make an order not yet pushed ``skipped``."""
+
+OWN_META_PREFIX = "_woo2d365_"
+"""Prefix of the order meta keys woo2d365 writes back to the shop."""
+
+# Parts of an order that change without the order changing for us: the modification stamps
+# (our own meta write bumps them under HPOS), our own meta and the hypermedia links.
+_VOLATILE_KEYS = frozenset({"date_modified", "date_modified_gmt", "_links"})
+
+_CHAR_REF = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+_SKU_PARTS = re.compile(r"[^0-9A-Za-z]+")
+
+
+def order_from_shop(raw: Mapping[str, Any]) -> Order:
+    """Map one order object of ``GET /wc/v3/orders`` to an :class:`Order`.
+
+    Raises :class:`OrderDataError` when the order cannot be mapped (no id, an amount that is not a
+    number, a date that is not a date, a line that is not an object).
+    """
+    if not isinstance(raw, Mapping):
+        raise OrderDataError("the shop sent an order that is not a JSON object")
+    woo_id = order_id_of(raw)
+    where = f"order {woo_id}"
+    items = _objects(raw.get("line_items"), f"{where}: line_items")
+    lines = [_item_line(item, f"{where}: line item {i + 1}") for i, item in enumerate(items)]
+    lines = _flag_inherited_skus(lines, items)
+    for i, shipping in enumerate(_objects(raw.get("shipping_lines"), f"{where}: shipping_lines")):
+        lines.append(
+            _flat_line(LineKind.SHIPPING, shipping, "method_title", f"{where}: shipping {i + 1}")
+        )
+    for i, fee in enumerate(_objects(raw.get("fee_lines"), f"{where}: fee_lines")):
+        lines.append(_flat_line(LineKind.FEE, fee, "name", f"{where}: fee {i + 1}"))
+    coupons = tuple(
+        _text(coupon.get("code"))
+        for coupon in _objects(raw.get("coupon_lines"), f"{where}: coupon_lines")
+        if _text(coupon.get("code"))
+    )
+    return Order(
+        woo_id=woo_id,
+        number=number_of(raw),
+        status=_text(raw.get("status")),
+        currency=_text(raw.get("currency")).upper(),
+        prices_include_tax=raw.get("prices_include_tax") is True,
+        created_at=_gmt(raw, "date_created_gmt", where),
+        modified_at=modified_at_of(raw),
+        total=_money(raw.get("total"), f"{where}: total"),
+        total_tax=_money(raw.get("total_tax", "0"), f"{where}: total_tax"),
+        customer_id=_int(raw.get("customer_id", 0), f"{where}: customer_id"),
+        billing=_address(raw.get("billing"), f"{where}: billing"),
+        shipping=_address(raw.get("shipping"), f"{where}: shipping"),
+        lines=tuple(lines),
+        customer_note=_text(raw.get("customer_note")),
+        payment_method=_text(raw.get("payment_method")),
+        coupon_codes=coupons,
+    )
+
+
+def order_id_of(raw: Mapping[str, Any]) -> int:
+    """The shop's order id; :class:`OrderDataError` when it is missing or not a positive integer."""
+    value = raw.get("id")
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise OrderDataError(f"the shop sent an order without a valid id (id = {value!r:.40})")
+    return value
+
+
+def number_of(raw: Mapping[str, Any]) -> str:
+    """The display number (a string that may differ from the id); the id when it is missing."""
+    number = _text(raw.get("number")).strip()
+    return number or str(raw.get("id", ""))
+
+
+def modified_at_of(raw: Mapping[str, Any]) -> datetime:
+    """``date_modified_gmt`` as aware UTC; :class:`OrderDataError` if absent or unreadable."""
+    return _gmt(raw, "date_modified_gmt", f"order {raw.get('id')!r:.40}")
+
+
+def created_at_of(raw: Mapping[str, Any]) -> datetime:
+    """``date_created_gmt`` as aware UTC; :class:`OrderDataError` if absent or unreadable."""
+    return _gmt(raw, "date_created_gmt", f"order {raw.get('id')!r:.40}")
+
+
+def content_fingerprint(raw: Mapping[str, Any]) -> str:
+    """A hash of what the order says, blind to what changes without the order changing.
+
+    Ignores ``date_modified*``, ``_links`` and meta entries whose key starts with
+    :data:`OWN_META_PREFIX`, so our own write-back (which bumps ``date_modified`` under HPOS) or a
+    merely opened order gives the same fingerprint as before.
+    """
+    content: dict[str, Any] = {k: v for k, v in raw.items() if k not in _VOLATILE_KEYS}
+    meta = content.get("meta_data")
+    if isinstance(meta, list):
+        content["meta_data"] = [
+            entry
+            for entry in meta
+            if not (
+                isinstance(entry, Mapping) and str(entry.get("key", "")).startswith(OWN_META_PREFIX)
+            )
+        ]
+    encoded = json.dumps(content, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+def decode_text(value: str) -> str:
+    """Decode HTML character references WordPress stored (``&amp;`` → ``&``); leave bare ``&``."""
+    if "&" not in value:
+        return value
+    return _CHAR_REF.sub(lambda match: html.unescape(match.group(0)), value)
+
+
+# -- lines ---------------------------------------------------------------------------------------
+
+
+def _item_line(item: Mapping[str, Any], where: str) -> Line:
+    sku = _text(item.get("sku")).strip()
+    subtotal = _money(item.get("subtotal"), f"{where}: subtotal")
+    total = _money(item.get("total"), f"{where}: total")
+    return Line(
+        kind=LineKind.ITEM,
+        shop_line_id=_int(item.get("id", 0), f"{where}: id"),
+        name=decode_text(_text(item.get("name"))),
+        quantity=_quantity(item.get("quantity"), f"{where}: quantity"),
+        subtotal=subtotal,
+        subtotal_tax=_money(item.get("subtotal_tax", "0"), f"{where}: subtotal_tax"),
+        total=total,
+        total_tax=_money(item.get("total_tax", "0"), f"{where}: total_tax"),
+        sku=sku or None,
+        product_id=_int(item.get("product_id", 0), f"{where}: product_id"),
+        variation_id=_int(item.get("variation_id", 0), f"{where}: variation_id"),
+    )
+
+
+def _flat_line(kind: LineKind, raw: Mapping[str, Any], name_key: str, where: str) -> Line:
+    total = _money(raw.get("total"), f"{where}: total")
+    tax = _money(raw.get("total_tax", "0"), f"{where}: total_tax")
+    name = decode_text(_text(raw.get(name_key))).strip()
+    if not name and kind is LineKind.SHIPPING:
+        name = _text(raw.get("method_id")) or "Shipping"
+    return Line(
+        kind=kind,
+        shop_line_id=_int(raw.get("id", 0), f"{where}: id"),
+        name=name or "Fee",
+        quantity=Decimal(1),
+        subtotal=total,
+        subtotal_tax=tax,
+        total=total,
+        total_tax=tax,
+    )
+
+
+def _flag_inherited_skus(lines: list[Line], items: list[Mapping[str, Any]]) -> list[Line]:
+    """Mark variation lines whose SKU is probably their parent product's.
+
+    The order JSON does not carry the parent's SKU (WooCommerce reports it for a variation without
+    its own, §3.9), so this is a heuristic. A variation line is flagged when its SKU
+
+    1. is also the SKU of another variation of the same product in this order, or
+    2. is the start of the SKU of another variation of that product (``SHIRT`` beside
+       ``SHIRT-L``), or
+    3. contains none of the line's attribute values as one of its parts (``SHIRT`` for size M,
+       whereas ``SHIRT-M`` or ``shirt_m_blue`` is taken as the variation's own).
+
+    Rule 3 also flags own variation SKUs that do not spell the attributes (``10234`` for size M);
+    the flag says "may be the parent's", and validate decides what that costs.
+    """
+    flagged: list[Line] = []
+    for line, item in zip(lines, items, strict=True):
+        if line.variation_id and line.sku and _looks_inherited(line, item, lines):
+            line = replace(line, parent_sku_inherited=True)
+        flagged.append(line)
+    return flagged
+
+
+def _looks_inherited(line: Line, item: Mapping[str, Any], lines: list[Line]) -> bool:
+    assert line.sku is not None
+    sku = line.sku.casefold()
+    for other in lines:
+        if other is line or other.product_id != line.product_id or not other.sku:
+            continue
+        if other.variation_id == line.variation_id:
+            continue
+        other_sku = other.sku.casefold()
+        if other_sku == sku or (
+            other_sku.startswith(sku) and _SKU_PARTS.match(other_sku, len(sku)) is not None
+        ):
+            return True
+    values = _attribute_values(item)
+    if not values:
+        return False
+    parts = {part for part in _SKU_PARTS.split(sku) if part}
+    return not parts & values
+
+
+def _attribute_values(item: Mapping[str, Any]) -> set[str]:
+    """Variation attribute values from the line's meta (``size: M``), lower-cased, as SKU parts."""
+    values: set[str] = set()
+    meta = item.get("meta_data")
+    if not isinstance(meta, list):
+        return values
+    for entry in meta:
+        if not isinstance(entry, Mapping) or str(entry.get("key", "")).startswith("_"):
+            continue
+        for field in ("value", "display_value"):
+            value = entry.get(field)
+            if isinstance(value, str) and 0 < len(value) <= 40:
+                values.update(p for p in _SKU_PARTS.split(decode_text(value).casefold()) if p)
+    return values
+
+
+# -- fields --------------------------------------------------------------------------------------
+
+
+def _address(raw: Any, where: str) -> Address:
+    if raw is None or raw == []:  # PHP serialises an empty array as [] rather than {}
+        return Address()
+    if not isinstance(raw, Mapping):
+        raise OrderDataError(f"{where} is not an address object")
+
+    def field(name: str) -> str:
+        return decode_text(_text(raw.get(name)))
+
+    return Address(
+        first_name=field("first_name"),
+        last_name=field("last_name"),
+        company=field("company"),
+        line1=field("address_1"),
+        line2=field("address_2"),
+        city=field("city"),
+        state=field("state"),
+        postcode=field("postcode"),
+        country=field("country").strip().upper(),
+        email=field("email"),
+        phone=field("phone"),
+    )
+
+
+def _objects(raw: Any, where: str) -> list[Mapping[str, Any]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(entry, Mapping) for entry in raw):
+        raise OrderDataError(f"{where} is not a list of objects")
+    return raw
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, int | float | Decimal):
+        return str(value)
+    return ""
+
+
+def _money(value: Any, where: str) -> Decimal:
+    """A money string (``"58.38"``) as Decimal; a number is read through its text, not as float."""
+    amount = _decimal(value)
+    if amount is None:
+        raise OrderDataError(f"{where} is not an amount: {value!r:.40}")
+    return amount
+
+
+def _quantity(value: Any, where: str) -> Decimal:
+    quantity = _decimal(value)
+    if quantity is None:
+        raise OrderDataError(f"{where} is not a number: {value!r:.40}")
+    return quantity
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        value = repr(value)  # shortest text of the number: 19.99, not 19.989999…
+    if not isinstance(value, str):
+        return None
+    try:
+        amount = Decimal(value.strip())
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() else None
+
+
+def _int(value: Any, where: str) -> int:
+    if isinstance(value, bool):
+        raise OrderDataError(f"{where} is not a whole number: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if value is None or value == "":
+        return 0
+    raise OrderDataError(f"{where} is not a whole number: {value!r:.40}")
+
+
+def _gmt(raw: Mapping[str, Any], key: str, where: str) -> datetime:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise OrderDataError(f"{where}: {key} is missing")
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise OrderDataError(f"{where}: {key} is not a date: {value!r:.40}") from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)  # the *_gmt fields are UTC without an offset
+    return parsed.astimezone(UTC)
