@@ -64,6 +64,7 @@ class Sandbox:
         unmapped_orders: int = 3,
         latency: float = 0.0,
         start_gmt: datetime | None = None,
+        pushable_only: bool = False,
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -71,6 +72,7 @@ class Sandbox:
         self.seed = seed
         self.unmapped_orders = min(unmapped_orders, len(UNMAPPED))
         self.latency = latency
+        self.pushable_only = pushable_only
         self.start_gmt = start_gmt or (datetime.now(UTC) - timedelta(days=3)).replace(microsecond=0)
         self.ca = SandboxCA(self.directory)
         self.shop = ShopEmulator(https=True, ca=self.ca)
@@ -128,9 +130,17 @@ class Sandbox:
 
     def _seed_shop(self) -> None:
         count = self.order_count - self.unmapped_orders
-        orders = realistic_orders(
-            count, seed=self.seed, start_gmt=self.start_gmt, site_url=self.shop.url
-        )
+        if self.pushable_only:
+            # The demo shows orders a SKU mapping can release; lines of deleted products and
+            # orders without an e-mail address need a person in the shop, not a mapping.
+            pool = realistic_orders(
+                count + 20, seed=self.seed, start_gmt=self.start_gmt, site_url=self.shop.url
+            )
+            orders = [o for o in pool if _resolvable(o)][:count]
+        else:
+            orders = realistic_orders(
+                count, seed=self.seed, start_gmt=self.start_gmt, site_url=self.shop.url
+            )
         next_id = 1000 + count + 200
         created = self.start_gmt + timedelta(days=2)
         for index, unmapped in enumerate(UNMAPPED[: self.unmapped_orders]):
@@ -211,6 +221,12 @@ class Sandbox:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+
+def _resolvable(order: dict[str, Any]) -> bool:
+    """True when every line has a SKU and the order has an e-mail address."""
+    billing = order.get("billing") or {}
+    return bool(billing.get("email")) and all(line.get("sku") for line in order["line_items"])
 
 
 def _toml(value: Any) -> str:

@@ -3,7 +3,7 @@
 Business Central refuses a value longer than its field (``Application_StringExceededLength``),
 letters in a phone number, and e-mail addresses its mail check rejects. Webshop data often breaks
 all three, and none of them is a reason to stop an order: like Microsoft's own Shopify connector,
-texts are cut to the field length, phones keep only ``0123456789 +()/.``, and an address that is not
+texts are cut to the field length, phones keep only ``0123456789 +()/.-``, and an address that is not
 an e-mail address is left out. Every change is reported as a warning for the order's events.
 """
 
@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-PHONE_CHARACTERS = frozenset("0123456789 +()/.")
-"""What Business Central (and the Shopify connector) keeps in a phone number."""
+PHONE_CHARACTERS = frozenset("0123456789 +()/.-")
+"""Kept in a phone number: Business Central refuses letters; the Shopify connector keeps these
+(plus the hyphen, which Business Central accepts and Dutch numbers use: 06-12345678)."""
 
 _SPACES = re.compile(r"\s+")
 _EMPTY_BRACKETS = re.compile(r"\(\s*\)")
@@ -72,7 +73,7 @@ class FieldNormalizer:
         return self.text(label, value.upper(), limit)
 
     def phone(self, label: str, value: str, limit: int = 30) -> str:
-        """A phone number with only ``0123456789 +()/.`` left (tidied), cut to ``limit``."""
+        """A phone number with only ``0123456789 +()/.-`` left (tidied), cut to ``limit``."""
         cleaned = clean_text(value)
         kept = "".join(ch for ch in cleaned if ch in PHONE_CHARACTERS)
         kept = clean_text(_EMPTY_BRACKETS.sub(" ", kept)).strip(_PHONE_EDGES)
