@@ -43,3 +43,7 @@ def run_woo2d365(sandbox: Sandbox, *args: str, timeout: float = 120) -> CliResul
         check=False,
     )
     return CliResult(result.returncode, result.stdout, result.stderr)
+
+
+# The alert tests' real SMTP server and webhook sink, for the end-to-end alert tests here.
+from tests.alerts.conftest import sink, smtp, start_smtp  # noqa: E402, F401
