@@ -3,8 +3,8 @@
 Business Central refuses a value longer than its field (``Application_StringExceededLength``),
 letters in a phone number, and e-mail addresses its mail check rejects. Webshop data often breaks
 all three, and none of them is a reason to stop an order: like Microsoft's own Shopify connector,
-texts are cut to the field length, phones keep only ``0123456789 +()/.-``, and an address that is not
-an e-mail address is left out. Every change is reported as a warning for the order's events.
+texts are cut to the field length, phones keep only ``0123456789 +()/.-``, and an address that
+is not an e-mail address is left out. Every change is reported as a warning for the order's events.
 """
 
 from __future__ import annotations
