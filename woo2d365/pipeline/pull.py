@@ -262,15 +262,17 @@ def _changed_before_push(
         )
         return
     if status in SKIP_STATUSES:
-        reason = f"{status} in the shop before it was pushed"
-        if ctx.store.set_state(woo_id, OrderState.SKIPPED, reason=reason, expect=_NOT_PUSHED):
+        skip_reason = f"{status} in the shop before it was pushed"
+        if ctx.store.set_state(woo_id, OrderState.SKIPPED, reason=skip_reason, expect=_NOT_PUSHED):
             result.skipped += 1
-            ctx.event(STEP, f"skipped: {reason}", woo_id=woo_id)
+            ctx.event(STEP, f"skipped: {skip_reason}", woo_id=woo_id)
         else:
             _lost_race(ctx, woo_id, result)
         return
     waiting = status not in ctx.settings.woocommerce.statuses
-    reason = f"waiting: shop status {status or '(none)'} is not taken" if waiting else None
+    reason: str | None = None
+    if waiting:
+        reason = f"waiting: shop status {status or '(none)'} is not taken"
     if not ctx.store.set_state(
         woo_id, OrderState.NEW, reason=reason, expect=_NOT_PUSHED, reset_attempts=True
     ):

@@ -34,7 +34,7 @@ from oauthlib.oauth1 import (  # type: ignore[import-untyped]
     SIGNATURE_TYPE_QUERY,
 )
 from requests.auth import HTTPBasicAuth
-from requests_oauthlib import OAuth1  # type: ignore[import-untyped]
+from requests_oauthlib import OAuth1
 
 from woo2d365 import __version__
 from woo2d365.errors import (

@@ -238,7 +238,7 @@ class StateStore(Protocol):
         """Events of one run, oldest first."""
         ...
 
-    def start_run(self, command: str, now: datetime) -> int:
+    def start_run(self, command: str, now: datetime, worker: str = "") -> int:
         """Open a run record; return its id."""
         ...
 
@@ -337,4 +337,48 @@ class StateStore(Protocol):
 
     def save_alert_records(self, upsert: list[AlertRecord], delete: list[str]) -> None:
         """Store changed alert conditions and forget others, in one transaction."""
+        ...
+
+    # -- retention and monitoring ---------------------------------------------------------
+    def last_successful_run(self, command: str = "sync") -> RunRecord | None:
+        """The latest run of ``command`` that reached both systems (outcome ok or attention)."""
+        ...
+
+    def count_events_before(self, before: datetime) -> int:
+        """Number of events recorded before ``before``."""
+        ...
+
+    def delete_events_before(self, before: datetime, *, batch: int = 5000) -> int:
+        """Delete events recorded before ``before`` in batches; return how many."""
+        ...
+
+    def count_orders_updated_between(
+        self, state: OrderState, start: datetime | None, end: datetime
+    ) -> int:
+        """Orders in ``state`` last updated in ``[start, end)`` (``start`` None: no lower bound)."""
+        ...
+
+    def order_raws_updated_between(
+        self,
+        state: OrderState,
+        start: datetime | None,
+        end: datetime,
+        *,
+        after: tuple[datetime, int] | None = None,
+        limit: int = 500,
+    ) -> list[tuple[int, datetime, dict[str, Any]]]:
+        """``(woo_id, updated_at, shop JSON)`` of orders in ``state`` updated in ``[start, end)``,
+        oldest first, continuing after the ``(updated_at, woo_id)`` key ``after``."""
+        ...
+
+    def replace_raws(self, rows: list[tuple[int, dict[str, Any], datetime]]) -> int:
+        """Store new shop JSON ``(woo_id, raw, updated_at)`` for orders not updated since."""
+        ...
+
+    def count_customers_before(self, before: datetime) -> int:
+        """Cached customers (e-mail → number) stored before ``before``."""
+        ...
+
+    def delete_customers_before(self, before: datetime) -> int:
+        """Forget cached customers stored before ``before``; return how many."""
         ...

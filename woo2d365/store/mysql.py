@@ -51,21 +51,21 @@ class MysqlTarget:
 class MysqlDialect(Dialect):
     """PyMySQL with READ COMMITTED transactions and matched-row counts."""
 
-    name = "mysql"
-    paramstyle_format = True
+    name: ClassVar[str] = "mysql"
+    paramstyle_format: ClassVar[bool] = True
     ddl_types: ClassVar[dict[str, str]] = {
         "id": "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY",
         "ts": "DATETIME(6)",
         "longtext": "LONGTEXT",
         "opts": "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
     }
-    unavailable_errors: tuple[type[BaseException], ...] = (
+    unavailable_errors: ClassVar[tuple[type[BaseException], ...]] = (
         pymysql.err.OperationalError,
         pymysql.err.InterfaceError,
         ConnectionError,
         OSError,
     )
-    integrity_errors: tuple[type[BaseException], ...] = (pymysql.err.IntegrityError,)
+    integrity_errors: ClassVar[tuple[type[BaseException], ...]] = (pymysql.err.IntegrityError,)
 
     def __init__(self, target: MysqlTarget, *, connect_timeout: float = 10.0) -> None:
         self.target = target

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from woo2d365.errors import StoreUnavailable
 from woo2d365.model import OrderState
@@ -63,11 +63,11 @@ def _opt_time(value: Any) -> datetime | None:
 class Dialect(ABC):
     """What differs between the SQL backends."""
 
-    name: str
-    paramstyle_format: bool  # True: driver wants %s instead of ?
-    ddl_types: dict[str, str]
-    unavailable_errors: tuple[type[BaseException], ...]
-    integrity_errors: tuple[type[BaseException], ...]
+    name: ClassVar[str]
+    paramstyle_format: ClassVar[bool]  # True: driver wants %s instead of ?
+    ddl_types: ClassVar[dict[str, str]]
+    unavailable_errors: ClassVar[tuple[type[BaseException], ...]]
+    integrity_errors: ClassVar[tuple[type[BaseException], ...]]
 
     @abstractmethod
     def connect(self) -> Any:
@@ -852,6 +852,117 @@ class SqlStore:
                 cur.executemany(statement, rows)
             for key in delete:
                 self._exec(cur, "DELETE FROM alerts WHERE alert_key = ?", (key,))
+
+    # -- retention and monitoring ---------------------------------------------------------
+    def last_successful_run(self, command: str = "sync") -> RunRecord | None:
+        """The latest run of ``command`` that reached both systems (outcome ok or attention)."""
+        found = [self.last_run(command, outcome=outcome) for outcome in ("ok", "attention")]
+        runs = [run for run in found if run is not None]
+        return max(runs, key=lambda run: run.id) if runs else None
+
+    def count_events_before(self, before: datetime) -> int:
+        """Number of events recorded before ``before``."""
+        with self._tx() as cur:
+            self._exec(cur, "SELECT COUNT(*) FROM events WHERE at < ?", (to_db_time(before),))
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def delete_events_before(self, before: datetime, *, batch: int = 5000) -> int:
+        """Delete events recorded before ``before``, ``batch`` per transaction; return how many."""
+        stamp = to_db_time(before)
+        deleted = 0
+        while True:
+            with self._tx() as cur:
+                self._exec(cur, "SELECT id FROM events WHERE at < ? LIMIT ?", (stamp, batch))
+                ids = [int(r[0]) for r in cur.fetchall()]
+                for start in range(0, len(ids), _CHUNK):
+                    chunk = ids[start : start + _CHUNK]
+                    deleted += self._exec(
+                        cur,
+                        f"DELETE FROM events WHERE id IN ({', '.join('?' for _ in chunk)})",
+                        chunk,
+                    )
+            if len(ids) < batch:
+                return deleted
+
+    def count_orders_updated_between(
+        self, state: OrderState, start: datetime | None, end: datetime
+    ) -> int:
+        """Orders in ``state`` last updated in ``[start, end)`` (``start`` None: no lower bound)."""
+        sql = "SELECT COUNT(*) FROM orders WHERE state = ? AND updated_at < ?"
+        params: list[Any] = [state.value, to_db_time(end)]
+        if start is not None:
+            sql += " AND updated_at >= ?"
+            params.append(to_db_time(start))
+        with self._tx() as cur:
+            self._exec(cur, sql, params)
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def order_raws_updated_between(
+        self,
+        state: OrderState,
+        start: datetime | None,
+        end: datetime,
+        *,
+        after: tuple[datetime, int] | None = None,
+        limit: int = 500,
+    ) -> list[tuple[int, datetime, dict[str, Any]]]:
+        """``(woo_id, updated_at, shop JSON)`` of orders in ``state`` updated in ``[start, end)``.
+
+        Oldest first, at most ``limit``, continuing after the ``(updated_at, woo_id)`` key of the
+        previous batch: one state per call, so the (state, updated_at) index gives the order.
+        """
+        sql = "SELECT woo_id, updated_at, raw_json FROM orders WHERE state = ? AND updated_at < ?"
+        params: list[Any] = [state.value, to_db_time(end)]
+        if start is not None:
+            sql += " AND updated_at >= ?"
+            params.append(to_db_time(start))
+        if after is not None:
+            stamp = to_db_time(after[0])
+            sql += " AND (updated_at > ? OR (updated_at = ? AND woo_id > ?))"
+            params.extend((stamp, stamp, after[1]))
+        sql += " ORDER BY updated_at, woo_id LIMIT ?"
+        params.append(int(limit))
+        with self._tx() as cur:
+            self._exec(cur, sql, params)
+            rows = cur.fetchall()
+        return [(int(r[0]), from_db_time(r[1]), json.loads(r[2])) for r in rows]
+
+    def replace_raws(self, rows: list[tuple[int, dict[str, Any], datetime]]) -> int:
+        """Store new shop JSON ``(woo_id, raw, updated_at)`` for orders not updated since.
+
+        ``updated_at`` is left as it is; an order updated meanwhile (a pull stored a newer
+        version) is left alone. Returns how many orders were changed.
+        """
+        if not rows:
+            return 0
+        params = [
+            (json.dumps(raw, ensure_ascii=False, separators=(",", ":")), woo_id, to_db_time(at))
+            for woo_id, raw, at in rows
+        ]
+        with self._tx() as cur:
+            cur.executemany(
+                self._sql("UPDATE orders SET raw_json = ? WHERE woo_id = ? AND updated_at = ?"),
+                params,
+            )
+            return max(0, int(cur.rowcount))
+
+    def count_customers_before(self, before: datetime) -> int:
+        """Cached customers (e-mail → number) stored before ``before``."""
+        with self._tx() as cur:
+            self._exec(
+                cur, "SELECT COUNT(*) FROM bc_customers WHERE updated_at < ?", (to_db_time(before),)
+            )
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def delete_customers_before(self, before: datetime) -> int:
+        """Forget cached customers stored before ``before``; return how many."""
+        with self._tx() as cur:
+            return self._exec(
+                cur, "DELETE FROM bc_customers WHERE updated_at < ?", (to_db_time(before),)
+            )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -14,16 +14,16 @@ from woo2d365.store.sql import Dialect
 class SqliteDialect(Dialect):
     """stdlib ``sqlite3`` in WAL mode; write transactions take the lock up front."""
 
-    name = "sqlite"
-    paramstyle_format = False
+    name: ClassVar[str] = "sqlite"
+    paramstyle_format: ClassVar[bool] = False
     ddl_types: ClassVar[dict[str, str]] = {
         "id": "INTEGER PRIMARY KEY AUTOINCREMENT",
         "ts": "TEXT",
         "longtext": "TEXT",
         "opts": "",
     }
-    unavailable_errors: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
-    integrity_errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
+    unavailable_errors: ClassVar[tuple[type[BaseException], ...]] = (sqlite3.OperationalError,)
+    integrity_errors: ClassVar[tuple[type[BaseException], ...]] = (sqlite3.IntegrityError,)
 
     def __init__(self, path: str, *, busy_timeout_seconds: float = 30.0) -> None:
         self.path = path

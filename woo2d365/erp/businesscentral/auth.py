@@ -16,7 +16,7 @@ import threading
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import msal  # type: ignore[import-untyped]
+import msal
 import requests
 
 from woo2d365.errors import DynamicsAuthenticationError, DynamicsUnreachable
