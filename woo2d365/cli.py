@@ -21,7 +21,14 @@ from typer.core import TyperGroup
 
 from woo2d365 import __version__, monitoring, runs, skumap
 from woo2d365.errors import ExitCode, Woo2D365Error
-from woo2d365.logs import LogFormat, configure_logging, redact, register_secret
+from woo2d365.logs import (
+    LogFormat,
+    configure_logging,
+    redact,
+    register_secret,
+    step_context,
+    tracking_steps,
+)
 from woo2d365.pipeline.context import utc_now
 from woo2d365.runtime import Runtime
 from woo2d365.settings import LoadedSettings, load_settings
@@ -202,12 +209,51 @@ def status(
     limit: Annotated[
         int | None, typer.Option("--limit", metavar="N", help="At most N orders.")
     ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Monitoring plugin: one line; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+        ),
+    ] = False,
+    max_age: Annotated[
+        str | None,
+        typer.Option(
+            "--max-age",
+            metavar="DURATION",
+            help="With --check: WARNING when the last successful sync is older (15m, 2h; "
+            "default 3 × monitoring.expected_interval_minutes).",
+        ),
+    ] = None,
+    critical_age: Annotated[
+        str | None,
+        typer.Option(
+            "--critical-age",
+            metavar="DURATION",
+            help="With --check: CRITICAL when the last successful sync is older "
+            "(default monitoring.critical_after_minutes).",
+        ),
+    ] = None,
 ) -> None:
     """Show counts per state, the last sync and the orders; or one order with its events.
 
     Example: woo2d365 status --state held
+    Example: woo2d365 status --check --max-age 15m   (Nagios, Icinga, Zabbix)
     """
     state = _state(ctx)
+    if check:
+        options = {"ID": order_id, "--state": state_filter, "--json": as_json, "--limit": limit}
+        result = monitoring.run_check(
+            state.settings,
+            state.store,
+            max_age=max_age,
+            critical_age=critical_age,
+            conflicting=[name for name, value in options.items() if value not in (None, False)],
+        )
+        typer.echo(result.line)
+        raise typer.Exit(result.code)
+    if max_age is not None or critical_age is not None:
+        raise _usage("--max-age and --critical-age go with --check")
     wanted = monitoring.parse_state(state_filter)
     store = state.store()
     if order_id is not None:
@@ -425,18 +471,29 @@ def sync(
     limit: Annotated[
         int | None, typer.Option("--limit", metavar="N", help="Push at most N orders.")
     ] = None,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--metrics-file",
+            metavar="PATH",
+            help="After the run, write Prometheus metrics there (node_exporter textfile "
+            "collector, e.g. /var/lib/node_exporter/textfile/woo2d365.prom).",
+        ),
+    ] = None,
 ) -> None:
     """Pull, validate and push in one run, under the run lock (what cron runs).
 
     Example: woo2d365 --quiet sync
     """
     state = _state(ctx)
-    runtime = _runtime(state)
     if dry_run:
-        preview = runs.preview(runtime, limit=limit)
+        preview = runs.preview(_runtime(state), limit=limit)
         _print_preview(state, preview)
         raise typer.Exit(preview.exit_code)
-    result = runs.run_sync(runtime, limit=limit, on_step=_step_printer(state))
+    with monitoring.SyncMetrics(metrics_file) as metrics, step_context("sync"):
+        runtime = metrics.instrument(_runtime(state))
+        on_step = tracking_steps(_step_printer(state))
+        result = metrics.result = runs.run_sync(runtime, limit=limit, on_step=on_step)
     _print_line(state, runs.sync_summary(result), attention=result.exit_code != ExitCode.OK)
     raise typer.Exit(result.exit_code)
 
@@ -564,6 +621,72 @@ def demo(
         configure_logging(quiet=True, log_format=state.log_format)  # the demo tells its story
     outcome = run_demo(state.out, orders=orders, keep=keep)
     raise typer.Exit(ExitCode.OK if outcome.ok else ExitCode.ATTENTION)
+
+
+# -- operations -----------------------------------------------------------------------------
+
+
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    test_alerts: Annotated[
+        bool, typer.Option("--test-alerts", help="Also send a test alert on every channel.")
+    ] = False,
+) -> None:
+    """Check config, state store, WooCommerce, Dynamics 365 and alerts; a fix for each failure.
+
+    Exits 0 when every check passes, 1 when one fails, 2 when the config cannot be loaded.
+
+    Example: woo2d365 doctor --test-alerts
+    """
+    from woo2d365.doctor import run_doctor
+
+    state = _state(ctx)
+    report = run_doctor(state.settings, config=state.config, test_alerts=test_alerts)
+    _render_doctor(state, report)
+    raise typer.Exit(report.exit_code)
+
+
+def _render_doctor(state: CliState, report: Any) -> None:
+    from rich.text import Text
+
+    styles = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+    table = Table(show_edge=False, show_lines=True)
+    for column in ("check", "result", "detail", "fix"):
+        table.add_column(column, overflow="fold")
+    for c in report.checks:
+        table.add_row(
+            Text(c.name), Text(c.result, style=styles[c.result]), Text(c.detail), Text(c.fix)
+        )
+    state.out.print(table)
+    state.out.print(report.summary(), markup=False, highlight=False)
+
+
+@app.command()
+def prune(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than", metavar="DURATION", help="Age of what is removed: 180d, 26w (≥ 1d)."
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count what would be removed.")
+    ] = False,
+) -> None:
+    """Remove old events and the personal data of old pushed and skipped orders (GDPR).
+
+    Ids, numbers, states and totals are kept; see woo2d365/retention.py for the fields.
+
+    Example: woo2d365 prune --older-than 180d --dry-run
+    """
+    from woo2d365 import retention
+
+    state = _state(ctx)
+    age = retention.parse_retention(older_than)
+    report = retention.prune(state.store(), age, now=utc_now(), dry_run=dry_run)
+    _print_line(state, report.summary(older_than), attention=dry_run)
 
 
 # -- helpers --------------------------------------------------------------------------------

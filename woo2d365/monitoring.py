@@ -1,14 +1,41 @@
-"""What ``status`` reports: counts per state, the last sync, the oldest waiting order."""
+"""What monitoring reads: ``status`` reports, ``status --check`` and the Prometheus textfile.
+
+* :func:`status_report` and the ``*_json`` helpers: counts per state, the last sync, the orders.
+* :func:`check_status` / :func:`run_check`: the monitoring-plugin verdict (0 OK, 1 WARNING,
+  2 CRITICAL, 3 UNKNOWN) as one line with performance data.
+* :class:`SyncMetrics`: around ``sync --metrics-file``, counts the API requests of the run and
+  writes the node_exporter textfile (:func:`render_metrics`) atomically, also when the run failed.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+import contextlib
+import functools
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
-from woo2d365.errors import UsageError
+from woo2d365.errors import ExitCode, LockHeld, StoreUnavailable, UsageError, Woo2D365Error
+from woo2d365.logs import clean
 from woo2d365.model import OrderState
 from woo2d365.store.base import Event, OrderRecord, RunRecord, StateStore
+
+if TYPE_CHECKING:
+    from woo2d365.pipeline.sync import SyncResult
+    from woo2d365.runtime import Runtime
+    from woo2d365.settings import LoadedSettings
+
+log = logging.getLogger("woo2d365.monitoring")
 
 
 @dataclass(frozen=True)
@@ -32,14 +59,87 @@ def parse_state(value: str | None) -> OrderState | None:
         raise UsageError(f"--state {value!r} is not a state; use one of {known}") from None
 
 
+# -- counts per state ---------------------------------------------------------------------------
+
+PUSHED_COUNT_KEY = "monitoring.pushed_count"
+PUSHED_COUNT_MARGIN = timedelta(hours=1)  # longer than any transaction and any clock skew
+PUSHED_COUNT_ADVANCE = timedelta(hours=2)
+PUSHED_COUNT_RECOUNT = timedelta(days=7)
+
+
+def order_counts(store: StateStore, now: datetime | None = None) -> dict[str, int]:
+    """Orders per state (every state, zero included), fast at a million orders.
+
+    Every state but ``pushed`` is counted directly (a short index range: those are few).
+    ``pushed``, nearly every order of a shop that has run for years, would cost a scan of
+    the whole index each time; since ``pushed`` is final and ``pushed_at`` is set once, the
+    count up to a moment *T* never changes, so it is kept in the store and only the orders
+    pushed after *T* are counted. *T* trails the clock by an hour (moved on every two hours);
+    the kept count is redone from scratch once a week, should anything ever break the rule.
+    """
+    moment = now or _utc_now()
+    counts = {
+        state.value: store.count_in_state(state)
+        for state in OrderState
+        if state is not OrderState.PUSHED
+    }
+    counts[OrderState.PUSHED.value] = _pushed_count(store, moment)
+    return {state.value: counts[state.value] for state in OrderState}
+
+
+def _pushed_count(store: StateStore, now: datetime) -> int:
+    kept = _kept_pushed_count(store)
+    target = now - PUSHED_COUNT_MARGIN
+    if kept is None or kept[2] < now - PUSHED_COUNT_RECOUNT:
+        until, count, verified = target, store.count_pushed_until(target), now
+        _keep_pushed_count(store, until, count, verified)
+    else:
+        until, count, verified = kept
+        if until < now - PUSHED_COUNT_ADVANCE:
+            count += store.count_pushed_between(until, target)
+            until = target
+            _keep_pushed_count(store, until, count, verified)
+    return count + store.count_pushed_between(until)
+
+
+def _kept_pushed_count(store: StateStore) -> tuple[datetime, int, datetime] | None:
+    value = store.get_value(PUSHED_COUNT_KEY)
+    if not value:
+        return None
+    try:
+        data = json.loads(value)
+        until = datetime.fromisoformat(data["until"])
+        verified = datetime.fromisoformat(data["verified"])
+        count = int(data["count"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if until.tzinfo is None or verified.tzinfo is None:
+        return None
+    return until, count, verified
+
+
+def _keep_pushed_count(store: StateStore, until: datetime, count: int, verified: datetime) -> None:
+    value = json.dumps(
+        {"until": until.isoformat(), "count": count, "verified": verified.isoformat()}
+    )
+    try:
+        store.set_value(PUSHED_COUNT_KEY, value)
+    except Woo2D365Error as exc:  # a read-only account: count again next time
+        log.debug("pushed count not kept: %s", exc)
+
+
 def status_report(
-    store: StateStore, *, state: OrderState | None = None, limit: int | None = None
+    store: StateStore,
+    *,
+    state: OrderState | None = None,
+    limit: int | None = None,
+    now: datetime | None = None,
 ) -> StatusReport:
     """Counts, last sync, oldest waiting order and the order list (newest update first)."""
     if limit is not None and limit < 0:
         raise UsageError("--limit must be 0 or more")
     return StatusReport(
-        counts=store.counts(),
+        counts=order_counts(store, now),
         last_sync=store.last_run("sync"),
         oldest_waiting=store.oldest_waiting(),
         orders=store.list_orders(states=[state] if state else None, limit=limit),
@@ -103,3 +203,514 @@ def order_detail_json(order: OrderRecord, events: list[Event]) -> dict[str, Any]
     data["external_number"] = order.external_number
     data["events"] = [event_json(e) for e in events]
     return data
+
+
+# -- durations ----------------------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+)\s*([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str, *, option: str = "duration") -> timedelta:
+    """``15m``, ``2h``, ``1d``, ``180d``, ``1h30m`` → :class:`timedelta` (more than zero).
+
+    Units: s, m, h, d, w. :class:`UsageError` naming ``option`` otherwise.
+    """
+    text = value.strip().lower()
+    parts = _DURATION_PART.findall(text)
+    if not parts or _DURATION_PART.sub("", text).strip():
+        raise UsageError(
+            f"{option} {value!r} is not a duration; use a number and a unit s, m, h, d or w "
+            "(15m, 2h, 1d, 180d)"
+        )
+    seconds = sum(int(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    if seconds <= 0:
+        raise UsageError(f"{option} {value!r} must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+def describe_age(age: timedelta) -> str:
+    """A short human age: ``45 s``, ``12 min``, ``3.5 h``, ``2.0 d``."""
+    seconds = max(0.0, age.total_seconds())
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+# -- status --check -----------------------------------------------------------------------------
+
+CHECK_LABELS = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+WARNING_INTERVALS = 3  # the last successful sync may be this many expected intervals old
+_SYSTEM_NAMES = {"shop": "WooCommerce", "dynamics": "Dynamics 365"}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict of ``status --check``: an exit code 0-3 and the one line to print."""
+
+    code: int
+    summary: str
+    perfdata: str = ""
+
+    @property
+    def line(self) -> str:
+        """``WOO2D365 WARNING - 2 held, … | held=2;;;0 …``."""
+        text = f"WOO2D365 {CHECK_LABELS[self.code]} - {self.summary}"
+        return f"{text} | {self.perfdata}" if self.perfdata else text
+
+
+@dataclass(frozen=True)
+class CheckLimits:
+    """When the age of the last successful sync is a warning, and when it is critical."""
+
+    warn_after: timedelta
+    critical_after: timedelta
+
+    @classmethod
+    def from_settings(
+        cls, settings: Any, *, max_age: str | None = None, critical_age: str | None = None
+    ) -> CheckLimits:
+        """``[monitoring]`` values, overridden by ``--max-age`` / ``--critical-age``."""
+        monitoring = settings.monitoring
+        warn = timedelta(minutes=WARNING_INTERVALS * monitoring.expected_interval_minutes)
+        critical = timedelta(minutes=monitoring.critical_after_minutes)
+        if max_age is not None:
+            warn = parse_duration(max_age, option="--max-age")
+        if critical_age is not None:
+            critical = parse_duration(critical_age, option="--critical-age")
+        return cls(warn_after=warn, critical_after=critical)
+
+
+def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> CheckResult:
+    """Decide OK / WARNING / CRITICAL from the store (see ``spec/interface.md``).
+
+    WARNING: held or failed orders; the last successful sync older than ``warn_after``; the last
+    sync ended in an error. CRITICAL: the last successful sync older than ``critical_after`` (or
+    none although syncs ran); the shop or Dynamics not reached in the latest run that tried.
+    """
+    from woo2d365.alerts import unreachable_runs
+
+    counts = order_counts(store, now)
+    last = store.last_run("sync")
+    last_ok = store.last_successful_run("sync")
+    critical: list[str] = []
+    warning: list[str] = []
+    for system, name in _SYSTEM_NAMES.items():
+        runs = unreachable_runs(store, system)
+        if runs:
+            critical.append(f"{name} unreachable in the last {_runs(runs)}")
+    if last is not None and last.outcome == "unreachable" and not critical:
+        critical.append(f"the last sync (run {last.id}) could not reach a system")
+    elif last is not None and last.outcome == "error":
+        warning.append(f"the last sync (run {last.id}) ended in an error")
+    age: timedelta | None = None
+    if last_ok is None:
+        if last is None:
+            warning.append("no sync has run yet")
+        elif last.finished_at is None and last.outcome is None:
+            warning.append("the first sync is still running")
+        else:
+            critical.append("no sync has succeeded yet")
+    else:
+        age = now - (last_ok.finished_at or last_ok.started_at)
+        if age > limits.critical_after:
+            critical.append(
+                f"last successful sync {describe_age(age)} ago "
+                f"(critical after {describe_age(limits.critical_after)})"
+            )
+        elif age > limits.warn_after:
+            warning.append(
+                f"last successful sync {describe_age(age)} ago "
+                f"(expected within {describe_age(limits.warn_after)})"
+            )
+    held, failed = counts.get("held", 0), counts.get("failed", 0)
+    if held or failed:
+        warning.append(f"{held} held, {failed} failed")
+        attention = ["woo2d365 status --state held" if held else "woo2d365 status --state failed"]
+    else:
+        attention = []
+    code = 2 if critical else 1 if warning else 0
+    parts = critical + warning
+    if not parts:
+        parts.append("0 held, 0 failed")
+        if age is not None:
+            parts.append(f"last successful sync {describe_age(age)} ago")
+    elif age is not None and not any("last successful sync" in p for p in parts):
+        parts.append(f"last successful sync {describe_age(age)} ago")
+    summary = "; ".join(parts)
+    if attention:
+        summary += f" (see {attention[0]})"
+    return CheckResult(code, summary, _perfdata(counts, age, limits))
+
+
+def _runs(count: int) -> str:
+    return "run" if count == 1 else f"{count} runs"
+
+
+def _perfdata(counts: dict[str, int], age: timedelta | None, limits: CheckLimits) -> str:
+    values = [f"{state}={counts.get(state, 0)};;;0" for state in ("held", "failed")]
+    values += [
+        f"{state}={counts.get(state, 0)};;;0"
+        for state in ("new", "ready", "pushing", "pushed", "skipped")
+    ]
+    if age is not None:
+        values.append(
+            f"last_success_age={max(0, int(age.total_seconds()))}s;"
+            f"{int(limits.warn_after.total_seconds())};"
+            f"{int(limits.critical_after.total_seconds())};0"
+        )
+    return " ".join(values)
+
+
+def run_check(
+    load_settings: Callable[[], LoadedSettings],
+    open_store: Callable[[], StateStore],
+    *,
+    max_age: str | None = None,
+    critical_age: str | None = None,
+    clock: Callable[[], datetime] | None = None,
+    conflicting: Sequence[str] = (),
+) -> CheckResult:
+    """``status --check`` whole: every failure to decide is UNKNOWN (3), never a traceback.
+
+    ``conflicting`` names options given together with ``--check`` that it cannot honour.
+    """
+    if conflicting:
+        return CheckResult(3, f"--check cannot be combined with {', '.join(conflicting)}")
+    try:
+        limits = CheckLimits.from_settings(
+            load_settings().settings, max_age=max_age, critical_age=critical_age
+        )
+        store = open_store()
+        return check_status(store, limits, (clock or _utc_now)())
+    except Woo2D365Error as exc:
+        return CheckResult(3, clean(str(exc)))
+    except Exception as exc:  # a monitoring plugin answers UNKNOWN, whatever went wrong
+        log.debug("status --check failed", exc_info=True)
+        return CheckResult(3, clean(f"internal error: {type(exc).__name__}: {exc}"))
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- Prometheus textfile ------------------------------------------------------------------------
+
+RUN_OUTCOMES = ("ok", "attention", "unreachable", "error")
+
+
+@dataclass
+class ApiCounter:
+    """HTTP requests sent to one system and how many of them failed (no answer or >= 400)."""
+
+    requests: int = 0
+    errors: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, *, failed: bool) -> None:
+        """Count one request."""
+        with self._lock:
+            self.requests += 1
+            if failed:
+                self.errors += 1
+
+
+@functools.cache
+def _instrumented_types() -> tuple[type[Any], type[Any]]:
+    """``(CountingSession, MeteredRuntime)``, built on first use.
+
+    Only ``sync --metrics-file`` needs them; defining them lazily keeps ``requests`` and the
+    runtime out of the import of this module, which ``status`` loads.
+    """
+    import requests
+
+    from woo2d365.http import TrustingSession
+    from woo2d365.runtime import SHOP_KEYS, Runtime
+    from woo2d365.shop.client import WooClient
+
+    class CountingSession(TrustingSession):
+        """A :class:`TrustingSession` that counts requests and failed requests."""
+
+        def __init__(self, counter: ApiCounter, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.counter = counter
+
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            """Send and count."""
+            try:
+                response = super().request(method, url, *args, **kwargs)
+            except requests.RequestException:
+                self.counter.count(failed=True)
+                raise
+            self.counter.count(failed=response.status_code >= 400)
+            return response
+
+    @dataclass
+    class MeteredRuntime(Runtime):
+        """A :class:`Runtime` whose shop client and ERP target are counted for the metrics."""
+
+        shop_counter: ApiCounter = field(default_factory=ApiCounter)
+        targets: list[Any] = field(default_factory=list)
+
+        def shop(self) -> WooClient:
+            """The WooCommerce client on a counting session."""
+            self.loaded.require(*SHOP_KEYS)
+            session = CountingSession(self.shop_counter)
+            return WooClient(self.settings.woocommerce, session=session)
+
+        def erp(self) -> Any:
+            """The ERP target, remembered so its client's request counts can be read later."""
+            target = super().erp()
+            self.targets.append(target)
+            return target
+
+    return CountingSession, MeteredRuntime
+
+
+def _dynamics_counts(targets: list[Any]) -> tuple[int, int | None] | None:
+    """``(requests, errors)`` of the Business Central clients used; None when none was."""
+    clients: list[Any] = [getattr(t, "client", None) for t in targets]
+    clients = [c for c in clients if c is not None and hasattr(c, "request_count")]
+    if not clients:
+        return None
+    requests_sent = sum(int(c.request_count) for c in clients)
+    errors: list[Any] = [getattr(c, "error_count", None) for c in clients]
+    if any(e is None for e in errors):
+        return requests_sent, None
+    return requests_sent, sum(int(e) for e in errors)
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """What one sync run leaves for Prometheus."""
+
+    outcome: str
+    finished_at: datetime
+    duration_seconds: float
+    counts: dict[str, int] | None = None
+    last_success_at: datetime | None = None
+    api: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+    unreachable_runs: dict[str, int] = field(default_factory=dict)
+    run_orders: dict[str, int] = field(default_factory=dict)
+
+
+def _metric(lines: list[str], name: str, kind: str, help_text: str) -> None:
+    lines.append(f"# HELP {name} {help_text}")
+    lines.append(f"# TYPE {name} {kind}")
+
+
+def _number(value: float) -> str:
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.3f}"
+
+
+def render_metrics(snapshot: MetricsSnapshot) -> str:
+    """The Prometheus text exposition format (0.0.4) for node_exporter's textfile collector."""
+    lines: list[str] = []
+    if snapshot.counts is not None:
+        _metric(lines, "woo2d365_orders", "gauge", "Orders in the state store by state.")
+        for state in OrderState:
+            lines.append(
+                f'woo2d365_orders{{state="{state.value}"}} {snapshot.counts.get(state.value, 0)}'
+            )
+    _metric(
+        lines, "woo2d365_run_duration_seconds", "gauge", "Duration of the last sync run in seconds."
+    )
+    lines.append(f"woo2d365_run_duration_seconds {_number(snapshot.duration_seconds)}")
+    _metric(
+        lines,
+        "woo2d365_last_run_timestamp_seconds",
+        "gauge",
+        "When the last sync run ended (Unix time).",
+    )
+    lines.append(f"woo2d365_last_run_timestamp_seconds {_number(snapshot.finished_at.timestamp())}")
+    if snapshot.last_success_at is not None:
+        _metric(
+            lines,
+            "woo2d365_last_success_timestamp_seconds",
+            "gauge",
+            "When the last sync that reached both systems ended (Unix time).",
+        )
+        lines.append(
+            "woo2d365_last_success_timestamp_seconds "
+            f"{_number(snapshot.last_success_at.timestamp())}"
+        )
+    _metric(
+        lines,
+        "woo2d365_run_outcome",
+        "gauge",
+        "Outcome of the last sync run: 1 for the outcome it had, 0 for the others.",
+    )
+    for outcome in RUN_OUTCOMES:
+        value = 1 if snapshot.outcome == outcome else 0
+        lines.append(f'woo2d365_run_outcome{{outcome="{outcome}"}} {value}')
+    if snapshot.run_orders:
+        _metric(
+            lines, "woo2d365_run_orders", "gauge", "Orders the last sync run handled, by result."
+        )
+        for result, value in snapshot.run_orders.items():
+            lines.append(f'woo2d365_run_orders{{result="{result}"}} {value}')
+    if snapshot.api:
+        _metric(
+            lines,
+            "woo2d365_api_requests",
+            "gauge",
+            "HTTP requests the last sync run sent, retries included, by system.",
+        )
+        for system, (sent, _errors) in snapshot.api.items():
+            lines.append(f'woo2d365_api_requests{{system="{system}"}} {sent}')
+        errors = {system: e for system, (_sent, e) in snapshot.api.items() if e is not None}
+        if errors:
+            _metric(
+                lines,
+                "woo2d365_api_errors",
+                "gauge",
+                "HTTP requests of the last sync run that failed (no answer, or status 400 or "
+                "more), by system.",
+            )
+            for system, value in errors.items():
+                lines.append(f'woo2d365_api_errors{{system="{system}"}} {value}')
+    if snapshot.unreachable_runs:
+        _metric(
+            lines,
+            "woo2d365_unreachable_runs",
+            "gauge",
+            "Sync runs in a row that could not reach the system.",
+        )
+        for system, value in snapshot.unreachable_runs.items():
+            lines.append(f'woo2d365_unreachable_runs{{system="{system}"}} {value}')
+    return "\n".join(lines) + "\n"
+
+
+def write_metrics_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a temporary file in the same directory, renamed.
+
+    The collector reads only ``*.prom`` files, and the temporary name does not end so; the file
+    is made world-readable (0644) because node_exporter usually runs as another user.
+    """
+    directory = path.parent if str(path.parent) else Path(".")
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed before the rename
+        "w", encoding="utf-8", dir=directory, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    )
+    try:
+        with handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(handle.name, 0o644)  # metrics only; node_exporter runs as another user
+        os.replace(handle.name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(handle.name)
+        raise
+
+
+class SyncMetrics:
+    """Around one ``sync``: counts its API requests and writes the metrics file at the end.
+
+    The file is written whatever the outcome (unreachable systems and store included), except
+    when another sync held the run lock: that run did nothing and the holder writes its own.
+    A metrics file that cannot be written is logged and never changes the run's exit code.
+    Without a path the object does nothing.
+    """
+
+    def __init__(self, path: Path | None, *, clock: Callable[[], datetime] | None = None) -> None:
+        self.path = path
+        self.clock = clock or _utc_now
+        self.result: SyncResult | None = None
+        self._runtime: Any = None  # the MeteredRuntime of instrument()
+        self._started = 0.0
+
+    def instrument(self, runtime: Runtime) -> Runtime:
+        """The runtime to run the sync with (counted when a metrics file is wanted)."""
+        if self.path is None:
+            return runtime
+        metered = _instrumented_types()[1]
+        self._runtime = metered(runtime.loaded, runtime.store, runtime.clock)
+        return self._runtime
+
+    def __enter__(self) -> SyncMetrics:
+        self._started = time.monotonic()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.path is None or isinstance(exc, LockHeld):
+            return
+        if exc is not None and not isinstance(exc, Exception):
+            return  # interrupted: no half-truths in the metrics file
+        try:
+            write_metrics_file(self.path, render_metrics(self.snapshot(exc)))
+        except OSError as error:
+            log.error("metrics file %s not written: %s", self.path, error.strerror or error)
+
+    def snapshot(self, exc: BaseException | None = None) -> MetricsSnapshot:
+        """What to write, from the result (or the error) and what the store can still tell."""
+        duration = time.monotonic() - self._started
+        result = self.result
+        if result is not None:
+            outcome = result.outcome
+        elif isinstance(exc, Woo2D365Error) and exc.exit_code == ExitCode.UNREACHABLE:
+            outcome = "unreachable"
+        else:
+            outcome = "error"
+        api: dict[str, tuple[int, int | None]] = {}
+        runtime = self._runtime
+        if runtime is not None:
+            counter = runtime.shop_counter
+            if counter.requests:
+                api["shop"] = (counter.requests, counter.errors)
+            dynamics = _dynamics_counts(runtime.targets)
+            if dynamics is not None:
+                api["dynamics"] = dynamics
+        counts: dict[str, int] | None = None
+        last_success: datetime | None = None
+        unreachable: dict[str, int] = {}
+        if runtime is not None and not _store_failed(exc):
+            try:
+                from woo2d365.alerts import unreachable_runs
+
+                counts = order_counts(runtime.store)
+                success = runtime.store.last_successful_run("sync")
+                if success is not None:
+                    last_success = success.finished_at or success.started_at
+                unreachable = {s: unreachable_runs(runtime.store, s) for s in _SYSTEM_NAMES}
+            except Woo2D365Error as error:
+                log.warning("metrics: the state store could not be read: %s", error)
+        return MetricsSnapshot(
+            outcome=outcome,
+            finished_at=self.clock(),
+            duration_seconds=duration,
+            counts=counts,
+            last_success_at=last_success,
+            api=api,
+            unreachable_runs=unreachable,
+            run_orders=_run_orders(result),
+        )
+
+
+def _store_failed(exc: BaseException | None) -> bool:
+    return isinstance(exc, StoreUnavailable)
+
+
+def _run_orders(result: SyncResult | None) -> dict[str, int]:
+    if result is None:
+        return {}
+    orders: dict[str, int] = {}
+    if result.pull is not None:
+        orders["pulled"] = result.pull.new + result.pull.updated
+    if result.validate is not None:
+        orders["held"] = len(result.validate.newly_held)
+    if result.push is not None:
+        orders["pushed"] = len(result.push.pushed) + len(result.push.resolved)
+        orders["failed"] = len(result.push.failed)
+    return orders

@@ -7,7 +7,9 @@ and where it came from, never a pydantic traceback.
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -123,6 +125,13 @@ class AlertsSettings(_Section):
     webhook: WebhookAlertSettings = Field(default_factory=WebhookAlertSettings)
 
 
+class MonitoringSettings(_Section):
+    """``[monitoring]``: what ``status --check`` and monitoring expect of the cron job."""
+
+    expected_interval_minutes: int = Field(default=5, ge=1)
+    critical_after_minutes: int = Field(default=60, ge=1)
+
+
 class Settings(BaseSettings):
     """All settings of one run."""
 
@@ -138,6 +147,7 @@ class Settings(BaseSettings):
     orders: OrdersSettings = Field(default_factory=OrdersSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -206,7 +216,41 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> LoadedSetting
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source, data)) from None
+    if data:
+        _warn_if_readable_by_others(path, data)
     return LoadedSettings(settings=settings, source=source)
+
+
+_SECRET_KEYS = (
+    ("woocommerce", "consumer_key"),
+    ("woocommerce", "consumer_secret"),
+    ("dynamics", "client_secret"),
+    ("alerts", "email", "password"),
+    ("alerts", "webhook", "url"),
+)
+
+
+def _warn_if_readable_by_others(path: Path, data: Mapping[str, Any]) -> None:
+    """One warning line when a config file holding secrets can be read by other users."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if os.name != "posix" or not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return
+    holds_secret = urlsplit(str(data.get("state", {}).get("url", ""))).password is not None
+    for keys in _SECRET_KEYS:
+        value: Any = data
+        for key in keys:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        holds_secret = holds_secret or bool(value)
+    if holds_secret:
+        logging.getLogger("woo2d365").warning(
+            "config file %s holds secrets and other users can read it (mode %s): chmod 600 %s",
+            path,
+            oct(stat.S_IMODE(mode))[2:].zfill(4),
+            path,
+        )
 
 
 def _describe(exc: ValidationError, source: str, data: Mapping[str, Any]) -> str:

@@ -382,3 +382,15 @@ class StateStore(Protocol):
     def delete_customers_before(self, before: datetime) -> int:
         """Forget cached customers stored before ``before``; return how many."""
         ...
+
+    def count_in_state(self, state: OrderState) -> int:
+        """Orders in ``state``."""
+        ...
+
+    def count_pushed_until(self, moment: datetime) -> int:
+        """Pushed orders with ``pushed_at`` at or before ``moment``."""
+        ...
+
+    def count_pushed_between(self, after: datetime, until: datetime | None = None) -> int:
+        """Pushed orders with ``after < pushed_at <= until`` (no upper bound when None)."""
+        ...

@@ -964,6 +964,44 @@ class SqlStore:
                 cur, "DELETE FROM bc_customers WHERE updated_at < ?", (to_db_time(before),)
             )
 
+    def count_in_state(self, state: OrderState) -> int:
+        """Orders in ``state``: one range of the (state, updated_at) index."""
+        with self._tx() as cur:
+            self._exec(cur, "SELECT COUNT(*) FROM orders WHERE state = ?", (state.value,))
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def count_pushed_until(self, moment: datetime) -> int:
+        """Pushed orders with ``pushed_at`` at or before ``moment``, in one consistent statement.
+
+        All pushed orders (index only) minus those pushed later; ``pushed_at <= updated_at``,
+        so the latter are a short range of the (state, updated_at) index.
+        """
+        stamp = to_db_time(moment)
+        pushed = OrderState.PUSHED.value
+        with self._tx() as cur:
+            self._exec(
+                cur,
+                "SELECT (SELECT COUNT(*) FROM orders WHERE state = ?) - (SELECT COUNT(*) FROM "
+                "orders WHERE state = ? AND updated_at > ? AND pushed_at > ?)",
+                (pushed, pushed, stamp, stamp),
+            )
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def count_pushed_between(self, after: datetime, until: datetime | None = None) -> int:
+        """Pushed orders with ``after < pushed_at <= until`` (no upper bound when None)."""
+        stamp = to_db_time(after)
+        sql = "SELECT COUNT(*) FROM orders WHERE state = ? AND updated_at > ? AND pushed_at > ?"
+        params: list[Any] = [OrderState.PUSHED.value, stamp, stamp]
+        if until is not None:
+            sql += " AND pushed_at <= ?"
+            params.append(to_db_time(until))
+        with self._tx() as cur:
+            self._exec(cur, sql, params)
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
