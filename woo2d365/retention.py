@@ -33,11 +33,10 @@ from typing import Any
 from woo2d365.errors import UsageError
 from woo2d365.model import OrderState
 from woo2d365.monitoring import parse_duration
-from woo2d365.shop.mapping import content_fingerprint
+from woo2d365.shop.mapping import PRUNED_MARK, content_fingerprint
 from woo2d365.store.base import StateStore
 
 PRUNED_KEY = "retention.pruned_until"
-PRUNED_MARK = "_woo2d365_pruned"
 OWN_META_PREFIX = "_woo2d365"
 FINAL_STATES = (OrderState.PUSHED, OrderState.SKIPPED)
 BATCH = 500

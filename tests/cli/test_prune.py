@@ -164,3 +164,22 @@ def test_scrubbing_is_idempotent_and_keeps_the_original_fingerprint() -> None:
 def test_addresses_keep_only_country_and_state(field: str) -> None:
     scrubbed = scrub_order(_order(7), NOW)[field]
     assert {k: v for k, v in scrubbed.items() if v} == {"state": "DE-BE", "country": "DE"}
+
+
+def test_a_pruned_copy_has_the_fingerprint_of_its_original_and_a_real_change_shows() -> None:
+    from datetime import UTC, datetime
+
+    from woo2d365.retention import scrub_order
+    from woo2d365.sandbox.shop_data import CATALOGUE, build_order
+    from woo2d365.shop.mapping import content_fingerprint
+
+    original = build_order(
+        77, items=[(CATALOGUE[0], 1)], created_gmt=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    pruned = scrub_order(original, datetime(2026, 9, 1, tzinfo=UTC))
+    assert original["billing"]["email"] not in str(pruned), "personal data is gone"
+    assert content_fingerprint(pruned) == content_fingerprint(original), (
+        "re-pulling an unchanged order after prune is not a change after push"
+    )
+    changed = dict(original, customer_note="please deliver on Monday")
+    assert content_fingerprint(changed) != content_fingerprint(pruned)

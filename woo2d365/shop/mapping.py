@@ -36,6 +36,12 @@ OWN_META_PREFIX = "_woo2d365_"
 # (our own meta write bumps them under HPOS), our own meta and the hypermedia links.
 _VOLATILE_KEYS = frozenset({"date_modified", "date_modified_gmt", "_links"})
 
+# Bounds of what a sales order can carry exactly: amounts are sent as JSON numbers (doubles, 15
+# significant digits) and Business Central keeps quantities to 5 decimals.
+MAX_AMOUNT_DIGITS = 9
+MAX_AMOUNT_DECIMALS = 6
+MAX_QUANTITY_DECIMALS = 5
+
 _CHAR_REF = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _SKU_PARTS = re.compile(r"[^0-9A-Za-z]+")
 
@@ -108,6 +114,10 @@ def created_at_of(raw: Mapping[str, Any]) -> datetime:
     return _gmt(raw, "date_created_gmt", f"order {raw.get('id')!r:.40}")
 
 
+PRUNED_MARK = "_woo2d365_pruned"
+"""Key of the note ``prune`` leaves in a scrubbed shop copy: when, and the original fingerprint."""
+
+
 def content_fingerprint(raw: Mapping[str, Any]) -> str:
     """A hash of what the order says, blind to what changes without the order changing.
 
@@ -115,6 +125,10 @@ def content_fingerprint(raw: Mapping[str, Any]) -> str:
     :data:`OWN_META_PREFIX`, so our own write-back (which bumps ``date_modified`` under HPOS) or a
     merely opened order gives the same fingerprint as before.
     """
+    pruned = raw.get(PRUNED_MARK)
+    if isinstance(pruned, Mapping) and isinstance(pruned.get("fingerprint"), str):
+        # A copy scrubbed by `prune` stands for the original it was made from.
+        return str(pruned["fingerprint"])
     content: dict[str, Any] = {k: v for k, v in raw.items() if k not in _VOLATILE_KEYS}
     meta = content.get("meta_data")
     if isinstance(meta, list):
@@ -287,6 +301,11 @@ def _money(value: Any, where: str) -> Decimal:
     amount = _decimal(value)
     if amount is None:
         raise OrderDataError(f"{where} is not an amount: {value!r:.40}")
+    if not _fits(amount, MAX_AMOUNT_DIGITS, MAX_AMOUNT_DECIMALS):
+        raise OrderDataError(
+            f"{where} is not an amount Business Central can book: {value!r:.40} (more than "
+            f"{MAX_AMOUNT_DIGITS} digits before or {MAX_AMOUNT_DECIMALS} after the point)"
+        )
     return amount
 
 
@@ -294,7 +313,20 @@ def _quantity(value: Any, where: str) -> Decimal:
     quantity = _decimal(value)
     if quantity is None:
         raise OrderDataError(f"{where} is not a number: {value!r:.40}")
+    if not _fits(quantity, MAX_AMOUNT_DIGITS, MAX_QUANTITY_DECIMALS):
+        raise OrderDataError(
+            f"{where} is not a quantity Business Central can book: {value!r:.40} (more than "
+            f"{MAX_AMOUNT_DIGITS} digits before or {MAX_QUANTITY_DECIMALS} after the point)"
+        )
     return quantity
+
+
+def _fits(value: Decimal, digits: int, decimals: int) -> bool:
+    """True when ``value`` has at most ``digits`` before and ``decimals`` after the point."""
+    normal = value.normalize()
+    exponent = normal.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite: _decimal returns finite values only
+    return normal.adjusted() < digits and -exponent <= decimals
 
 
 def _decimal(value: Any) -> Decimal | None:

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from woo2d365.errors import ConfigError
 from woo2d365.store.base import StateStore
+from woo2d365.store.migrations import LATEST_VERSION
 from woo2d365.store.sql import SqlStore
 
 __all__ = ["SqlStore", "StateStore", "open_store"]
@@ -33,6 +34,7 @@ def open_store(
         store = SqlStore(MysqlDialect(MysqlTarget.from_url(url)), clock=clock)
     else:
         raise ConfigError(f"state.url: unsupported scheme {scheme!r}")
-    if migrate:
+    # Checking first keeps every later start to one query (DDL is not free on MySQL).
+    if migrate and store.schema_version() < LATEST_VERSION:
         store.migrate()
     return store
