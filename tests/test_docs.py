@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from woo2d365.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+LEAF_TABLES = {"orders.tax_codes"}  # settings whose value is itself a TOML table
 
 
 def _keys(model: type[BaseModel], prefix: str = "") -> set[str]:
@@ -26,7 +27,7 @@ def _keys(model: type[BaseModel], prefix: str = "") -> set[str]:
 def _toml_keys(data: dict, prefix: str = "") -> set[str]:
     keys: set[str] = set()
     for name, value in data.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and prefix + name not in LEAF_TABLES:
             keys |= _toml_keys(value, f"{prefix}{name}.")
         else:
             keys.add(prefix + name)

@@ -14,6 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -83,6 +84,25 @@ class OrdersSettings(_Section):
     fee_account: str = ""
     total_tolerance: float = Field(default=0.01, ge=0)
     max_attempts: int = Field(default=5, ge=1)
+    tax_codes: dict[str, str] = Field(default_factory=dict)
+    rounding_account: str = ""
+
+    @field_validator("tax_codes")
+    @classmethod
+    def _rates_and_codes(cls, value: dict[str, str]) -> dict[str, str]:
+        checked: dict[str, str] = {}
+        for rate, code in value.items():
+            try:
+                percent = Decimal(str(rate).strip())
+            except InvalidOperation:
+                raise ValueError(f"{rate!r} is not a VAT rate in percent (e.g. \"21\")") from None
+            if not Decimal(0) <= percent <= Decimal(100):
+                raise ValueError(f"VAT rate {rate} must be between 0 and 100")
+            code = str(code).strip().upper()
+            if not code or len(code) > 20:
+                raise ValueError(f"tax code for {rate} % must be 1 to 20 characters")
+            checked[format(percent.normalize(), "f")] = code
+        return checked
 
 
 class StateSettings(_Section):

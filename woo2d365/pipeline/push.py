@@ -2,9 +2,13 @@
 
 1. Orders left ``pushing`` by an earlier run whose claim is older than ``dynamics.timeout_seconds``
    are *in doubt*: claimed again and looked up by their external number. Found → ``pushed``; not
-   found → back to ``ready``. Nothing is sent for them in this step.
+   found → back to ``ready``. Nothing is sent for them in this step. A claim of a process of this
+   host that has ended (killed) is looked up at once: found → ``pushed``; not found, it waits
+   for the timeout, as Dynamics may still finish a create the process sent before it died.
 2. Write-backs that failed before are tried again.
-3. Every ``ready`` order is claimed (``ready`` → ``pushing``, one attempt counted; a claim that
+3. The customers of the ready orders that the store does not know are looked up in batches
+   (one request for many e-mail addresses), so a new customer costs only its create.
+4. Every ``ready`` order is claimed (``ready`` → ``pushing``, one attempt counted; a claim that
    changes no row belongs to someone else) and sent with ONE create request:
 
    * created → ``pushed`` with id and number; Dynamics' total is compared with the shop's, and a
@@ -15,7 +19,9 @@
    * no answer (timeout, dropped connection) → stays ``pushing`` for step 1 of a later run.
 
    Up to ``dynamics.max_concurrency`` orders are pushed at once. When Dynamics cannot be reached no
-   further orders are claimed and :attr:`PushResult.unreachable` says why.
+   further orders are claimed and :attr:`PushResult.unreachable` says why. The write-back of a
+   created order runs in its own pool (as many at once), so Dynamics' slots never wait for the
+   shop; after a failed write-back the others wait for the next run.
 
 ``dry_run=True`` reads Dynamics (customer and in-doubt lookups) but creates nothing and writes
 nothing to the state store; it returns the exact request bodies of the ``ready`` orders and of the
@@ -24,10 +30,13 @@ nothing to the state store; it returns the exact request bodies of the ``ready``
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -43,7 +52,7 @@ from woo2d365.errors import (
 from woo2d365.model import Order, OrderState
 from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.validate import problems_of, refresh_item_mirror
-from woo2d365.shop.mapping import order_from_shop
+from woo2d365.shop.mapping import decode_text, order_from_shop
 from woo2d365.store.base import OrderRecord
 
 STEP = "push"
@@ -130,6 +139,10 @@ class _Run:
         self.fatal: BaseException | None = None
         self.tolerance = Decimal(str(ctx.settings.orders.total_tolerance))
         self.items: ItemLookup | None = None  # a dry run's unsaved item mirror
+        # Write-backs run beside the pushes, so a Dynamics slot never waits for the shop.
+        self.write_backs: ThreadPoolExecutor | None = None
+        self.write_back_futures: list[Future[None]] = []
+        self.shop_down = threading.Event()  # a write-back failed: the rest waits for next run
 
     def record(self, bucket: dict[int, str], woo_id: int, text: str) -> None:
         with self.lock:
@@ -176,11 +189,24 @@ def push(
     ids = _candidate_ids(ctx, states, order_ids, limit)
     work = _dry_run_one if dry_run else _push_one
     if ids and not run.stop.is_set():
+        _prefetch_customers(run, ids, dry_run=dry_run)
+    if ids and not run.stop.is_set():
         workers = max(1, min(ctx.settings.dynamics.max_concurrency, len(ids)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool:
-            futures = [pool.submit(_guarded, run, work, woo_id) for woo_id in ids]
-            for future in futures:
-                future.result()
+        if run.writer is not None and not dry_run:
+            # As many shop requests at once as before, when each push wrote back itself.
+            run.write_backs = ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix="write-back"
+            )
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool:
+                futures = [pool.submit(_guarded, run, work, woo_id) for woo_id in ids]
+                for future in futures:
+                    future.result()
+        finally:
+            if run.write_backs is not None:
+                run.write_backs.shutdown(wait=True)
+                for write_back in run.write_back_futures:
+                    write_back.result()
     if dry_run:
         position = {woo_id: index for index, woo_id in enumerate(ids)}
         run.result.documents.sort(key=lambda document: position[document.woo_id])
@@ -202,6 +228,27 @@ def _candidate_ids(
     return ids[:limit] if limit is not None else ids
 
 
+def _prefetch_customers(run: _Run, ids: list[int], *, dry_run: bool) -> None:
+    """Let the ERP look up the customers of these orders in batches, if it can.
+
+    Saves a lookup request per new customer; the orders' own lookups remain the fallback.
+    """
+    prefetch = getattr(run.erp, "prefetch_customers", None)
+    if prefetch is None:
+        return
+    addresses: list[str] = []
+    for start in range(0, len(ids), 500):
+        for record in run.ctx.store.list_orders(woo_ids=ids[start : start + 500], with_raw=True):
+            billing = (record.raw or {}).get("billing")
+            email = billing.get("email") if isinstance(billing, dict) else None
+            if isinstance(email, str) and email.strip():
+                addresses.append(decode_text(email).strip())
+    try:
+        prefetch(addresses, dry_run=dry_run)
+    except (DynamicsAuthenticationError, DynamicsUnreachable) as exc:
+        run.halt(exc)
+
+
 def _guarded(run: _Run, work: Any, woo_id: int) -> None:
     """Run one order's work; anything unexpected stops the run and is raised at its end."""
     if run.stop.is_set():
@@ -215,17 +262,68 @@ def _guarded(run: _Run, work: Any, woo_id: int) -> None:
 # -- step 1: in doubt --------------------------------------------------------------------------
 
 
+def process_has_ended(worker: str) -> bool:
+    """True when ``worker`` (``host:pid``) is a process of this host that no longer runs.
+
+    A claim of another host, of this process, or of a process that may be alive (an existing
+    pid, perhaps reused) is never judged ended: its claim then expires by age alone.
+    """
+    host, _, pid_text = worker.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: it exists, under another user
+        return False
+    return False
+
+
+def in_doubt_orders(ctx: RunContext, now: datetime) -> list[tuple[int, datetime, bool]]:
+    """``(woo_id, claimed before, expired)`` of the ``pushing`` orders that are in doubt now.
+
+    In doubt is a claim older than ``dynamics.timeout_seconds`` (``expired``), or one whose
+    process has ended (same host, pid gone), at once. ``claimed before`` is what a take-over
+    must see to win, so a claim renewed meanwhile by a live process is never taken.
+    """
+    older_than = now - timedelta(seconds=ctx.settings.dynamics.timeout_seconds)
+    found = {woo_id: (older_than, True) for woo_id in ctx.store.in_doubt_ids(older_than)}
+    for record in ctx.store.list_orders(states=[OrderState.PUSHING]):
+        if record.woo_id in found or record.claimed_at is None or not record.claimed_by:
+            continue
+        if process_has_ended(record.claimed_by):
+            found[record.woo_id] = (record.claimed_at + timedelta(microseconds=1), False)
+    return [(woo_id, before, expired) for woo_id, (before, expired) in sorted(found.items())]
+
+
 def _resolve_in_doubt(run: _Run, *, dry_run: bool) -> None:
+    """Settle every order in doubt by looking it up (step 1).
+
+    An expired claim is taken over first, then looked up: found → ``pushed``, not found →
+    ``ready``. The claim of an ended process that has not expired is looked up without taking
+    it over: found → taken over and ``pushed`` at once; not found → left as it is until the
+    claim expires, because Dynamics may still be working on a request the process sent just
+    before it ended (a disconnected client does not cancel a create).
+    """
     ctx = run.ctx
     now = ctx.clock()
-    older_than = now - timedelta(seconds=ctx.settings.dynamics.timeout_seconds)
-    for woo_id in ctx.store.in_doubt_ids(older_than):
+    for woo_id, claimed_before, expired in in_doubt_orders(ctx, now):
         if run.stop.is_set():
             return
-        if not dry_run and not ctx.store.claim_in_doubt(woo_id, ctx.worker, now, older_than):
+        taken = expired and not dry_run
+        if taken and not ctx.store.claim_in_doubt(woo_id, ctx.worker, now, claimed_before):
             continue  # another process took it over
+
+        def take_over(woo_id: int = woo_id, before: datetime = claimed_before) -> bool:
+            # A dry run writes nothing: it only reports what a real run would do.
+            return dry_run or ctx.store.claim_in_doubt(woo_id, ctx.worker, now, before)
+
         try:
-            _settle_in_doubt(run, woo_id, dry_run=dry_run)
+            _settle_in_doubt(run, woo_id, dry_run=dry_run, take_over=None if expired else take_over)
         except (DynamicsAuthenticationError, DynamicsUnreachable) as exc:
             run.halt(exc)
         except DynamicsError as exc:
@@ -240,7 +338,10 @@ def _resolve_in_doubt(run: _Run, *, dry_run: bool) -> None:
             )
 
 
-def _settle_in_doubt(run: _Run, woo_id: int, *, dry_run: bool) -> None:
+def _settle_in_doubt(
+    run: _Run, woo_id: int, *, dry_run: bool, take_over: Callable[[], bool] | None = None
+) -> None:
+    """Look the order up; ``take_over`` (a claim not taken yet) is called only when found."""
     ctx = run.ctx
     record = ctx.store.get_order(woo_id, with_raw=True)
     if record is None:
@@ -262,6 +363,8 @@ def _settle_in_doubt(run: _Run, woo_id: int, *, dry_run: bool) -> None:
     assert external_number
     found = run.erp.find(external_number)
     if found is not None:
+        if take_over is not None and not take_over():
+            return  # another process took it over meanwhile
         pushed = PushedOrder(woo_id, external_number, found.number, found.id)
         with run.lock:
             run.result.resolved.append(pushed)
@@ -282,6 +385,14 @@ def _settle_in_doubt(run: _Run, woo_id: int, *, dry_run: bool) -> None:
         )
         if order is not None:
             _compare_totals(run, order, found)
+        return
+    if take_over is not None:
+        run.record(
+            run.result.in_doubt,
+            woo_id,
+            f"{external_number} not found yet; its process has ended, and it is ready again "
+            "once its claim is older than dynamics.timeout_seconds",
+        )
         return
     with run.lock:
         run.result.requeued.append(woo_id)
@@ -433,8 +544,25 @@ def _push_one(run: _Run, woo_id: int) -> None:
         woo_id=woo_id,
     )
     _compare_totals(run, order, created)
-    if run.writer is not None:
+    if run.writer is None or run.shop_down.is_set():
+        return
+    if run.write_backs is None:
         _write_back(run, woo_id, created.number)
+        return
+    future = run.write_backs.submit(_guarded_write_back, run, woo_id, created.number)
+    with run.lock:
+        run.write_back_futures.append(future)
+
+
+def _guarded_write_back(run: _Run, woo_id: int, d365_number: str) -> None:
+    """One write-back in the write-back pool; after a failure the rest wait for the next run."""
+    if run.shop_down.is_set():
+        return
+    try:
+        if not _write_back(run, woo_id, d365_number):
+            run.shop_down.set()
+    except Exception as exc:  # a store error: stops the run, raised at its end
+        run.halt(exc)
 
 
 def _settle(

@@ -26,12 +26,14 @@ from woo2d365.errors import (
 )
 from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.pull import PullResult, pull
-from woo2d365.pipeline.push import PushResult, push
+from woo2d365.pipeline.push import PushResult, process_has_ended, push
 from woo2d365.pipeline.validate import ValidateResult, validate
 from woo2d365.shop.client import WooClient
 
 LOCK_NAME = "sync"
 LEASE_SECONDS = 120.0  # a dead holder stops blocking after this; renewed every third of it
+LOCK_HOLDER_KEY = "sync.lock.holder"
+"""Store key: the ``host:pid`` that last took the run lock (to recognise an ended holder)."""
 
 
 @dataclass
@@ -145,10 +147,41 @@ class _LeaseKeeper:
         self._thread.join(timeout=5)
 
 
+def _acquire_run_lock(ctx: RunContext, ttl: float) -> bool:
+    """Take the run lock; a lock left by an ended process of this host is taken over at once.
+
+    The store cannot say who holds a lock, so each taker notes itself under
+    :data:`LOCK_HOLDER_KEY` just before taking it (a kill right after the take still leaves the
+    right note). Releasing a lock "as" the noted holder removes it only while that holder still
+    has it, so a stale note can never free a live process's lock; it can only leave a dead one
+    to its lease.
+    """
+    store = ctx.store
+    noted = store.get_value(LOCK_HOLDER_KEY) or ""
+    store.set_value(LOCK_HOLDER_KEY, ctx.worker)
+    if store.acquire_lock(LOCK_NAME, ctx.worker, ctx.clock(), ttl):
+        return True
+    if noted and noted != ctx.worker and process_has_ended(noted):
+        store.release_lock(LOCK_NAME, noted)
+        if store.acquire_lock(LOCK_NAME, ctx.worker, ctx.clock(), ttl):
+            ctx.log.warning(
+                "took over the run lock of %s, a process that has ended",
+                noted,
+                extra={"step": "sync"},
+            )
+            return True
+    store.set_value(LOCK_HOLDER_KEY, noted)  # not ours: the note goes back to the holder
+    return False
+
+
 @contextmanager
 def run_lock(ctx: RunContext, ttl: float = LEASE_SECONDS) -> Iterator[_LeaseKeeper]:
-    """Hold the run lock for the block, or raise :class:`LockHeld` at once."""
-    if not ctx.store.acquire_lock(LOCK_NAME, ctx.worker, ctx.clock(), ttl):
+    """Hold the run lock for the block, or raise :class:`LockHeld` at once.
+
+    A lock of a process that died (kill -9) stops blocking at once when that process ran on this
+    host, else when its lease expires.
+    """
+    if not _acquire_run_lock(ctx, ttl):
         raise LockHeld("another sync holds the run lock; this run did nothing")
     try:
         with _LeaseKeeper(ctx, ttl) as keeper:

@@ -96,6 +96,18 @@ def resolve_lines(
                 problems.append(f"{label}: {line.kind.value} needs orders.{key} (a G/L account)")
             continue
         number, problem, is_unmapped = _resolve_item(line.sku, mode, mapped, found)
+        if problem and not line.sku and line.product_id == 0:
+            # WooCommerce reports a permanently deleted product as product_id 0, sku null.
+            problem = (
+                "has no SKU because its product was deleted in the shop (no Dynamics item can "
+                "be found for it: enter this order in Dynamics by hand)"
+            )
+        if line.quantity <= 0 and line.total + line.total_tax != ZERO:
+            # Caught here, not only when the payload is built, so the order stays held rather
+            # than being released and held again by every run.
+            amount = line.total + line.total_tax
+            bad = f"quantity {line.quantity} with an amount of {amount} (correct it in the shop)"
+            problem = f"{problem}; {bad}" if problem else bad
         numbers.append(number)
         if problem:
             if line.parent_sku_inherited and is_unmapped:

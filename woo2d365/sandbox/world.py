@@ -25,6 +25,9 @@ from woo2d365.sandbox.tls import SandboxCA
 
 SHIPPING_ACCOUNT = "8400"
 FEE_ACCOUNT = "8410"
+ROUNDING_ACCOUNT = "8490"
+#: The shop's VAT rates and the emulator's VAT product posting groups (``taxCode``) for them.
+TAX_CODES = {"21": "VAT21", "9": "VAT9", "0": "VAT0"}
 COMPANY = "CRONUS NL"
 
 
@@ -127,6 +130,7 @@ class Sandbox:
             )
         self.bc.add_account(SHIPPING_ACCOUNT, "Verzendkosten", vat_percent=Decimal("21"))
         self.bc.add_account(FEE_ACCOUNT, "Overige opbrengsten", vat_percent=Decimal("21"))
+        self.bc.add_account(ROUNDING_ACCOUNT, "Afrondingsverschillen", vat_percent=Decimal("0"))
 
     def _seed_shop(self) -> None:
         count = self.order_count - self.unmapped_orders
@@ -187,6 +191,7 @@ class Sandbox:
                 "shipping_account": SHIPPING_ACCOUNT,
                 "fee_account": FEE_ACCOUNT,
                 "sku_match": "map-then-direct",
+                **_vat_settings(),
             },
             "state": {"url": f"sqlite:///{self.state_path}"},
         }
@@ -197,7 +202,7 @@ class Sandbox:
         for section, values in self.settings_dict().items():
             lines.append(f"\n[{section}]")
             for key, value in values.items():
-                lines.append(f"{key} = {_toml(value)}")
+                lines.append(f"{key} = {toml_value(value)}")
         return "\n".join(lines) + "\n"
 
     def environment(self) -> dict[str, str]:
@@ -229,12 +234,24 @@ def _resolvable(order: dict[str, Any]) -> bool:
     return bool(billing.get("email")) and all(line.get("sku") for line in order["line_items"])
 
 
-def _toml(value: Any) -> str:
+def _vat_settings() -> dict[str, Any]:
+    """The shop's VAT per line and the rounding account."""
+    return {"tax_codes": dict(TAX_CODES), "rounding_account": ROUNDING_ACCOUNT}
+
+
+def toml_value(value: Any) -> str:
+    """A Python value as a TOML value (strings, numbers, booleans, lists, inline tables)."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dict):
+        return (
+            "{ "
+            + ", ".join(f"{toml_value(str(k))} = {toml_value(v)}" for k, v in value.items())
+            + " }"
+        )
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'

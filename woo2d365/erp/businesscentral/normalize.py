@@ -5,6 +5,9 @@ letters in a phone number, and e-mail addresses its mail check rejects. Webshop 
 all three, and none of them is a reason to stop an order: like Microsoft's own Shopify connector,
 texts are cut to the field length, phones keep only ``0123456789 +()/.-``, and an address that
 is not an e-mail address is left out. Every change is reported as a warning for the order's events.
+
+Lengths are counted as Business Central counts them: AL texts are .NET strings, so a character
+outside the Basic Multilingual Plane (most emoji) takes two of a field's positions.
 """
 
 from __future__ import annotations
@@ -23,6 +26,21 @@ _EMAIL = re.compile(
     r"^[^@\s<>(),;:\"\[\]\\]+"  # local part: no spaces, no second @, no separators
     r"@[^@\s<>(),;:\"\[\]\\.]+(?:\.[^@\s<>(),;:\"\[\]\\.]+)+$"  # domain: labels with dots
 )
+
+
+def bc_length(value: str) -> int:
+    """The length Business Central sees: UTF-16 code units (an emoji counts 2)."""
+    return len(value.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def cut_to(value: str, limit: int) -> str:
+    """The longest start of ``value`` that fits ``limit`` positions (never half an emoji)."""
+    units = 0
+    for index, char in enumerate(value):
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > limit:
+            return value[:index]
+    return value
 
 
 def clean_text(value: str) -> str:
@@ -54,7 +72,7 @@ class FieldNormalizer:
 
     def _cut(self, label: str, value: str, limit: int) -> str:
         """``value`` cut to ``limit``; the same cut of the same text is reported once."""
-        cut = value[:limit].rstrip()
+        cut = cut_to(value, limit).rstrip()
         if (value, limit) not in self._reported:
             self._reported.add((value, limit))
             self.warnings.append(f"{label} cut to {limit} characters: {value!r} became {cut!r}")
@@ -64,7 +82,7 @@ class FieldNormalizer:
     def text(self, label: str, value: str, limit: int) -> str:
         """A ``Text[limit]`` value: cleaned and cut to ``limit`` characters (with a warning)."""
         cleaned = clean_text(value)
-        if len(cleaned) <= limit:
+        if bc_length(cleaned) <= limit:
             return cleaned
         return self._cut(label, cleaned, limit)
 
@@ -84,7 +102,7 @@ class FieldNormalizer:
                 f"{label} {cleaned!r}: removed characters Business Central refuses "
                 f"({removed!r}), sent {kept!r}"
             )
-        if len(kept) > limit:
+        if bc_length(kept) > limit:
             return self._cut(label, kept, limit)
         return kept
 
@@ -96,7 +114,7 @@ class FieldNormalizer:
         if not is_valid_email(cleaned):
             self.warnings.append(f"{label} {cleaned!r} is not a valid e-mail address; left out")
             return ""
-        if len(cleaned) > limit:
+        if bc_length(cleaned) > limit:
             self.warnings.append(
                 f"{label} {cleaned!r} is longer than {limit} characters; left out "
                 "(a cut address would be wrong)"

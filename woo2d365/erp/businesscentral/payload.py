@@ -15,6 +15,10 @@ The sales order is one deep insert (``reference/dynamics-365.md`` §3.1, §8.2�
 * Shipping and fees are ``Account`` lines on the configured G/L accounts; free ones are left out.
 * No ``sequence`` on lines (BC 22 deep-insert bug), no read-only fields, no ``null``: a field
   without a value is omitted. Decimals are JSON numbers.
+* With ``orders.tax_codes`` every line carries the shop's VAT as ``taxCode`` (see
+  :func:`with_shop_vat`), and with ``orders.rounding_account`` an order with prices excl. tax
+  gets a line for the difference between the shop's per-line VAT rounding and Business
+  Central's per-document rounding, so the totals agree to the cent.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from datetime import UTC
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
 
-from woo2d365.erp.businesscentral.normalize import FieldNormalizer
+from woo2d365.erp.businesscentral.normalize import FieldNormalizer, bc_length, cut_to
 from woo2d365.errors import OrderDataError
 from woo2d365.model import ZERO, Address, Line, LineKind, Order
 from woo2d365.settings import OrdersSettings
@@ -77,7 +81,8 @@ def json_number(value: Decimal) -> int | float:
         return int(value)
     number = float(value)
     if Decimal(repr(number)) != value.normalize():
-        raise ValueError(f"{value} cannot be sent as an exact JSON number")
+        # An order problem, not a crash: the order is held and the others go on.
+        raise OrderDataError(f"the amount {value} has too many digits to be sent exactly")
     return number
 
 
@@ -86,9 +91,9 @@ def external_document_number(prefix: str, number: str) -> str:
     value = f"{prefix}{number}".strip().upper()
     if not number.strip():
         raise OrderDataError("the order has no number to build externalDocumentNumber from")
-    if len(value) > EXTERNAL_NUMBER_LENGTH:
+    if bc_length(value) > EXTERNAL_NUMBER_LENGTH:
         raise OrderDataError(
-            f"externalDocumentNumber {value!r} has {len(value)} characters; Business Central "
+            f"externalDocumentNumber {value!r} has {bc_length(value)} characters; Business Central "
             f"allows {EXTERNAL_NUMBER_LENGTH} (shorten orders.document_prefix)"
         )
     return value
@@ -213,15 +218,17 @@ def build_sales_order(
     _put(body, "phoneNumber", norm.phone("phoneNumber", billing.phone or ship.phone, 30))
     _put(body, "email", norm.email("email", order.email, 80))
 
-    lines: list[dict[str, Any]] = []
+    lines: list[tuple[Line, dict[str, Any]]] = []
     for position, (line, number) in enumerate(zip(order.lines, item_numbers, strict=True), 1):
         built = _line(order, position, line, number, orders, norm)
         if built is not None:
-            lines.append(built)
+            lines.append((line, built))
     if not lines:
         raise OrderDataError("the order has no lines to send")
-    lines.extend(_comment_lines(norm.truncated))
-    body["salesOrderLines"] = lines
+    body["salesOrderLines"] = [
+        *with_shop_vat(order, lines, orders, norm.warnings),
+        *_comment_lines(norm.truncated),
+    ]
     return Draft(body, tuple(norm.warnings))
 
 
@@ -255,6 +262,11 @@ def _line(
             entry["discountAmount"] = json_number(discount)
         if not entry["description"]:
             del entry["description"]
+        if line.parent_sku_inherited:
+            norm.warnings.append(
+                f"{label}: a variation that may report its parent's SKU {line.sku}; sent as "
+                f"item {number} (give the variation its own SKU in the shop)"
+            )
         return entry
     if after == ZERO:
         return None  # free shipping or a zero fee: nothing to book
@@ -283,7 +295,10 @@ def _comment_lines(truncated: list[tuple[str, str]]) -> list[dict[str, Any]]:
     for original, names in labels.items():
         text = f"{'/'.join(names)}: {original}"
         for chunk in textwrap.wrap(text, COMMENT_LENGTH, break_long_words=True):
-            comments.append({"lineType": "Comment", "description": chunk})
+            while chunk:  # textwrap counts code points; an emoji takes two positions in BC
+                piece = cut_to(chunk, COMMENT_LENGTH)
+                comments.append({"lineType": "Comment", "description": piece.strip()})
+                chunk = chunk[len(piece) :]
     return comments
 
 
@@ -317,3 +332,216 @@ def _put(body: dict[str, Any], key: str, value: str) -> None:
     """Set ``key`` only when there is a value (BC wants fields omitted, not null or blank)."""
     if value:
         body[key] = value
+
+
+# -- the shop's VAT on each line (orders.tax_codes) and the rounding line ---------------------
+
+ZERO_DECIMAL_CURRENCIES = frozenset({"JPY", "KRW", "ISK", "CLP", "VND", "PYG", "UGX", "XAF", "XOF"})
+"""Currencies whose amounts Business Central rounds to whole units (else to the cent)."""
+ROUNDING_DESCRIPTION = "VAT rounding difference"
+
+
+def tax_codes_of(orders: OrdersSettings) -> dict[Decimal, str]:
+    """``orders.tax_codes`` as VAT rate → Business Central tax code; empty when not configured.
+
+    Keys are the shop's rates in percent (``"21"``, ``"9"``, ``"0"``), values the VAT product
+    posting groups (``taxCode`` of a sales order line).
+    """
+    configured = orders.tax_codes
+    return {
+        Decimal(str(rate).strip()): str(code).strip().upper()
+        for rate, code in configured.items()
+        if str(code).strip()
+    }
+
+
+def amount_precision(currency: str) -> Decimal:
+    """The rounding precision Business Central uses for amounts in ``currency``."""
+    return Decimal("1") if currency.strip().upper() in ZERO_DECIMAL_CURRENCIES else CENT
+
+
+def line_tax_rate(line: Line, rates: Collection[Decimal], precision: Decimal) -> Decimal | None:
+    """The rate among ``rates`` the shop taxed ``line`` at, or None.
+
+    The shop rounds each line's tax: ``tax = round(net × rate)``, or with prices incl. tax
+    ``tax = round(gross × rate / (100 + rate))`` and ``net = gross − tax``. Either way a rate
+    explains a line when ``|net × rate − tax| ≤ half the precision × (1 + rate)``; the closest
+    such rate wins. None for a line without amount, or one no rate explains (a rate missing from
+    the table, or a negative fee taxed in proportion to items at several rates).
+    """
+    if line.total == ZERO and line.total_tax == ZERO:
+        return None
+    best: tuple[Decimal, Decimal] | None = None
+    for rate in rates:
+        miss = abs(line.total * rate / 100 - line.total_tax)
+        if miss <= precision / 2 * (1 + rate / 100) and (best is None or miss < best[0]):
+            best = (miss, rate)
+    return None if best is None else best[1]
+
+
+def negative_fee_parts(
+    fee: Line, item_rates: Sequence[tuple[Line, Decimal | None]], precision: Decimal
+) -> list[tuple[Decimal, Decimal, Decimal]] | None:
+    """``(rate, net, tax)`` of a negative fee split over the rates of the order's items.
+
+    WooCommerce taxes a negative fee (a discount) in proportion to the item totals per rate and
+    rounds each rate's tax; the nets are rounded here, the last rate taking the remainder. None
+    when the split does not reproduce the fee's tax (then it was not taxed that way) or the
+    items are at fewer than two rates.
+    """
+    per_rate: dict[Decimal, Decimal] = {}
+    for line, rate in item_rates:
+        if rate is not None and line.total > ZERO:
+            per_rate[rate] = per_rate.get(rate, ZERO) + line.total
+    items_total = sum(per_rate.values(), ZERO)
+    if fee.total >= ZERO or items_total <= ZERO or len(per_rate) < 2:
+        return None
+    parts: list[tuple[Decimal, Decimal, Decimal]] = []
+    net_left = fee.total
+    for index, (rate, part) in enumerate(sorted(per_rate.items())):
+        share = fee.total * part / items_total
+        net = net_left if index == len(per_rate) - 1 else _round(share, precision)
+        net_left -= net
+        parts.append((rate, net, _round(share * rate / 100, precision)))
+    # The shop weighs the items by unrounded totals; this split by the shown ones may land a
+    # cent away on a rate, but a fee taxed some other way misses by more.
+    if abs(sum((tax for _, _, tax in parts), ZERO) - fee.total_tax) > precision * (len(parts) - 1):
+        return None
+    return parts
+
+
+def tax_rate_problems(order: Order, orders: OrdersSettings) -> list[str]:
+    """Lines whose VAT matches no rate of ``orders.tax_codes`` (none when it is not set)."""
+    codes = tax_codes_of(orders)
+    if not codes:
+        return []
+    precision = amount_precision(order.currency)
+    rates = [line_tax_rate(line, codes, precision) for line in order.lines]
+    items = [(line, rate) for line, rate in zip(order.lines, rates, strict=True) if _is_item(line)]
+    problems: list[str] = []
+    for position, (line, rate) in enumerate(zip(order.lines, rates, strict=True), 1):
+        if rate is not None or (line.total == ZERO and line.total_tax == ZERO):
+            continue
+        if line.kind is LineKind.FEE and negative_fee_parts(line, items, precision):
+            continue
+        shown = ", ".join(f"{r:f} %" for r in sorted(codes))
+        effective = (
+            (line.total_tax / line.total * 100).quantize(Decimal("0.1")) if line.total else "?"
+        )
+        problems.append(
+            f'line {position} "{line.name}": its VAT ({line.total_tax} on {line.total}, about '
+            f"{effective} %) is none of the rates in orders.tax_codes ({shown})"
+        )
+    return problems
+
+
+def with_shop_vat(
+    order: Order,
+    lines: Sequence[tuple[Line, dict[str, Any]]],
+    orders: OrdersSettings,
+    warnings: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The priced lines with the shop's VAT: ``taxCode`` per line, and the rounding line.
+
+    Without ``orders.tax_codes`` the lines are returned as built: Business Central then applies
+    the VAT of each item and G/L account, which may not be the shop's (shipping of food at 9 %
+    on an account with 21 %, a negative fee taxed at the items' rates). With it:
+
+    * every line with an amount carries the ``taxCode`` of the rate the shop charged;
+    * a negative fee over items at several rates becomes one line per rate, as the shop split it;
+    * with prices excl. tax and ``orders.rounding_account``, Business Central's total is
+      predicted (VAT rounded once per rate over the document, where the shop rounds per line)
+      and the difference, at most half a cent per line, is booked on that account without VAT
+      (``taxCode`` of rate 0 when the table has one), so the totals agree exactly. A larger
+      difference is not the rounding's and is left to the total check after creation.
+
+    Raises :class:`OrderDataError` for a line whose rate is not in the table.
+    """
+    codes = tax_codes_of(orders)
+    if not codes:
+        return [entry for _, entry in lines]
+    problems = tax_rate_problems(order, orders)
+    if problems:
+        raise OrderDataError("; ".join(problems))
+    precision = amount_precision(order.currency)
+    items = [
+        (line, line_tax_rate(line, codes, precision)) for line in order.lines if _is_item(line)
+    ]
+    priced: list[tuple[Decimal | None, Decimal, dict[str, Any]]] = []  # rate, amount, line
+    for line, entry in lines:
+        rate = line_tax_rate(line, codes, precision)
+        parts = None
+        if rate is None and line.kind is LineKind.FEE:
+            parts = negative_fee_parts(line, items, precision)
+        if parts is None:
+            if rate is not None:
+                entry = {**entry, "taxCode": codes[rate]}
+            priced.append((rate, _sent_amount(line, order.prices_include_tax), entry))
+            continue
+        gross_left = line.total + line.total_tax
+        for index, (part_rate, net, tax) in enumerate(parts):
+            if order.prices_include_tax:
+                amount = gross_left if index == len(parts) - 1 else net + tax
+                gross_left -= amount
+            else:
+                amount = net
+            split = {**entry, "unitPrice": json_number(amount), "taxCode": codes[part_rate]}
+            priced.append((part_rate, amount, split))
+    result = [entry for _, _, entry in priced]
+    rounding = _rounding_line(order, priced, orders, codes, precision)
+    if rounding is not None:
+        result.append(rounding)
+        if warnings is not None:
+            warnings.append(
+                f"{ROUNDING_DESCRIPTION} of {rounding['unitPrice']} booked on account "
+                f"{rounding['lineObjectNumber']}: the shop rounds VAT per line, Business "
+                "Central once per rate"
+            )
+    return result
+
+
+def _rounding_line(
+    order: Order,
+    priced: Sequence[tuple[Decimal | None, Decimal, dict[str, Any]]],
+    orders: OrdersSettings,
+    codes: dict[Decimal, str],
+    precision: Decimal,
+) -> dict[str, Any] | None:
+    account = orders.rounding_account.strip().upper()
+    if not account or order.prices_include_tax:
+        return None  # with prices incl. tax the total is the sum of the lines: exact already
+    per_rate: dict[Decimal, Decimal] = {}
+    net = ZERO
+    for rate, amount, _ in priced:
+        net += amount
+        if rate is not None:
+            per_rate[rate] = per_rate.get(rate, ZERO) + amount
+    predicted = net + sum(
+        (_round(amount * rate / 100, precision) for rate, amount in per_rate.items()), ZERO
+    )
+    difference = order.total - predicted
+    if difference == ZERO or abs(difference) > precision / 2 * (len(priced) + 1):
+        return None
+    entry: dict[str, Any] = {
+        "lineType": "Account",
+        "lineObjectNumber": account,
+        "description": ROUNDING_DESCRIPTION,
+        "quantity": 1,
+        "unitPrice": json_number(difference),
+    }
+    if ZERO in codes:
+        entry["taxCode"] = codes[ZERO]
+    return entry
+
+
+def _sent_amount(line: Line, prices_include_tax: bool) -> Decimal:
+    """The line amount Business Central computes from what is sent: the shop's line total."""
+    return line_basis(line, prices_include_tax)[1]
+
+
+def _is_item(line: Line) -> bool:
+    return line.kind is LineKind.ITEM
+
+
+def _round(value: Decimal, precision: Decimal) -> Decimal:
+    return value.quantize(precision, rounding=ROUND_HALF_UP)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -28,6 +28,7 @@ from woo2d365.erp.businesscentral.payload import (
     build_sales_order,
     country_problems,
     external_document_number,
+    tax_rate_problems,
 )
 from woo2d365.errors import ConfigError, DynamicsAuthenticationError, DynamicsError, OrderDataError
 from woo2d365.model import Order
@@ -73,6 +74,9 @@ class BusinessCentralTarget:
         self._countries_lock = threading.Lock()
         self._customer_locks: dict[str, threading.Lock] = {}
         self._customer_locks_guard = threading.Lock()
+        # What prefetch_customers learnt this run: customers found, e-mail keys known absent.
+        self._prefetched: dict[str, CachedCustomer] = {}
+        self._absent: set[str] = set()
         if self.orders.customer_mode == "fixed" and not self.orders.customer_number.strip():
             raise ConfigError('orders.customer_number is required when customer_mode = "fixed"')
 
@@ -125,7 +129,8 @@ class BusinessCentralTarget:
         return external_document_number(self.orders.document_prefix, order.number)
 
     def check_order(self, order: Order) -> list[str]:
-        """Document number length, a customer e-mail in per-email mode, known country codes."""
+        """Document number length, a customer e-mail in per-email mode, known country codes, and
+        (with ``orders.tax_codes``) a known VAT rate on every line."""
         problems: list[str] = []
         try:
             self.external_number(order)
@@ -137,6 +142,7 @@ class BusinessCentralTarget:
                 "to find or create its customer"
             )
         problems.extend(country_problems(order, self.country_codes()))
+        problems.extend(tax_rate_problems(order, self.orders))
         return problems
 
     def country_codes(self) -> set[str] | None:
@@ -221,6 +227,60 @@ class BusinessCentralTarget:
         return _created(found[0], external_number)
 
     # -- customers ------------------------------------------------------------------------------
+    def prefetch_customers(self, addresses: Iterable[str], *, dry_run: bool = False) -> int:
+        """Look up, in batches, the customers of e-mail addresses the store does not know yet.
+
+        Called once per push with the e-mail addresses of the orders about to be pushed, so a new
+        customer costs one create and no lookup of its own (one batched lookup per ~30
+        addresses instead of one per address). Found customers go into the store (not in a dry
+        run); addresses without a customer are remembered for this run, and :meth:`prepare`
+        creates their customer without looking again. Returns the number of requests made. A
+        lookup that fails is logged and left to the per-order lookups.
+        """
+        if self.orders.customer_mode != "per-email":
+            return 0
+        wanted: dict[str, set[str]] = {}
+        for address in addresses:
+            address = address.strip()
+            key = address.lower()
+            if not address or key in self._prefetched or key in self._absent:
+                continue
+            if key not in wanted and self.store.get_customer(key) is not None:
+                continue
+            # As given and lower-case: Business Central compares e-mails case-sensitively.
+            wanted.setdefault(key, set()).update({address, key})
+        if not wanted:
+            return 0
+        before = self.client.request_count
+        try:
+            rows = self.client.find_customers_by_emails(
+                sorted({variant for variants in wanted.values() for variant in variants})
+            )
+        except DynamicsAuthenticationError:
+            raise
+        except DynamicsError as exc:
+            log.warning("customers not looked up in advance (%s); looked up per order", exc)
+            return self.client.request_count - before
+        best: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            key = str(row.get("email") or "").strip().lower()
+            if key in wanted and (
+                key not in best or str(row.get("number", "")) < str(best[key].get("number", ""))
+            ):
+                best[key] = row
+        for key in wanted:
+            match = best.get(key)
+            if match is None:
+                self._absent.add(key)
+                continue
+            customer = CachedCustomer(
+                email=key, number=str(match["number"]), id=str(match.get("id", ""))
+            )
+            self._prefetched[key] = customer
+            if not dry_run:
+                self.store.put_customer(customer)
+        return self.client.request_count - before
+
     def _customer_lock(self, key: str) -> threading.Lock:
         with self._customer_locks_guard:
             return self._customer_locks.setdefault(key, threading.Lock())
@@ -237,10 +297,11 @@ class BusinessCentralTarget:
         key = address.lower()
         # One lock per address: two orders of a new customer in parallel create it once.
         with self._customer_lock(key):
-            cached = self.store.get_customer(key)
+            cached = self.store.get_customer(key) or self._prefetched.get(key)
             if cached is not None:
                 return cached.number, None, []
-            found = self._lookup_customer(address)
+            # Known absent from this run's batched lookup: no lookup of its own.
+            found = None if key in self._absent else self._lookup_customer(address)
             if found is not None:
                 if not dry_run:
                     self.store.put_customer(found)
@@ -251,6 +312,7 @@ class BusinessCentralTarget:
             try:
                 raw = self.client.create_customer(draft.payload)
             except DocumentInDoubt as exc:
+                self._absent.discard(key)  # it may exist now: later orders look it up again
                 found = self._lookup_customer(address)
                 if found is None:
                     raise TransientError(

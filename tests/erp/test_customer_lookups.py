@@ -1,0 +1,126 @@
+"""Customers per e-mail cost one create each: their lookups are batched, one request per push.
+
+Before the orders are pushed, the e-mail addresses the store does not know are looked up
+together (``email eq 'a' or email eq 'b' ...``, as many per request as fit in a URL), so a new
+customer costs its create and nothing else, and an existing one (a guest too) is still used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+
+from tests.erp.pipeline_helpers import Clock, make_context, put_order, simple_order
+from tests.erp.sandbox_fixtures import make_client, make_settings, make_target, settle
+from woo2d365.erp.businesscentral.client import MAX_FILTER_CHARACTERS
+from woo2d365.model import OrderState
+from woo2d365.pipeline.push import push
+from woo2d365.pipeline.validate import validate
+from woo2d365.sandbox.businesscentral import BusinessCentralEmulator
+from woo2d365.sandbox.shop_data import DEFAULT_BILLING, product_by_sku
+from woo2d365.settings import Settings
+from woo2d365.store import SqlStore
+
+WIDGET = product_by_sku("WIDGET-001")
+
+
+def _order(woo_id: int, email: str) -> dict[str, Any]:
+    return simple_order(woo_id, [(WIDGET, 1)], billing={**DEFAULT_BILLING, "email": email})
+
+
+def _customer_requests(bc: BusinessCentralEmulator) -> tuple[int, int]:
+    settle(bc)
+    gets = sum(1 for r in bc.requests if r.method == "GET" and r.path.endswith("/customers"))
+    posts = sum(1 for r in bc.requests if r.method == "POST" and r.path.endswith("/customers"))
+    return gets, posts
+
+
+def _push_all(settings: Settings, store: SqlStore, raws: list[dict[str, Any]]) -> Any:
+    clock = Clock()
+    for raw in raws:
+        put_order(store, raw)
+    validate(make_context(settings, store, clock), make_target(settings, store))
+    return push(make_context(settings, store, clock), make_target(settings, store))
+
+
+def test_new_customers_of_a_push_cost_one_lookup_in_all_and_one_create_each(
+    bc: BusinessCentralEmulator, bc_settings: Settings, sqlite_store: SqlStore
+) -> None:
+    existing = bc.add_customer("Anna Gast", email="Anna.Gast@Example.com")
+    emails = ["Anna.Gast@Example.com"] + [f"nieuw{n}@example.nl" for n in range(10)]
+    raws = [_order(9200 + n, email) for n, email in enumerate(emails)]
+    raws.append(_order(9299, "nieuw3@example.nl"))  # a second order of a new customer
+    bc.reset_requests()
+    result = _push_all(bc_settings, sqlite_store, raws)
+    assert len(result.pushed) == len(raws)
+    assert _customer_requests(bc) == (1, 10)  # one batched lookup, one create per new address
+    by_external = {o["externalDocumentNumber"]: o for o in bc.sales_orders()}
+    assert by_external["WC-9200"]["customerNumber"] == existing["number"]
+    assert by_external["WC-9204"]["customerNumber"] == by_external["WC-9299"]["customerNumber"]
+    assert len({c["email"].lower() for c in bc.customers()}) == len(bc.customers()) == 11
+
+
+def test_a_second_push_needs_no_customer_request_for_known_addresses(
+    bc: BusinessCentralEmulator, bc_settings: Settings, sqlite_store: SqlStore
+) -> None:
+    _push_all(bc_settings, sqlite_store, [_order(9300, "vaste.klant@example.nl")])
+    bc.reset_requests()
+    result = _push_all(bc_settings, sqlite_store, [_order(9301, "Vaste.Klant@example.nl")])
+    assert len(result.pushed) == 1 and _customer_requests(bc) == (0, 0)
+
+
+def test_when_the_batched_lookup_fails_each_order_looks_its_customer_up(
+    bc: BusinessCentralEmulator, sqlite_store: SqlStore
+) -> None:
+    settings = make_settings(bc)
+    existing = bc.add_customer("Bekende Klant", email="bekend@example.nl")
+    bc.fail_next(
+        1,
+        status=400,
+        code="BadRequest_NotFound",
+        message="The filter is too complex.",
+        method="GET",
+        path_contains="customers",
+    )
+    result = _push_all(
+        settings, sqlite_store, [_order(9400, "bekend@example.nl"), _order(9401, "x@example.nl")]
+    )
+    assert len(result.pushed) == 2
+    by_external = {o["externalDocumentNumber"]: o for o in bc.sales_orders()}
+    assert by_external["WC-9400"]["customerNumber"] == existing["number"]
+    assert len(bc.customers()) == 2
+    record = sqlite_store.get_order(9401)
+    assert record is not None and record.state is OrderState.PUSHED
+
+
+def test_many_addresses_are_looked_up_in_requests_that_each_fit_in_a_url(
+    bc: BusinessCentralEmulator, bc_settings: Settings
+) -> None:
+    for n in range(0, 120, 7):
+        bc.add_customer(f"Klant {n}", email=f"klant.{n}+shop@example.nl")
+    addresses = [f"klant.{n}+shop@example.nl" for n in range(120)]
+    bc.reset_requests()
+    found = make_client(bc_settings).find_customers_by_emails(addresses)
+    assert sorted(c["email"] for c in found) == sorted(addresses[::7])
+    settle(bc)
+    lookups = [r for r in bc.requests if r.path.endswith("/customers")]
+    assert 2 <= len(lookups) <= 6
+    for request in lookups:
+        assert len(request.query) <= MAX_FILTER_CHARACTERS + 200  # $filter plus $select
+        assert "%2B" in request.query  # '+' in an e-mail is encoded, never a space
+        assert unquote(request.query).count(" or ") >= 10
+
+
+def test_the_environment_is_read_once_and_proxy_variables_still_apply(
+    bc_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    session = make_client(bc_settings)._session
+    assert session.trust_env is False  # no scan of the environment and ~/.netrc per request
+    assert session.proxies.get("https") == "http://proxy.example:3128"
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert "https" not in make_client(bc_settings)._session.proxies

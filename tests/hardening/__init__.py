@@ -1,0 +1,1 @@
+"""Hardening: bad shop data, faults, secrets and races, each proven by a test that tries hard."""
