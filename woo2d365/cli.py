@@ -23,6 +23,7 @@ from woo2d365 import __version__, monitoring, runs, skumap
 from woo2d365.errors import ExitCode, Woo2D365Error
 from woo2d365.logs import (
     LogFormat,
+    clean,
     configure_logging,
     redact,
     register_secret,
@@ -61,9 +62,11 @@ class CliState:
                 s.alerts.webhook.url,
             ):
                 register_secret(secret.get_secret_value())
-            from urllib.parse import urlsplit
+            from urllib.parse import unquote, urlsplit
 
-            register_secret(urlsplit(s.state.url.get_secret_value()).password)
+            password = urlsplit(s.state.url.get_secret_value()).password
+            register_secret(password)
+            register_secret(unquote(password) if password else None)
         return self._settings
 
     def store(self) -> SqlStore:
@@ -549,7 +552,7 @@ def push(
         _print_json(state, result.payloads())
         for document in result.documents:
             for warning in document.warnings:
-                state.err.print(f"order {document.woo_id}: {warning}", markup=False)
+                state.err.print(f"order {document.woo_id}: {clean(warning)}", markup=False)
         raise typer.Exit(result.exit_code)
     _print_line(state, runs.push_summary(result), attention=result.needs_attention)
     raise typer.Exit(result.exit_code)
@@ -587,7 +590,7 @@ def _step_printer(state: CliState) -> Any:
 def _print_line(state: CliState, line: str, *, attention: bool) -> None:
     if state.quiet and not attention:
         return
-    state.out.print(line, markup=False, highlight=False)
+    state.out.print(clean(line), markup=False, highlight=False)
 
 
 def _print_preview(state: CliState, preview: runs.Preview) -> None:

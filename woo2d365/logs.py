@@ -82,6 +82,14 @@ def _mask_phone_match(match: re.Match[str]) -> str:
     return "".join(masked)
 
 
+def mask_contact(value: str) -> str:
+    """One e-mail-like identifier masked even when it is not a valid address: ``p***``."""
+    masked = mask_email(value)
+    if masked != value:
+        return masked
+    return value[:1] + "***" if value else value
+
+
 def mask_phone(text: str) -> str:
     """Phone numbers with every digit but the last two masked: ``+** ** *** **67``."""
     return _PHONE.sub(_mask_phone_match, text)

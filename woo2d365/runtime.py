@@ -20,8 +20,12 @@ from woo2d365.shop.client import WooClient
 from woo2d365.store.base import StateStore
 
 SHOP_KEYS = ("woocommerce.url", "woocommerce.consumer_key", "woocommerce.consumer_secret")
-DYNAMICS_KEYS = ("dynamics.tenant_id", "dynamics.client_id", "dynamics.client_secret",
-                 "dynamics.company")
+DYNAMICS_KEYS = (
+    "dynamics.tenant_id",
+    "dynamics.client_id",
+    "dynamics.client_secret",
+    "dynamics.company",
+)
 
 
 @dataclass

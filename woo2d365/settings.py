@@ -95,7 +95,7 @@ class OrdersSettings(_Section):
             try:
                 percent = Decimal(str(rate).strip())
             except InvalidOperation:
-                raise ValueError(f"{rate!r} is not a VAT rate in percent (e.g. \"21\")") from None
+                raise ValueError(f'{rate!r} is not a VAT rate in percent (e.g. "21")') from None
             if not Decimal(0) <= percent <= Decimal(100):
                 raise ValueError(f"VAT rate {rate} must be between 0 and 100")
             code = str(code).strip().upper()

@@ -152,9 +152,7 @@ def shop_orders(draw: st.DrawFn) -> tuple[dict[str, Any], int]:
         "created_gmt": CREATED,
         "prices_include_tax": draw(st.booleans()),
         "shipping": draw(st.one_of(st.none(), st.decimals(0, 60, places=2))),
-        "fees": draw(
-            st.lists(st.tuples(TEXT, st.decimals(-40, 40, places=2)), max_size=3)
-        ),
+        "fees": draw(st.lists(st.tuples(TEXT, st.decimals(-40, 40, places=2)), max_size=3)),
         "coupon": draw(COUPONS),
         "billing": draw(ADDRESSES),
         "shipping_address": draw(st.one_of(st.none(), st.just({}), ADDRESSES)),

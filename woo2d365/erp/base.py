@@ -66,6 +66,7 @@ class PreparedDocument:
     payload: dict[str, Any]
     warnings: tuple[str, ...] = ()
     placeholder_customer: bool = False
+    notes: tuple[str, ...] = ()  # facts for the order's events, not problems (customer created)
     new_customer: dict[str, Any] | None = None  # the customer a dry run would create
 
 

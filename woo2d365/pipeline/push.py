@@ -503,6 +503,8 @@ def _push_one(run: _Run, woo_id: int) -> None:
         else:
             _settle(run, woo_id, OrderState.FAILED, f"customer: {exc}", bucket=run.result.failed)
         return
+    for note in document.notes:
+        ctx.event(STEP, note, woo_id=woo_id)
     for warning in document.warnings:
         ctx.event(STEP, warning, level="warning", woo_id=woo_id)
     try:

@@ -75,7 +75,9 @@ class FieldNormalizer:
         cut = cut_to(value, limit).rstrip()
         if (value, limit) not in self._reported:
             self._reported.add((value, limit))
-            self.warnings.append(f"{label} cut to {limit} characters: {value!r} became {cut!r}")
+            # Values are not quoted: warnings reach events and logs, and these are names,
+            # streets and phone numbers. The full text stays in the stored shop order.
+            self.warnings.append(f"{label} cut to {limit} characters ({bc_length(value)} given)")
         self.truncated.append((label, value))
         return cut
 
@@ -99,8 +101,7 @@ class FieldNormalizer:
             self._reported.add((value, -1))
             removed = "".join(sorted({ch for ch in cleaned if ch not in PHONE_CHARACTERS}))
             self.warnings.append(
-                f"{label} {cleaned!r}: removed characters Business Central refuses "
-                f"({removed!r}), sent {kept!r}"
+                f"{label}: removed characters Business Central refuses ({removed!r})"
             )
         if bc_length(kept) > limit:
             return self._cut(label, kept, limit)
@@ -112,11 +113,11 @@ class FieldNormalizer:
         if not cleaned:
             return ""
         if not is_valid_email(cleaned):
-            self.warnings.append(f"{label} {cleaned!r} is not a valid e-mail address; left out")
+            self.warnings.append(f"{label} is not a valid e-mail address; left out")
             return ""
         if bc_length(cleaned) > limit:
             self.warnings.append(
-                f"{label} {cleaned!r} is longer than {limit} characters; left out "
+                f"{label} is longer than {limit} characters; left out "
                 "(a cut address would be wrong)"
             )
             return ""

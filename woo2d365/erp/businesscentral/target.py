@@ -31,6 +31,7 @@ from woo2d365.erp.businesscentral.payload import (
     tax_rate_problems,
 )
 from woo2d365.errors import ConfigError, DynamicsAuthenticationError, DynamicsError, OrderDataError
+from woo2d365.logs import mask_contact
 from woo2d365.model import Order
 from woo2d365.settings import Settings
 from woo2d365.store.base import CachedCustomer, CachedItem, StateStore
@@ -44,6 +45,9 @@ ITEMS_FULL_REFRESH_KEY = "bc.items.full_refresh_at"
 FULL_REFRESH_EVERY = timedelta(hours=24)
 CURSOR_OVERLAP = timedelta(minutes=1)  # items committed late with an older stamp are not missed
 PLACEHOLDER_CUSTOMER = "(new customer)"
+
+
+CREATED_CUSTOMER = "created customer"
 
 
 def _now() -> datetime:
@@ -171,6 +175,7 @@ class BusinessCentralTarget:
         if problems:
             raise OrderDataError("; ".join(problems))
         warnings: list[str] = []
+        notes: list[str] = []
         placeholder = False
         new_customer: dict[str, Any] | None = None
         customer_number: str | None
@@ -178,13 +183,14 @@ class BusinessCentralTarget:
             customer_number = self.orders.customer_number.strip().upper()
         else:
             customer_number, new_customer, customer_warnings = self._customer_for(order, dry_run)
-            warnings.extend(customer_warnings)
+            notes.extend(w for w in customer_warnings if w.startswith(CREATED_CUSTOMER))
+            warnings.extend(w for w in customer_warnings if not w.startswith(CREATED_CUSTOMER))
             if customer_number is None:
                 placeholder = True
                 customer_number = PLACEHOLDER_CUSTOMER
                 warnings.append(
-                    f"no customer with e-mail {order.email!r} yet: a real push creates one "
-                    f"first and uses its number instead of {PLACEHOLDER_CUSTOMER!r}"
+                    f"no customer with e-mail {mask_contact(order.email)} yet: a real push "
+                    f"creates one first and uses its number instead of {PLACEHOLDER_CUSTOMER!r}"
                 )
         draft = build_sales_order(
             order, item_numbers=item_numbers, customer_number=customer_number, orders=self.orders
@@ -195,6 +201,7 @@ class BusinessCentralTarget:
             external_number=external_number,
             payload=draft.payload,
             warnings=tuple(warnings),
+            notes=tuple(notes),
             placeholder_customer=placeholder,
             new_customer=new_customer if dry_run else None,
         )
@@ -316,19 +323,19 @@ class BusinessCentralTarget:
                 found = self._lookup_customer(address)
                 if found is None:
                     raise TransientError(
-                        f"creating the customer for {address} got no answer ({exc}); "
+                        f"creating the customer for {mask_contact(address)} got no answer ({exc}); "
                         "it is looked up again before the next try"
                     ) from None
                 self.store.put_customer(found)
                 return found.number, None, list(draft.warnings)
             customer = CachedCustomer(email=key, number=str(raw["number"]), id=str(raw["id"]))
             self.store.put_customer(customer)
-            log.info("created customer %s for %s", customer.number, address)
+            log.info("created customer %s for %s", customer.number, mask_contact(address))
             return (
                 customer.number,
                 None,
                 [
-                    f"created customer {customer.number} for {address}",
+                    f"{CREATED_CUSTOMER} {customer.number} for {mask_contact(address)}",
                     *draft.warnings,
                 ],
             )
