@@ -27,7 +27,7 @@ Errors a target raises, and what they mean for the order:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
@@ -126,6 +126,13 @@ class ErpTarget(Protocol):
 
     def check_order(self, order: Order) -> list[str]:
         """Problems with the order's data only this ERP sees, as reasons; no per-order requests."""
+        ...
+
+    def prefetch_customers(self, addresses: Iterable[str], *, dry_run: bool = False) -> int:
+        """Look up the customers of these e-mail addresses in bulk before a push (0 if no use).
+
+        Returns the number of requests made; what it finds saves each order its own lookup.
+        """
         ...
 
     def prepare(

@@ -229,13 +229,10 @@ def _candidate_ids(
 
 
 def _prefetch_customers(run: _Run, ids: list[int], *, dry_run: bool) -> None:
-    """Let the ERP look up the customers of these orders in batches, if it can.
+    """Let the ERP look up the customers of these orders in batches.
 
     Saves a lookup request per new customer; the orders' own lookups remain the fallback.
     """
-    prefetch = getattr(run.erp, "prefetch_customers", None)
-    if prefetch is None:
-        return
     addresses: list[str] = []
     for start in range(0, len(ids), 500):
         for record in run.ctx.store.list_orders(woo_ids=ids[start : start + 500], with_raw=True):
@@ -244,7 +241,7 @@ def _prefetch_customers(run: _Run, ids: list[int], *, dry_run: bool) -> None:
             if isinstance(email, str) and email.strip():
                 addresses.append(decode_text(email).strip())
     try:
-        prefetch(addresses, dry_run=dry_run)
+        run.erp.prefetch_customers(addresses, dry_run=dry_run)
     except (DynamicsAuthenticationError, DynamicsUnreachable) as exc:
         run.halt(exc)
 
