@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -493,11 +496,20 @@ def sync(
         preview = runs.preview(_runtime(state), limit=limit)
         _print_preview(state, preview)
         raise typer.Exit(preview.exit_code)
-    with monitoring.SyncMetrics(metrics_file) as metrics, step_context("sync"):
+    interactive = state.out.is_terminal and not state.quiet
+    with (
+        monitoring.SyncMetrics(metrics_file) as metrics,
+        step_context("sync"),
+        _progress(state, enabled=interactive) as on_step,
+    ):
         runtime = metrics.instrument(_runtime(state))
-        on_step = tracking_steps(_step_printer(state))
-        result = metrics.result = runs.run_sync(runtime, limit=limit, on_step=on_step)
-    _print_line(state, runs.sync_summary(result), attention=result.exit_code != ExitCode.OK)
+        result = metrics.result = runs.run_sync(
+            runtime, limit=limit, on_step=tracking_steps(on_step)
+        )
+    if interactive:
+        _render_sync(state, result)
+    else:
+        _print_line(state, runs.sync_summary(result), attention=result.exit_code != ExitCode.OK)
     raise typer.Exit(result.exit_code)
 
 
@@ -581,10 +593,41 @@ def retry(
     raise typer.Exit(outcome.exit_code)
 
 
-def _step_printer(state: CliState) -> Any:
-    if state.quiet or not state.err.is_terminal:
-        return None
-    return lambda step: state.err.print(f"[dim]… {step}[/dim]")
+@contextmanager
+def _progress(state: CliState, *, enabled: bool) -> Iterator[Any]:
+    """A spinner naming the current step on a terminal (stderr); nothing otherwise."""
+    if not enabled:
+        yield None
+        return
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=state.err, transient=True) as progress:
+        task = progress.add_task("sync: starting", total=None)
+        yield lambda step: progress.update(task, description=f"sync: {step}")
+
+
+def _render_sync(state: CliState, result: Any) -> None:
+    table = Table(title=f"sync run {result.run_id}", show_edge=False)
+    for column in ("pulled new", "updated", "ready", "held", "pushed", "failed", "outcome"):
+        table.add_column(column, justify="right")
+    pull, valid, push_ = result.pull, result.validate, result.push
+    table.add_row(
+        str(pull.new) if pull else "-",
+        str(pull.updated) if pull else "-",
+        str(len(valid.ready)) if valid else "-",
+        str(len(valid.held)) if valid else "-",
+        str(len(push_.pushed) + len(push_.resolved)) if push_ else "-",
+        str(len(push_.failed)) if push_ else "-",
+        result.outcome,
+    )
+    state.out.print(table)
+    for problem in (result.shop_problem, result.dynamics_problem, result.config_problem):
+        if problem:
+            state.out.print(f"[red]{escape(clean(str(problem)))}[/red]", highlight=False)
+    if valid and valid.held:
+        state.out.print(
+            "Held orders: woo2d365 status --state held; SKUs: woo2d365 map-sku list --unmapped",
+            highlight=False,
+        )
 
 
 def _print_line(state: CliState, line: str, *, attention: bool) -> None:

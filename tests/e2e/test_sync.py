@@ -140,3 +140,11 @@ def test_retry_failed_orders_go_through_on_the_next_push(sandbox: Sandbox) -> No
     detail = json.loads(run_woo2d365(sandbox, "status", str(target), "--json").stdout)
     assert detail["state"] == "pushed" and detail["attempts"] == 1
     assert any(e["step"] == "retry" for e in detail["events"])
+
+
+def test_quiet_sync_prints_only_when_something_needs_attention(sandbox: Sandbox) -> None:
+    first = run_woo2d365(sandbox, "--quiet", "sync")
+    assert first.exit_code == 1 and "held" in first.stdout, "held orders need attention"
+    second = run_woo2d365(sandbox, "--quiet", "sync")
+    assert second.exit_code == 0, second.stdout + second.stderr
+    assert second.stdout == "" and second.stderr == "", "nothing new: cron mails nothing"

@@ -226,7 +226,7 @@ def build_sales_order(
     if not lines:
         raise OrderDataError("the order has no lines to send")
     body["salesOrderLines"] = [
-        *with_shop_vat(order, lines, orders, norm.warnings),
+        *with_shop_vat(order, lines, orders),
         *_comment_lines(norm.truncated),
     ]
     return Draft(body, tuple(norm.warnings))
@@ -439,7 +439,6 @@ def with_shop_vat(
     order: Order,
     lines: Sequence[tuple[Line, dict[str, Any]]],
     orders: OrdersSettings,
-    warnings: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The priced lines with the shop's VAT: ``taxCode`` per line, and the rounding line.
 
@@ -490,13 +489,8 @@ def with_shop_vat(
     result = [entry for _, _, entry in priced]
     rounding = _rounding_line(order, priced, orders, codes, precision)
     if rounding is not None:
+        # What the operator configured, visible on the document's own line: no warning.
         result.append(rounding)
-        if warnings is not None:
-            warnings.append(
-                f"{ROUNDING_DESCRIPTION} of {rounding['unitPrice']} booked on account "
-                f"{rounding['lineObjectNumber']}: the shop rounds VAT per line, Business "
-                "Central once per rate"
-            )
     return result
 
 
