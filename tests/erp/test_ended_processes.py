@@ -23,7 +23,7 @@ from tests.erp.sandbox_fixtures import make_target, settle
 from woo2d365.errors import LockHeld
 from woo2d365.model import OrderState
 from woo2d365.pipeline.push import process_has_ended, push
-from woo2d365.pipeline.sync import LOCK_HOLDER_KEY, LOCK_NAME, run_lock
+from woo2d365.pipeline.sync import LOCK_NAME, run_lock
 from woo2d365.sandbox.businesscentral import BusinessCentralEmulator
 from woo2d365.sandbox.shop_data import product_by_sku
 from woo2d365.settings import Settings
@@ -134,10 +134,9 @@ def test_the_run_lock_of_an_ended_process_is_taken_over_at_once(
 ) -> None:
     clock = Clock()
     assert sqlite_store.acquire_lock(LOCK_NAME, ended_worker, clock(), 120)
-    sqlite_store.set_value(LOCK_HOLDER_KEY, ended_worker)
     ctx = make_context(bc_settings, sqlite_store, clock)
     with run_lock(ctx):
-        assert sqlite_store.get_value(LOCK_HOLDER_KEY) == ctx.worker
+        assert sqlite_store.lock_holder(LOCK_NAME) == ctx.worker
         other = make_context(bc_settings, sqlite_store, clock)
         other.worker = "other:2"
         with pytest.raises(LockHeld), run_lock(other):
@@ -151,19 +150,8 @@ def test_the_run_lock_of_a_live_process_or_another_host_blocks_until_its_lease_e
     clock = Clock()
     for holder in (live_worker, "another-host:1"):
         assert sqlite_store.acquire_lock(LOCK_NAME, holder, clock(), 120)
-        sqlite_store.set_value(LOCK_HOLDER_KEY, holder)
         with pytest.raises(LockHeld), run_lock(make_context(bc_settings, sqlite_store, clock)):
             pass
-        assert sqlite_store.get_value(LOCK_HOLDER_KEY) == holder  # the note is put back
+        assert sqlite_store.lock_holder(LOCK_NAME) == holder
+        assert sqlite_store.get_value("sync.lock.holder") is None, "a refused run writes nothing"
         sqlite_store.release_lock(LOCK_NAME, holder)
-
-
-def test_a_stale_note_never_frees_a_live_holders_lock(
-    bc_settings: Settings, sqlite_store: SqlStore, ended_worker: str, live_worker: str
-) -> None:
-    clock = Clock()
-    assert sqlite_store.acquire_lock(LOCK_NAME, live_worker, clock(), 120)
-    sqlite_store.set_value(LOCK_HOLDER_KEY, ended_worker)  # e.g. the live one died before noting
-    with pytest.raises(LockHeld), run_lock(make_context(bc_settings, sqlite_store, clock)):
-        pass
-    assert not sqlite_store.acquire_lock(LOCK_NAME, "someone:9", clock(), 120)  # still held

@@ -288,3 +288,11 @@ def test_alert_conditions_are_remembered_updated_and_forgotten(store: SqlStore) 
     sent = AlertRecord("held:7", "held", "SKU X and Y", True, T0, T0 + timedelta(minutes=5))
     store.save_alert_records([sent], ["unreachable:shop"])
     assert store.alert_records() == [sent]
+
+
+def test_the_lock_holder_is_known_until_the_lease_is_released(store: SqlStore) -> None:
+    assert store.lock_holder("sync") is None
+    store.acquire_lock("sync", "host:42", T0, ttl_seconds=60)
+    assert store.lock_holder("sync") == "host:42"
+    store.release_lock("sync", "host:42")
+    assert store.lock_holder("sync") is None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from woo2d365.alerts import AlertCenter, DigestOutcome
@@ -32,7 +32,6 @@ from woo2d365.shop.client import WooClient
 
 LOCK_NAME = "sync"
 LEASE_SECONDS = 120.0  # a dead holder stops blocking after this; renewed every third of it
-LOCK_HOLDER_KEY = "sync.lock.holder"
 """Store key: the ``host:pid`` that last took the run lock (to recognise an ended holder)."""
 
 
@@ -49,7 +48,6 @@ class SyncResult:
     config_problem: Woo2D365Error | None = None
     lease_lost: bool = False
     alerts: DigestOutcome | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def shop_reachable(self) -> bool | None:
@@ -150,27 +148,22 @@ class _LeaseKeeper:
 def _acquire_run_lock(ctx: RunContext, ttl: float) -> bool:
     """Take the run lock; a lock left by an ended process of this host is taken over at once.
 
-    The store cannot say who holds a lock, so each taker notes itself under
-    :data:`LOCK_HOLDER_KEY` just before taking it (a kill right after the take still leaves the
-    right note). Releasing a lock "as" the noted holder removes it only while that holder still
-    has it, so a stale note can never free a live process's lock; it can only leave a dead one
-    to its lease.
+    Releasing "as" the holder removes the lease only while that holder still has it, so a live
+    process's lock is never freed. A refused run writes nothing.
     """
     store = ctx.store
-    noted = store.get_value(LOCK_HOLDER_KEY) or ""
-    store.set_value(LOCK_HOLDER_KEY, ctx.worker)
     if store.acquire_lock(LOCK_NAME, ctx.worker, ctx.clock(), ttl):
         return True
-    if noted and noted != ctx.worker and process_has_ended(noted):
-        store.release_lock(LOCK_NAME, noted)
+    holder = store.lock_holder(LOCK_NAME)
+    if holder and holder != ctx.worker and process_has_ended(holder):
+        store.release_lock(LOCK_NAME, holder)
         if store.acquire_lock(LOCK_NAME, ctx.worker, ctx.clock(), ttl):
             ctx.log.warning(
                 "took over the run lock of %s, a process that has ended",
-                noted,
+                holder,
                 extra={"step": "sync"},
             )
             return True
-    store.set_value(LOCK_HOLDER_KEY, noted)  # not ours: the note goes back to the holder
     return False
 
 

@@ -305,6 +305,10 @@ class StateStore(Protocol):
         """Give a lease back."""
         ...
 
+    def lock_holder(self, name: str) -> str | None:
+        """Who holds the lease ``name`` (expired or not), or None."""
+        ...
+
     # -- Dynamics caches -------------------------------------------------------------------
     def upsert_items(self, items: list[CachedItem]) -> None:
         """Store or refresh mirrored items."""

@@ -735,6 +735,13 @@ class SqlStore:
         with self._tx() as cur:
             self._exec(cur, "DELETE FROM locks WHERE name = ? AND holder = ?", (name, holder))
 
+    def lock_holder(self, name: str) -> str | None:
+        """Who holds the lease ``name`` (expired or not), or None."""
+        with self._tx() as cur:
+            self._exec(cur, "SELECT holder FROM locks WHERE name = ?", (name,))
+            row = cur.fetchone()
+        return None if row is None else str(row[0])
+
     # -- Dynamics caches -------------------------------------------------------------------
     _ITEM_COLUMNS = ("number", "id", "display_name", "blocked", "last_modified")
 
