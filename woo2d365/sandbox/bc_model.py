@@ -972,6 +972,23 @@ def _check_customer_not_blocked(customer: Mapping[str, Any]) -> None:
         )
 
 
+def _party(
+    company: Company, known: dict[str, Any] | None, by_id: bool, value: Any, role: str
+) -> dict[str, Any]:
+    """The sell-to or bill-to customer named by id or number; both given must agree."""
+    if by_id:
+        found = company.customers.get(value)
+    elif known is not None:
+        if known["number"] != value:
+            raise app_error(f"The {role} customer values do not match to a specific Customer.")
+        return known
+    else:
+        found = company.customer_by_no(value)
+    if found is None:
+        raise app_error(f"The {role} customer cannot be found.")
+    return found
+
+
 def create_sales_order(
     company: Company, body: Mapping[str, Any], ieee754: bool
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -994,34 +1011,10 @@ def create_sales_order(
         value = values[name]
         if isinstance(value, str) and spec.type in ("string", "code"):
             value = normalise_text(name, spec, value)
-        if name == "customerId":
-            sell_to = company.customers.get(value)
-            if sell_to is None:
-                raise app_error("The sell-to customer cannot be found.")
-        elif name == "customerNumber":
-            if sell_to is not None:
-                if sell_to["number"] != value:
-                    raise app_error(
-                        "The sell-to customer values do not match to a specific Customer."
-                    )
-            else:
-                sell_to = company.customer_by_no(value)
-                if sell_to is None:
-                    raise app_error("The sell-to customer cannot be found.")
-        elif name == "billToCustomerId":
-            bill_to = company.customers.get(value)
-            if bill_to is None:
-                raise app_error("The bill-to customer cannot be found.")
-        elif name == "billToCustomerNumber":
-            if bill_to is not None:
-                if bill_to["number"] != value:
-                    raise app_error(
-                        "The bill-to customer values do not match to a specific Customer."
-                    )
-            else:
-                bill_to = company.customer_by_no(value)
-                if bill_to is None:
-                    raise app_error("The bill-to customer cannot be found.")
+        if name in ("customerId", "customerNumber"):
+            sell_to = _party(company, sell_to, name == "customerId", value, "sell-to")
+        elif name in ("billToCustomerId", "billToCustomerNumber"):
+            bill_to = _party(company, bill_to, name == "billToCustomerId", value, "bill-to")
         elif name in _HEADER_RELATIONS and value:
             caption, related = _HEADER_RELATIONS[name]
             if related != "Country/Region" or value not in company.countries:
