@@ -593,6 +593,17 @@ def test_sales_order_without_customer_is_refused(bc: BusinessCentralEmulator, ap
     assert bc.sales_orders() == []
 
 
+def test_a_customer_id_and_number_that_disagree_are_refused(
+    bc: BusinessCentralEmulator, api: Api
+) -> None:
+    other = bc.add_customer("Someone else", email="else@example.com")
+    body = _order(customerId=other["id"])  # _order names its own customerNumber
+    status, code, message = _error(api.post(f"{api.company}/salesOrders", body))
+    assert (status, code) == (400, "Application_DialogException")
+    assert "sell-to customer values do not match" in message
+    assert bc.sales_orders() == []
+
+
 def test_decimal_strings_are_accepted_only_with_ieee754_compatible(api: Api) -> None:
     body = _order(
         salesOrderLines=[
