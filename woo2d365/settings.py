@@ -44,6 +44,7 @@ class WooCommerceSettings(_Section):
     page_size: int = Field(default=100, ge=1, le=100)
     timeout_seconds: float = Field(default=30, gt=0)
     write_back: bool = True
+    max_concurrency: int = Field(default=5, ge=1, le=20)
     overlap_minutes: int = Field(default=10, ge=0)
 
     @field_validator("url")

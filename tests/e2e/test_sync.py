@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from tests.e2e.conftest import run_woo2d365
 from woo2d365.sandbox.world import UNMAPPED, Sandbox
+from woo2d365.shop.client import SALES_ORDER_META_KEY, write_back_note
 from woo2d365.store import open_store
 
 
@@ -148,3 +149,27 @@ def test_quiet_sync_prints_only_when_something_needs_attention(sandbox: Sandbox)
     second = run_woo2d365(sandbox, "--quiet", "sync")
     assert second.exit_code == 0, second.stdout + second.stderr
     assert second.stdout == "" and second.stderr == "", "nothing new: cron mails nothing"
+
+
+def test_write_back_is_a_note_per_order_and_one_batch_request_for_the_meta(
+    sandbox: Sandbox,
+) -> None:
+    result = run_woo2d365(sandbox, "sync")
+    assert result.exit_code in (0, 1), result.stderr
+    status = _status(sandbox)
+    pushed = {o["woo_id"]: o["d365_number"] for o in status["orders"] if o["state"] == "pushed"}
+    assert 1 < len(pushed) <= 100
+    for woo_id, number in pushed.items():
+        meta = {m["key"]: m["value"] for m in sandbox.shop.get_order(woo_id)["meta_data"]}
+        assert meta[SALES_ORDER_META_KEY] == number
+        notes = [n for n in sandbox.shop.notes[woo_id] if n["note"] == write_back_note(number)]
+        assert len(notes) == 1
+    writes = Counter(
+        (r.method, "batch" if r.path.endswith("/batch") else r.path.rsplit("/", 1)[-1])
+        for r in sandbox.shop.requests
+        if r.method != "GET"
+    )
+    assert writes == {("POST", "notes"): len(pushed), ("POST", "batch"): 1}
+    store = open_store(f"sqlite:///{sandbox.state_path}")
+    assert store.write_back_pending_ids() == []
+    store.close()

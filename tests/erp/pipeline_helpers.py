@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -12,9 +12,9 @@ from tests.erp.fixtures import CREATED
 from woo2d365.errors import ShopUnreachable
 from woo2d365.model import OrderState
 from woo2d365.pipeline.context import RunContext
-from woo2d365.pipeline.push import SALES_ORDER_META_KEY
 from woo2d365.sandbox.shop_data import DEFAULT_BILLING, Product, build_order
 from woo2d365.settings import Settings
+from woo2d365.shop.client import SALES_ORDER_META_KEY
 from woo2d365.shop.mapping import order_from_shop
 from woo2d365.store.base import PulledOrder, StateStore
 
@@ -84,8 +84,16 @@ class RecordingShop:
     notes: list[tuple[int, str]] = field(default_factory=list)
     meta: list[tuple[int, str, str]] = field(default_factory=list)
 
-    def write_back(self, woo_id: int, sales_order_number: str, *, again: bool = True) -> None:
+    def write_back_note(self, woo_id: int, sales_order_number: str, *, again: bool) -> None:
         if self.down:
             raise ShopUnreachable("shop cannot be reached: connection refused")
-        self.meta.append((woo_id, SALES_ORDER_META_KEY, sales_order_number))
-        self.notes.append((woo_id, f"Created in Dynamics 365 as sales order {sales_order_number}"))
+        note = (woo_id, f"Created in Dynamics 365 as sales order {sales_order_number}")
+        if again and note in self.notes:
+            return
+        self.notes.append(note)
+
+    def set_sales_order_numbers(self, numbers: Mapping[int, str]) -> dict[int, str]:
+        if self.down:
+            raise ShopUnreachable("shop cannot be reached: connection refused")
+        self.meta.extend((woo_id, SALES_ORDER_META_KEY, n) for woo_id, n in numbers.items())
+        return {}

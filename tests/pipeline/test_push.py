@@ -24,11 +24,12 @@ from tests.erp.pipeline_helpers import (
 from tests.erp.sandbox_fixtures import make_settings, make_target, settle
 from woo2d365.errors import DynamicsAuthenticationError, DynamicsUnreachable, ExitCode
 from woo2d365.model import OrderState
-from woo2d365.pipeline.push import SALES_ORDER_META_KEY, PushResult, push
+from woo2d365.pipeline.push import WORKERS_PER_SLOT, PushResult, push
 from woo2d365.pipeline.validate import validate
 from woo2d365.sandbox.businesscentral import BusinessCentralEmulator
 from woo2d365.sandbox.shop_data import product_by_sku, unmapped_product
 from woo2d365.settings import Settings
+from woo2d365.shop.client import SALES_ORDER_META_KEY
 from woo2d365.store.base import StateStore
 
 WIDGET = product_by_sku("WIDGET-001")
@@ -328,7 +329,9 @@ def test_an_outage_during_the_run_stops_claiming_and_loses_nothing(
     assert result.failed == {}  # an outage never fails an order, whatever max_attempts says
     assert all(state_of(sqlite_store, woo_id) is OrderState.READY for woo_id in ids)
     attempts = [sqlite_store.get_order(woo_id).attempts for woo_id in ids]  # type: ignore[union-attr]
-    assert sum(attempts) <= 2  # only the orders already in flight were claimed
+    # Only the orders of the busy workers were claimed (in flight or waiting for a request slot,
+    # WORKERS_PER_SLOT per slot); no more once the outage was seen.
+    assert sum(attempts) <= 2 * WORKERS_PER_SLOT < len(ids)
 
 
 def test_refused_credentials_stop_the_run_and_put_the_order_back(

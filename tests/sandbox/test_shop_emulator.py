@@ -616,6 +616,61 @@ def test_meta_put_replaces_an_existing_key_and_adds_new_ones(make_shop: ShopFact
     assert shop.orders[14]["meta_data"] == response.json()["meta_data"]
 
 
+def test_batch_updates_each_order_and_reports_a_failed_item_inside_a_200(
+    make_shop: ShopFactory,
+) -> None:
+    shop = make_shop()
+    shop.add_order(sample_order(14))
+    shop.add_order(sample_order(15))
+    body = {
+        "update": [
+            {"id": 14, "meta_data": [{"key": "_d365_sales_order_id", "value": "SO-14"}]},
+            {"id": 77, "meta_data": [{"key": "_d365_sales_order_id", "value": "SO-77"}]},
+            {"id": 15, "meta_data": [{"key": "_d365_sales_order_id", "value": "SO-15"}]},
+        ]
+    }
+    response = call(shop, "POST", f"{API}/orders/batch", json=body)
+    assert response.status_code == 200
+    answer = response.json()
+    assert list(answer) == ["update"]
+    first, missing, last = answer["update"]
+    assert first["id"] == 14 and first["number"] == "14"
+    assert missing == {
+        "id": 77,
+        "error": {
+            "code": "woocommerce_rest_shop_order_invalid_id",
+            "message": "Invalid ID.",
+            "data": {"status": 400},
+        },
+    }
+    assert last["id"] == 15
+    for order_id in (14, 15):
+        meta = {m["key"]: m["value"] for m in shop.orders[order_id]["meta_data"]}
+        assert meta["_d365_sales_order_id"] == f"SO-{order_id}"
+
+
+def test_batch_of_more_than_100_items_is_refused_with_413(make_shop: ShopFactory) -> None:
+    shop = make_shop()
+    shop.add_order(sample_order(14))
+    body = {"update": [{"id": 14, "meta_data": []}] * 100, "delete": [14]}
+    response = call(shop, "POST", f"{API}/orders/batch", json=body)
+    assert response.status_code == 413
+    assert response.json() == {
+        "code": "woocommerce_rest_request_entity_too_large",
+        "message": "Unable to accept more than 100 items for this request.",
+        "data": {"status": 413},
+    }
+    ok = call(shop, "POST", f"{API}/orders/batch", json={"update": body["update"]})
+    assert ok.status_code == 200 and len(ok.json()["update"]) == 100
+
+
+def test_batch_needs_an_authenticated_key(make_shop: ShopFactory) -> None:
+    shop = make_shop()
+    response = call(shop, "POST", f"{API}/orders/batch", auth=None, json={"update": []})
+    assert response.status_code == 401
+    assert response.json()["code"] == "woocommerce_rest_cannot_batch"
+
+
 @pytest.mark.parametrize(("hpos", "bumped"), [(True, True), (False, False)])
 def test_meta_only_put_bumps_date_modified_with_hpos_but_not_with_cpt(
     make_shop: ShopFactory, hpos: bool, bumped: bool

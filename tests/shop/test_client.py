@@ -201,6 +201,50 @@ def test_paging_reads_every_page_once_in_id_order(shop: ShopEmulator) -> None:
     assert client.request_count == 36 == len(list_requests(shop))
 
 
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_pages_after_the_first_are_fetched_at_once_up_to_max_concurrency(
+    shop: ShopEmulator, concurrency: int
+) -> None:
+    shop.add_orders(order(i) for i in range(1, 61))
+    shop.latency = 0.05
+    client = woo_client(shop, max_concurrency=concurrency)
+    pages = list(client.iter_orders_modified_after(None, page_size=5))
+    assert [p.page for p in pages] == list(range(1, 13))  # still yielded in order
+    assert [o["id"] for p in pages for o in p.orders] == list(range(1, 61))
+    assert shop.max_in_flight == concurrency
+
+
+def test_pages_announced_while_paging_are_read_too(shop: ShopEmulator) -> None:
+    shop.add_orders(order(i) for i in range(1, 11))
+    added = False
+
+    def grow(page: int) -> None:
+        nonlocal added
+        if page == 2 and not added:  # page 1 said 2 pages; five more orders make 3
+            added = True
+            shop.add_orders(order(i) for i in range(11, 16))
+
+    shop.on_list_page = grow
+    pages = list(woo_client(shop, max_concurrency=2).iter_orders_modified_after(None, page_size=5))
+    assert [o["id"] for p in pages for o in p.orders] == list(range(1, 16))
+
+
+def test_pages_that_vanish_while_paging_come_back_empty(shop: ShopEmulator) -> None:
+    shop.add_orders(order(i) for i in range(1, 21))
+    removed = False
+
+    def shrink(page: int) -> None:
+        nonlocal removed
+        if page > 1 and not removed:  # page 1 said 4 pages; with 5 deleted there are 3
+            removed = True
+            for i in range(16, 21):
+                shop.orders.pop(i)
+
+    shop.on_list_page = shrink
+    pages = list(woo_client(shop, max_concurrency=4).iter_orders_modified_after(None, page_size=5))
+    assert [o["id"] for p in pages for o in p.orders] == list(range(1, 16))
+
+
 def test_listing_follows_the_recipe_query(shop: ShopEmulator) -> None:
     after = datetime(2026, 11, 22, 6, 16, 56, 750000, tzinfo=UTC)
     ids(woo_client(shop), after)
@@ -364,6 +408,38 @@ def test_tls_verification_is_on(shop: ShopEmulator, monkeypatch: pytest.MonkeyPa
 
 
 # -- writing back -----------------------------------------------------------------------------
+
+
+def test_meta_for_many_orders_goes_in_batches_of_100_and_refusals_are_reported(
+    shop: ShopEmulator,
+) -> None:
+    shop.add_orders(order(i) for i in range(1, 151))
+    numbers = {i: f"SO-{i}" for i in range(1, 151)}
+    numbers[999] = "SO-999"  # not in the shop
+    refused = woo_client(shop).set_sales_order_numbers(numbers)
+    assert list(refused) == [999] and "Invalid ID" in refused[999]
+    batches = [r for r in shop.requests if r.path.endswith("/orders/batch")]
+    assert [(r.method, len(r.json["update"])) for r in batches] == [("POST", 100), ("POST", 51)]
+    for i in (1, 100, 150):
+        meta = {m["key"]: m["value"] for m in shop.get_order(i)["meta_data"]}
+        assert meta[SALES_ORDER_META_KEY] == f"SO-{i}"
+
+
+def test_a_shop_with_a_lower_batch_limit_gets_smaller_batches(shop: ShopEmulator) -> None:
+    shop.batch_limit = 30  # a shop that filters woocommerce_rest_batch_items_limit
+    shop.add_orders(order(i) for i in range(1, 81))
+    refused = woo_client(shop).set_sales_order_numbers({i: f"SO-{i}" for i in range(1, 81)})
+    assert refused == {}
+    answered = [
+        len(r.json["update"])
+        for r in shop.requests
+        if r.path.endswith("/batch") and r.status == 200
+    ]
+    assert answered == [20, 20, 20, 20]  # 80 → 413, 40 → 413, then 20 at a time
+    refused_sizes = [len(r.json["update"]) for r in shop.requests if r.status == 413]
+    assert refused_sizes == [80, 40]  # the smaller size is kept, not found again per batch
+    meta = {m["key"]: m["value"] for m in shop.get_order(80)["meta_data"]}
+    assert meta[SALES_ORDER_META_KEY] == "SO-80"
 
 
 def test_write_back_sets_meta_and_one_private_note_even_when_repeated(shop: ShopEmulator) -> None:

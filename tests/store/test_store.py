@@ -296,3 +296,25 @@ def test_the_lock_holder_is_known_until_the_lease_is_released(store: SqlStore) -
     assert store.lock_holder("sync") == "host:42"
     store.release_lock("sync", "host:42")
     assert store.lock_holder("sync") is None
+
+
+def test_a_batch_commits_its_writes_together_or_not_at_all(state_url: str) -> None:
+    writer, reader = open_store(state_url), open_store(state_url)
+    try:
+        with writer.batch():
+            writer.save_pulled_order(pulled(1))
+            writer.add_event("pull", "pulled", woo_id=1)
+            with writer.batch():  # nested: part of the same transaction
+                writer.save_pulled_order(pulled(2))
+        assert reader.get_order(1) is not None and reader.get_order(2) is not None
+        assert [e.message for e in reader.events(1)] == ["pulled"]
+
+        with pytest.raises(RuntimeError), writer.batch():
+            writer.save_pulled_order(pulled(3))
+            writer.set_state(1, OrderState.HELD, reason="x")
+            raise RuntimeError("the block fails")
+        assert reader.get_order(3) is None  # rolled back, all of it
+        assert reader.get_order(1).state is OrderState.NEW  # type: ignore[union-attr]
+    finally:
+        writer.close()
+        reader.close()

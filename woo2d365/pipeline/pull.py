@@ -146,10 +146,11 @@ def _pull_window(
     for page in shop.iter_orders_modified_after(start):
         result.pages += 1
         last_server_date = page.server_date or last_server_date
-        for raw in page.orders:
-            modified = _take(ctx, raw, result, explicit=False)
-            if modified is not None and (newest is None or modified > newest):
-                newest = modified
+        with ctx.store.batch():  # one commit per page
+            for raw in page.orders:
+                modified = _take(ctx, raw, result, explicit=False)
+                if modified is not None and (newest is None or modified > newest):
+                    newest = modified
     # Only now, with every page read, may the cursor move; and only forward. A modification
     # time ahead of the shop's own clock (a plugin's bogus date) must not carry it past "now".
     candidate = newest if newest is not None else last_server_date

@@ -5,7 +5,7 @@
    found → back to ``ready``. Nothing is sent for them in this step. A claim of a process of this
    host that has ended (killed) is looked up at once: found → ``pushed``; not found, it waits
    for the timeout, as Dynamics may still finish a create the process sent before it died.
-2. Write-backs that failed before are tried again.
+2. Write-backs that failed before are tried again, beside the pushes (``write_back.py``).
 3. The customers of the ready orders that the store does not know are looked up in batches
    (one request for many e-mail addresses), so a new customer costs only its create.
 4. Every ``ready`` order is claimed (``ready`` → ``pushing``, one attempt counted; a claim that
@@ -19,9 +19,10 @@
    * no answer (timeout, dropped connection) → stays ``pushing`` for step 1 of a later run.
 
    Up to ``dynamics.max_concurrency`` orders are pushed at once. When Dynamics cannot be reached no
-   further orders are claimed and :attr:`PushResult.unreachable` says why. The write-back of a
-   created order runs in its own pool (as many at once), so Dynamics' slots never wait for the
-   shop; after a failed write-back the others wait for the next run.
+   further orders are claimed and :attr:`PushResult.unreachable` says why. Twice as many worker
+   threads as request slots keep every slot busy while the others do their local work. The
+   write-back of a created order runs in its own pool (:mod:`woo2d365.pipeline.write_back`), so
+   Dynamics' slots never wait for the shop.
 
 ``dry_run=True`` reads Dynamics (customer and in-doubt lookups) but creates nothing and writes
 nothing to the state store; it returns the exact request bodies of the ``ready`` orders and of the
@@ -34,11 +35,11 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from woo2d365.erp.base import CreatedDocument, DocumentInDoubt, ErpTarget, ItemLookup
 from woo2d365.errors import (
@@ -47,25 +48,18 @@ from woo2d365.errors import (
     DynamicsUnreachable,
     ExitCode,
     OrderDataError,
-    RemoteError,
 )
 from woo2d365.model import Order, OrderState
 from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.validate import problems_of, refresh_item_mirror
+from woo2d365.pipeline.write_back import ShopWriter, WriteBacks
 from woo2d365.shop.mapping import decode_text, order_from_shop
 from woo2d365.store.base import OrderRecord
 
 STEP = "push"
-WRITE_BACK_STEP = "write-back"
-SALES_ORDER_META_KEY = "_woo2d365_sales_order"
+WORKERS_PER_SLOT = 2  # worker threads per Dynamics request slot
 
-
-class ShopWriter(Protocol):
-    """Where push records the Dynamics document on the shop order (write-back)."""
-
-    def write_back(self, woo_id: int, sales_order_number: str, *, again: bool = True) -> Any:
-        """Note and meta on the shop order; ``again`` when an earlier attempt may have landed."""
-        ...
+__all__ = ["PushResult", "ShopWriter", "push"]
 
 
 @dataclass(frozen=True)
@@ -139,10 +133,7 @@ class _Run:
         self.fatal: BaseException | None = None
         self.tolerance = Decimal(str(ctx.settings.orders.total_tolerance))
         self.items: ItemLookup | None = None  # a dry run's unsaved item mirror
-        # Write-backs run beside the pushes, so a Dynamics slot never waits for the shop.
-        self.write_backs: ThreadPoolExecutor | None = None
-        self.write_back_futures: list[Future[None]] = []
-        self.shop_down = threading.Event()  # a write-back failed: the rest waits for next run
+        self.write_backs: WriteBacks | None = None
 
     def record(self, bucket: dict[int, str], woo_id: int, text: str) -> None:
         with self.lock:
@@ -183,36 +174,43 @@ def push(
         run.items = refresh.items if refresh else None
     _resolve_in_doubt(run, dry_run=dry_run)
     if not dry_run and run.writer is not None and not run.stop.is_set():
-        _retry_write_backs(run)
-    # A dry run also shows orders validate has not seen yet (sync --dry-run writes no states).
-    states = [OrderState.READY, OrderState.NEW] if dry_run else [OrderState.READY]
-    ids = _candidate_ids(ctx, states, order_ids, limit)
-    work = _dry_run_one if dry_run else _push_one
-    if ids and not run.stop.is_set():
-        _prefetch_customers(run, ids, dry_run=dry_run)
-    if ids and not run.stop.is_set():
-        workers = max(1, min(ctx.settings.dynamics.max_concurrency, len(ids)))
-        if run.writer is not None and not dry_run:
-            # As many shop requests at once as before, when each push wrote back itself.
-            run.write_backs = ThreadPoolExecutor(
-                max_workers=workers, thread_name_prefix="write-back"
-            )
-        try:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool:
-                futures = [pool.submit(_guarded, run, work, woo_id) for woo_id in ids]
-                for future in futures:
-                    future.result()
-        finally:
-            if run.write_backs is not None:
-                run.write_backs.shutdown(wait=True)
-                for write_back in run.write_back_futures:
-                    write_back.result()
-    if dry_run:
-        position = {woo_id: index for index, woo_id in enumerate(ids)}
-        run.result.documents.sort(key=lambda document: position[document.woo_id])
+        run.write_backs = WriteBacks(
+            ctx, run.writer, workers=ctx.settings.woocommerce.max_concurrency, on_fatal=run.halt
+        )
+    try:
+        if run.write_backs is not None:
+            _retry_write_backs(run, run.write_backs)
+        _push_all(run, order_ids, limit)
+    finally:
+        if run.write_backs is not None:
+            run.write_backs.close()
+            run.result.written_back = list(run.write_backs.written_back)
+            run.result.write_back_failed = dict(run.write_backs.failed)
     if run.fatal is not None:
         raise run.fatal
     return run.result
+
+
+def _push_all(run: _Run, order_ids: list[int] | None, limit: int | None) -> None:
+    """Claim and send the candidate orders, or (dry run) build their payloads."""
+    ctx, dry_run = run.ctx, run.result.dry_run
+    # A dry run also shows orders validate has not seen yet (sync --dry-run writes no states).
+    states = [OrderState.READY, OrderState.NEW] if dry_run else [OrderState.READY]
+    ids = _candidate_ids(ctx, states, order_ids, limit)
+    if not ids or run.stop.is_set():
+        return
+    _prefetch_customers(run, ids, dry_run=dry_run)
+    if run.stop.is_set():
+        return
+    work = _dry_run_one if dry_run else _push_one
+    workers = max(1, min(ctx.settings.dynamics.max_concurrency * WORKERS_PER_SLOT, len(ids)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool:
+        futures = [pool.submit(_guarded, run, work, woo_id) for woo_id in ids]
+        for future in futures:
+            future.result()
+    if dry_run:
+        position = {woo_id: index for index, woo_id in enumerate(ids)}
+        run.result.documents.sort(key=lambda document: position[document.woo_id])
 
 
 def _candidate_ids(
@@ -411,35 +409,14 @@ def _settle_in_doubt(
 # -- step 2: write-back ------------------------------------------------------------------------
 
 
-def _retry_write_backs(run: _Run) -> None:
+def _retry_write_backs(run: _Run, write_backs: WriteBacks) -> None:
+    """Hand the orders whose write-back is unfinished to the write-back pool once more."""
     store = run.ctx.store
     for woo_id in store.write_back_pending_ids():
         record = store.get_order(woo_id)
         if record is None or record.state is not OrderState.PUSHED or not record.d365_number:
             continue
-        if not _write_back(run, woo_id, record.d365_number, again=True):
-            break  # the shop is probably down; the rest waits for the next run
-
-
-def _write_back(run: _Run, woo_id: int, d365_number: str, *, again: bool = False) -> bool:
-    """Note and meta on the shop order; a failure is logged and retried next run."""
-    if run.writer is None:
-        return False
-    try:
-        run.writer.write_back(woo_id, d365_number, again=again)
-    except (RemoteError, OSError) as exc:
-        run.record(run.result.write_back_failed, woo_id, str(exc))
-        run.ctx.event(
-            WRITE_BACK_STEP,
-            f"write-back to the shop failed ({exc}); tried again next run",
-            level="warning",
-            woo_id=woo_id,
-        )
-        return False
-    run.ctx.store.set_write_back_done(woo_id)
-    with run.lock:
-        run.result.written_back.append(woo_id)
-    return True
+        write_backs.add(woo_id, record.d365_number, again=True)
 
 
 # -- step 3: push ------------------------------------------------------------------------------
@@ -543,25 +520,8 @@ def _push_one(run: _Run, woo_id: int) -> None:
         woo_id=woo_id,
     )
     _compare_totals(run, order, created)
-    if run.writer is None or run.shop_down.is_set():
-        return
-    if run.write_backs is None:
-        _write_back(run, woo_id, created.number)
-        return
-    future = run.write_backs.submit(_guarded_write_back, run, woo_id, created.number)
-    with run.lock:
-        run.write_back_futures.append(future)
-
-
-def _guarded_write_back(run: _Run, woo_id: int, d365_number: str) -> None:
-    """One write-back in the write-back pool; after a failure the rest wait for the next run."""
-    if run.shop_down.is_set():
-        return
-    try:
-        if not _write_back(run, woo_id, d365_number):
-            run.shop_down.set()
-    except Exception as exc:  # a store error: stops the run, raised at its end
-        run.halt(exc)
+    if run.write_backs is not None:
+        run.write_backs.add(woo_id, created.number)
 
 
 def _settle(

@@ -23,6 +23,7 @@ from woo2d365.shop.mapping import order_from_shop
 from woo2d365.store.base import CachedItem, OrderRecord, StateStore
 
 STEP = "validate"
+CHUNK = 200  # orders read and decided per store transaction
 ITEM_NUMBER_LENGTH = 20  # Business Central item No. is Code[20]
 VALIDATED_STATES = [OrderState.NEW, OrderState.HELD]
 
@@ -176,13 +177,21 @@ def validate(
     if refresh_items:
         result.item_refresh = refresh_item_mirror(ctx, erp, result.warnings, dry_run=dry_run)
         items = result.item_refresh.items if result.item_refresh else None
-    records = store.list_orders(states=VALIDATED_STATES, with_raw=True, woo_ids=order_ids)
+    if order_ids is None:
+        ids = sorted({i for state in VALIDATED_STATES for i in store.order_ids_in_state(state)})
+    else:
+        ids = sorted(set(order_ids))
     taken = {status.strip().lower() for status in ctx.settings.woocommerce.statuses}
-    for record in sorted(records, key=lambda r: r.woo_id):
-        if record.shop_status.strip().lower() not in taken:
-            result.not_taken.append(record.woo_id)
-            continue
-        _validate_one(ctx, erp, record, result, items=items, dry_run=dry_run)
+    # A chunk at a time: bounded memory, and one commit per chunk instead of a few per order.
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        records = store.list_orders(states=VALIDATED_STATES, with_raw=True, woo_ids=chunk)
+        with store.batch():
+            for record in sorted(records, key=lambda r: r.woo_id):
+                if record.shop_status.strip().lower() not in taken:
+                    result.not_taken.append(record.woo_id)
+                    continue
+                _validate_one(ctx, erp, record, result, items=items, dry_run=dry_run)
     return result
 
 

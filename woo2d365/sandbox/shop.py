@@ -16,7 +16,8 @@ behaves like the live shop described in ``reference/woocommerce.md``:
   combined with ``dates_are_gmt=true``), strict ``>``/``<`` to the second, ``X-WP-Total``,
   ``X-WP-TotalPages`` and a ``Link`` header with ``prev``/``next`` only that repeats the query
   (credentials in the query string included, as WordPress does).
-* ``GET/PUT/POST/PATCH/DELETE /orders/{id}``, order notes, ``/system_status`` (small; see
+* ``GET/PUT/POST/PATCH/DELETE /orders/{id}``, ``POST /orders/batch`` (updates; at most 100
+  items, per-item errors inside a 200 answer), order notes, ``/system_status`` (small; see
   :meth:`ShopEmulator._system_status`) and the ``/wp-json/`` index (site ``timezone_string`` and
   ``gmt_offset``), plus ``?rest_route=`` for shops without pretty permalinks.
 * Faults for tests: :meth:`ShopEmulator.fail_next` (JSON or CDN-style HTML error pages with
@@ -44,7 +45,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -94,6 +95,7 @@ _LINE_MONEY: dict[str, tuple[str, ...]] = {
     "coupon_lines": ("discount", "discount_tax"),
     "refunds": ("total",),
 }
+BATCH_LIMIT = 100  # the woocommerce_rest_batch_items_limit default
 _UNSUPPORTED_WRITES = ("line_items", "shipping_lines", "fee_lines", "coupon_lines")
 # rest_parse_date() in wp-includes/rest-api.php
 _DATE_RE = re.compile(
@@ -261,6 +263,30 @@ def _wp_list(value: Any) -> list[str]:
     if value is None:
         return []
     return [part for part in re.split(r"[\s,]+", str(value)) if part]
+
+
+def _refuse_invalid_json(req: _Request) -> None:
+    """WordPress's answer to a body that is not JSON."""
+    if req.json_error is not None:
+        raise ApiError(
+            400,
+            "rest_invalid_json",
+            "Invalid JSON body passed.",
+            json_error_code=4,
+            json_error_message=req.json_error,
+        )
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A batch list as PHP sees it: a JSON object's values, a list, or nothing."""
+    if isinstance(value, dict):
+        return list(value.values())
+    return value if isinstance(value, list) else []
+
+
+def _item_error(error: ApiError) -> dict[str, Any]:
+    """A failed batch item's ``error`` member."""
+    return {"code": error.code, "message": error.message, "data": {"status": error.status}}
 
 
 def _is_integer(value: Any) -> bool:
@@ -460,6 +486,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         emulator = self.server.emulator
+        with emulator.in_flight():
+            self._answer(emulator)
+
+    def _answer(self, emulator: ShopEmulator) -> None:
         try:
             body = self._read_body()
         except (ValueError, OSError):
@@ -633,6 +663,9 @@ class ShopEmulator:
         self.price_decimals = price_decimals
         self.site_name = site_name
         self.latency: float = 0.0
+        self.batch_limit = BATCH_LIMIT  # a shop may lower it (woocommerce_rest_batch_items_limit)
+        self.max_in_flight = 0  # the most requests served at once
+        self._in_flight = 0
         self.on_list_page: Callable[[int], None] | None = None
         self.orders: dict[int, dict[str, Any]] = {}
         self.notes: dict[int, list[dict[str, Any]]] = {}
@@ -782,10 +815,23 @@ class ShopEmulator:
             self.notes.setdefault(order_id, []).append(entry)
             return entry
 
+    @contextlib.contextmanager
+    def in_flight(self) -> Iterator[None]:
+        """Count a request being served (for :attr:`max_in_flight`)."""
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
     def reset_requests(self) -> None:
-        """Forget the recorded requests."""
+        """Forget the recorded requests (and the most seen at once)."""
         with self._lock:
             self.requests.clear()
+            self.max_in_flight = 0
 
     def fail_next(
         self,
@@ -1082,6 +1128,14 @@ class ShopEmulator:
             (r"/", {"GET": self._index}),
             (r"/wc/v3/orders", {"GET": self._list_orders, "POST": self._create_order}),
             (
+                r"/wc/v3/orders/batch",
+                {
+                    "POST": self._batch_orders,
+                    "PUT": self._batch_orders,
+                    "PATCH": self._batch_orders,
+                },
+            ),
+            (
                 r"/wc/v3/orders/(\d+)",
                 {
                     "GET": self._get_order,
@@ -1332,14 +1386,7 @@ class ShopEmulator:
 
     def _update_order(self, req: _Request, authenticated: bool, order_id: int) -> _Response:
         invalid = _Invalid()
-        if req.json_error is not None:
-            raise ApiError(
-                400,
-                "rest_invalid_json",
-                "Invalid JSON body passed.",
-                json_error_code=4,
-                json_error_message=req.json_error,
-            )
+        _refuse_invalid_json(req)
         options = self._output_options(req, invalid)
         status = invalid.enum(req, "status", "", ORDER_STATUSES) if req.has("status") else None
         meta = req.param("meta_data")
@@ -1405,6 +1452,62 @@ class ShopEmulator:
             if self.hpos or post_changed:
                 self._bump(order)
             return _json_response(200, self._present(order, *options))
+
+    def _batch_orders(self, req: _Request, authenticated: bool) -> _Response:
+        """``WC_REST_Controller::batch_items``: each update runs as its own ``PUT``; a failed item
+        is ``{"id", "error": {"code", "message", "data"}}`` inside a 200 answer."""
+        _refuse_invalid_json(req)
+        if not authenticated:
+            raise ApiError(
+                401,
+                "woocommerce_rest_cannot_batch",
+                "Sorry, you are not allowed to batch manipulate this resource.",
+            )
+        batches = {name: req.param(name) for name in ("create", "update", "delete")}
+        batches = {name: value for name, value in batches.items() if value}
+        total = sum(len(value) for value in batches.values() if isinstance(value, list | dict))
+        if total > self.batch_limit:
+            raise ApiError(
+                413,
+                "woocommerce_rest_request_entity_too_large",
+                f"Unable to accept more than {self.batch_limit} items for this request.",
+            )
+        answer: dict[str, list[Any]] = {}
+        for _item in _as_list(batches.get("create")):
+            error = ApiError(501, "sandbox_not_implemented", "The shop emulator does not create.")
+            answer.setdefault("create", []).append({"id": 0, "error": _item_error(error)})
+        for item in _as_list(batches.get("update")):
+            fields = item if isinstance(item, dict) else {}
+            order_id = fields.get("id")
+            sub = _Request(
+                raw_method="PUT",
+                method="PUT",
+                raw_path=req.raw_path,
+                route=req.route,
+                query_pairs=[],
+                query={},
+                form={},
+                json_body=fields,
+                json_error=None,
+                headers=req.headers,
+                body=b"",
+                https=req.https,
+            )
+            try:
+                number = int(Decimal(str(order_id).strip())) if _is_integer(order_id) else 0
+                done = self._update_order(sub, authenticated, number)
+            except ApiError as refused:
+                answer.setdefault("update", []).append(
+                    {"id": order_id, "error": _item_error(refused)}
+                )
+                continue
+            answer.setdefault("update", []).append(json.loads(done.body))
+        for order_id in _as_list(batches.get("delete")):
+            unsupported = ApiError(501, "sandbox_not_implemented", "The emulator does not delete.")
+            answer.setdefault("delete", []).append(
+                {"id": order_id, "error": _item_error(unsupported)}
+            )
+        return _json_response(200, answer)
 
     def _update_meta(self, order: dict[str, Any], entry: dict[str, Any]) -> None:
         """``WC_Data::update_meta_data(key, value, id)``: by id, else the first row with the key
@@ -1518,14 +1621,7 @@ class ShopEmulator:
             return _json_response(200, [self._present_note(order_id, n) for n in ordered])
 
     def _create_note(self, req: _Request, authenticated: bool, order_id: int) -> _Response:
-        if req.json_error is not None:
-            raise ApiError(
-                400,
-                "rest_invalid_json",
-                "Invalid JSON body passed.",
-                json_error_code=4,
-                json_error_message=req.json_error,
-            )
+        _refuse_invalid_json(req)
         if not req.has("note"):
             raise ApiError(
                 400, "rest_missing_callback_param", "Missing parameter(s): note", params=["note"]

@@ -18,8 +18,11 @@ from __future__ import annotations
 import json
 import random
 import re
+import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -54,6 +57,7 @@ RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 # Answers a proxy or CDN gives before WordPress saw the request: safe to repeat even a create.
 _NOT_RECEIVED_STATUSES = frozenset({429, 503})
 MAX_PAGE_SIZE = 100
+BATCH_LIMIT = 100  # items per POST /orders/batch (woocommerce_rest_batch_items_limit)
 
 SALES_ORDER_META_KEY = OWN_META_PREFIX + "sales_order"
 """Order meta key holding the Dynamics sales order number after write-back."""
@@ -140,6 +144,8 @@ class WooClient:
         self._sleep = sleep
         self._timeout = settings.timeout_seconds
         self.request_count = 0  # HTTP requests sent, retries included
+        self._count_lock = threading.Lock()
+        self._batch_size = BATCH_LIMIT  # smaller once the shop answers 413
         self._secrets = _secret_forms(self._key, self._secret)
         self._session = session or TrustingSession()
         self._session.headers["User-Agent"] = USER_AGENT
@@ -183,8 +189,11 @@ class WooClient:
 
         Follows ``reference/woocommerce.md`` §3.2: naive UTC with ``dates_are_gmt=true``,
         ``orderby=id&order=asc`` so orders that change meanwhile are appended rather than shifting
-        pages, and pages are read until ``X-WP-TotalPages`` (re-read on every page). ``after=None``
-        lists every order.
+        pages, and pages are read until ``X-WP-TotalPages`` (the largest any page announced, so
+        orders appended while paging are read too). ``after=None`` lists every order.
+
+        Once the first page has told how many there are, up to ``woocommerce.max_concurrency``
+        pages are fetched at once; they are still yielded in order.
         """
         size = self.settings.page_size if page_size is None else page_size
         if not 1 <= size <= MAX_PAGE_SIZE:
@@ -197,26 +206,44 @@ class WooClient:
         }
         if after is not None:
             params["modified_after"] = naive_utc(after)
-        page = 1
-        while True:
-            response, body = self._request("GET", "/orders", params={**params, "page": page})
-            if not isinstance(body, list):
-                raise ShopError(f"WooCommerce answered GET /orders with {_kind(body)}, not a list")
-            total = _int_header(response, "X-WP-Total")
-            total_pages = _int_header(response, "X-WP-TotalPages")
-            if total_pages is None:  # a proxy dropped the header: read until a short page
-                total_pages = page + 1 if len(body) >= size else page
-            orders = [order for order in body if isinstance(order, dict)]
-            yield OrdersPage(
-                orders=orders,
-                page=page,
-                total_pages=total_pages,
-                total=total if total is not None else len(orders),
-                server_date=server_date(response),
-            )
-            if page >= total_pages:
-                return
-            page += 1
+        first = self._orders_page(params, 1, size)
+        yield first
+        last_page = first.total_pages
+        if last_page <= 1:
+            return
+        workers = max(1, min(self.settings.max_concurrency, last_page - 1))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pull") as pool:
+            ahead: deque[Future[OrdersPage]] = deque()
+            next_page = 2
+            try:
+                while ahead or next_page <= last_page:
+                    while next_page <= last_page and len(ahead) < workers:
+                        ahead.append(pool.submit(self._orders_page, params, next_page, size))
+                        next_page += 1
+                    page = ahead.popleft().result()
+                    last_page = max(last_page, page.total_pages)
+                    yield page
+            finally:
+                for future in ahead:
+                    future.cancel()
+
+    def _orders_page(self, params: dict[str, Any], page: int, size: int) -> OrdersPage:
+        """One page of ``GET /orders`` (WooCommerce answers a page past the end with ``[]``)."""
+        response, body = self._request("GET", "/orders", params={**params, "page": page})
+        if not isinstance(body, list):
+            raise ShopError(f"WooCommerce answered GET /orders with {_kind(body)}, not a list")
+        total = _int_header(response, "X-WP-Total")
+        total_pages = _int_header(response, "X-WP-TotalPages")
+        if total_pages is None:  # a proxy dropped the header: read until a short page
+            total_pages = page + 1 if len(body) >= size else page
+        orders = [order for order in body if isinstance(order, dict)]
+        return OrdersPage(
+            orders=orders,
+            page=page,
+            total_pages=total_pages,
+            total=total if total is not None else len(orders),
+            server_date=server_date(response),
+        )
 
     def get_order(self, order_id: int) -> dict[str, Any]:
         """One order (``GET /orders/{id}``); :class:`ShopError` with status 404 if it is unknown."""
@@ -248,18 +275,53 @@ class WooClient:
             json={"meta_data": [{"key": key, "value": value}]},
         )
 
+    def set_orders_meta(self, key: str, values: Mapping[int, str]) -> dict[int, str]:
+        """Set one meta entry on many orders with ``POST /orders/batch``, 100 orders a request.
+
+        Returns the orders the shop refused, with its message (WooCommerce answers 200 and puts
+        each failed item's error in the list). A shop whose batch limit was lowered (413) gets
+        smaller batches. Setting a meta value is idempotent, so the request is retried as usual.
+        """
+        refused: dict[int, str] = {}
+        entries = list(values.items())
+        done = 0
+        while done < len(entries):
+            chunk = entries[done : done + self._batch_size]
+            body = {
+                "update": [{"id": oid, "meta_data": [{"key": key, "value": v}]} for oid, v in chunk]
+            }
+            try:
+                _, answer = self._request("POST", "/orders/batch", json=body)
+            except ShopError as exc:
+                if exc.status == 413 and len(chunk) > 1:
+                    self._batch_size = max(1, len(chunk) // 2)  # kept for the rest of the run
+                    continue
+                raise
+            refused.update(_batch_refusals(answer, [oid for oid, _ in chunk]))
+            done += len(chunk)
+        return refused
+
+    def set_sales_order_numbers(self, numbers: Mapping[int, str]) -> dict[int, str]:
+        """Record Dynamics sales order numbers in the orders' meta, 100 orders a request."""
+        return self.set_orders_meta(SALES_ORDER_META_KEY, numbers)
+
+    def write_back_note(self, order_id: int, sales_order_number: str, *, again: bool) -> None:
+        """Add the private "created in Dynamics" note, once: with ``again`` (an earlier attempt
+        may have landed) only when the order does not carry it yet."""
+        note = write_back_note(sales_order_number)
+        if again and any(e.get("note") == note for e in self.list_order_notes(order_id)):
+            return
+        self.add_order_note(order_id, note)
+
     def write_back(self, order_id: int, sales_order_number: str, *, again: bool = True) -> None:
-        """Record the Dynamics sales order on the shop order: meta, then a private note, once each.
+        """Record the Dynamics sales order on one shop order: meta, then a private note, once each.
 
         Safe to call again after a failure (``again``): the meta write is idempotent and the note
         is only added when the order does not already carry it. A first attempt skips that
         look-up, saving a request per order.
         """
         self.set_order_meta(order_id, SALES_ORDER_META_KEY, sales_order_number)
-        note = write_back_note(sales_order_number)
-        if again and any(e.get("note") == note for e in self.list_order_notes(order_id)):
-            return
-        self.add_order_note(order_id, note)
+        self.write_back_note(order_id, sales_order_number, again=again)
 
     def check_access(self, *, probe_write: bool = True) -> ShopInfo:
         """Check that the shop answers and accepts the key; discover what can be discovered.
@@ -346,7 +408,8 @@ class WooClient:
     def _send_once(
         self, method: str, path: str, params: dict[str, Any] | None, body: Any, idempotent: bool
     ) -> tuple[requests.Response, Any]:
-        self.request_count += 1
+        with self._count_lock:
+            self.request_count += 1
         try:
             response = self._session.request(
                 method,
@@ -591,6 +654,33 @@ def _secret_forms(*secrets: str) -> list[str]:
         if secret:
             forms.update({secret, quote(secret, safe=""), quote_plus(secret)})
     return sorted(forms, key=len, reverse=True)
+
+
+def _batch_refusals(answer: Any, asked: list[int]) -> dict[int, str]:
+    """The orders of a batch answer that were not updated, with the shop's message."""
+    updated = answer.get("update") if isinstance(answer, dict) else None
+    if not isinstance(updated, list):
+        return dict.fromkeys(asked, f"the shop answered the batch with {_kind(answer)}")
+    refused: dict[int, str] = {}
+    done: set[int] = set()
+    for position, item in enumerate(updated):
+        if not isinstance(item, dict):
+            continue
+        order_id = item.get("id")
+        if not isinstance(order_id, int) or isinstance(order_id, bool):
+            order_id = asked[position] if position < len(asked) else None
+        if order_id is None:
+            continue
+        error = item.get("error")
+        if isinstance(error, dict):
+            code, message = error.get("code") or "error", error.get("message") or ""
+            refused[order_id] = _one_line(f"{message} ({code})" if message else str(code))
+        else:
+            done.add(order_id)
+    for order_id in asked:
+        if order_id not in done and order_id not in refused:
+            refused[order_id] = "the shop's batch answer does not mention this order"
+    return refused
 
 
 def _int_header(response: requests.Response, name: str) -> int | None:

@@ -1,12 +1,13 @@
 """The state store interface: orders, events, runs, SKU map, cursor, run lock and ERP caches.
 
 Both backends (SQLite and MySQL/MariaDB) implement it with the same code and SQL in
-:mod:`woo2d365.store.sql`; only the dialect differs. Every method is one transaction and safe to
-call from several threads of one process.
+:mod:`woo2d365.store.sql`; only the dialect differs. Every method is one transaction (or part of
+the one of an open :meth:`StateStore.batch`) and safe to call from several threads of one process.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -135,6 +136,10 @@ class StateStore(Protocol):
 
     def close(self) -> None:
         """Release the connection."""
+        ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """A block whose store calls share one transaction (committed at its end)."""
         ...
 
     # -- orders ----------------------------------------------------------------------------

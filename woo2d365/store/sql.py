@@ -112,6 +112,7 @@ class SqlStore:
         self.clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.RLock()
         self._conn: Any = None
+        self._shared: Any = None  # the cursor of an open batch(); its owner holds _lock
 
     # -- plumbing --------------------------------------------------------------------------
     def _sql(self, statement: str) -> str:
@@ -128,9 +129,29 @@ class SqlStore:
         return self._conn
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run the block's store calls in one transaction: one commit instead of one per call.
+
+        Other threads wait for the block; an error anywhere rolls the whole block back.
+        """
+        with self._lock:
+            if self._shared is not None:
+                yield  # already inside a batch
+                return
+            with self._tx() as cur:
+                self._shared = cur
+                try:
+                    yield
+                finally:
+                    self._shared = None
+
+    @contextmanager
     def _tx(self) -> Iterator[Any]:
         """One transaction; operational errors become :class:`StoreUnavailable`."""
         with self._lock:
+            if self._shared is not None:
+                yield self._shared  # part of the open batch, committed with it
+                return
             conn = self._connection()
             try:
                 self.dialect.begin(conn)
