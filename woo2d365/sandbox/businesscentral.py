@@ -891,9 +891,8 @@ class BusinessCentralEmulator:
                 )
             self._check_rate(client)
             self._acquire_slot(client)
+            started = time.monotonic()
             try:
-                if self.latency > 0:
-                    time.sleep(self.latency)
                 fault = self._take_fault("fail", method, target)
                 if fault is not None:
                     fault_headers = (
@@ -910,6 +909,11 @@ class BusinessCentralEmulator:
                 ):
                     raise _Dropped
             finally:
+                # The answer leaves ``latency`` after the slot was granted, the emulator's own
+                # processing included (as a service's response time would).
+                remaining = self.latency - (time.monotonic() - started)
+                if remaining > 0:
+                    time.sleep(remaining)
                 self._release_slot(client)
         except _Dropped:
             self._record(method, path, query, 0)

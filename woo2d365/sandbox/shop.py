@@ -490,6 +490,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(emulator)
 
     def _answer(self, emulator: ShopEmulator) -> None:
+        started = time.monotonic()
         try:
             body = self._read_body()
         except (ValueError, OSError):
@@ -508,8 +509,9 @@ class _Handler(BaseHTTPRequestHandler):
                 body,
                 https=self.server.ssl_context is not None,
             )
-        if emulator.latency > 0:
-            time.sleep(emulator.latency)
+        remaining = emulator.latency - (time.monotonic() - started)  # processing included
+        if remaining > 0:
+            time.sleep(remaining)
         if outcome is _DROP:
             self.close_connection = True
             with contextlib.suppress(OSError):
