@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from woo2d365.errors import ShopUnreachable
 from woo2d365.model import OrderState
 from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.pull import CURSOR_KEY, PullResult, pull, read_cursor
-from woo2d365.sandbox.shop import ShopEmulator
+from woo2d365.sandbox.shop import ApiError, ShopEmulator
 from woo2d365.sandbox.shop_data import CATALOGUE, build_order, realistic_orders
 from woo2d365.sandbox.tls import SandboxCA
 from woo2d365.settings import Settings
@@ -256,8 +257,12 @@ def test_the_cursor_stays_when_paging_fails_midway_and_the_next_run_completes(
     shop: ShopEmulator, sqlite_store: SqlStore
 ) -> None:
     shop.add_orders(order(i) for i in range(1, 251))
-    # Once page 2 is served, the shop fails the next two requests: both tries for page 3.
-    shop.on_list_page = lambda page: shop.fail_next(2, status=503) if page == 2 else None
+
+    def fail_page_3(page: int) -> None:  # both tries for page 3 fail; pages may come at once
+        if page == 3:
+            raise ApiError(503, "sandbox_unavailable", "Service Unavailable")
+
+    shop.on_list_page = fail_page_3
     puller = make_puller(shop, sqlite_store, max_tries=2)
     with pytest.raises(ShopUnreachable):
         puller()
@@ -422,10 +427,16 @@ def test_drift_orders_added_and_modified_while_paging_are_all_stored_once_in_the
     taken = {"processing", "completed"}
     injected: list[int] = []
 
+    changing = threading.Lock()  # pages are served at once: one change burst at a time
+
     def churn(page: int) -> None:
         """While pull pages: 10 new and 10 modified orders before each of pages 2 to 6."""
         if not 2 <= page <= 6:
             return
+        with changing:
+            _churn(page)
+
+    def _churn(page: int) -> None:
         for n in range(10):
             clock.advance()
             new_id = 2000 + len(injected)
