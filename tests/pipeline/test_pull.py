@@ -366,7 +366,8 @@ def _push(puller: Puller, woo_id: int) -> None:
     puller.store.mark_pushed(
         woo_id, d365_id="guid-1", d365_number="SO-1001", external_number=f"WC-{woo_id}", now=T0
     )
-    puller.client.write_back(woo_id, "SO-1001")
+    puller.client.write_back_note(woo_id, "SO-1001", again=False)
+    assert puller.client.set_sales_order_numbers({woo_id: "SO-1001"}) == {}
 
 
 def test_our_own_write_back_under_hpos_causes_nothing(puller: Puller, clock: Clock) -> None:

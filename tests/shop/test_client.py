@@ -34,6 +34,7 @@ from woo2d365.shop.client import (
     SALES_ORDER_META_KEY,
     USER_AGENT,
     WooClient,
+    _batch_refusals,
     retry_after_seconds,
     write_back_note,
 )
@@ -89,7 +90,7 @@ def test_oauth1_signs_requests_to_a_plain_http_shop(make_shop: ShopFactory) -> N
     shop.add_orders(order(i) for i in range(1, 4))
     client = woo_client(shop, auth="oauth1")
     assert ids(client, page_size=2) == [1, 2, 3]
-    client.set_order_meta(2, SALES_ORDER_META_KEY, "SO-7")  # a signed PUT with a JSON body
+    assert client.set_sales_order_numbers({2: "SO-7"}) == {}  # a signed POST with a JSON body
     meta = {m["key"]: m["value"] for m in shop.get_order(2)["meta_data"]}
     assert meta[SALES_ORDER_META_KEY] == "SO-7"
 
@@ -167,7 +168,7 @@ def test_a_read_only_key_cannot_write_back_and_the_message_says_so(make_shop: Sh
     client = woo_client(shop)
     assert ids(client) == [1]
     with pytest.raises(ShopAuthenticationError, match="read-only"):
-        client.set_order_meta(1, SALES_ORDER_META_KEY, "SO-1")
+        client.set_sales_order_numbers({1: "SO-1"})
     assert client.check_access().can_write is False
 
 
@@ -442,11 +443,12 @@ def test_a_shop_with_a_lower_batch_limit_gets_smaller_batches(shop: ShopEmulator
     assert meta[SALES_ORDER_META_KEY] == "SO-80"
 
 
-def test_write_back_sets_meta_and_one_private_note_even_when_repeated(shop: ShopEmulator) -> None:
+def test_write_back_sets_meta_and_one_private_note_even_when_retried(shop: ShopEmulator) -> None:
     shop.add_order(order(1))
     client = woo_client(shop)
-    client.write_back(1, "SO-1234")
-    client.write_back(1, "SO-1234")  # a retry after a half-done write-back
+    for again in (False, True):  # the second as a retry after a half-done write-back
+        client.write_back_note(1, "SO-1234", again=again)
+        assert client.set_sales_order_numbers({1: "SO-1234"}) == {}
     meta = {m["key"]: m["value"] for m in shop.get_order(1)["meta_data"]}
     assert meta[SALES_ORDER_META_KEY] == "SO-1234"
     notes = [n for n in shop.notes[1] if n["note"] == write_back_note("SO-1234")]
@@ -486,3 +488,20 @@ def woo_settings_for(url: str, **overrides: Any) -> WooCommerceSettings:
     }
     values.update(overrides)
     return WooCommerceSettings(**values)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"update": [{"id": 1}]},  # order 2 not mentioned
+        {"update": [{"id": 1}, {"id": "2", "error": None}]},  # an id that is not ours
+        {"update": [{"id": 1}, "oops"]},
+    ],
+)
+def test_a_batch_answer_that_does_not_confirm_an_order_counts_as_refused(
+    answer: dict[str, Any],
+) -> None:
+    assert _batch_refusals(answer, [1, 2]) == {
+        2: "the shop's batch answer does not mention this order"
+    }
+    assert set(_batch_refusals([], [1, 2])) == {1, 2}  # not a batch answer at all

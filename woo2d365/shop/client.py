@@ -267,14 +267,6 @@ class WooClient:
             )
         return [note for note in body if isinstance(note, dict)]
 
-    def set_order_meta(self, order_id: int, key: str, value: str) -> dict[str, Any]:
-        """Set one meta entry of an order (``PUT /orders/{id}``); other meta stays as it is."""
-        return self._object(
-            "PUT",
-            f"/orders/{int(order_id)}",
-            json={"meta_data": [{"key": key, "value": value}]},
-        )
-
     def set_orders_meta(self, key: str, values: Mapping[int, str]) -> dict[int, str]:
         """Set one meta entry on many orders with ``POST /orders/batch``, 100 orders a request.
 
@@ -312,16 +304,6 @@ class WooClient:
         if again and any(e.get("note") == note for e in self.list_order_notes(order_id)):
             return
         self.add_order_note(order_id, note)
-
-    def write_back(self, order_id: int, sales_order_number: str, *, again: bool = True) -> None:
-        """Record the Dynamics sales order on one shop order: meta, then a private note, once each.
-
-        Safe to call again after a failure (``again``): the meta write is idempotent and the note
-        is only added when the order does not already carry it. A first attempt skips that
-        look-up, saving a request per order.
-        """
-        self.set_order_meta(order_id, SALES_ORDER_META_KEY, sales_order_number)
-        self.write_back_note(order_id, sales_order_number, again=again)
 
     def check_access(self, *, probe_write: bool = True) -> ShopInfo:
         """Check that the shop answers and accepts the key; discover what can be discovered.
@@ -663,14 +645,10 @@ def _batch_refusals(answer: Any, asked: list[int]) -> dict[int, str]:
         return dict.fromkeys(asked, f"the shop answered the batch with {_kind(answer)}")
     refused: dict[int, str] = {}
     done: set[int] = set()
-    for position, item in enumerate(updated):
-        if not isinstance(item, dict):
-            continue
-        order_id = item.get("id")
-        if not isinstance(order_id, int) or isinstance(order_id, bool):
-            order_id = asked[position] if position < len(asked) else None
-        if order_id is None:
-            continue
+    for item in updated:
+        order_id = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(order_id, int) or order_id not in asked:
+            continue  # not ours to judge: an asked order without an item is reported below
         error = item.get("error")
         if isinstance(error, dict):
             code, message = error.get("code") or "error", error.get("message") or ""
