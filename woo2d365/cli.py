@@ -1,7 +1,7 @@
 """The ``woo2d365`` command line: parse, call one function of the core, render, exit code.
 
 Errors of the tool's own hierarchy become one line on stderr and the contract's exit code;
-anything else is an internal error whose traceback is shown only with ``--verbose``.
+anything else is an internal error (a bug): one line, exit 70, the traceback only with ``-v``.
 """
 
 from __future__ import annotations
@@ -93,6 +93,14 @@ def _click_class(name: str) -> type[Exception]:
 _UsageError = _click_class("UsageError")
 
 
+def internal_error_line(exc: BaseException) -> str:
+    """The one stderr line of an unexpected exception (a bug): its type and message, no secret."""
+    message = " ".join(redact(str(exc)).split()) or "(no message)"
+    return (
+        f"woo2d365: internal error: {type(exc).__name__}: {message}; run with -v for the traceback"
+    )
+
+
 class _Woo2D365Group(TyperGroup):
     """Runs the command and turns every failure into one line and an exit code."""
 
@@ -131,14 +139,10 @@ class _Woo2D365Group(TyperGroup):
                 typer.echo(redact(traceback.format_exc()), err=True)
             code = exc.exit_code
         except Exception as exc:
-            typer.echo(
-                f"woo2d365: internal error: {type(exc).__name__}: {redact(str(exc))} "
-                "(run with --verbose for the traceback)",
-                err=True,
-            )
+            typer.echo(internal_error_line(exc), err=True)
             if verbose:
                 typer.echo(redact(traceback.format_exc()), err=True)
-            code = ExitCode.ATTENTION
+            code = ExitCode.INTERNAL
         sys.exit(int(code))
 
 

@@ -16,7 +16,8 @@ class ExitCode(IntEnum):
     ATTENTION = 1  # done, but some orders of this run were held or failed
     USAGE = 2  # usage or configuration error
     UNREACHABLE = 3  # shop, Dynamics or state store could not be reached
-    LOCKED = 4  # another sync holds the run lock
+    LOCKED = 4  # another run holds the run lock
+    INTERNAL = 70  # an unexpected exception: a bug (EX_SOFTWARE of sysexits.h)
     INTERRUPTED = 130
 
 

@@ -288,9 +288,11 @@ class CheckLimits:
 def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> CheckResult:
     """Decide OK / WARNING / CRITICAL from the store (see ``spec/interface.md``).
 
-    WARNING: held or failed orders; the last successful sync older than ``warn_after``; the last
-    sync ended in an error. CRITICAL: the last successful sync older than ``critical_after`` (or
-    none although syncs ran); the shop or Dynamics not reached in the latest run that tried.
+    WARNING: held or failed orders; the last successful sync older than ``warn_after``.
+    CRITICAL: the last sync ended with outcome ``error`` (an internal error: a bug, or a run that
+    lost its lock), which never counts as a successful sync; the last successful sync older than
+    ``critical_after`` (or none although syncs ran); the shop or Dynamics not reached in the
+    latest run that tried.
     """
     from woo2d365.alerts import unreachable_runs
 
@@ -303,10 +305,11 @@ def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> Check
         runs = unreachable_runs(store, system)
         if runs:
             critical.append(f"{name} unreachable in the last {_runs(runs)}")
-    if last is not None and last.outcome == "unreachable" and not critical:
+    if last is not None and last.outcome == "error":
+        ended = iso(last.finished_at or last.started_at)
+        critical.insert(0, f"the last sync (run {last.id} at {ended}) ended with an internal error")
+    elif last is not None and last.outcome == "unreachable" and not critical:
         critical.append(f"the last sync (run {last.id}) could not reach a system")
-    elif last is not None and last.outcome == "error":
-        warning.append(f"the last sync (run {last.id}) ended in an error")
     age: timedelta | None = None
     if last_ok is None:
         if last is None:

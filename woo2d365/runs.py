@@ -6,17 +6,20 @@ pipeline steps these call.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from woo2d365.errors import ExitCode, OrderDataError, UsageError, Woo2D365Error
+from woo2d365.errors import ExitCode, LockHeld, OrderDataError, UsageError
 from woo2d365.model import OrderState
 from woo2d365.pipeline import retry as retry_step
+from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.pull import PullResult, pull, read_cursor
 from woo2d365.pipeline.push import PushResult, push
-from woo2d365.pipeline.sync import SyncResult, sync
+from woo2d365.pipeline.sync import LOCK_NAME, SyncResult, run_lock, sync
 from woo2d365.pipeline.validate import (
     ValidateResult,
     problems_of,
@@ -42,23 +45,13 @@ def parse_since(value: str | None) -> datetime | None:
     return moment.astimezone(UTC)
 
 
-def _outcome(exc: BaseException) -> str:
-    if isinstance(exc, Woo2D365Error) and exc.exit_code == ExitCode.UNREACHABLE:
-        return "unreachable"
-    return "error"
-
-
 def run_pull(
     runtime: Runtime, *, since: datetime | None = None, order_ids: list[int] | None = None
 ) -> PullResult:
     """``pull``: new and changed shop orders into the store."""
     shop = runtime.shop()
     with runtime.recorded_run("pull") as (ctx, record):
-        try:
-            result = pull(ctx, shop, since=since, order_ids=order_ids)
-        except BaseException as exc:
-            record["outcome"] = _outcome(exc)
-            raise
+        result = pull(ctx, shop, since=since, order_ids=order_ids)
         record.update(outcome="ok", counts=result.counts())
     return result
 
@@ -68,11 +61,7 @@ def run_validate(runtime: Runtime, *, order_ids: list[int] | None = None) -> Val
     erp = runtime.erp()
     try:
         with runtime.recorded_run("validate") as (ctx, record):
-            try:
-                result = validate(ctx, erp, order_ids=order_ids)
-            except BaseException as exc:
-                record["outcome"] = _outcome(exc)
-                raise
+            result = validate(ctx, erp, order_ids=order_ids)
             record.update(
                 outcome="attention" if result.needs_attention else "ok",
                 counts={"ready": len(result.ready), "held": len(result.held)},
@@ -89,18 +78,37 @@ def run_push(
     dry_run: bool = False,
     limit: int | None = None,
 ) -> PushResult:
-    """``push``: ready orders into Dynamics (a dry run records nothing)."""
-    erp = runtime.erp()
-    writer = runtime.shop() if runtime.settings.woocommerce.write_back and not dry_run else None
-    try:
-        if dry_run:
+    """``push``: ready orders into Dynamics under the run lock (a dry run records nothing).
+
+    While a ``sync`` or another pusher holds the run lock this raises :class:`LockHeld` before
+    anything is written or sent.
+    """
+    if dry_run:
+        erp = runtime.erp()
+        try:
             return push(runtime.context(), erp, order_ids=order_ids, dry_run=True, limit=limit)
-        with runtime.recorded_run("push") as (ctx, record):
-            try:
-                result = push(ctx, erp, shop_writer=writer, order_ids=order_ids, limit=limit)
-            except BaseException as exc:
-                record["outcome"] = _outcome(exc)
-                raise
+        finally:
+            erp.close()
+    ctx = runtime.context()
+    with _run_lock(ctx, "push") as lost:
+        return _push(runtime, ctx, lost, order_ids=order_ids, limit=limit)
+
+
+def _push(
+    runtime: Runtime,
+    ctx: RunContext,
+    lost: threading.Event,
+    *,
+    order_ids: list[int] | None,
+    limit: int | None,
+) -> PushResult:
+    """The recorded push of ``push`` and ``retry --now``, under the run lock whose loss is
+    ``lost``: a push that lost its lease is an error, never a success."""
+    erp = runtime.erp()
+    try:
+        writer = runtime.shop() if runtime.settings.woocommerce.write_back else None
+        with runtime.recorded_run("push", ctx) as (ctx, record):
+            result = push(ctx, erp, shop_writer=writer, order_ids=order_ids, limit=limit)
             record.update(
                 outcome={0: "ok", 1: "attention", 3: "unreachable"}.get(result.exit_code, "error"),
                 counts={
@@ -109,9 +117,31 @@ def run_push(
                     "in_doubt": len(result.in_doubt),
                 },
             )
+            if lost.is_set():  # the lease was not renewed in time: not a success
+                record["outcome"] = "error"
+                ctx.event("push", "the run lock was lost while this push ran", level="error")
         return result
     finally:
         erp.close()
+
+
+@contextmanager
+def _run_lock(ctx: RunContext, command: str) -> Iterator[threading.Event]:
+    """The run lock of ``sync``, for another command that writes to Dynamics or the shop.
+
+    Refused at once (:class:`LockHeld`, exit 4, nothing written) while a sync or another pusher
+    holds it; yields the event set when the lease is lost.
+    """
+    with ExitStack() as stack:
+        try:
+            lease = stack.enter_context(run_lock(ctx))
+        except LockHeld:
+            holder = ctx.store.lock_holder(LOCK_NAME)
+            by = f" ({holder})" if holder else ""
+            raise LockHeld(
+                f"another run{by} holds the run lock; {command} did nothing, try again later"
+            ) from None
+        yield lease.lost
 
 
 def run_sync(
@@ -149,22 +179,36 @@ def run_retry(
     everything: bool,
     now: bool,
 ) -> RetryOutcome:
-    """``retry``: reset attempts; with ``now``, validate and push those orders at once."""
+    """``retry``: reset attempts; with ``now``, validate and push those orders at once.
+
+    ``--now`` takes the run lock first: while a sync or a pusher holds it, :class:`LockHeld` is
+    raised before any order is reset.
+    """
+    if not now:
+        return _retry(runtime, ids=ids, failed=failed, held=held, everything=everything)
+    ctx = runtime.context()
+    with _run_lock(ctx, "retry --now") as lost:
+        outcome = _retry(runtime, ids=ids, failed=failed, held=held, everything=everything)
+        if outcome.retried:
+            outcome.validated = run_validate(runtime, order_ids=outcome.retried)
+            outcome.pushed = _push(runtime, ctx, lost, order_ids=outcome.retried, limit=None)
+    return outcome
+
+
+def _retry(
+    runtime: Runtime, *, ids: list[int], failed: bool, held: bool, everything: bool
+) -> RetryOutcome:
     store = runtime.store
     wanted = retry_step.select_for_retry(
         store, ids=ids, failed=failed, held=held, everything=everything
     )
-    with runtime.recorded_run("retry") as (_ctx, record):
-        result = retry_step.retry(store, wanted, run_id=_ctx.run_id)
+    with runtime.recorded_run("retry") as (ctx, record):
+        result = retry_step.retry(store, wanted, run_id=ctx.run_id)
         record.update(
             outcome="attention" if result.refused else "ok",
             counts={"retried": len(result.retried), "refused": len(result.refused)},
         )
-    outcome = RetryOutcome(result.retried, result.refused)
-    if now and result.retried:
-        outcome.validated = run_validate(runtime, order_ids=result.retried)
-        outcome.pushed = run_push(runtime, order_ids=result.retried)
-    return outcome
+    return RetryOutcome(result.retried, result.refused)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from woo2d365.erp.base import ErpTarget
+from woo2d365.errors import ExitCode, Woo2D365Error
 from woo2d365.pipeline.context import RunContext, utc_now
 from woo2d365.settings import LoadedSettings
 from woo2d365.shop.client import WooClient
@@ -60,12 +61,37 @@ class Runtime:
         return open_target(self.settings, self.store, clock=self.clock)
 
     @contextmanager
-    def recorded_run(self, command: str) -> Iterator[tuple[RunContext, dict[str, Any]]]:
-        """A run record around one step; the caller fills ``outcome`` and ``counts``."""
-        ctx = self.context()
-        ctx.run_id = self.store.start_run(command, self.clock(), worker=ctx.worker)
+    def recorded_run(
+        self, command: str, ctx: RunContext | None = None
+    ) -> Iterator[tuple[RunContext, dict[str, Any]]]:
+        """A run record around one step; the caller fills ``outcome`` and ``counts``.
+
+        Whatever the caller filled in, a run left by an exception is never recorded as a success:
+        a system out of reach is ``unreachable``, an interruption ``interrupted`` and anything
+        else (a bug, a refused setting) ``error``.
+        """
+        ctx = ctx or self.context()
+        run_id = ctx.run_id = self.store.start_run(command, self.clock(), worker=ctx.worker)
         record: dict[str, Any] = {"outcome": "error", "counts": {}}
         try:
             yield ctx, record
-        finally:
-            self.store.finish_run(ctx.run_id, record["outcome"], record["counts"], self.clock())
+        except BaseException as exc:
+            record["outcome"] = failed_outcome(exc)
+            try:
+                self._finish(run_id, record)
+            except Woo2D365Error as error:  # the first failure is the one to report
+                ctx.log.warning("run %s not closed: %s", run_id, error)
+            raise
+        self._finish(run_id, record)
+
+    def _finish(self, run_id: int, record: dict[str, Any]) -> None:
+        self.store.finish_run(run_id, record["outcome"], record["counts"], self.clock())
+
+
+def failed_outcome(exc: BaseException) -> str:
+    """The run record's outcome for a run ended by ``exc``."""
+    if isinstance(exc, Woo2D365Error) and exc.exit_code == ExitCode.UNREACHABLE:
+        return "unreachable"
+    if not isinstance(exc, Exception):
+        return "interrupted"
+    return "error"
