@@ -223,22 +223,36 @@ def _check_store(report: DoctorReport, settings: Settings) -> None:
     except ConfigError as exc:
         report.add(name, "fail", str(exc), "correct state.url")
         return
+    sqlite_path = getattr(store.dialect, "path", None)
     try:
         where = store.dialect.describe()
-        sqlite_path = getattr(store.dialect, "path", None)
-        if sqlite_path is not None and not Path(sqlite_path).exists():
-            report.add(name, "ok", f"{where} does not exist yet; the first run creates it")
-            return
+        if sqlite_path is not None and sqlite_path != ":memory:":
+            path = Path(sqlite_path)
+            if not path.parent.is_dir():
+                report.add(
+                    name,
+                    "fail",
+                    f"state.url: {where}: the directory {path.parent} does not exist",
+                    f"correct state.url, or create the directory (mkdir -p {path.parent}) and "
+                    "let the service user write to it",
+                )
+                return
+            if not path.exists():
+                report.add(name, "ok", f"{where} does not exist yet; the first run creates it")
+                return
         version = store.schema_version()
     except ConfigError as exc:
         report.add(name, "fail", str(exc), "correct the user, password or database in state.url")
         return
     except Woo2D365Error as exc:
+        report.add(name, "fail", str(exc), _store_fix(sqlite_path))
+        return
+    except Exception as exc:  # doctor reports, it never crashes
         report.add(
             name,
             "fail",
-            str(exc),
-            "check state.url and that the database server runs and accepts connections",
+            f"state.url: {type(exc).__name__}: {exc}",
+            "check state.url; this looks like a bug of woo2d365, please report it",
         )
         return
     finally:
@@ -260,6 +274,17 @@ def _check_store(report: DoctorReport, settings: Settings) -> None:
             f"version {version} is newer than this woo2d365 knows ({LATEST_VERSION})",
             "run the woo2d365 version that wrote it (upgrade this installation)",
         )
+
+
+def _store_fix(sqlite_path: str | None) -> str:
+    if sqlite_path is None:
+        return "check state.url and that the database server runs and accepts connections"
+    if Path(sqlite_path).is_dir():
+        return "state.url must name a database file, not a directory"
+    return (
+        "state.url must name woo2d365's SQLite file: correct it, or restore the file from a "
+        "backup; when it was only busy (database is locked), run doctor again"
+    )
 
 
 # -- WooCommerce --------------------------------------------------------------------------------

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from woo2d365.errors import ConfigError
+from woo2d365.errors import ConfigError, StoreUnavailable
 from woo2d365.store.base import StateStore
 from woo2d365.store.migrations import LATEST_VERSION
 from woo2d365.store.sql import SqlStore
 
-__all__ = ["SqlStore", "StateStore", "open_store"]
+__all__ = ["SqlStore", "StateStore", "naming_state_url", "open_store"]
 
 
 def open_store(
@@ -35,6 +35,22 @@ def open_store(
     else:
         raise ConfigError(f"state.url: unsupported scheme {scheme!r}")
     # Checking first keeps every later start to one query (DDL is not free on MySQL).
-    if migrate and store.schema_version() < LATEST_VERSION:
-        store.migrate()
+    try:
+        if migrate and store.schema_version() < LATEST_VERSION:
+            store.migrate()
+    except StoreUnavailable as exc:
+        store.close()
+        raise StoreUnavailable(naming_state_url(str(exc), store.dialect.describe())) from None
+    except BaseException:
+        store.close()
+        raise
     return store
+
+
+def naming_state_url(message: str, where: str) -> str:
+    """``message`` about the store at ``where`` (no password), saying it is ``state.url``."""
+    if "state.url" in message:
+        return message
+    if where in message:
+        return message.replace(where, f"{where} (state.url)", 1)
+    return f"state.url ({where}): {message}"

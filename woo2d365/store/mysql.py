@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlsplit
 import pymysql
 from pymysql.constants import CLIENT
 
-from woo2d365.errors import ConfigError
+from woo2d365.errors import ConfigError, StoreUnavailable
 from woo2d365.store.migrations import Index
 from woo2d365.store.sql import Dialect
 
@@ -80,10 +80,27 @@ class MysqlDialect(Dialect):
             # Refused credentials or a missing database need a person, not a later retry.
             if exc.args and exc.args[0] in (1044, 1045, 1049):
                 raise ConfigError(f"state.url: {exc.args[1]} ({self.describe()})") from None
-            raise
-        with conn.cursor() as cursor:  # the one spelling MySQL and every MariaDB accept
-            cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            raise self._unreachable(exc) from None
+        except self.unavailable_errors as exc:
+            raise self._unreachable(exc) from None
+        try:
+            with conn.cursor() as cursor:  # the one spelling MySQL and every MariaDB accept
+                cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        except self.unavailable_errors as exc:
+            conn.close()
+            raise self._unreachable(exc) from None
         return conn
+
+    def _unreachable(self, exc: BaseException) -> StoreUnavailable:
+        """The server cannot be used now: one line naming ``state.url``, never the password."""
+        args: tuple[Any, ...] = exc.args
+        cause = str(args[1]) if len(args) > 1 else (str(exc) or type(exc).__name__)
+        cause = " ".join(cause.split())
+        if self.target.password:
+            cause = cause.replace(self.target.password, "***")
+        return StoreUnavailable(
+            f"state store {self.describe()} (state.url) cannot be reached: {cause}"
+        )
 
     def _open(self, t: MysqlTarget) -> Any:
         return pymysql.connect(
