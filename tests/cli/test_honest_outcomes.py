@@ -90,6 +90,7 @@ def test_a_bug_in_a_sync_step_exits_70_with_one_line_and_the_traceback_only_with
     text = metrics.read_text(encoding="utf-8")
     assert 'woo2d365_run_outcome{outcome="error"} 1' in text
     assert 'woo2d365_run_outcome{outcome="ok"} 0' in text
+    # Needs sync() (woo2d365/pipeline/sync.py) to record the crashed run `error`, not `ok`:
     assert "woo2d365_last_success_timestamp_seconds" not in text, "no sync has succeeded"
 
     verbose = _invoke(sandbox.config_path, "-v", "sync")
@@ -100,7 +101,8 @@ def test_a_bug_in_a_sync_step_exits_70_with_one_line_and_the_traceback_only_with
 
 
 # The run record of `sync` is written by sync() in woo2d365/pipeline/sync.py: it must record
-# outcome `error` when an unexpected exception escapes a step (issue 12, part 6).
+# outcome `error` when an unexpected exception escapes a step (issue 12, part 6). This test (and
+# the metrics assertion above) fail against a sync() that still records such a run `ok`.
 def test_a_sync_ended_by_a_bug_is_recorded_error_and_status_check_is_critical_naming_it(
     world: tuple[Sandbox, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
