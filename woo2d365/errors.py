@@ -127,3 +127,15 @@ class OrderDataError(Woo2D365Error):
     """An order's own data cannot be sent as it is; the order is held or failed, never the run."""
 
     exit_code = ExitCode.ATTENTION
+
+
+class ClaimLost(Woo2D365Error):
+    """This process no longer holds the claim on an order: it must not send or settle it."""
+
+    exit_code = ExitCode.UNREACHABLE
+
+
+class LeaseLost(Woo2D365Error):
+    """The run lost its run lock (the store was away too long); it stopped claiming work."""
+
+    exit_code = ExitCode.UNREACHABLE

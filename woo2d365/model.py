@@ -122,6 +122,7 @@ class Order:
     customer_note: str = ""
     payment_method: str = ""
     coupon_codes: tuple[str, ...] = ()
+    recorded_document: str = ""  # the Dynamics document this tool wrote on the shop order, if any
 
     @property
     def is_guest(self) -> bool:

@@ -66,6 +66,7 @@ class DynamicsSettings(_Section):
     scope: str = "https://api.businesscentral.dynamics.com/.default"
     max_concurrency: int = Field(default=5, ge=1, le=5)
     timeout_seconds: float = Field(default=60, gt=0)
+    request_limit_seconds: float = Field(default=600, gt=0)
     requests_per_5_minutes: int = Field(default=6000, ge=1, le=6000)
 
     @field_validator("api_url", "authority_host")
@@ -110,6 +111,7 @@ class StateSettings(_Section):
     """``[state]``: where the state store lives."""
 
     url: SecretStr = SecretStr("sqlite:///woo2d365.db")
+    lease_seconds: float = Field(default=120, ge=1, le=300)  # run lock of a frozen process
 
     @field_validator("url")
     @classmethod

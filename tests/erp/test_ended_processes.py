@@ -22,7 +22,7 @@ from tests.erp.pipeline_helpers import Clock, make_context, put_order, simple_or
 from tests.erp.sandbox_fixtures import make_target, settle
 from woo2d365.errors import LockHeld
 from woo2d365.model import OrderState
-from woo2d365.pipeline.push import process_has_ended, push
+from woo2d365.pipeline.push import PushResult, process_has_ended, push
 from woo2d365.pipeline.sync import LOCK_NAME, run_lock
 from woo2d365.sandbox.businesscentral import BusinessCentralEmulator
 from woo2d365.sandbox.shop_data import product_by_sku
@@ -55,7 +55,7 @@ def _pushing(store: SqlStore, woo_id: int, worker: str, clock: Clock) -> dict:
     raw = simple_order(woo_id, [(WIDGET, 1)])
     put_order(store, raw)
     assert store.set_state(woo_id, OrderState.READY)
-    assert store.claim(woo_id, worker, clock())
+    assert store.claim(woo_id, worker, clock(), token=f"t{woo_id}", key=f"WC-{woo_id}")
     return raw
 
 
@@ -92,25 +92,47 @@ def test_an_order_claimed_by_an_ended_process_and_created_is_recorded_at_once(
     assert record.d365_number == created.number and _creates(bc) == 0
 
 
-def test_an_order_claimed_by_an_ended_process_and_not_created_waits_for_its_claim_to_expire(
+def test_an_order_sent_by_an_ended_process_and_not_found_waits_for_the_request_limit(
     bc: BusinessCentralEmulator, bc_settings: Settings, sqlite_store: SqlStore, ended_worker: str
 ) -> None:
     clock = Clock()
     make_target(bc_settings, sqlite_store).refresh_items()  # what validate did before the claim
     _pushing(sqlite_store, 9102, ended_worker, clock)
-    first = push(
-        make_context(bc_settings, sqlite_store, clock), make_target(bc_settings, sqlite_store)
-    )
+    assert sqlite_store.confirm_claim(9102, "t9102", clock(), sending=True)  # its create left
+
+    def run() -> PushResult:
+        return push(
+            make_context(bc_settings, sqlite_store, clock), make_target(bc_settings, sqlite_store)
+        )
+
+    first = run()
     assert 9102 in first.in_doubt and first.requeued == []
+    assert "may still be processed" in first.in_doubt[9102]
     assert state_of(sqlite_store, 9102) is OrderState.PUSHING and _creates(bc) == 0
     record = sqlite_store.get_order(9102)
     assert record is not None and record.claimed_by == ended_worker  # not taken over
 
+    # Its claim expires, but Dynamics may still be working on the create: not sent yet.
     clock.advance(bc_settings.dynamics.timeout_seconds + 1)
-    second = push(
+    second = run()
+    assert second.requeued == [] and 9102 in second.in_doubt and _creates(bc) == 0
+
+    clock.advance(bc_settings.dynamics.request_limit_seconds)
+    third = run()
+    assert third.requeued == [9102] and [p.woo_id for p in third.pushed] == [9102]
+    assert _creates(bc) == 1
+
+
+def test_an_order_claimed_by_an_ended_process_that_never_sent_it_is_sent_at_once(
+    bc: BusinessCentralEmulator, bc_settings: Settings, sqlite_store: SqlStore, ended_worker: str
+) -> None:
+    clock = Clock()
+    make_target(bc_settings, sqlite_store).refresh_items()
+    _pushing(sqlite_store, 9104, ended_worker, clock)
+    result = push(
         make_context(bc_settings, sqlite_store, clock), make_target(bc_settings, sqlite_store)
     )
-    assert second.requeued == [9102] and [p.woo_id for p in second.pushed] == [9102]
+    assert result.requeued == [9104] and [p.woo_id for p in result.pushed] == [9104]
     assert _creates(bc) == 1
 
 

@@ -166,6 +166,12 @@ def test_a_create_without_answer_is_settled_by_lookup_and_exists_exactly_once(
     assert early.resolved == [] and early.requeued == [] and len(_posts(bc)) == 1
 
     clock.advance(settings.dynamics.timeout_seconds)
+    if fault == "drop_before_processing":
+        # Not found, but Dynamics may still be working on the create: nothing is sent until
+        # its send is older than dynamics.request_limit_seconds.
+        waiting = _push(settings, store, clock)
+        assert woo_id in waiting.in_doubt and waiting.requeued == [] and len(_posts(bc)) == 1
+        clock.advance(settings.dynamics.request_limit_seconds)
     second = _push(settings, store, clock)
     record = store.get_order(woo_id)
     assert record is not None and record.state is OrderState.PUSHED

@@ -64,8 +64,10 @@ def test_state_transitions_respect_the_expected_source_state(store: SqlStore) ->
     store.save_pulled_order(pulled(1))
     assert store.set_state(1, OrderState.READY, expect=[OrderState.NEW])
     assert not store.set_state(1, OrderState.HELD, expect=[OrderState.NEW])
-    assert store.claim(1, "worker-a", T0)
-    assert not store.claim(1, "worker-b", T0), "an order is claimed by one worker only"
+    assert store.claim(1, "worker-a", T0, token="t-a", key="WC-1")
+    assert not store.claim(1, "worker-b", T0, token="t-b", key="WC-1"), (
+        "an order is claimed by one worker only"
+    )
     record = store.get_order(1)
     assert record is not None
     assert (record.state, record.claimed_by, record.attempts) == (OrderState.PUSHING, "worker-a", 1)
@@ -88,7 +90,7 @@ def test_state_transitions_respect_the_expected_source_state(store: SqlStore) ->
 def test_retry_resets_attempts(store: SqlStore) -> None:
     store.save_pulled_order(pulled(2))
     store.set_state(2, OrderState.READY)
-    store.claim(2, "w", T0)
+    store.claim(2, "w", T0, token="t", key="WC-2")
     store.set_state(2, OrderState.FAILED, reason="Dynamics refused it")
     assert store.set_state(2, OrderState.READY, expect=[OrderState.FAILED], reset_attempts=True)
     record = store.get_order(2)
@@ -99,15 +101,54 @@ def test_in_doubt_orders_are_those_claimed_before_the_timeout(store: SqlStore) -
     for woo_id in (1, 2):
         store.save_pulled_order(pulled(woo_id))
         store.set_state(woo_id, OrderState.READY)
-    store.claim(1, "crashed", T0)
-    store.claim(2, "alive", T0 + timedelta(minutes=10))
+    store.claim(1, "crashed", T0, token="t1", key="WC-1")
+    store.claim(2, "alive", T0 + timedelta(minutes=10), token="t2", key="WC-2")
     cutoff = T0 + timedelta(minutes=5)
     assert store.in_doubt_ids(cutoff) == [1]
-    assert store.claim_in_doubt(1, "rescuer", T0 + timedelta(minutes=11), cutoff)
-    assert not store.claim_in_doubt(1, "other", T0 + timedelta(minutes=11), cutoff), (
+    assert store.claim_in_doubt(1, "rescuer", T0 + timedelta(minutes=11), cutoff, token="r1")
+    assert not store.claim_in_doubt(1, "other", T0 + timedelta(minutes=11), cutoff, token="o"), (
         "a rescued claim is fresh again"
     )
-    assert not store.claim_in_doubt(2, "rescuer", T0 + timedelta(minutes=11), cutoff)
+    assert not store.claim_in_doubt(2, "rescuer", T0 + timedelta(minutes=11), cutoff, token="r2")
+
+
+def test_settling_writes_hold_only_for_the_claim_that_holds_the_order(store: SqlStore) -> None:
+    store.save_pulled_order(pulled(3))
+    store.set_state(3, OrderState.READY)
+    assert store.claim(3, "owner", T0, token="old", key="WC-3")
+    cutoff = T0 + timedelta(minutes=5)
+    assert store.claim_in_doubt(3, "rescuer", T0 + timedelta(minutes=6), cutoff, token="new")
+    # The first owner wakes up: it can neither renew, nor send, nor settle.
+    assert not store.confirm_claim(3, "old", T0 + timedelta(minutes=7), sending=True)
+    assert store.renew_claims(["old", "new"], T0 + timedelta(minutes=7)) == {"new"}
+    assert not store.set_state(3, OrderState.READY, expect=[OrderState.PUSHING], token="old")
+    assert not store.mark_pushed(
+        3, d365_id="g", d365_number="S1", external_number="WC-3", now=T0, token="old"
+    )
+    record = store.get_order(3)
+    assert record is not None
+    assert (record.state, record.claim_token, record.last_sent_at) == (
+        OrderState.PUSHING,
+        "new",
+        None,
+    )
+    sent = T0 + timedelta(minutes=8)
+    assert store.confirm_claim(3, "new", sent, sending=True)
+    record = store.get_order(3)
+    assert record is not None and record.last_sent_at == sent and record.claimed_at == sent
+    assert store.mark_pushed(
+        3, d365_id="g", d365_number="S1", external_number="WC-3", now=sent, token="new"
+    )
+
+
+def test_the_key_fixed_at_the_first_claim_is_kept(store: SqlStore) -> None:
+    store.save_pulled_order(pulled(4))
+    store.set_state(4, OrderState.READY)
+    assert store.claim(4, "w", T0, token="a", key="WC-4")
+    assert store.set_state(4, OrderState.READY, expect=[OrderState.PUSHING], token="a")
+    assert store.claim(4, "w", T0, token="b", key="SHOP-4"), "the prefix changed meanwhile"
+    record = store.get_order(4)
+    assert record is not None and record.external_number == "WC-4"
 
 
 def test_counts_listing_and_oldest_waiting(store: SqlStore) -> None:
@@ -226,7 +267,11 @@ def test_item_and_customer_caches(store: SqlStore) -> None:
 
 def _claim_worker(url: str, worker: str, ids: list[int], results: multiprocessing.Queue) -> None:
     store = open_store(url, migrate=False)
-    won = [woo_id for woo_id in ids if store.claim(woo_id, worker, datetime.now(UTC))]
+    won = [
+        woo_id
+        for woo_id in ids
+        if store.claim(woo_id, worker, datetime.now(UTC), token=f"{worker}-{woo_id}", key=None)
+    ]
     store.close()
     results.put(won)
 

@@ -10,8 +10,10 @@ How the pipeline uses it:
 * ``validate``: :meth:`ErpTarget.refresh_items` once per run (the item mirror in the state store),
   then per order :meth:`ErpTarget.check_order` (document number, countries: cached data only, never
   a request per order) beside its own line resolution against the item mirror.
-* ``push``: :meth:`ErpTarget.prepare` (may look up or create the customer), then exactly one
-  :meth:`ErpTarget.create`; an order left in doubt is resolved with :meth:`ErpTarget.find`.
+* ``push``: :meth:`ErpTarget.find_many` for a batch of orders about to be created (what exists
+  is adopted, never created again), :meth:`ErpTarget.prepare` (may look up or create the
+  customer), then exactly one :meth:`ErpTarget.create` fenced by a :class:`SendGuard`; an order
+  left in doubt is resolved with :meth:`ErpTarget.find`.
 
 Errors a target raises, and what they mean for the order:
 
@@ -80,6 +82,19 @@ class CreatedDocument:
     total_including_tax: Decimal | None = None
 
 
+class SendGuard(Protocol):
+    """The pipeline's fence around one create: consulted right before every send of it."""
+
+    def before_send(self) -> None:
+        """Raise :class:`~woo2d365.errors.ClaimLost` if the order's claim is no longer held;
+        otherwise renew it and record the send time (called before every send and re-send)."""
+        ...
+
+    def not_sent(self) -> None:
+        """The last send certainly never ran (429/502/503, no connection): not in doubt."""
+        ...
+
+
 class ItemLookup(Protocol):
     """Where validation looks items up: the store's mirror, or a dry run's unsaved view of it."""
 
@@ -124,6 +139,11 @@ class ErpTarget(Protocol):
         """The idempotency key of the order's document; :class:`OrderDataError` if it cannot be."""
         ...
 
+    def load_checks(self) -> None:
+        """Read what :meth:`check_order` needs (country codes), once per run, before any store
+        transaction; an ERP that cannot be reached leaves those checks out."""
+        ...
+
     def check_order(self, order: Order) -> list[str]:
         """Problems with the order's data only this ERP sees, as reasons; no per-order requests."""
         ...
@@ -136,20 +156,31 @@ class ErpTarget(Protocol):
         ...
 
     def prepare(
-        self, order: Order, item_numbers: Sequence[str | None], *, dry_run: bool = False
+        self,
+        order: Order,
+        item_numbers: Sequence[str | None],
+        *,
+        dry_run: bool = False,
+        key: str | None = None,
     ) -> PreparedDocument:
         """Build the document; ``item_numbers`` aligns with ``order.lines`` (None: not an item).
 
-        May find or create the customer (a dry run only looks it up and uses a placeholder).
+        ``key`` is the idempotency key fixed when the order was claimed (else computed). May find
+        or create the customer (a dry run only looks it up and uses a placeholder).
         """
         ...
 
-    def create(self, document: PreparedDocument) -> CreatedDocument:
-        """Create the document with exactly one create request (never sent twice blindly)."""
+    def create(self, document: PreparedDocument, guard: SendGuard | None = None) -> CreatedDocument:
+        """Create the document with exactly one create request (never sent twice blindly);
+        ``guard`` is consulted right before every send."""
         ...
 
     def find(self, external_number: str) -> CreatedDocument | None:
         """The document with this external number, if the ERP has one."""
+        ...
+
+    def find_many(self, external_numbers: Sequence[str]) -> dict[str, CreatedDocument]:
+        """The documents of these external numbers that exist, in batched requests."""
         ...
 
     def close(self) -> None:

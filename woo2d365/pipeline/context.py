@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,8 @@ class RunContext:
     run_id: int | None = None
     worker: str = field(default_factory=default_worker_name)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("woo2d365"))
+    lease_lost: threading.Event = field(default_factory=threading.Event)
+    """Set when the run lock's lease was lost: claim nothing more, send nothing more."""
 
     def event(
         self, step: str, message: str, *, level: str = "info", woo_id: int | None = None

@@ -1,28 +1,29 @@
-"""push: ready orders become sales orders in Dynamics, each exactly once (design.md).
+"""push: ready orders become sales orders in Dynamics, each exactly once (docs/architecture.md).
 
-1. Orders left ``pushing`` by an earlier run whose claim is older than ``dynamics.timeout_seconds``
-   are *in doubt*: claimed again and looked up by their external number. Found → ``pushed``; not
-   found → back to ``ready``. Nothing is sent for them in this step. A claim of a process of this
-   host that has ended (killed) is looked up at once: found → ``pushed``; not found, it waits
-   for the timeout, as Dynamics may still finish a create the process sent before it died.
+1. Orders left ``pushing`` whose claim is *in doubt* (not renewed for ``dynamics.timeout_seconds``,
+   or its process of this host has ended) are looked up by their stored key. Found → ``pushed``;
+   not found → ``ready`` again only once their last send is older than
+   ``dynamics.request_limit_seconds`` (Dynamics may still be working on it until then); before
+   that they stay ``pushing`` and an event says when they are looked at again.
 2. Write-backs that failed before are tried again, beside the pushes (``write_back.py``).
-3. The customers of the ready orders that the store does not know are looked up in batches
-   (one request for many e-mail addresses), so a new customer costs only its create.
-4. Every ``ready`` order is claimed (``ready`` → ``pushing``, one attempt counted; a claim that
-   changes no row belongs to someone else) and sent with ONE create request:
+3. The customers of the ready orders that the store does not know are looked up in batches.
+4. Ready orders are claimed a chunk at a time (``ready`` → ``pushing`` under a token unique to the
+   claim, the idempotency key fixed in the store). Before anything is created the chunk's keys
+   are looked up in Dynamics in one request: what exists is *adopted* (recorded ``pushed``), never
+   created again — so a new, restored or moved state store is safe. A shop order whose meta names
+   a document Dynamics does not show is held rather than created twice.
+5. Each remaining order is sent with ONE create request, fenced: right before every send (and
+   every re-send after a backoff) the claim is confirmed and renewed, and the send time recorded;
+   a process that lost its claim sends nothing. Every settling write is conditional on the token.
 
-   * created → ``pushed`` with id and number; Dynamics' total is compared with the shop's, and a
-     difference beyond ``orders.total_tolerance`` is a warning event (the order stays pushed);
+   * created → ``pushed`` with id and number; Dynamics' total is compared with the shop's;
    * refused → ``failed`` with Dynamics' message; the order's data is unusable → ``held``;
    * not processed (throttled, unreachable) → ``ready`` again, ``failed`` after
      ``orders.max_attempts``;
    * no answer (timeout, dropped connection) → stays ``pushing`` for step 1 of a later run.
 
-   Up to ``dynamics.max_concurrency`` orders are pushed at once. When Dynamics cannot be reached no
-   further orders are claimed and :attr:`PushResult.unreachable` says why. Twice as many worker
-   threads as request slots keep every slot busy while the others do their local work. The
-   write-back of a created order runs in its own pool (:mod:`woo2d365.pipeline.write_back`), so
-   Dynamics' slots never wait for the shop.
+   A heartbeat thread renews the claims being worked on, backoff sleeps included. When Dynamics
+   cannot be reached, or the run lost its lease, no further orders are claimed.
 
 ``dry_run=True`` reads Dynamics (customer and in-doubt lookups) but creates nothing and writes
 nothing to the state store; it returns the exact request bodies of the ``ready`` orders and of the
@@ -34,6 +35,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,6 +45,7 @@ from typing import Any
 
 from woo2d365.erp.base import CreatedDocument, DocumentInDoubt, ErpTarget, ItemLookup
 from woo2d365.errors import (
+    ClaimLost,
     DynamicsAuthenticationError,
     DynamicsError,
     DynamicsUnreachable,
@@ -51,13 +54,15 @@ from woo2d365.errors import (
 )
 from woo2d365.model import Order, OrderState
 from woo2d365.pipeline.context import RunContext
+from woo2d365.pipeline.heartbeat import ClaimKeeper
 from woo2d365.pipeline.validate import problems_of, refresh_item_mirror
 from woo2d365.pipeline.write_back import ShopWriter, WriteBacks
-from woo2d365.shop.mapping import decode_text, order_from_shop
+from woo2d365.shop.mapping import order_from_shop
 from woo2d365.store.base import OrderRecord
 
 STEP = "push"
 WORKERS_PER_SLOT = 2  # worker threads per Dynamics request slot
+CHUNK = 50  # orders claimed and looked up in Dynamics together (one lookup request)
 
 __all__ = ["PushResult", "ShopWriter", "push"]
 
@@ -91,6 +96,7 @@ class PushResult:
     dry_run: bool = False
     pushed: list[PushedOrder] = field(default_factory=list)
     resolved: list[PushedOrder] = field(default_factory=list)  # in doubt, found in Dynamics
+    adopted: list[PushedOrder] = field(default_factory=list)  # found before a first create
     requeued: list[int] = field(default_factory=list)  # in doubt, not found: ready again
     failed: dict[int, str] = field(default_factory=dict)
     held: dict[int, str] = field(default_factory=dict)
@@ -134,6 +140,16 @@ class _Run:
         self.tolerance = Decimal(str(ctx.settings.orders.total_tolerance))
         self.items: ItemLookup | None = None  # a dry run's unsaved item mirror
         self.write_backs: WriteBacks | None = None
+        self.claims: ClaimKeeper | None = None
+
+    def new_token(self) -> str:
+        """A token unique to one claim."""
+        return uuid.uuid4().hex
+
+    @property
+    def stopping(self) -> bool:
+        """True once nothing more may be claimed: a fatal error, an outage, or a lost lease."""
+        return self.stop.is_set() or self.ctx.lease_lost.is_set()
 
     def record(self, bucket: dict[int, str], woo_id: int, text: str) -> None:
         with self.lock:
@@ -197,20 +213,177 @@ def _push_all(run: _Run, order_ids: list[int] | None, limit: int | None) -> None
     # A dry run also shows orders validate has not seen yet (sync --dry-run writes no states).
     states = [OrderState.READY, OrderState.NEW] if dry_run else [OrderState.READY]
     ids = _candidate_ids(ctx, states, order_ids, limit)
-    if not ids or run.stop.is_set():
+    if not ids or run.stopping:
         return
     _prefetch_customers(run, ids, dry_run=dry_run)
-    if run.stop.is_set():
+    if run.stopping:
         return
-    work = _dry_run_one if dry_run else _push_one
     workers = max(1, min(ctx.settings.dynamics.max_concurrency * WORKERS_PER_SLOT, len(ids)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool:
-        futures = [pool.submit(_guarded, run, work, woo_id) for woo_id in ids]
-        for future in futures:
-            future.result()
     if dry_run:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool:
+            for future in [pool.submit(_guarded, run, _dry_run_one, i) for i in ids]:
+                future.result()
         position = {woo_id: index for index, woo_id in enumerate(ids)}
         run.result.documents.sort(key=lambda document: position[document.woo_id])
+        return
+    # Claimed work waits in a bounded queue: at most two chunks ahead of the workers.
+    room = threading.BoundedSemaphore(2 * CHUNK)
+    keeper = ClaimKeeper(ctx.store, ctx.clock, ctx.settings.dynamics.timeout_seconds)
+    run.claims = keeper
+    with keeper, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool:
+
+        def submit(claim: _Claim) -> None:
+            room.acquire()
+
+            def work() -> None:
+                try:
+                    if run.stopping:
+                        _release(run, claim)  # claimed, never sent: ready again at once
+                    else:
+                        _guarded(run, _push_one, claim)
+                finally:
+                    room.release()
+
+            pool.submit(work)
+
+        for start in range(0, len(ids), CHUNK):
+            if run.stopping:
+                break
+            for claim in _claim_chunk(run, ids[start : start + CHUNK]):
+                submit(claim)
+    run.claims = None
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """An order this run claimed: its token, the record read after the claim (the key fixed),
+    and the shop order mapped once (None when its data cannot be read)."""
+
+    woo_id: int
+    token: str
+    record: OrderRecord
+    order: Order | None
+
+    @property
+    def key(self) -> str:
+        """The idempotency key stored at claim time."""
+        return self.record.external_number or ""
+
+
+def _mapped(record: OrderRecord) -> Order | None:
+    try:
+        return order_from_shop(record.raw or {})
+    except OrderDataError:
+        return None
+
+
+def _claim_chunk(run: _Run, ids: list[int]) -> list[_Claim]:
+    """Claim these orders, adopt those Dynamics already has, return the rest to be created."""
+    ctx, store = run.ctx, run.ctx.store
+    tokens: dict[int, str] = {}
+    orders: dict[int, Order | None] = {}
+    for record in store.list_orders(states=[OrderState.READY], woo_ids=ids, with_raw=True):
+        order = orders[record.woo_id] = _mapped(record)
+        key = record.external_number or _key_of(run, order)
+        token = run.new_token()
+        if store.claim(record.woo_id, ctx.worker, ctx.clock(), token=token, key=key):
+            tokens[record.woo_id] = token
+            if run.claims is not None:
+                run.claims.add(token)
+    claimed = [
+        _Claim(r.woo_id, tokens[r.woo_id], r, orders[r.woo_id])
+        for r in store.list_orders(woo_ids=sorted(tokens))
+        if r.claim_token == tokens[r.woo_id]
+    ]
+    keys = [claim.key for claim in claimed if claim.key]
+    try:
+        existing = run.erp.find_many(keys) if keys else {}
+    except (DynamicsAuthenticationError, DynamicsUnreachable) as exc:
+        run.halt(exc)
+        existing = None
+    except DynamicsError as exc:
+        ctx.log.warning("existing documents not looked up (%s)", exc, extra={"step": STEP})
+        existing = None
+    if existing is None:  # nothing may be created without the lookup: back to ready
+        for claim in claimed:
+            _release(run, claim)
+        return []
+    to_create: list[_Claim] = []
+    for claim in claimed:
+        found = existing.get(claim.key)
+        recorded = claim.order.recorded_document if claim.order else ""
+        if found is not None:
+            _adopt(run, claim, found)
+        elif recorded:
+            _settle(
+                run,
+                claim,
+                OrderState.HELD,
+                f"the shop order says it is in Dynamics as sales order {recorded}, but Dynamics "
+                f"has no sales order {claim.key}: not created again (check Dynamics; it may have "
+                "been invoiced)",
+                bucket=run.result.held,
+            )
+        else:
+            to_create.append(claim)
+    return to_create
+
+
+def _key_of(run: _Run, order: Order | None) -> str | None:
+    """The idempotency key an order gets now; None when its data cannot give one."""
+    if order is None:
+        return None
+    try:
+        return run.erp.external_number(order)
+    except OrderDataError:
+        return None
+
+
+def _adopt(run: _Run, claim: _Claim, found: CreatedDocument) -> None:
+    """Record an order Dynamics already has as ``pushed``; write back only what the shop lacks."""
+    ctx = run.ctx
+    recorded = claim.order.recorded_document if claim.order else ""
+    if not _mark_pushed(run, claim, found, write_back=recorded != found.number):
+        return
+    with run.lock:
+        run.result.adopted.append(
+            PushedOrder(claim.woo_id, found.external_number, found.number, found.id)
+        )
+    ctx.event(
+        STEP,
+        f"already in {run.erp.display_name} as sales order {found.number} "
+        f"({found.external_number}): adopted, not created again",
+        woo_id=claim.woo_id,
+    )
+    if run.write_backs is not None and recorded != found.number:
+        run.write_backs.add(claim.woo_id, found.number, again=True)
+
+
+def _mark_pushed(
+    run: _Run, claim: _Claim, document: CreatedDocument, *, write_back: bool = True
+) -> bool:
+    """``pushed`` under the claim's token; False (and a warning event) when the claim was lost."""
+    ctx = run.ctx
+    if run.claims is not None:
+        run.claims.discard(claim.token)
+    recorded = ctx.store.mark_pushed(
+        claim.woo_id,
+        d365_id=document.id,
+        d365_number=document.number,
+        external_number=document.external_number,
+        now=ctx.clock(),
+        token=claim.token,
+        write_back=write_back,
+    )
+    if not recorded:
+        ctx.event(
+            STEP,
+            f"{document.external_number} is sales order {document.number}, but another process "
+            "holds this order now: left to it",
+            level="warning",
+            woo_id=claim.woo_id,
+        )
+    return recorded
 
 
 def _candidate_ids(
@@ -234,22 +407,24 @@ def _prefetch_customers(run: _Run, ids: list[int], *, dry_run: bool) -> None:
     addresses: list[str] = []
     for start in range(0, len(ids), 500):
         for record in run.ctx.store.list_orders(woo_ids=ids[start : start + 500], with_raw=True):
-            billing = (record.raw or {}).get("billing")
-            email = billing.get("email") if isinstance(billing, dict) else None
-            if isinstance(email, str) and email.strip():
-                addresses.append(decode_text(email).strip())
+            try:
+                email = order_from_shop(record.raw or {}).email
+            except OrderDataError:
+                continue
+            if email:
+                addresses.append(email)
     try:
         run.erp.prefetch_customers(addresses, dry_run=dry_run)
     except (DynamicsAuthenticationError, DynamicsUnreachable) as exc:
         run.halt(exc)
 
 
-def _guarded(run: _Run, work: Any, woo_id: int) -> None:
+def _guarded(run: _Run, work: Callable[[_Run, Any], None], item: Any) -> None:
     """Run one order's work; anything unexpected stops the run and is raised at its end."""
     if run.stop.is_set():
         return
     try:
-        work(run, woo_id)
+        work(run, item)
     except Exception as exc:  # stops the run; push() raises it once the other workers finish
         run.halt(exc)
 
@@ -298,27 +473,35 @@ def in_doubt_orders(ctx: RunContext, now: datetime) -> list[tuple[int, datetime,
 def _resolve_in_doubt(run: _Run, *, dry_run: bool) -> None:
     """Settle every order in doubt by looking it up (step 1).
 
-    An expired claim is taken over first, then looked up: found → ``pushed``, not found →
-    ``ready``. The claim of an ended process that has not expired is looked up without taking
-    it over: found → taken over and ``pushed`` at once; not found → left as it is until the
-    claim expires, because Dynamics may still be working on a request the process sent just
-    before it ended (a disconnected client does not cancel a create).
+    An expired claim is taken over (a new token) before the lookup. The claim of an ended process
+    that has not expired is looked up without taking it over, and taken over only to settle it.
+    Found → ``pushed``. Not found → ``ready`` once the last send is older than
+    ``dynamics.request_limit_seconds``, else left ``pushing``: Dynamics finishes or cancels a
+    request within that time, and a create sent just before the process died may still commit.
     """
     ctx = run.ctx
     now = ctx.clock()
     for woo_id, claimed_before, expired in in_doubt_orders(ctx, now):
-        if run.stop.is_set():
+        if run.stopping:
             return
-        taken = expired and not dry_run
-        if taken and not ctx.store.claim_in_doubt(woo_id, ctx.worker, now, claimed_before):
+        token = run.new_token()
+        if (
+            expired
+            and not dry_run
+            and not ctx.store.claim_in_doubt(woo_id, ctx.worker, now, claimed_before, token=token)
+        ):
             continue  # another process took it over
 
-        def take_over(woo_id: int = woo_id, before: datetime = claimed_before) -> bool:
+        def take_over(
+            woo_id: int = woo_id, before: datetime = claimed_before, token: str = token
+        ) -> bool:
             # A dry run writes nothing: it only reports what a real run would do.
-            return dry_run or ctx.store.claim_in_doubt(woo_id, ctx.worker, now, before)
+            return dry_run or ctx.store.claim_in_doubt(woo_id, ctx.worker, now, before, token=token)
 
         try:
-            _settle_in_doubt(run, woo_id, dry_run=dry_run, take_over=None if expired else take_over)
+            _settle_in_doubt(
+                run, woo_id, token, now, dry_run=dry_run, take_over=None if expired else take_over
+            )
         except (DynamicsAuthenticationError, DynamicsUnreachable) as exc:
             run.halt(exc)
         except DynamicsError as exc:
@@ -334,13 +517,21 @@ def _resolve_in_doubt(run: _Run, *, dry_run: bool) -> None:
 
 
 def _settle_in_doubt(
-    run: _Run, woo_id: int, *, dry_run: bool, take_over: Callable[[], bool] | None = None
+    run: _Run,
+    woo_id: int,
+    token: str,
+    now: datetime,
+    *,
+    dry_run: bool,
+    take_over: Callable[[], bool] | None = None,
 ) -> None:
-    """Look the order up; ``take_over`` (a claim not taken yet) is called only when found."""
+    """Look the order up by its stored key; ``take_over`` (a claim not taken yet) is called
+    only when the order is to be settled."""
     ctx = run.ctx
     record = ctx.store.get_order(woo_id, with_raw=True)
     if record is None:
         return
+    claim = _Claim(woo_id, token, record, None)
     order: Order | None = None
     external_number = record.external_number
     try:
@@ -348,11 +539,9 @@ def _settle_in_doubt(
         external_number = external_number or run.erp.external_number(order)
     except OrderDataError as exc:
         if not external_number:
-            # Cannot have been sent without a number; nothing to look up.
-            if not dry_run:
-                ctx.store.set_state(
-                    woo_id, OrderState.HELD, reason=exc.message, expect=[OrderState.PUSHING]
-                )
+            # Cannot have been sent without a key; nothing to look up.
+            if not dry_run and (take_over is None or take_over()):
+                _settle(run, claim, OrderState.HELD, exc.message, bucket=None)
             run.record(run.result.held, woo_id, exc.message)
             return
     assert external_number
@@ -360,18 +549,10 @@ def _settle_in_doubt(
     if found is not None:
         if take_over is not None and not take_over():
             return  # another process took it over meanwhile
-        pushed = PushedOrder(woo_id, external_number, found.number, found.id)
         with run.lock:
-            run.result.resolved.append(pushed)
-        if dry_run:
+            run.result.resolved.append(PushedOrder(woo_id, external_number, found.number, found.id))
+        if dry_run or not _mark_pushed(run, claim, found):
             return
-        ctx.store.mark_pushed(
-            woo_id,
-            d365_id=found.id,
-            d365_number=found.number,
-            external_number=external_number,
-            now=ctx.clock(),
-        )
         ctx.event(
             STEP,
             f"in doubt: found in {run.erp.display_name} as sales order "
@@ -380,30 +561,46 @@ def _settle_in_doubt(
         )
         if order is not None:
             _compare_totals(run, order, found)
-        return
-    if take_over is not None:
-        run.record(
-            run.result.in_doubt,
-            woo_id,
-            f"{external_number} not found yet; its process has ended, and it is ready again "
-            "once its claim is older than dynamics.timeout_seconds",
+        return  # its write-back is pending in the store, done by step 2
+    limit = timedelta(seconds=ctx.settings.dynamics.request_limit_seconds)
+    sent = record.last_sent_at
+    if sent is not None and sent + limit > now:
+        again = sent + limit
+        message = (
+            f"in doubt: {external_number} not found in {run.erp.display_name} yet; its create "
+            f"was sent at {_iso(sent)} and may still be processed, so it stays pushing and is "
+            f"looked up again, and sent again if still not found, from {_iso(again)} "
+            "(dynamics.request_limit_seconds)"
         )
+        run.record(run.result.in_doubt, woo_id, message)
+        if not dry_run:
+            ctx.event(STEP, message, level="warning", woo_id=woo_id)
+        return
+    if take_over is not None and not take_over():
         return
     with run.lock:
         run.result.requeued.append(woo_id)
     if dry_run:
         return
-    ctx.store.set_state(
+    settled = ctx.store.set_state(
         woo_id,
         OrderState.READY,
         reason=f"{external_number} was not found in {run.erp.display_name}",
         expect=[OrderState.PUSHING],
+        token=token,
     )
-    ctx.event(
-        STEP,
-        f"in doubt: {external_number} not found in {run.erp.display_name}; ready to be sent again",
-        woo_id=woo_id,
-    )
+    if settled:
+        ctx.event(
+            STEP,
+            f"in doubt: {external_number} not found in {run.erp.display_name}"
+            + (f", last sent at {_iso(sent)}" if sent else ", never sent")
+            + "; ready to be sent again",
+            woo_id=woo_id,
+        )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # -- step 2: write-back ------------------------------------------------------------------------
@@ -432,11 +629,12 @@ class _Loaded:
     state: OrderState = OrderState.HELD  # where an order with a problem goes
 
 
-def _load(run: _Run, record: OrderRecord) -> _Loaded:
-    try:
-        order = order_from_shop(record.raw or {})
-    except OrderDataError as exc:
-        return _Loaded(None, problem=f"the shop order cannot be read: {exc.message}")
+def _load(run: _Run, record: OrderRecord, order: Order | None = None) -> _Loaded:
+    if order is None:
+        try:
+            order = order_from_shop(record.raw or {})
+        except OrderDataError as exc:
+            return _Loaded(None, problem=f"the shop order cannot be read: {exc.message}")
     taken = {s.strip().lower() for s in run.ctx.settings.woocommerce.statuses}
     if order.status.strip().lower() not in taken:
         # Not ours to push (yet): back to new, where validate leaves it alone.
@@ -449,113 +647,163 @@ def _load(run: _Run, record: OrderRecord) -> _Loaded:
     return _Loaded(order, resolution.item_numbers)
 
 
-def _push_one(run: _Run, woo_id: int) -> None:
-    ctx, store = run.ctx, run.ctx.store
-    if not store.claim(woo_id, ctx.worker, ctx.clock()):
-        return  # not ready any more, or another process owns it
-    record = store.get_order(woo_id, with_raw=True)
-    if record is None:
-        return
-    loaded = _load(run, record)
-    if loaded.problem is not None or loaded.order is None:
-        held = loaded.state is OrderState.HELD
-        reason = loaded.problem or "the shop order cannot be read"
-        _settle(run, woo_id, loaded.state, reason, bucket=run.result.held if held else None)
-        return
-    order, item_numbers = loaded.order, loaded.item_numbers
+class _Guard:
+    """The fence around one order's create: the claim is confirmed before every send."""
+
+    def __init__(self, run: _Run, claim: _Claim) -> None:
+        self.run = run
+        self.claim = claim
+        self.previous_send = claim.record.last_sent_at
+        self.sent_at: datetime | None = None
+
+    def before_send(self) -> None:
+        """Refuse when the run lost its lease or the claim; else renew it and stamp the send."""
+        ctx = self.run.ctx
+        if ctx.lease_lost.is_set():
+            raise ClaimLost("the run lost its lease: nothing more is sent")
+        now = ctx.clock()
+        if not ctx.store.confirm_claim(self.claim.woo_id, self.claim.token, now, sending=True):
+            raise ClaimLost("another process holds this order now")
+        if self.sent_at is not None:
+            self.previous_send = self.sent_at
+        self.sent_at = now
+
+    def not_sent(self) -> None:
+        """The send never ran: the order's last send is the one before it."""
+        self.run.ctx.store.set_last_sent(self.claim.woo_id, self.claim.token, self.previous_send)
+        self.sent_at = None
+
+
+def _push_one(run: _Run, claim: _Claim) -> None:
+    ctx = run.ctx
+    woo_id, record = claim.woo_id, claim.record
     try:
-        document = run.erp.prepare(order, item_numbers)
-    except OrderDataError as exc:
-        _settle(run, woo_id, OrderState.HELD, exc.message, bucket=run.result.held)
-        return
-    except DynamicsAuthenticationError:
-        store.set_state(woo_id, OrderState.READY, expect=[OrderState.PUSHING])
-        raise
-    except DynamicsError as exc:
-        if exc.retryable:
-            _not_processed(run, record, exc)
-        else:
-            _settle(run, woo_id, OrderState.FAILED, f"customer: {exc}", bucket=run.result.failed)
-        return
-    for note in document.notes:
-        ctx.event(STEP, note, woo_id=woo_id)
-    for warning in document.warnings:
-        ctx.event(STEP, warning, level="warning", woo_id=woo_id)
-    try:
-        created = run.erp.create(document)
-    except DocumentInDoubt as exc:
-        run.record(run.result.in_doubt, woo_id, str(exc))
+        loaded = _load(run, record, claim.order)
+        if loaded.problem is not None or loaded.order is None:
+            held = loaded.state is OrderState.HELD
+            reason = loaded.problem or "the shop order cannot be read"
+            _settle(run, claim, loaded.state, reason, bucket=run.result.held if held else None)
+            return
+        order, item_numbers = loaded.order, loaded.item_numbers
+        try:
+            document = run.erp.prepare(order, item_numbers, key=claim.key or None)
+        except OrderDataError as exc:
+            _settle(run, claim, OrderState.HELD, exc.message, bucket=run.result.held)
+            return
+        except DynamicsAuthenticationError:
+            _release(run, claim)
+            raise
+        except DynamicsError as exc:
+            if exc.retryable:
+                _not_processed(run, claim, exc)
+            else:
+                _settle(run, claim, OrderState.FAILED, f"customer: {exc}", bucket=run.result.failed)
+            return
+        for note in document.notes:
+            ctx.event(STEP, note, woo_id=woo_id)
+        for warning in document.warnings:
+            ctx.event(STEP, warning, level="warning", woo_id=woo_id)
+        try:
+            created = run.erp.create(document, _Guard(run, claim))
+        except ClaimLost as exc:
+            ctx.event(STEP, f"not sent: {exc}", level="warning", woo_id=woo_id)
+            return
+        except DocumentInDoubt as exc:
+            run.record(run.result.in_doubt, woo_id, str(exc))
+            ctx.event(
+                STEP,
+                f"no answer from {run.erp.display_name} ({exc}); stays pushing and is "
+                "looked up before anything is sent again",
+                level="warning",
+                woo_id=woo_id,
+            )
+            return
+        except DynamicsAuthenticationError:
+            _release(run, claim)
+            raise
+        except DynamicsError as exc:
+            if exc.retryable:
+                _not_processed(run, claim, exc)
+            else:
+                _settle(run, claim, OrderState.FAILED, str(exc), bucket=run.result.failed)
+            return
+        if not _mark_pushed(run, claim, created):
+            return
+        with run.lock:
+            run.result.pushed.append(
+                PushedOrder(woo_id, document.external_number, created.number, created.id)
+            )
         ctx.event(
             STEP,
-            f"no answer from {run.erp.display_name} ({exc}); stays pushing and is "
-            "looked up before anything is sent again",
-            level="warning",
+            f"created in {run.erp.display_name} as sales order {created.number} "
+            f"({document.external_number})",
             woo_id=woo_id,
         )
-        return
-    except DynamicsAuthenticationError:
-        store.set_state(woo_id, OrderState.READY, expect=[OrderState.PUSHING])
-        raise
-    except DynamicsError as exc:
-        if exc.retryable:
-            _not_processed(run, record, exc)
-        else:
-            _settle(run, woo_id, OrderState.FAILED, str(exc), bucket=run.result.failed)
-        return
-    store.mark_pushed(
-        woo_id,
-        d365_id=created.id,
-        d365_number=created.number,
-        external_number=document.external_number,
-        now=ctx.clock(),
-    )
-    with run.lock:
-        run.result.pushed.append(
-            PushedOrder(woo_id, document.external_number, created.number, created.id)
-        )
-    ctx.event(
-        STEP,
-        f"created in {run.erp.display_name} as sales order {created.number} "
-        f"({document.external_number})",
-        woo_id=woo_id,
-    )
-    _compare_totals(run, order, created)
-    if run.write_backs is not None:
-        run.write_backs.add(woo_id, created.number)
+        _compare_totals(run, order, created)
+        if run.write_backs is not None:
+            run.write_backs.add(woo_id, created.number)
+    finally:
+        if run.claims is not None:
+            run.claims.discard(claim.token)  # settled, released, or left in doubt to age out
 
 
 def _settle(
-    run: _Run, woo_id: int, state: OrderState, reason: str, *, bucket: dict[int, str] | None
+    run: _Run, claim: _Claim, state: OrderState, reason: str, *, bucket: dict[int, str] | None
 ) -> None:
-    run.ctx.store.set_state(woo_id, state, reason=reason, expect=[OrderState.PUSHING])
+    """Move a claimed order on, under its token; a claim lost meanwhile changes nothing."""
+    settled = run.ctx.store.set_state(
+        claim.woo_id, state, reason=reason, expect=[OrderState.PUSHING], token=claim.token
+    )
+    if not settled:
+        run.ctx.event(
+            STEP,
+            f"not recorded as {state.value} ({reason}): another process holds this order now",
+            level="warning",
+            woo_id=claim.woo_id,
+        )
+        return
     if bucket is not None:
-        run.record(bucket, woo_id, reason)
+        run.record(bucket, claim.woo_id, reason)
     level = "error" if state is OrderState.FAILED else "warning"
-    run.ctx.event(STEP, f"{state.value}: {reason}", level=level, woo_id=woo_id)
+    run.ctx.event(STEP, f"{state.value}: {reason}", level=level, woo_id=claim.woo_id)
 
 
-def _not_processed(run: _Run, record: OrderRecord, exc: DynamicsError) -> None:
+def _release(run: _Run, claim: _Claim) -> None:
+    """Give an unsent order back (``ready``), its attempt not counted against it."""
+    if run.claims is not None:
+        run.claims.discard(claim.token)
+    run.ctx.store.set_state(
+        claim.woo_id,
+        OrderState.READY,
+        reason=claim.record.reason,
+        expect=[OrderState.PUSHING],
+        token=claim.token,
+        uncount_attempt=True,
+    )
+
+
+def _not_processed(run: _Run, claim: _Claim, exc: DynamicsError) -> None:
     """Dynamics did not take the order: ``ready`` again, or ``failed`` after max_attempts.
 
     An unreachable Dynamics never fails an order: an outage is not the order's fault.
     """
-    woo_id = record.woo_id
+    woo_id, attempts = claim.woo_id, claim.record.attempts
     limit = run.ctx.settings.orders.max_attempts
-    if record.attempts >= limit and not isinstance(exc, DynamicsUnreachable):
+    if attempts >= limit and not isinstance(exc, DynamicsUnreachable):
         _settle(
             run,
-            woo_id,
+            claim,
             OrderState.FAILED,
-            f"gave up after {record.attempts} attempts: {exc}",
+            f"gave up after {attempts} attempts: {exc}",
             bucket=run.result.failed,
         )
-    else:
-        run.ctx.store.set_state(
-            woo_id,
-            OrderState.READY,
-            reason=f"attempt {record.attempts} of {limit} failed: {exc}",
-            expect=[OrderState.PUSHING],
-        )
+    elif run.ctx.store.set_state(
+        woo_id,
+        OrderState.READY,
+        reason=f"attempt {attempts} of {limit} failed: {exc}",
+        expect=[OrderState.PUSHING],
+        token=claim.token,
+    ):
         run.record(run.result.retry_later, woo_id, str(exc))
         run.ctx.event(
             STEP, f"not sent ({exc}); tried again next run", level="warning", woo_id=woo_id

@@ -8,7 +8,6 @@ Dynamics down, pulling still happens. The run record keeps the counts of every s
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,14 +24,14 @@ from woo2d365.errors import (
     Woo2D365Error,
 )
 from woo2d365.pipeline.context import RunContext
+from woo2d365.pipeline.heartbeat import Heartbeat
 from woo2d365.pipeline.pull import PullResult, pull
 from woo2d365.pipeline.push import PushResult, process_has_ended, push
 from woo2d365.pipeline.validate import ValidateResult, validate
 from woo2d365.shop.client import WooClient
+from woo2d365.store.base import StateStore
 
 LOCK_NAME = "sync"
-LEASE_SECONDS = 120.0  # a dead holder stops blocking after this; renewed every third of it
-"""Store key: the ``host:pid`` that last took the run lock (to recognise an ended holder)."""
 
 
 @dataclass
@@ -47,6 +46,7 @@ class SyncResult:
     dynamics_problem: str | None = None
     config_problem: Woo2D365Error | None = None
     lease_lost: bool = False
+    crashed: bool = False  # an unexpected exception (a bug) ended the run
     alerts: DigestOutcome | None = None
 
     @property
@@ -76,8 +76,12 @@ class SyncResult:
     @property
     def exit_code(self) -> ExitCode:
         """The contract's exit code: a person is needed (2), a system was away (3), orders (1)."""
+        if self.crashed:
+            return ExitCode.INTERNAL
         if self.config_problem is not None:
             return self.config_problem.exit_code
+        if self.lease_lost:
+            return ExitCode.UNREACHABLE
         if self.shop_reachable is False or self.dynamics_reachable is False:
             return ExitCode.UNREACHABLE
         if self.held or self.failed or (self.push is not None and self.push.held):
@@ -86,7 +90,9 @@ class SyncResult:
 
     @property
     def outcome(self) -> str:
-        """The run record's outcome word."""
+        """The run record's outcome word; a run that crashed or lost its lease is an ``error``."""
+        if self.crashed or self.lease_lost:
+            return "error"
         return {
             ExitCode.OK: "ok",
             ExitCode.ATTENTION: "attention",
@@ -114,37 +120,6 @@ class SyncResult:
         return counts
 
 
-class _LeaseKeeper:
-    """Renews the run lock in the background while the run lasts."""
-
-    def __init__(self, ctx: RunContext, ttl: float) -> None:
-        self.ctx = ctx
-        self.ttl = ttl
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, name="lease", daemon=True)
-
-    def _renew(self) -> None:
-        while not self._stop.wait(self.ttl / 3):
-            try:
-                ok = self.ctx.store.renew_lock(
-                    LOCK_NAME, self.ctx.worker, self.ctx.clock(), self.ttl
-                )
-            except Woo2D365Error:
-                ok = False
-            if not ok:
-                self.lost.set()
-                return
-
-    def __enter__(self) -> _LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
 def _acquire_run_lock(ctx: RunContext, ttl: float) -> bool:
     """Take the run lock; a lock left by an ended process of this host is taken over at once.
 
@@ -168,17 +143,26 @@ def _acquire_run_lock(ctx: RunContext, ttl: float) -> bool:
 
 
 @contextmanager
-def run_lock(ctx: RunContext, ttl: float = LEASE_SECONDS) -> Iterator[_LeaseKeeper]:
+def run_lock(ctx: RunContext, ttl: float | None = None) -> Iterator[Heartbeat]:
     """Hold the run lock for the block, or raise :class:`LockHeld` at once.
 
-    A lock of a process that died (kill -9) stops blocking at once when that process ran on this
-    host, else when its lease expires.
+    The lease is renewed every third of ``ttl`` by a heartbeat; when a renewal fails the lease
+    counts as lost and ``ctx.lease_lost`` tells the steps to stop claiming work. A lock of a
+    process that died (kill -9) stops blocking at once when that process ran on this host, else
+    when its lease expires.
     """
-    if not _acquire_run_lock(ctx, ttl):
+    lease = ttl or ctx.settings.state.lease_seconds
+    if not _acquire_run_lock(ctx, lease):
         raise LockHeld("another sync holds the run lock; this run did nothing")
+
+    def renew(store: StateStore) -> bool:
+        return store.renew_lock(LOCK_NAME, ctx.worker, ctx.clock(), lease)
+
     try:
-        with _LeaseKeeper(ctx, ttl) as keeper:
-            yield keeper
+        heartbeat = Heartbeat("lease", ctx.store, lease / 3, renew, fatal=True)
+        ctx.lease_lost = heartbeat.lost
+        with heartbeat:
+            yield heartbeat
     finally:
         ctx.store.release_lock(LOCK_NAME, ctx.worker)
 
@@ -190,7 +174,7 @@ def sync(
     *,
     limit: int | None = None,
     on_step: Callable[[str], Any] | None = None,
-    lease_seconds: float = LEASE_SECONDS,
+    lease_seconds: float | None = None,
 ) -> SyncResult:
     """One full run under the lock: pull, validate, push; the run record keeps what happened."""
     with run_lock(ctx, lease_seconds) as lease:
@@ -199,8 +183,17 @@ def sync(
         result = SyncResult(run_id=run_id)
         try:
             _steps(ctx, shop_factory, erp_factory, result, limit=limit, on_step=on_step)
+        except BaseException:
+            result.crashed = True  # a bug (or Ctrl-C): never recorded as a good run
+            raise
         finally:
             result.lease_lost = lease.lost.is_set()
+            if result.lease_lost:
+                ctx.event(
+                    "sync",
+                    "the run lock's lease was lost: stopped claiming orders",
+                    level="error",
+                )
             ctx.store.finish_run(run_id, result.outcome, result.counts(), ctx.clock())
         _alert(ctx, result)
     return result

@@ -182,6 +182,8 @@ def validate(
     else:
         ids = sorted(set(order_ids))
     taken = {status.strip().lower() for status in ctx.settings.woocommerce.statuses}
+    if ids:
+        erp.load_checks()  # HTTP now: never inside the store transactions below
     # A chunk at a time: bounded memory, and one commit per chunk instead of a few per order.
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]

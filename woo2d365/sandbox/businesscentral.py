@@ -286,6 +286,7 @@ class BusinessCentralEmulator:
         self.client_secret = client_secret
         self.environment = environment
         self.latency = latency
+        self.commit_delay = 0.0  # seconds a POST is processed before it commits
         self.rate_limit = rate_limit
         self.rate_window_seconds = rate_window_seconds
         self.max_concurrent = max_concurrent
@@ -901,6 +902,10 @@ class BusinessCentralEmulator:
                         else {}
                     )
                     raise ODataError(fault.status, fault.code, fault.message, fault_headers)
+                if method == "POST" and self.commit_delay > 0:
+                    # Business Central goes on with a request whose client is gone (reference
+                    # 4.2-4.3): the create commits after the delay whether anyone waits or not.
+                    time.sleep(self.commit_delay)
                 status, document, headers = self._api(handler, method, route, path, query, body)
                 if (
                     method == "POST"

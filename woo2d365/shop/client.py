@@ -49,7 +49,7 @@ from woo2d365.errors import (
 )
 from woo2d365.http import TrustingSession
 from woo2d365.settings import WooCommerceSettings, redact_url
-from woo2d365.shop.mapping import OWN_META_PREFIX
+from woo2d365.shop.mapping import SALES_ORDER_META_KEY as SALES_ORDER_META_KEY
 
 API_PATH = "/wp-json/wc/v3"
 USER_AGENT = f"woo2d365/{__version__} (+https://github.com/woo2d365)"
@@ -58,9 +58,6 @@ RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 _NOT_RECEIVED_STATUSES = frozenset({429, 503})
 MAX_PAGE_SIZE = 100
 BATCH_LIMIT = 100  # items per POST /orders/batch (woocommerce_rest_batch_items_limit)
-
-SALES_ORDER_META_KEY = OWN_META_PREFIX + "sales_order"
-"""Order meta key holding the Dynamics sales order number after write-back."""
 
 
 def write_back_note(sales_order_number: str) -> str:

@@ -30,6 +30,8 @@ SKIP_STATUSES = frozenset({"cancelled", "refunded", "failed", "trash"})
 """Shop statuses that make an order not yet pushed ``skipped``."""
 
 OWN_META_PREFIX = "_woo2d365_"
+SALES_ORDER_META_KEY = OWN_META_PREFIX + "sales_order"
+"""Order meta key holding the Dynamics sales order number after write-back."""
 """Prefix of the order meta keys woo2d365 writes back to the shop."""
 
 # Parts of an order that change without the order changing for us: the modification stamps
@@ -87,7 +89,19 @@ def order_from_shop(raw: Mapping[str, Any]) -> Order:
         customer_note=_text(raw.get("customer_note")),
         payment_method=_text(raw.get("payment_method")),
         coupon_codes=coupons,
+        recorded_document=_recorded_document(raw.get("meta_data")),
     )
+
+
+def _recorded_document(meta: Any) -> str:
+    """The sales order number our write-back left in the order's meta, or ``""``."""
+    if not isinstance(meta, list):
+        return ""
+    for entry in meta:
+        if isinstance(entry, Mapping) and entry.get("key") == SALES_ORDER_META_KEY:
+            value = entry.get("value")
+            return value.strip() if isinstance(value, str) else ""
+    return ""
 
 
 def order_id_of(raw: Mapping[str, Any]) -> int:

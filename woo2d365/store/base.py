@@ -39,6 +39,8 @@ class OrderRecord:
     updated_at: datetime
     pushed_at: datetime | None
     write_back_pending: bool
+    claim_token: str | None = None  # unique to the current claim (fencing)
+    last_sent_at: datetime | None = None  # when a create for this order was last sent
     raw: dict[str, Any] | None = None  # the shop JSON, loaded only when asked for
 
 
@@ -190,18 +192,39 @@ class StateStore(Protocol):
         reason: str | None = None,
         expect: list[OrderState] | None = None,
         reset_attempts: bool = False,
+        token: str | None = None,
+        uncount_attempt: bool = False,
     ) -> bool:
-        """Move an order to ``state``; with ``expect`` only from those states. True if changed."""
+        """Move an order to ``state``; with ``expect`` only from those states, with ``token`` only
+        while that claim holds it; ``uncount_attempt`` takes back the claim's attempt. True if
+        changed."""
         ...
 
-    def claim(self, woo_id: int, claimer: str, now: datetime) -> bool:
-        """``ready`` → ``pushing`` for this claimer, counting an attempt. True if it owns it now."""
+    def claim(
+        self, woo_id: int, claimer: str, now: datetime, *, token: str, key: str | None
+    ) -> bool:
+        """``ready`` → ``pushing`` under claim ``token``, counting an attempt; stores ``key`` as
+        the idempotency key unless the order has one. True if it owns it now."""
         ...
 
     def claim_in_doubt(
-        self, woo_id: int, claimer: str, now: datetime, older_than: datetime
+        self, woo_id: int, claimer: str, now: datetime, older_than: datetime, *, token: str
     ) -> bool:
         """Take over a ``pushing`` order whose claim is older than ``older_than``."""
+        ...
+
+    def confirm_claim(
+        self, woo_id: int, token: str, now: datetime, *, sending: bool = False
+    ) -> bool:
+        """Renew claim ``token``; with ``sending`` record the send time. False: claim lost."""
+        ...
+
+    def set_last_sent(self, woo_id: int, token: str, sent_at: datetime | None) -> bool:
+        """Put back the time of the last send (a create that certainly never ran)."""
+        ...
+
+    def renew_claims(self, tokens: list[str], now: datetime) -> set[str]:
+        """Renew these claims; the tokens that still hold their order."""
         ...
 
     def in_doubt_ids(self, older_than: datetime) -> list[int]:
@@ -209,9 +232,22 @@ class StateStore(Protocol):
         ...
 
     def mark_pushed(
-        self, woo_id: int, *, d365_id: str, d365_number: str, external_number: str, now: datetime
-    ) -> None:
-        """Record the Dynamics document of an order (state ``pushed``); sets write-back pending."""
+        self,
+        woo_id: int,
+        *,
+        d365_id: str,
+        d365_number: str,
+        external_number: str,
+        now: datetime,
+        token: str | None = None,
+        write_back: bool = True,
+    ) -> bool:
+        """Record the Dynamics document of an order (state ``pushed``); with ``token`` only while
+        that claim holds it. True if recorded."""
+        ...
+
+    def reopen(self) -> StateStore:
+        """The same database through a connection of its own (for a heartbeat thread)."""
         ...
 
     def set_write_back_done(self, woo_id: int) -> None:

@@ -22,6 +22,15 @@ class Index:
 
 
 @dataclass(frozen=True)
+class Column:
+    """A column the migration adds to an existing table when it is missing."""
+
+    table: str
+    name: str
+    ddl: str  # type and constraints, with the dialect placeholders
+
+
+@dataclass(frozen=True)
 class Migration:
     """One schema version."""
 
@@ -29,6 +38,7 @@ class Migration:
     description: str
     tables: tuple[str, ...]
     indexes: tuple[Index, ...] = field(default_factory=tuple)
+    columns: tuple[Column, ...] = field(default_factory=tuple)
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -140,6 +150,18 @@ MIGRATIONS += (
                 first_seen {ts} NOT NULL,
                 last_sent {ts} NULL
             ) {opts}""",
+        ),
+    ),
+)
+
+MIGRATIONS += (
+    Migration(
+        version=3,
+        description="claim fencing token and the time of the last create sent",
+        tables=(),
+        columns=(
+            Column("orders", "claim_token", "VARCHAR(64) NULL"),
+            Column("orders", "last_sent_at", "{ts} NULL"),
         ),
     ),
 )

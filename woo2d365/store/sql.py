@@ -38,8 +38,9 @@ WAITING_STATES = (OrderState.NEW, OrderState.READY, OrderState.HELD, OrderState.
 _ORDER_COLUMNS = (
     "woo_id, number, state, shop_status, shop_modified_at, reason, attempts, d365_id, "
     "d365_number, external_number, currency, total, claimed_by, claimed_at, created_at, "
-    "updated_at, pushed_at, write_back_pending"
+    "updated_at, pushed_at, write_back_pending, claim_token, last_sent_at"
 )
+_RAW_INDEX = _ORDER_COLUMNS.count(",") + 1  # raw_json, when asked for, follows the columns
 
 
 def to_db_time(value: datetime) -> str:
@@ -113,6 +114,12 @@ class SqlStore:
         self._lock = threading.RLock()
         self._conn: Any = None
         self._shared: Any = None  # the cursor of an open batch(); its owner holds _lock
+
+    def reopen(self) -> SqlStore:
+        """The same database through a connection of its own (for a heartbeat thread)."""
+        if getattr(self.dialect, "path", None) == ":memory:":
+            return self  # a second connection would open another, empty database
+        return SqlStore(self.dialect, clock=self.clock)
 
     # -- plumbing --------------------------------------------------------------------------
     def _sql(self, statement: str) -> str:
@@ -215,6 +222,13 @@ class SqlStore:
                         continue
                     for statement in migration.tables:
                         self._exec(cur, statement.format(**types))
+                    for column in migration.columns:
+                        if column.name not in self._column_names(cur, column.table):
+                            self._exec(
+                                cur,
+                                f"ALTER TABLE {column.table} ADD COLUMN {column.name} "
+                                + column.ddl.format(**types),
+                            )
                     for index in migration.indexes:
                         if not self.dialect.index_exists(cur, index):
                             unique = "UNIQUE " if index.unique else ""
@@ -233,6 +247,12 @@ class SqlStore:
             finally:
                 self.dialect.unlock_after_migration(cur)
         return self.schema_version()
+
+    def _column_names(self, cur: Any, table: str) -> set[str]:
+        # Both drivers describe the columns of an empty result: no catalogue query per dialect.
+        cur.execute(f"SELECT * FROM {table} WHERE 1 = 0")
+        cur.fetchall()
+        return {str(column[0]).lower() for column in cur.description or ()}
 
     def schema_version(self) -> int:
         """The version of the applied schema (0 for an empty database)."""
@@ -264,6 +284,8 @@ class SqlStore:
             updated_at=from_db_time(row[15]),
             pushed_at=_opt_time(row[16]),
             write_back_pending=bool(row[17]),
+            claim_token=row[18],
+            last_sent_at=_opt_time(row[19]),
             raw=json.loads(raw) if raw is not None else None,
         )
 
@@ -273,7 +295,7 @@ class SqlStore:
         row = cur.fetchone()
         if row is None:
             return None
-        return self._order_from_row(row, row[18] if with_raw else None)
+        return self._order_from_row(row, row[_RAW_INDEX] if with_raw else None)
 
     def save_pulled_order(self, order: PulledOrder) -> OrderRecord | None:
         """Insert a new order (state ``new``) or update the raw copy of a known one."""
@@ -371,7 +393,7 @@ class SqlStore:
         with self._tx() as cur:
             self._exec(cur, sql, params)
             rows = cur.fetchall()
-        return [self._order_from_row(r, r[18] if with_raw else None) for r in rows]
+        return [self._order_from_row(r, r[_RAW_INDEX] if with_raw else None) for r in rows]
 
     def order_ids_in_state(self, state: OrderState, *, limit: int | None = None) -> list[int]:
         """Ids of orders in ``state``, oldest update first (work queue order)."""
@@ -420,47 +442,132 @@ class SqlStore:
         reason: str | None = None,
         expect: list[OrderState] | None = None,
         reset_attempts: bool = False,
+        token: str | None = None,
+        uncount_attempt: bool = False,
     ) -> bool:
-        """Move an order to ``state``; with ``expect`` only from those states. True if changed."""
+        """Move an order to ``state``; with ``expect`` only from those states, with ``token``
+        only while that claim holds it (fencing). True if changed."""
         sets = "state = ?, reason = ?, updated_at = ?"
         params: list[Any] = [state.value, reason, self._now()]
         if state is not OrderState.PUSHING:
-            sets += ", claimed_by = NULL, claimed_at = NULL"
+            sets += ", claimed_by = NULL, claimed_at = NULL, claim_token = NULL"
         if reset_attempts:
             sets += ", attempts = 0"
+        elif uncount_attempt:
+            sets += ", attempts = attempts - 1"
         sql = f"UPDATE orders SET {sets} WHERE woo_id = ?"
         params.append(woo_id)
         if expect:
             sql += f" AND state IN ({', '.join('?' for _ in expect)})"
             params.extend(s.value for s in expect)
+        if token is not None:
+            sql += " AND claim_token = ?"
+            params.append(token)
         with self._tx() as cur:
             return self._exec(cur, sql, params) == 1
 
-    def claim(self, woo_id: int, claimer: str, now: datetime) -> bool:
-        """``ready`` → ``pushing`` for this claimer, counting an attempt."""
+    def claim(
+        self, woo_id: int, claimer: str, now: datetime, *, token: str, key: str | None
+    ) -> bool:
+        """``ready`` → ``pushing`` for this claimer and token, counting an attempt.
+
+        ``key`` (the document's idempotency key) is stored unless the order already has one, so
+        an order once sent keeps its key whatever the settings say later.
+        """
         stamp = to_db_time(now)
         with self._tx() as cur:
             changed = self._exec(
                 cur,
-                "UPDATE orders SET state = ?, claimed_by = ?, claimed_at = ?, "
-                "attempts = attempts + 1, updated_at = ? WHERE woo_id = ? AND state = ?",
-                (OrderState.PUSHING.value, claimer, stamp, stamp, woo_id, OrderState.READY.value),
+                "UPDATE orders SET state = ?, claimed_by = ?, claimed_at = ?, claim_token = ?, "
+                "external_number = COALESCE(external_number, ?), attempts = attempts + 1, "
+                "updated_at = ? WHERE woo_id = ? AND state = ?",
+                (
+                    OrderState.PUSHING.value,
+                    claimer,
+                    stamp,
+                    token,
+                    key,
+                    stamp,
+                    woo_id,
+                    OrderState.READY.value,
+                ),
             )
         return changed == 1
 
     def claim_in_doubt(
-        self, woo_id: int, claimer: str, now: datetime, older_than: datetime
+        self, woo_id: int, claimer: str, now: datetime, older_than: datetime, *, token: str
     ) -> bool:
-        """Take over a ``pushing`` order whose claim is older than ``older_than``."""
+        """Take over a ``pushing`` order whose claim is older than ``older_than``, with a new
+        token (the old claim's settling writes are then refused)."""
         stamp = to_db_time(now)
         with self._tx() as cur:
             changed = self._exec(
                 cur,
-                "UPDATE orders SET claimed_by = ?, claimed_at = ?, updated_at = ? "
+                "UPDATE orders SET claimed_by = ?, claimed_at = ?, claim_token = ?, updated_at = ? "
                 "WHERE woo_id = ? AND state = ? AND (claimed_at IS NULL OR claimed_at < ?)",
-                (claimer, stamp, stamp, woo_id, OrderState.PUSHING.value, to_db_time(older_than)),
+                (
+                    claimer,
+                    stamp,
+                    token,
+                    stamp,
+                    woo_id,
+                    OrderState.PUSHING.value,
+                    to_db_time(older_than),
+                ),
             )
         return changed == 1
+
+    def confirm_claim(
+        self, woo_id: int, token: str, now: datetime, *, sending: bool = False
+    ) -> bool:
+        """Renew the claim ``token`` if it still holds the order; with ``sending``, also record
+        ``now`` as the time of the last create sent. False: the claim is lost."""
+        stamp = to_db_time(now)
+        sets = "claimed_at = ?" + (", last_sent_at = ?" if sending else "")
+        params: list[Any] = [stamp, stamp] if sending else [stamp]
+        with self._tx() as cur:
+            return (
+                self._exec(
+                    cur,
+                    f"UPDATE orders SET {sets} WHERE woo_id = ? AND state = ? AND claim_token = ?",
+                    (*params, woo_id, OrderState.PUSHING.value, token),
+                )
+                == 1
+            )
+
+    def set_last_sent(self, woo_id: int, token: str, sent_at: datetime | None) -> bool:
+        """Put back the time of the last send (a create that certainly never ran)."""
+        with self._tx() as cur:
+            return (
+                self._exec(
+                    cur,
+                    "UPDATE orders SET last_sent_at = ? WHERE woo_id = ? AND claim_token = ?",
+                    (None if sent_at is None else to_db_time(sent_at), woo_id, token),
+                )
+                == 1
+            )
+
+    def renew_claims(self, tokens: list[str], now: datetime) -> set[str]:
+        """Renew these claims; return the tokens that still hold their order."""
+        held: set[str] = set()
+        stamp = to_db_time(now)
+        with self._tx() as cur:
+            for start in range(0, len(tokens), _CHUNK):
+                chunk = tokens[start : start + _CHUNK]
+                marks = ", ".join("?" for _ in chunk)
+                self._exec(
+                    cur,
+                    "UPDATE orders SET claimed_at = ? WHERE state = ? "
+                    f"AND claim_token IN ({marks})",
+                    (stamp, OrderState.PUSHING.value, *chunk),
+                )
+                self._exec(
+                    cur,
+                    f"SELECT claim_token FROM orders WHERE state = ? AND claim_token IN ({marks})",
+                    (OrderState.PUSHING.value, *chunk),
+                )
+                held.update(str(row[0]) for row in cur.fetchall())
+        return held
 
     def in_doubt_ids(self, older_than: datetime) -> list[int]:
         """Ids of ``pushing`` orders claimed before ``older_than``."""
@@ -474,26 +581,39 @@ class SqlStore:
             return [int(r[0]) for r in cur.fetchall()]
 
     def mark_pushed(
-        self, woo_id: int, *, d365_id: str, d365_number: str, external_number: str, now: datetime
-    ) -> None:
-        """Record the Dynamics document of an order (state ``pushed``); sets write-back pending."""
+        self,
+        woo_id: int,
+        *,
+        d365_id: str,
+        d365_number: str,
+        external_number: str,
+        now: datetime,
+        token: str | None = None,
+        write_back: bool = True,
+    ) -> bool:
+        """Record the Dynamics document of an order (state ``pushed``); with ``token`` only while
+        that claim holds it. ``write_back`` marks the shop write-back pending. True if recorded."""
         stamp = to_db_time(now)
+        sql = (
+            "UPDATE orders SET state = ?, d365_id = ?, d365_number = ?, external_number = ?, "
+            "pushed_at = ?, updated_at = ?, reason = NULL, claimed_by = NULL, "
+            "claimed_at = NULL, claim_token = NULL, write_back_pending = ? WHERE woo_id = ?"
+        )
+        params: list[Any] = [
+            OrderState.PUSHED.value,
+            d365_id,
+            d365_number,
+            external_number,
+            stamp,
+            stamp,
+            int(write_back),
+            woo_id,
+        ]
+        if token is not None:
+            sql += " AND state = ? AND claim_token = ?"
+            params += [OrderState.PUSHING.value, token]
         with self._tx() as cur:
-            self._exec(
-                cur,
-                "UPDATE orders SET state = ?, d365_id = ?, d365_number = ?, external_number = ?, "
-                "pushed_at = ?, updated_at = ?, reason = NULL, claimed_by = NULL, "
-                "claimed_at = NULL, write_back_pending = 1 WHERE woo_id = ?",
-                (
-                    OrderState.PUSHED.value,
-                    d365_id,
-                    d365_number,
-                    external_number,
-                    stamp,
-                    stamp,
-                    woo_id,
-                ),
-            )
+            return self._exec(cur, sql, params) == 1
 
     def set_write_back_done(self, woo_id: int) -> None:
         """The shop has the note and meta for this order."""

@@ -37,7 +37,7 @@ import backoff
 import requests
 import urllib3.exceptions
 
-from woo2d365.erp.base import DocumentInDoubt, DocumentRefused
+from woo2d365.erp.base import DocumentInDoubt, DocumentRefused, SendGuard
 from woo2d365.erp.businesscentral.auth import TokenProvider
 from woo2d365.errors import (
     ConfigError,
@@ -54,6 +54,10 @@ WINDOW_SECONDS = 300.0
 
 MAX_FILTER_CHARACTERS = 1500
 """Longest encoded ``$filter`` of a batched lookup: URLs stay well inside common 2 KB limits."""
+KEYS_PER_LOOKUP = 50
+"""Document keys per batched lookup before a create: ~2.6 KB of filter, so the lookup costs
+0.02 requests per order (document numbers are short and regular, unlike e-mail addresses)."""
+KEY_FILTER_CHARACTERS = 3000
 
 NOT_PROCESSED_STATUSES = frozenset({429, 502, 503})
 """Answers that mean the request never ran: throttled, data plane down, queue full/maintenance."""
@@ -390,9 +394,18 @@ class BusinessCentralClient:
             self.error_count += 1
 
     def _attempt(
-        self, method: str, url: str, body: dict[str, Any] | None, extra: dict[str, str]
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any] | None,
+        extra: dict[str, str],
+        guard: SendGuard | None = None,
     ) -> Any:
-        """Send once (plus one token refresh on 401); raise the classified error."""
+        """Send once (plus one token refresh on 401); raise the classified error.
+
+        ``guard`` is asked right before the request leaves (inside the request slot, after any
+        wait for the pace), and told when the answer proves the request never ran.
+        """
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
         refreshed = False
         while True:
@@ -402,20 +415,30 @@ class BusinessCentralClient:
                 headers["Content-Type"] = "application/json"
             try:
                 with self._slot():
+                    if guard is not None:
+                        guard.before_send()
                     response = self._session.request(
                         method, url, data=data, headers=headers, timeout=self._timeout
                     )
             except requests.RequestException as exc:
                 self._count_error()
-                raise self._transport_error(method, url, exc) from None
+                error = self._transport_error(method, url, exc)
+                if guard is not None and not _was_sent(exc):
+                    guard.not_sent()
+                raise error from None
             if response.status_code >= 400:
                 self._count_error()
-            if response.status_code == 401 and not refreshed:
-                self.tokens.invalidate(token)
-                refreshed = True
-                continue
+            if response.status_code == 401:
+                if guard is not None:
+                    guard.not_sent()  # refused before it ran
+                if not refreshed:
+                    self.tokens.invalidate(token)
+                    refreshed = True
+                    continue
             problem = classify(response, method=method)
             if problem is not None:
+                if guard is not None and response.status_code in NOT_PROCESSED_STATUSES:
+                    guard.not_sent()
                 raise problem
             if response.status_code == 204 or not response.content:
                 return None
@@ -456,10 +479,14 @@ class BusinessCentralClient:
         *,
         body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        guard: SendGuard | None = None,
     ) -> Any:
-        """One API call with the retry policy; ``path_or_url`` relative to the base or absolute."""
+        """One API call with the retry policy; ``path_or_url`` relative to the base or absolute.
+
+        ``guard`` (creates) is consulted before every send, re-sends after a backoff included.
+        """
         url = path_or_url if "://" in path_or_url else f"{self.base_url}/{path_or_url}"
-        return self._retrying(method, url, body, headers or {})
+        return self._retrying(method, url, body, headers or {}, guard)
 
     def get_all(self, path: str, params: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
         """Every entity of a collection, following ``@odata.nextLink`` verbatim."""
@@ -565,9 +592,11 @@ class BusinessCentralClient:
             found.extend(self.get_all(self.company_path("customers"), params))
         return found
 
-    def create_customer(self, body: dict[str, Any]) -> dict[str, Any]:
+    def create_customer(
+        self, body: dict[str, Any], guard: SendGuard | None = None
+    ) -> dict[str, Any]:
         """``POST customers``; :class:`DocumentInDoubt` when it may have been created unanswered."""
-        return self._create(self.company_path("customers"), body)
+        return self._create(self.company_path("customers"), body, guard)
 
     # -- sales orders ---------------------------------------------------------------------------
     def find_sales_orders(self, external_number: str) -> list[dict[str, Any]]:
@@ -578,7 +607,28 @@ class BusinessCentralClient:
         }
         return list(self.get_all(self.company_path("salesOrders"), params))
 
-    def create_sales_order(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def find_sales_orders_by_external_numbers(
+        self, external_numbers: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """Sales orders whose ``externalDocumentNumber`` is one of these: one request per
+        :data:`KEYS_PER_LOOKUP` keys (``externalDocumentNumber eq 'a' or ...``)."""
+        found: list[dict[str, Any]] = []
+        for batch in _filter_batches(
+            "externalDocumentNumber",
+            external_numbers,
+            max_characters=KEY_FILTER_CHARACTERS,
+            max_terms=KEYS_PER_LOOKUP,
+        ):
+            params = {
+                "$filter": batch,
+                "$select": "id,number,externalDocumentNumber,totalAmountIncludingTax",
+            }
+            found.extend(self.get_all(self.company_path("salesOrders"), params))
+        return found
+
+    def create_sales_order(
+        self, payload: dict[str, Any], guard: SendGuard | None = None
+    ) -> dict[str, Any]:
         """One deep-insert ``POST salesOrders``, repeated only when proven not processed.
 
         After a 500/408 answer the order is looked up by ``externalDocumentNumber`` first: found,
@@ -591,7 +641,7 @@ class BusinessCentralClient:
         last: AnsweredInDoubt | None = None
         for _ in range(self.retry.max_tries):
             try:
-                return self._create(path, payload)
+                return self._create(path, payload, guard)
             except AnsweredInDoubt as exc:
                 last = exc
             try:
@@ -610,21 +660,30 @@ class BusinessCentralClient:
             code=last.code,
         )
 
-    def _create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        result = self.request("POST", path, body=body)
+    def _create(
+        self, path: str, body: dict[str, Any], guard: SendGuard | None = None
+    ) -> dict[str, Any]:
+        result = self.request("POST", path, body=body, guard=guard)
         if not isinstance(result, dict):
             raise AnsweredInDoubt("Dynamics answered a create without the created record")
         return result
 
 
-def _filter_batches(field: str, values: Sequence[str]) -> Iterator[str]:
+def _filter_batches(
+    field: str,
+    values: Sequence[str],
+    *,
+    max_characters: int = MAX_FILTER_CHARACTERS,
+    max_terms: int | None = None,
+) -> Iterator[str]:
     """``field eq 'a' or field eq 'b' ...`` filters, each short enough for one URL."""
     batch: list[str] = []
     length = 0
     for value in dict.fromkeys(values):
         term = f"{field} eq {odata_string(value)}"
         size = len(quote(term, safe="")) + len(" or ") * 3
-        if batch and length + size > MAX_FILTER_CHARACTERS:
+        full = max_terms is not None and len(batch) >= max_terms
+        if batch and (full or length + size > max_characters):
             yield " or ".join(batch)
             batch, length = [], 0
         batch.append(term)

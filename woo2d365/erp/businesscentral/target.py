@@ -8,6 +8,7 @@ in the store, so a known customer costs no request. Country codes are read once 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -21,6 +22,7 @@ from woo2d365.erp.base import (
     DocumentRefused,
     ItemRefresh,
     PreparedDocument,
+    SendGuard,
 )
 from woo2d365.erp.businesscentral.client import BusinessCentralClient, TransientError
 from woo2d365.erp.businesscentral.payload import (
@@ -48,6 +50,8 @@ PLACEHOLDER_CUSTOMER = "(new customer)"
 
 
 CREATED_CUSTOMER = "created customer"
+CUSTOMER_SENT_PREFIX = "bc.customer.sent."
+"""Store key prefix: when a customer create was sent whose outcome is not known yet."""
 
 
 def _now() -> datetime:
@@ -149,6 +153,10 @@ class BusinessCentralTarget:
         problems.extend(tax_rate_problems(order, self.orders))
         return problems
 
+    def load_checks(self) -> None:
+        """Read the country codes now (not lazily inside a store transaction)."""
+        self.country_codes()
+
     def country_codes(self) -> set[str] | None:
         """Business Central's country/region codes, read once; None when they cannot be read."""
         with self._countries_lock:
@@ -167,10 +175,15 @@ class BusinessCentralTarget:
 
     # -- documents ------------------------------------------------------------------------------
     def prepare(
-        self, order: Order, item_numbers: Sequence[str | None], *, dry_run: bool = False
+        self,
+        order: Order,
+        item_numbers: Sequence[str | None],
+        *,
+        dry_run: bool = False,
+        key: str | None = None,
     ) -> PreparedDocument:
         """The sales order body; finds or creates the customer (a dry run only looks it up)."""
-        external_number = self.external_number(order)
+        external_number = key or self.external_number(order)
         problems = country_problems(order, self.country_codes())
         if problems:
             raise OrderDataError("; ".join(problems))
@@ -195,6 +208,7 @@ class BusinessCentralTarget:
         draft = build_sales_order(
             order, item_numbers=item_numbers, customer_number=customer_number, orders=self.orders
         )
+        draft.payload["externalDocumentNumber"] = external_number
         warnings.extend(draft.warnings)
         return PreparedDocument(
             woo_id=order.woo_id,
@@ -206,12 +220,12 @@ class BusinessCentralTarget:
             new_customer=new_customer if dry_run else None,
         )
 
-    def create(self, document: PreparedDocument) -> CreatedDocument:
+    def create(self, document: PreparedDocument, guard: SendGuard | None = None) -> CreatedDocument:
         """One deep-insert POST (see :meth:`BusinessCentralClient.create_sales_order`)."""
         if document.placeholder_customer:
             raise ValueError("a dry-run document cannot be created")
         try:
-            raw = self.client.create_sales_order(document.payload)
+            raw = self.client.create_sales_order(document.payload, guard)
         except DocumentRefused as exc:
             if _about_missing_item(exc):
                 # The mirror may list an item Dynamics no longer has: replace it next run.
@@ -232,6 +246,16 @@ class BusinessCentralTarget:
                 ", ".join(str(entry.get("number")) for entry in found),
             )
         return _created(found[0], external_number)
+
+    def find_many(self, external_numbers: Sequence[str]) -> dict[str, CreatedDocument]:
+        """Sales orders of these external numbers (``or`` filters of ~50 keys per request)."""
+        found: dict[str, CreatedDocument] = {}
+        rows = self.client.find_sales_orders_by_external_numbers(external_numbers)
+        for row in sorted(rows, key=lambda entry: str(entry.get("number", ""))):
+            key = str(row.get("externalDocumentNumber") or "")
+            if key and key not in found:
+                found[key] = _created(row, key)
+        return found
 
     # -- customers ------------------------------------------------------------------------------
     def prefetch_customers(self, addresses: Iterable[str], *, dry_run: bool = False) -> int:
@@ -316,20 +340,27 @@ class BusinessCentralTarget:
             draft = build_customer(order)
             if dry_run:
                 return None, draft.payload, list(draft.warnings)
+            guard = _CustomerSend(self.store, key, self.clock)
+            guard.check_request_limit(
+                self.settings.dynamics.request_limit_seconds, mask_contact(address)
+            )
             try:
-                raw = self.client.create_customer(draft.payload)
+                raw = self.client.create_customer(draft.payload, guard)
             except DocumentInDoubt as exc:
                 self._absent.discard(key)  # it may exist now: later orders look it up again
                 found = self._lookup_customer(address)
                 if found is None:
                     raise TransientError(
                         f"creating the customer for {mask_contact(address)} got no answer ({exc}); "
-                        "it is looked up again before the next try"
+                        "it is looked up again before the next try, and created again only "
+                        "after dynamics.request_limit_seconds"
                     ) from None
                 self.store.put_customer(found)
+                guard.clear()
                 return found.number, None, list(draft.warnings)
             customer = CachedCustomer(email=key, number=str(raw["number"]), id=str(raw["id"]))
             self.store.put_customer(customer)
+            guard.clear()
             log.info("created customer %s for %s", customer.number, mask_contact(address))
             return (
                 customer.number,
@@ -351,6 +382,47 @@ class BusinessCentralTarget:
         return CachedCustomer(
             email=address.lower(), number=str(best["number"]), id=str(best.get("id", ""))
         )
+
+
+class _CustomerSend:
+    """The send time of a customer create, kept in the store until its outcome is known.
+
+    A create whose answer was lost and whose customer is not found is sent again only once that
+    time is older than ``dynamics.request_limit_seconds`` (docs/architecture.md, "Exactly once").
+    The store key is a hash, not the e-mail address.
+    """
+
+    def __init__(self, store: StateStore, email_key: str, clock: Callable[[], datetime]) -> None:
+        digest = hashlib.sha256(email_key.encode("utf-8")).hexdigest()[:32]
+        self.key = f"{CUSTOMER_SENT_PREFIX}{digest}"
+        self.store = store
+        self.clock = clock
+        self.previous = store.get_value(self.key) or ""
+
+    def check_request_limit(self, limit_seconds: float, who: str) -> None:
+        """Raise :class:`TransientError` while an unanswered create may still be processed."""
+        sent = _parse_time(self.previous)
+        if sent is None:
+            return
+        again = sent + timedelta(seconds=limit_seconds)
+        if again > self.clock():
+            raise TransientError(
+                f"the customer for {who} was sent to Dynamics at {sent.isoformat()} without an "
+                f"answer and is not found yet; created again from {again.isoformat()} "
+                "(dynamics.request_limit_seconds)"
+            )
+
+    def before_send(self) -> None:
+        """Stamp the send before the request leaves."""
+        self.store.set_value(self.key, self.clock().isoformat())
+
+    def not_sent(self) -> None:
+        """The create never ran: put the earlier stamp back."""
+        self.store.set_value(self.key, self.previous)
+
+    def clear(self) -> None:
+        """The customer exists: nothing is in doubt any more."""
+        self.store.set_value(self.key, "")
 
 
 class ItemOverlay:
