@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -363,3 +365,33 @@ def test_only_the_named_orders_are_pushed_and_limit_is_honoured(
     ] == [ids[1]]
     assert len(_push(bc_settings, sqlite_store, clock, limit=1).pushed) == 1
     assert state_of(sqlite_store, ids[0]) is not state_of(sqlite_store, ids[2])
+
+
+def test_a_pusher_whose_claim_was_taken_over_during_its_backoff_sends_nothing(
+    bc: BusinessCentralEmulator, sqlite_store: StateStore
+) -> None:
+    settings = make_settings(bc, orders={"customer_mode": "fixed", "customer_number": "WEB"})
+    bc.add_customer("Webshop", number="WEB")
+    clock = Clock()
+    [woo_id] = _ready(settings, sqlite_store, [simple_order(8500, [(WIDGET, 1)])], clock)
+    bc.fail_next(
+        1, status=429, code="TooManyRequests", retry_after=1, method="POST",
+        path_contains="salesOrders",
+    )  # fmt: skip
+    results: list[PushResult] = []
+    owner = threading.Thread(target=lambda: results.append(_push(settings, sqlite_store, clock)))
+    owner.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and 429 not in _posts(bc):
+        time.sleep(0.01)
+    # Another process (whose lease is fine) takes the order over while the owner sleeps.
+    assert sqlite_store.claim_in_doubt(
+        woo_id, "other-host:1", clock(), clock() + timedelta(days=1), token="other"
+    )
+    owner.join(timeout=30)
+    assert _posts(bc) == [429], "the owner sent nothing once its claim was gone"
+    record = sqlite_store.get_order(woo_id)
+    assert record is not None and record.state is OrderState.PUSHING
+    assert record.claim_token == "other" and record.last_sent_at is None
+    assert results and results[0].pushed == []
+    assert any("another process holds" in e.message for e in sqlite_store.events(woo_id))
