@@ -619,7 +619,7 @@ def _render_sync(state: CliState, result: Any) -> None:
         str(pull.updated) if pull else "-",
         str(len(valid.ready)) if valid else "-",
         str(len(valid.held)) if valid else "-",
-        str(len(push_.pushed) + len(push_.resolved)) if push_ else "-",
+        str(push_.in_dynamics) if push_ else "-",
         str(len(push_.failed)) if push_ else "-",
         result.outcome,
     )

@@ -714,6 +714,6 @@ def _run_orders(result: SyncResult | None) -> dict[str, int]:
     if result.validate is not None:
         orders["held"] = len(result.validate.newly_held)
     if result.push is not None:
-        orders["pushed"] = len(result.push.pushed) + len(result.push.resolved)
+        orders["pushed"] = result.push.in_dynamics
         orders["failed"] = len(result.push.failed)
     return orders

@@ -309,8 +309,9 @@ def validate_summary(result: ValidateResult) -> str:
 
 def push_summary(result: PushResult) -> str:
     """One line about a push."""
+    adopted = f" ({len(result.adopted)} already in Dynamics)" if result.adopted else ""
     line = (
-        f"push: {len(result.pushed) + len(result.resolved)} pushed, {len(result.failed)} failed, "
+        f"push: {result.in_dynamics} pushed{adopted}, {len(result.failed)} failed, "
         f"{len(result.held)} held, {len(result.in_doubt)} in doubt, "
         f"{len(result.retry_later)} to retry"
     )
@@ -327,8 +328,7 @@ def sync_summary(result: SyncResult) -> str:
     if result.validate is not None:
         parts.append(f"{len(result.validate.ready)} ready, {len(result.validate.held)} held;")
     if result.push is not None:
-        pushed = len(result.push.pushed) + len(result.push.resolved)
-        parts.append(f"{pushed} pushed, {len(result.push.failed)} failed;")
+        parts.append(f"{result.push.in_dynamics} pushed, {len(result.push.failed)} failed;")
     for problem in (result.shop_problem, result.dynamics_problem):
         if problem:
             parts.append(problem + ";")

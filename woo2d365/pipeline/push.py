@@ -110,6 +110,11 @@ class PushResult:
     unreachable: str | None = None
 
     @property
+    def in_dynamics(self) -> int:
+        """Orders this run recorded ``pushed``: created, found in doubt, or adopted."""
+        return len(self.pushed) + len(self.resolved) + len(self.adopted)
+
+    @property
     def needs_attention(self) -> bool:
         """True when an order of this run was held or failed."""
         return bool(self.failed or self.held)

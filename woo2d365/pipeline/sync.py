@@ -112,6 +112,7 @@ class SyncResult:
         if self.push is not None:
             counts["push_pushed"] = len(self.push.pushed)
             counts["push_resolved"] = len(self.push.resolved)
+            counts["push_adopted"] = len(self.push.adopted)
             counts["push_failed"] = len(self.push.failed)
             counts["push_held"] = len(self.push.held)
             counts["push_retry_later"] = len(self.push.retry_later)
