@@ -8,7 +8,8 @@ are shortened so a test stays well under a few seconds.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -103,10 +104,17 @@ def make_client(
 
 
 def make_target(
-    settings: Settings, store: SqlStore, client: BusinessCentralClient | None = None
+    settings: Settings,
+    store: SqlStore,
+    client: BusinessCentralClient | None = None,
+    *,
+    clock: Callable[[], datetime] | None = None,
 ) -> BusinessCentralTarget:
-    """The Business Central target over the real client."""
-    return BusinessCentralTarget(settings, store, client or make_client(settings))
+    """The Business Central target over the real client (on the test's clock when given)."""
+    target = BusinessCentralTarget(settings, store, client or make_client(settings))
+    if clock is not None:
+        target.clock = clock
+    return target
 
 
 @pytest.fixture(scope="session")

@@ -124,3 +124,46 @@ def test_the_environment_is_read_once_and_proxy_variables_still_apply(
     assert session.proxies.get("https") == "http://proxy.example:3128"
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert "https" not in make_client(bc_settings)._session.proxies
+
+
+def test_a_customer_create_without_answer_is_sent_again_only_after_the_request_limit(
+    bc: BusinessCentralEmulator, bc_settings: Settings, sqlite_store: SqlStore
+) -> None:
+    clock = Clock()
+    put_order(sqlite_store, _order(9400, "verloren.antwoord@example.nl"))
+    validate(make_context(bc_settings, sqlite_store, clock), make_target(bc_settings, sqlite_store))
+
+    def run() -> Any:
+        return push(
+            make_context(bc_settings, sqlite_store, clock),
+            make_target(bc_settings, sqlite_store, clock=clock),
+        )
+
+    bc.drop_next(method="POST", path_contains="customers")  # sent; no answer, nothing created
+    first = run()
+    assert 9400 in first.retry_later and bc.customers() == []
+    bc.reset_requests()
+    early = run()  # looked up (not found) but not created: Dynamics may still be working on it
+    assert 9400 in early.retry_later and "dynamics.request_limit_seconds" in early.retry_later[9400]
+    assert _customer_requests(bc)[1] == 0
+    clock.advance(bc_settings.dynamics.request_limit_seconds + 1)
+    late = run()
+    assert [p.woo_id for p in late.pushed] == [9400]
+    assert len(bc.customers()) == 1
+
+
+def test_a_customer_create_refused_before_it_ran_is_sent_again_at_once(
+    bc: BusinessCentralEmulator, bc_settings: Settings, sqlite_store: SqlStore
+) -> None:
+    clock = Clock()
+    put_order(sqlite_store, _order(9401, "druk.moment@example.nl"))
+    validate(make_context(bc_settings, sqlite_store, clock), make_target(bc_settings, sqlite_store))
+    bc.fail_next(5, status=503, retry_after=0, method="POST", path_contains="customers")
+    first = push(
+        make_context(bc_settings, sqlite_store, clock), make_target(bc_settings, sqlite_store)
+    )
+    assert 9401 in first.retry_later
+    second = push(
+        make_context(bc_settings, sqlite_store, clock), make_target(bc_settings, sqlite_store)
+    )
+    assert [p.woo_id for p in second.pushed] == [9401] and len(bc.customers()) == 1
