@@ -10,8 +10,9 @@ resolvable shop order in Business Central exactly once, recorded as pushed with 
 document, every e-mail address with one customer, and every shop order with one write-back note.
 
 What makes it pass: a ``pushing`` order whose process has ended is looked up at once (found →
-pushed); not found, it waits until its claim is older than ``dynamics.timeout_seconds`` (2 s
-here); a run lock whose holder has ended is taken over at once. Set ``KILL_TEST_SEED`` to replay
+pushed); not found, it is sent again once its last send is older than
+``dynamics.request_limit_seconds`` (3 s here); a run lock whose holder has ended is taken over at
+once. Set ``KILL_TEST_SEED`` to replay
 a sequence of commands and delays.
 """
 
@@ -39,6 +40,7 @@ from woo2d365.store import SqlStore, open_store
 ROUNDS = 24
 NEW_ORDERS_PER_ROUND = 4
 TIMEOUT_SECONDS = 2  # dynamics.timeout_seconds: when a claim of an unfound order expires
+REQUEST_LIMIT_SECONDS = 3  # dynamics.request_limit_seconds: when an unfound create is sent again
 TAKEN = ("processing", "completed")
 RETURNING_EMAILS = [f"stamgast.{n}@example.nl" for n in range(4)]
 
@@ -48,6 +50,7 @@ def _env(sandbox: Sandbox) -> dict[str, str]:
     env.update(sandbox.environment())
     env.pop("CURL_CA_BUNDLE", None)
     env["WOO2D365_DYNAMICS__TIMEOUT_SECONDS"] = str(TIMEOUT_SECONDS)
+    env["WOO2D365_DYNAMICS__REQUEST_LIMIT_SECONDS"] = str(REQUEST_LIMIT_SECONDS)
     return env
 
 
@@ -141,7 +144,8 @@ def test_killed_runs_leave_every_order_in_dynamics_exactly_once(tmp_path: Path) 
         # Runs that ended by themselves did their job (1: an order is held), never 3 or 4.
         assert all(code in (0, 1) for _, code in ended), context
 
-        time.sleep(TIMEOUT_SECONDS + 0.2)  # claims of orders that were never created expire
+        # Claims expire, and creates sent but never committed pass the request limit.
+        time.sleep(max(TIMEOUT_SECONDS, REQUEST_LIMIT_SECONDS) + 0.2)
         final = _run_to_end(sandbox, "sync", tmp_path / "final.log")
         assert final in (0, 1), context + (tmp_path / "final.log").read_text()[-2000:]
         again = _run_to_end(sandbox, "sync", tmp_path / "again.log")

@@ -146,6 +146,9 @@ def test_a_customer_create_without_answer_is_sent_again_only_after_the_request_l
     early = run()  # looked up (not found) but not created: Dynamics may still be working on it
     assert 9400 in early.retry_later and "dynamics.request_limit_seconds" in early.retry_later[9400]
     assert _customer_requests(bc)[1] == 0
+    record = sqlite_store.get_order(9400)
+    assert record is not None and record.state is OrderState.READY
+    assert record.attempts == 0, "waiting for Dynamics is not the order's failure"
     clock.advance(bc_settings.dynamics.request_limit_seconds + 1)
     late = run()
     assert [p.woo_id for p in late.pushed] == [9400]

@@ -22,6 +22,8 @@ Errors a target raises, and what they mean for the order:
   the order stays ``pushing`` until a later :meth:`ErpTarget.find` settles it.
 * any other :class:`~woo2d365.errors.DynamicsError` with ``retryable=True`` (including
   :class:`~woo2d365.errors.DynamicsUnreachable`) — the request was not processed; try again later.
+* :class:`WaitingForDynamics` from :meth:`ErpTarget.prepare` — an earlier create (the customer's)
+  may still be processed; the order waits for a later run, no attempt counted.
 * :class:`~woo2d365.errors.DynamicsAuthenticationError` — configuration; stops the run.
 * :class:`~woo2d365.errors.OrderDataError` from :meth:`ErpTarget.prepare` — the order's own data
   cannot be sent (``held`` with the message).
@@ -51,6 +53,14 @@ class DocumentInDoubt(DynamicsError):
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
         super().__init__(message, status=status, code=code, retryable=True)
+
+
+class WaitingForDynamics(DynamicsError):
+    """A create sent earlier (e.g. of the order's customer) may still be processed by Dynamics:
+    the order waits, without an attempt counted against it, until the request limit has passed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from woo2d365.erp.base import CreatedDocument, DocumentInDoubt, ErpTarget, ItemLookup
+from woo2d365.erp.base import (
+    CreatedDocument,
+    DocumentInDoubt,
+    ErpTarget,
+    ItemLookup,
+    WaitingForDynamics,
+)
 from woo2d365.errors import (
     ClaimLost,
     DynamicsAuthenticationError,
@@ -692,6 +698,11 @@ def _push_one(run: _Run, claim: _Claim) -> None:
         order, item_numbers = loaded.order, loaded.item_numbers
         try:
             document = run.erp.prepare(order, item_numbers, key=claim.key or None)
+        except WaitingForDynamics as exc:
+            _release(run, claim)
+            run.record(run.result.retry_later, woo_id, str(exc))
+            ctx.event(STEP, f"waits: {exc}", level="warning", woo_id=woo_id)
+            return
         except OrderDataError as exc:
             _settle(run, claim, OrderState.HELD, exc.message, bucket=run.result.held)
             return

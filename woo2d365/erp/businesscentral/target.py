@@ -23,8 +23,9 @@ from woo2d365.erp.base import (
     ItemRefresh,
     PreparedDocument,
     SendGuard,
+    WaitingForDynamics,
 )
-from woo2d365.erp.businesscentral.client import BusinessCentralClient, TransientError
+from woo2d365.erp.businesscentral.client import BusinessCentralClient
 from woo2d365.erp.businesscentral.payload import (
     build_customer,
     build_sales_order,
@@ -350,7 +351,7 @@ class BusinessCentralTarget:
                 self._absent.discard(key)  # it may exist now: later orders look it up again
                 found = self._lookup_customer(address)
                 if found is None:
-                    raise TransientError(
+                    raise WaitingForDynamics(
                         f"creating the customer for {mask_contact(address)} got no answer ({exc}); "
                         "it is looked up again before the next try, and created again only "
                         "after dynamics.request_limit_seconds"
@@ -400,13 +401,13 @@ class _CustomerSend:
         self.previous = store.get_value(self.key) or ""
 
     def check_request_limit(self, limit_seconds: float, who: str) -> None:
-        """Raise :class:`TransientError` while an unanswered create may still be processed."""
+        """Raise :class:`WaitingForDynamics` while an unanswered create may still be processed."""
         sent = _parse_time(self.previous)
         if sent is None:
             return
         again = sent + timedelta(seconds=limit_seconds)
         if again > self.clock():
-            raise TransientError(
+            raise WaitingForDynamics(
                 f"the customer for {who} was sent to Dynamics at {sent.isoformat()} without an "
                 f"answer and is not found yet; created again from {again.isoformat()} "
                 "(dynamics.request_limit_seconds)"
