@@ -3,6 +3,9 @@ themselves once the SKU is mapped. Against the Business Central emulator and a r
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -226,3 +229,30 @@ def test_a_dry_run_decides_the_same_and_writes_nothing(
     assert state_of(sqlite_store, held) is OrderState.NEW
     assert sqlite_store.events(held) == [] and sqlite_store.unmapped_skus() == []
     assert sqlite_store.item_count() == 0  # the mirror was refreshed in memory only
+
+
+def test_validate_asks_dynamics_nothing_while_it_holds_a_store_transaction(
+    bc: BusinessCentralEmulator,
+    bc_settings: Settings,
+    sqlite_store: SqlStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for raw in fixture_orders().values():
+        put_order(sqlite_store, raw)
+    batches: list[tuple[float, float]] = []
+    real_batch = sqlite_store.batch
+
+    @contextmanager
+    def timed_batch() -> Iterator[None]:
+        started = time.time()
+        with real_batch():
+            yield
+        batches.append((started, time.time()))
+
+    monkeypatch.setattr(sqlite_store, "batch", timed_batch)
+    bc.reset_requests()
+    _validate(bc_settings, sqlite_store)  # a fresh target: country codes not read yet
+    settle(bc)
+    assert batches and any("countriesRegions" in r.path for r in bc.requests)
+    inside = [r.path for r in bc.requests if any(a <= r.at <= b for a, b in batches)]
+    assert inside == [], "a store transaction (SQLite: the write lock) waited for Dynamics"
