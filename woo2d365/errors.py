@@ -133,9 +133,3 @@ class ClaimLost(Woo2D365Error):
     """This process no longer holds the claim on an order: it must not send or settle it."""
 
     exit_code = ExitCode.UNREACHABLE
-
-
-class LeaseLost(Woo2D365Error):
-    """The run lost its run lock (the store was away too long); it stopped claiming work."""
-
-    exit_code = ExitCode.UNREACHABLE
