@@ -10,14 +10,14 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from woo2d365.errors import ExitCode, LockHeld, OrderDataError, UsageError
 from woo2d365.model import OrderState
 from woo2d365.pipeline import retry as retry_step
 from woo2d365.pipeline.context import RunContext
-from woo2d365.pipeline.pull import PullResult, pull, read_cursor
+from woo2d365.pipeline.pull import PullResult, not_taken_reason, pull, window_start
 from woo2d365.pipeline.push import PushResult, push
 from woo2d365.pipeline.sync import LOCK_NAME, SyncResult, run_lock, sync
 from woo2d365.pipeline.validate import (
@@ -234,13 +234,7 @@ def preview(runtime: Runtime, *, limit: int | None = None) -> Preview:
     try:
         refresh = refresh_item_mirror(ctx, erp, [], dry_run=True)
         items = refresh.items if refresh is not None else None
-        cursor = read_cursor(ctx)
-        if cursor is not None:
-            after: datetime | None = cursor - timedelta(
-                minutes=settings.woocommerce.overlap_minutes
-            )
-        else:
-            after = settings.woocommerce.start_date
+        after = window_start(ctx)
         candidates: dict[int, dict[str, Any]] = {}
         for record in ctx.store.list_orders(
             states=[OrderState.NEW, OrderState.READY, OrderState.HELD], with_raw=True
@@ -249,6 +243,8 @@ def preview(runtime: Runtime, *, limit: int | None = None) -> Preview:
         for page in shop.iter_orders_modified_after(after):
             for raw in page.orders:
                 known = ctx.store.get_order(int(raw.get("id", 0)))
+                if known is None and not_taken_reason(settings.woocommerce, raw) is not None:
+                    continue  # a real pull would not take it either
                 if known is None or known.state in (
                     OrderState.NEW,
                     OrderState.READY,
@@ -256,12 +252,11 @@ def preview(runtime: Runtime, *, limit: int | None = None) -> Preview:
                     OrderState.FAILED,
                 ):
                     candidates[int(raw["id"])] = raw
-        taken = {s.strip().lower() for s in settings.woocommerce.statuses}
         for woo_id in sorted(candidates):
             if limit is not None and result.would_create >= limit:
                 break
             raw = candidates[woo_id]
-            if str(raw.get("status", "")).lower() not in taken:
+            if not settings.woocommerce.takes(str(raw.get("status", ""))):
                 continue
             try:
                 order = order_from_shop(raw)

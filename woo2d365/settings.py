@@ -52,6 +52,16 @@ class WooCommerceSettings(_Section):
     def _strip_slash(cls, value: str) -> str:
         return value.strip().rstrip("/")
 
+    @field_validator("statuses")
+    @classmethod
+    def _normalise_statuses(cls, value: list[str]) -> list[str]:
+        # WooCommerce's status slugs are lower-case; "Processing " in a config means processing.
+        return [status.strip().lower() for status in value if status.strip()]
+
+    def takes(self, status: str) -> bool:
+        """True when orders in this shop status are taken (the one place of this rule)."""
+        return status.strip().lower() in self.statuses
+
 
 class DynamicsSettings(_Section):
     """``[dynamics]``: the Business Central tenant, app registration and limits."""

@@ -32,6 +32,7 @@ from typing import Any
 from woo2d365.errors import OrderDataError, ShopError
 from woo2d365.model import OrderState
 from woo2d365.pipeline.context import RunContext
+from woo2d365.settings import WooCommerceSettings
 from woo2d365.shop.client import WooClient
 from woo2d365.shop.mapping import (
     SKIP_STATUSES,
@@ -127,19 +128,39 @@ def read_cursor(ctx: RunContext) -> datetime | None:
     return _as_utc(datetime.fromisoformat(value))
 
 
-def _pull_window(
-    ctx: RunContext, shop: WooClient, since: datetime | None, result: PullResult
-) -> None:
+def window_start(ctx: RunContext, since: datetime | None = None) -> datetime | None:
+    """Where a pull starts reading: ``since``, else cursor − overlap, else ``start_date``."""
     settings = ctx.settings.woocommerce
     cursor = read_cursor(ctx)
     if since is not None:
-        start: datetime | None = _as_utc(since)
-    elif cursor is not None:
-        start = cursor - timedelta(minutes=settings.overlap_minutes)
-    elif settings.start_date is not None:
-        start = _as_utc(settings.start_date) - timedelta(seconds=1)  # modified_after is strict
-    else:
-        start = None
+        return _as_utc(since)
+    if cursor is not None:
+        return cursor - timedelta(minutes=settings.overlap_minutes)
+    if settings.start_date is not None:
+        return _as_utc(settings.start_date) - timedelta(seconds=1)  # modified_after is strict
+    return None
+
+
+def not_taken_reason(settings: WooCommerceSettings, raw: dict[str, Any]) -> str | None:
+    """Why a shop order the store does not know is not taken (status, start date), or None."""
+    status = str(raw.get("status") or "")
+    if not settings.takes(status):
+        return f"its status {status or '(none)'} is not in woocommerce.statuses"
+    if settings.start_date is not None:
+        try:
+            created = created_at_of(raw)
+        except OrderDataError:
+            return None  # stored anyway; validate holds it with the mapping error
+        if created < _as_utc(settings.start_date):
+            return "it was created before woocommerce.start_date"
+    return None
+
+
+def _pull_window(
+    ctx: RunContext, shop: WooClient, since: datetime | None, result: PullResult
+) -> None:
+    cursor = read_cursor(ctx)
+    start = window_start(ctx, since)
     result.window_start = start
     newest: datetime | None = None
     last_server_date: datetime | None = None
@@ -195,7 +216,7 @@ def _take(
         return modified
     status = str(raw.get("status") or "")
     if known is None:
-        _take_unknown(ctx, raw, woo_id, modified, status, result, explicit=explicit)
+        _take_unknown(ctx, raw, woo_id, modified, result, explicit=explicit)
         return modified
     before = ctx.store.get_order(woo_id, with_raw=True) or known
     # Keep the latest version whatever it means, so the next overlap sees it as stored.
@@ -216,22 +237,11 @@ def _take_unknown(
     raw: dict[str, Any],
     woo_id: int,
     modified: datetime,
-    status: str,
     result: PullResult,
     *,
     explicit: bool,
 ) -> None:
-    settings = ctx.settings.woocommerce
-    reason = None
-    if status not in settings.statuses:
-        reason = f"its status {status or '(none)'} is not in woocommerce.statuses"
-    elif settings.start_date is not None:
-        try:
-            created = created_at_of(raw)
-        except OrderDataError:
-            created = None  # stored anyway; validate holds it with the mapping error
-        if created is not None and created < _as_utc(settings.start_date):
-            reason = "it was created before woocommerce.start_date"
+    reason = not_taken_reason(ctx.settings.woocommerce, raw)
     if reason is not None:
         result.not_taken += 1
         if explicit:
@@ -270,7 +280,7 @@ def _changed_before_push(
         else:
             _lost_race(ctx, woo_id, result)
         return
-    waiting = status not in ctx.settings.woocommerce.statuses
+    waiting = not ctx.settings.woocommerce.takes(status)
     reason: str | None = None
     if waiting:
         reason = f"waiting: shop status {status or '(none)'} is not taken"

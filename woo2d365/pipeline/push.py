@@ -646,8 +646,7 @@ def _load(run: _Run, record: OrderRecord, order: Order | None = None) -> _Loaded
             order = order_from_shop(record.raw or {})
         except OrderDataError as exc:
             return _Loaded(None, problem=f"the shop order cannot be read: {exc.message}")
-    taken = {s.strip().lower() for s in run.ctx.settings.woocommerce.statuses}
-    if order.status.strip().lower() not in taken:
+    if not run.ctx.settings.woocommerce.takes(order.status):
         # Not ours to push (yet): back to new, where validate leaves it alone.
         return _Loaded(
             order, problem=f"shop status {order.status!r} is not taken", state=OrderState.NEW

@@ -181,7 +181,6 @@ def validate(
         ids = sorted({i for state in VALIDATED_STATES for i in store.order_ids_in_state(state)})
     else:
         ids = sorted(set(order_ids))
-    taken = {status.strip().lower() for status in ctx.settings.woocommerce.statuses}
     if ids:
         erp.load_checks()  # HTTP now: never inside the store transactions below
     # A chunk at a time: bounded memory, and one commit per chunk instead of a few per order.
@@ -190,7 +189,7 @@ def validate(
         records = store.list_orders(states=VALIDATED_STATES, with_raw=True, woo_ids=chunk)
         with store.batch():
             for record in sorted(records, key=lambda r: r.woo_id):
-                if record.shop_status.strip().lower() not in taken:
+                if not ctx.settings.woocommerce.takes(record.shop_status):
                     result.not_taken.append(record.woo_id)
                     continue
                 _validate_one(ctx, erp, record, result, items=items, dry_run=dry_run)
