@@ -10,7 +10,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Exit codes of ``spec/interface.md``."""
+    """Exit codes of the public contract (README, "Commands")."""
 
     OK = 0
     ATTENTION = 1  # done, but some orders of this run were held or failed

@@ -15,7 +15,7 @@ ZERO = Decimal("0")
 
 
 class OrderState(StrEnum):
-    """Where an order is on its way to Dynamics (``spec/interface.md``)."""
+    """Where an order is on its way to Dynamics (README, "How an order travels")."""
 
     NEW = "new"
     READY = "ready"

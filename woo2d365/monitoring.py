@@ -286,7 +286,7 @@ class CheckLimits:
 
 
 def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> CheckResult:
-    """Decide OK / WARNING / CRITICAL from the store (see ``spec/interface.md``).
+    """Decide OK / WARNING / CRITICAL from the store (README, "Monitoring").
 
     WARNING: held or failed orders; the last successful sync older than ``warn_after``.
     CRITICAL: the last sync ended with outcome ``error`` (an internal error: a bug, or a run that

@@ -5,7 +5,7 @@ WooCommerce computes it) with random products, quantities, coupons, fees, curren
 then random JSON mutations of the kind plugins and data entry produce. Whatever comes in:
 
 * the mapper and the payload builders raise nothing but the tool's own errors;
-* every text fits its Business Central field (reference §2.3–2.5), counted as Business Central
+* every text fits its Business Central field (``docs/systems.md`` B2), counted as Business Central
   counts: UTF-16 code units, so an emoji takes two positions;
 * the lines add up to the shop total to the cent, computed as Business Central does:
   ``round(quantity × unitPrice) − discountAmount`` per line, in the currency's precision.
@@ -39,7 +39,7 @@ PROPERTY_SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-# Field lengths of the API pages (reference §2.3-2.5), header and lines of a sales order.
+# Field lengths of the API pages (``docs/systems.md`` B2), header and lines of a sales order.
 SALES_ORDER_LIMITS = {
     "customerNumber": 20,
     "externalDocumentNumber": 35,

@@ -1,4 +1,4 @@
-"""The Business Central emulator behaves like BC online, strictly (reference dynamics-365.md).
+"""The Business Central emulator behaves like BC online, strictly (``docs/systems.md`` B1–B3).
 
 Everything goes over real HTTPS on 127.0.0.1, verified with the sandbox CA; tokens come from the
 emulator's identity provider, once through real msal.

@@ -1,7 +1,7 @@
 """The WooCommerce emulator against plain ``requests`` over real sockets, and the order fixtures.
 
 OAuth requests are signed by requests-oauthlib, independently of the emulator's own verifier.
-Expected bodies and headers are those of the live shop in ``reference/woocommerce.md``.
+Expected bodies and headers are those of the live shop (``docs/systems.md``, W1–W4).
 """
 
 from __future__ import annotations
@@ -467,7 +467,7 @@ TRAP_ROWS = [
 def test_modified_after_timezone_trap_rows(
     make_shop: ShopFactory, hpos: bool, value: str, dates_are_gmt: str | None, found: bool
 ) -> None:
-    """reference/woocommerce.md §3.1: order modified 05:46:56 UTC = 06:46:56 in Berlin."""
+    """docs/systems.md W2: order modified 05:46:56 UTC = 06:46:56 in Berlin."""
     shop = make_shop(hpos=hpos)
     shop.add_order(sample_order(modified_gmt=datetime(2026, 11, 22, 5, 46, 56, tzinfo=UTC)))
     params = {"modified_after": value}

@@ -1,6 +1,6 @@
 """``pull``: read new and changed shop orders into the state store without ever missing one.
 
-The window follows ``reference/woocommerce.md`` §3.2: every order modified after
+The window follows ``docs/systems.md`` W2: every order modified after
 *cursor − overlap* (all statuses, ``orderby=id`` ascending, every page), the cursor being the
 largest ``date_modified_gmt`` the shop has shown, or the shop's ``Date`` header when the window
 was empty, never the local clock. The cursor only moves forward and only after the last page.

@@ -1,7 +1,7 @@
 """Business Central data and rules for the emulator: companies, items, G/L accounts, customers,
 sales orders with their lines, and the validations the API pages run on a POST.
 
-Follows ``reference/dynamics-365.md`` sections 2, 4 and 6 and the API page sources it cites
+Follows ``docs/systems.md`` (B2, B3) and the API pages of Business Central
 (``APIV2 - Sales Orders`` 30028, ``APIV2 - Sales Order Lines`` 30044, ``APIV2 - Customers`` 30009):
 fields are validated in page order, Code fields are trimmed and upper-cased, lengths are enforced,
 the deep insert is atomic, and VAT is computed per VAT rate over the document (BC's cumulative
@@ -1085,7 +1085,7 @@ def create_sales_order(
     lines: list[dict[str, Any]] = []
     for index, lv in enumerate(line_values):
         if "sequence" in lv:
-            # BC 22 deep-insert regression (reference section 6): lines with "sequence" fail.
+            # BC 22 deep-insert regression (``docs/systems.md`` B2): lines with "sequence" fail.
             raise ODataError(
                 500,
                 "Internal_ServerError",

@@ -1,8 +1,8 @@
 """OData v4 query handling for the Business Central emulator.
 
 Parses and applies ``$filter``, ``$select``, ``$orderby``, ``$top``, ``$skip``, ``$count`` and
-server-driven paging the way Business Central's OData layer does (reference ``dynamics-365.md``
-section 3.3): string literals in single quotes with ``''`` escapes, unquoted GUIDs, dates and
+server-driven paging the way Business Central's OData layer does (``docs/systems.md`` B2):
+string literals in single quotes with ``''`` escapes, unquoted GUIDs, dates and
 datetimes, case-sensitive comparisons unless ``tolower``/``toupper`` is used, ``OR`` only over one
 field, ``in (...)`` only with ``$schemaversion=2.1``. Anything it cannot parse is a 400, never a
 silent match-all.

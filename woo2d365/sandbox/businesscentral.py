@@ -6,7 +6,7 @@ One ``ThreadingHTTPServer`` on 127.0.0.1 serves both:
   openid-configuration`` and ``{authority}/{tenant}/oauth2/v2.0/token`` (client credentials);
 * the API under ``/v2.0/{tenant}/{environment}/api/v2.0`` (and the tenant-less form).
 
-It follows ``reference/dynamics-365.md`` strictly: bearer tokens it issued and has not revoked,
+It follows ``docs/systems.md`` (B1–B3) strictly: bearer tokens it issued and has not revoked,
 BC's error bodies and codes, OData query rules, the API pages' validation order and messages,
 atomic deep inserts, BC-style VAT rounding, 5 concurrent requests per app (more wait in a queue)
 and a sliding-window rate limit answered with 429 + ``Retry-After``. Faults can be injected:
@@ -58,8 +58,8 @@ from woo2d365.sandbox.tls import SandboxCA
 
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
 BC_RESOURCE = "https://api.businesscentral.dynamics.com"
-MAX_QUEUED_PER_APP = 95  # reference 4.3: max request queue per user
-QUEUE_TIMEOUT_SECONDS = 480.0  # reference 4.3: 503 after 8 minutes queued
+MAX_QUEUED_PER_APP = 95  # docs/systems.md B3: max request queue per user
+QUEUE_TIMEOUT_SECONDS = 480.0  # docs/systems.md B3: 503 after 8 minutes queued
 _DEFAULT_COUNTRIES = ("NL", "DE", "BE", "FR", "AT", "GB", "US", "ES", "IT", "DK", "SE", "PL", "CH")
 
 
@@ -903,8 +903,8 @@ class BusinessCentralEmulator:
                     )
                     raise ODataError(fault.status, fault.code, fault.message, fault_headers)
                 if method == "POST" and self.commit_delay > 0:
-                    # Business Central goes on with a request whose client is gone (reference
-                    # 4.2-4.3): the create commits after the delay whether anyone waits or not.
+                    # Business Central goes on with a request whose client is gone
+                    # (docs/systems.md B3): the create commits after the delay, waited for or not.
                     time.sleep(self.commit_delay)
                 status, document, headers = self._api(handler, method, route, path, query, body)
                 if (

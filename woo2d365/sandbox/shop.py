@@ -1,7 +1,7 @@
 """A strict emulator of the WooCommerce REST API v3 (WordPress 6.9, WooCommerce 9.9.5).
 
 Serves real HTTP or HTTPS on 127.0.0.1 (stdlib ``ThreadingHTTPServer``, daemon threads) and
-behaves like the live shop described in ``reference/woocommerce.md``:
+behaves like the live shop described in ``docs/systems.md`` (W1–W4):
 
 * Authentication as ``class-wc-rest-authentication.php`` does it: HTTP Basic and the
   ``consumer_key``/``consumer_secret`` query string only when served over HTTPS (over plain HTTP

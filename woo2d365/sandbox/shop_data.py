@@ -1,11 +1,11 @@
 """Realistic WooCommerce 9.9 order JSON for the shop emulator, the demo and tests.
 
 Orders are shaped exactly like a real ``GET /wp-json/wc/v3/orders/{id}`` answer of a WooCommerce
-9.9.5 shop with HPOS (``reference/woocommerce-samples/order-hpos-wc9.9.5.json``): money as strings
+9.9.5 shop with HPOS (``tests/shop/samples/order-hpos-wc9.9.5.json``): money as strings
 with ``dp`` decimals (``line_items[].price`` and ``coupon_lines[].nominal_amount`` are numbers),
 naive date strings in the site's timezone next to ``*_gmt`` ones in UTC, ``_links``.
 
-Money follows WooCommerce's own arithmetic (reference section 4): per-line tax rounding, coupon
+Money follows WooCommerce's own arithmetic (``docs/systems.md`` W3): per-line tax rounding, coupon
 discounts worked out in minor units (percent coupons floored per line with the remainder handed
 out one cent per unit, ``fixed_cart`` coupons spread evenly per unit), prices entered with or
 without VAT, shipping and fees always without VAT, negative fees taxed in proportion to the cart.

@@ -1,6 +1,6 @@
 """The WooCommerce REST client: ``/wp-json/wc/v3`` on one :class:`requests.Session`.
 
-Authentication (``reference/woocommerce.md`` §1.2): WooCommerce reads HTTP Basic and query-string
+Authentication (``docs/systems.md`` W1): WooCommerce reads HTTP Basic and query-string
 credentials only over HTTPS, and only OAuth 1.0a one-legged signatures over plain HTTP. The client
 refuses ``basic``/``query`` for an ``http://`` URL instead of sending requests that would all be
 answered 401.
@@ -184,7 +184,7 @@ class WooClient:
     ) -> Iterator[OrdersPage]:
         """Every order modified after ``after`` (all statuses), page by page, oldest id first.
 
-        Follows ``reference/woocommerce.md`` §3.2: naive UTC with ``dates_are_gmt=true``,
+        Follows ``docs/systems.md`` W2: naive UTC with ``dates_are_gmt=true``,
         ``orderby=id&order=asc`` so orders that change meanwhile are appended rather than shifting
         pages, and pages are read until ``X-WP-TotalPages`` (the largest any page announced, so
         orders appended while paging are read too). ``after=None`` lists every order.
@@ -666,7 +666,7 @@ def _int_header(response: requests.Response, name: str) -> int | None:
 def _error_fields(response: requests.Response) -> tuple[str | None, str]:
     """``code`` and ``message`` of a WordPress error body; ``(None, "")`` when it is not one.
 
-    ``data`` may be an object or a bare integer (§1.6); its ``params`` explain a 400.
+    ``data`` may be an object or a bare integer; its ``params`` explain a 400.
     """
     try:
         body = json.loads(response.content)

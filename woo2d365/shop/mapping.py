@@ -1,6 +1,6 @@
 """WooCommerce order JSON → the canonical :class:`~woo2d365.model.Order`.
 
-Rules (``reference/woocommerce.md`` §1.4, §3, §4):
+Rules (``docs/systems.md`` W3):
 
 * Money comes from the JSON strings as :class:`~decimal.Decimal`; ``line_items[].price`` (a float
   computed by PHP) is never read. Amounts that cannot be read raise :class:`OrderDataError`.
@@ -207,8 +207,9 @@ def _flat_line(kind: LineKind, raw: Mapping[str, Any], name_key: str, where: str
 def _flag_inherited_skus(lines: list[Line], items: list[Mapping[str, Any]]) -> list[Line]:
     """Mark variation lines whose SKU is probably their parent product's.
 
-    The order JSON does not carry the parent's SKU (WooCommerce reports it for a variation without
-    its own, §3.9), so this is a heuristic. A variation line is flagged when its SKU
+    The order JSON does not carry the parent's SKU (WooCommerce reports it for a variation
+    without its own, ``docs/systems.md`` W3), so this is a heuristic. A variation line is flagged
+    when its SKU
 
     1. is also the SKU of another variation of the same product in this order, or
     2. is the start of the SKU of another variation of that product (``SHIRT`` beside

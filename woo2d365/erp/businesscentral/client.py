@@ -2,7 +2,7 @@
 
 * Base URL ``{api_url}/v2.0/{tenant_id}/{environment}/api/v2.0``; the company is resolved once
   (by name or GUID) and every entity is addressed as ``companies({id})/…``.
-* :func:`classify` is the one place that turns a response into an outcome (reference §4.1, §8.10):
+* :func:`classify` is the one place that turns a response into an outcome (``docs/systems.md`` B3):
   ``BadRequest_*``, ``Application_*``, ``Authorization_*`` and the data-integrity ``Internal_*``
   codes are permanent; 429, 502 and 503 mean "not processed, come back later" (with
   ``Retry-After``); other ``Internal_*`` codes, 5xx and 408 are transient; 401 refreshes the token

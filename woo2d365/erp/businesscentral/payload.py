@@ -1,6 +1,6 @@
 """Canonical order → Business Central API v2.0 request bodies. Pure functions, no I/O.
 
-The sales order is one deep insert (``reference/dynamics-365.md`` §3.1, §8.2–8.6):
+The sales order is one deep insert (``docs/systems.md`` B2):
 
 * ``externalDocumentNumber`` = ``orders.document_prefix`` + shop number, upper-case (a Code[35]
   field). It is the idempotency key, so a longer one is an error of the order, never cut.
@@ -40,7 +40,7 @@ COMMENT_LENGTH = 100
 CENT = Decimal("0.01")
 UNIT_PRICE_PRECISION = Decimal("0.00001")  # BC's default unit-amount rounding precision
 
-# Field lengths of the API pages (reference §2.3–2.5).
+# Field lengths of the API pages (``docs/systems.md`` B2).
 SALES_ORDER_LIMITS: dict[str, int] = {
     "shipToName": 100,
     "shipToContact": 100,

@@ -1,9 +1,10 @@
 """Business Central as an :class:`~woo2d365.erp.base.ErpTarget`.
 
-Caches (design.md "Caches"): items are mirrored in the state store and refreshed incrementally by
-``lastModifiedDateTime`` (cursor ``bc.items.cursor``), fully once a day and after Dynamics refused
-a document over an item it does not have; customers found or created per e-mail address are kept
-in the store, so a known customer costs no request. Country codes are read once per run.
+Caches (``docs/systems.md`` B4): items are mirrored in the state store and refreshed
+incrementally by ``lastModifiedDateTime`` (cursor ``bc.items.cursor``), fully once a day and
+after Dynamics refused a document over an item it does not have; customers found or created per
+e-mail address are kept in the store, so a known customer costs no request. Country codes are
+read once per run.
 """
 
 from __future__ import annotations
