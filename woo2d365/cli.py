@@ -23,6 +23,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from woo2d365 import __version__, monitoring, runs, skumap
+from woo2d365.clock import utc_now
 from woo2d365.errors import ExitCode, Woo2D365Error
 from woo2d365.logs import (
     LogFormat,
@@ -33,7 +34,6 @@ from woo2d365.logs import (
     step_context,
     tracking_steps,
 )
-from woo2d365.pipeline.context import utc_now
 from woo2d365.runtime import Runtime
 from woo2d365.settings import LoadedSettings, load_settings
 from woo2d365.store import SqlStore, open_store

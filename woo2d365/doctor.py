@@ -105,7 +105,7 @@ def run_doctor(
     clock: Callable[[], datetime] | None = None,
 ) -> DoctorReport:
     """Run every check; ``config`` is the ``--config`` value (for the permission check)."""
-    from woo2d365.pipeline.context import utc_now
+    from woo2d365.clock import utc_now
 
     report = DoctorReport()
     try:

@@ -1,16 +1,57 @@
-"""HTTPS sessions that trust what the contract says: ``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_FILE``.
+"""What both HTTP clients share: trusted sessions, and reading ``Date`` and ``Retry-After``.
 
-Shared by the WooCommerce client, the Business Central client and msal, so every connection the
-tool makes, token requests included, verifies certificates the same way. Verification is never
-turned off.
+Sessions trust what the contract says (``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_FILE``) for the
+WooCommerce client, the Business Central client and msal, so every connection the tool makes,
+token requests included, verifies certificates the same way. Verification is never turned off.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+
+from woo2d365.clock import Clock, utc_now
+
+
+def http_date(value: str | None) -> datetime | None:
+    """An HTTP date (``Date``, ``Retry-After``) as aware UTC, or None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def server_date(response: requests.Response) -> datetime | None:
+    """The response's ``Date`` header (the server's clock) as aware UTC, if valid."""
+    return http_date(response.headers.get("Date"))
+
+
+def retry_after_seconds(response: requests.Response, clock: Clock = utc_now) -> float | None:
+    """``Retry-After`` in seconds (given as seconds or as an HTTP date), or None.
+
+    A date is measured against the server's own ``Date`` header when it sent one (the two clocks
+    agree), else against ``clock``.
+    """
+    value = (response.headers.get("Retry-After") or "").strip()
+    if not value:
+        return None
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    when = http_date(value)
+    if when is None:
+        return None
+    now = server_date(response) or clock()
+    return max(0.0, (when - now).total_seconds())
 
 
 def ca_bundle() -> str | bool:

@@ -20,11 +20,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from woo2d365.clock import utc_now
 from woo2d365.errors import ExitCode, LockHeld, StoreUnavailable, UsageError, Woo2D365Error
 from woo2d365.logs import clean
 from woo2d365.model import OrderState
@@ -77,7 +78,7 @@ def order_counts(store: StateStore, now: datetime | None = None) -> dict[str, in
     pushed after *T* are counted. *T* trails the clock by an hour (moved on every two hours);
     the kept count is redone from scratch once a week, should anything ever break the rule.
     """
-    moment = now or _utc_now()
+    moment = now or utc_now()
     counts = {
         state.value: store.count_in_state(state)
         for state in OrderState
@@ -389,16 +390,12 @@ def run_check(
             load_settings().settings, max_age=max_age, critical_age=critical_age
         )
         store = open_store()
-        return check_status(store, limits, (clock or _utc_now)())
+        return check_status(store, limits, (clock or utc_now)())
     except Woo2D365Error as exc:
         return CheckResult(3, clean(str(exc)))
     except Exception as exc:  # a monitoring plugin answers UNKNOWN, whatever went wrong
         log.debug("status --check failed", exc_info=True)
         return CheckResult(3, clean(f"internal error: {type(exc).__name__}: {exc}"))
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 # -- Prometheus textfile ------------------------------------------------------------------------
@@ -624,7 +621,7 @@ class SyncMetrics:
 
     def __init__(self, path: Path | None, *, clock: Callable[[], datetime] | None = None) -> None:
         self.path = path
-        self.clock = clock or _utc_now
+        self.clock = clock or utc_now
         self.result: SyncResult | None = None
         self._runtime: Any = None  # the MeteredRuntime of instrument()
         self._started = 0.0

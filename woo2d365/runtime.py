@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from woo2d365.clock import utc_now
 from woo2d365.erp.base import ErpTarget
 from woo2d365.errors import ExitCode, Woo2D365Error
-from woo2d365.pipeline.context import RunContext, utc_now
+from woo2d365.pipeline.context import RunContext
 from woo2d365.settings import LoadedSettings
 from woo2d365.shop.client import WooClient
 from woo2d365.store.base import StateStore

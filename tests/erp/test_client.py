@@ -21,9 +21,9 @@ from woo2d365.erp.businesscentral.client import (
     classify,
     odata_string,
     query_string,
-    retry_after_seconds,
 )
 from woo2d365.errors import ConfigError, DynamicsError, DynamicsUnreachable
+from woo2d365.http import retry_after_seconds
 from woo2d365.sandbox.businesscentral import BusinessCentralEmulator
 from woo2d365.settings import Settings
 

@@ -27,6 +27,7 @@ from woo2d365.errors import (
     ShopUnreachable,
     UsageError,
 )
+from woo2d365.http import retry_after_seconds
 from woo2d365.sandbox.shop import ShopEmulator
 from woo2d365.sandbox.shop_data import CATALOGUE, build_order
 from woo2d365.settings import WooCommerceSettings
@@ -35,7 +36,6 @@ from woo2d365.shop.client import (
     USER_AGENT,
     WooClient,
     _batch_refusals,
-    retry_after_seconds,
     write_back_note,
 )
 

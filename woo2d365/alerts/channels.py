@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import requests
 
 from woo2d365.alerts.message import AlertMessage
+from woo2d365.clock import utc_now
 from woo2d365.logs import redact, register_secret
 from woo2d365.settings import AlertsSettings, EmailAlertSettings, WebhookAlertSettings
 
@@ -83,7 +84,7 @@ class EmailChannel:
         self.settings = settings
         self.timeout = timeout
         self._ssl_context_factory = ssl_context_factory
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or utc_now
         register_secret(settings.password.get_secret_value())
 
     @property

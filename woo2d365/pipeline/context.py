@@ -6,17 +6,11 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
+from woo2d365.clock import Clock, utc_now
 from woo2d365.settings import Settings
 from woo2d365.store.base import StateStore
-
-
-def utc_now() -> datetime:
-    """The real clock: aware UTC now."""
-    return datetime.now(UTC)
 
 
 def default_worker_name() -> str:
@@ -30,7 +24,7 @@ class RunContext:
 
     settings: Settings
     store: StateStore
-    clock: Callable[[], datetime] = utc_now
+    clock: Clock = utc_now
     run_id: int | None = None
     worker: str = field(default_factory=default_worker_name)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("woo2d365"))

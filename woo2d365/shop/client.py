@@ -25,7 +25,6 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from html import unescape
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
@@ -47,7 +46,7 @@ from woo2d365.errors import (
     ShopUnreachable,
     UsageError,
 )
-from woo2d365.http import TrustingSession
+from woo2d365.http import TrustingSession, retry_after_seconds, server_date
 from woo2d365.settings import WooCommerceSettings, redact_url
 from woo2d365.shop.mapping import SALES_ORDER_META_KEY as SALES_ORDER_META_KEY
 
@@ -574,37 +573,6 @@ def naive_utc(moment: datetime) -> str:
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC)
     return moment.replace(tzinfo=None, microsecond=0).isoformat(timespec="seconds")
-
-
-def server_date(response: requests.Response) -> datetime | None:
-    """The response's ``Date`` header as aware UTC (the shop's clock), if it has a valid one."""
-    return _http_date(response.headers.get("Date"))
-
-
-def retry_after_seconds(response: requests.Response) -> float | None:
-    """``Retry-After`` in seconds (given as seconds or as an HTTP date), or None."""
-    value = (response.headers.get("Retry-After") or "").strip()
-    if not value:
-        return None
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        return float(value)
-    when = _http_date(value)
-    if when is None:
-        return None
-    now = server_date(response) or datetime.now(UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-def _http_date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def _check_url(url: str) -> str:

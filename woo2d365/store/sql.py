@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+from woo2d365.clock import utc_now
 from woo2d365.errors import StoreUnavailable
 from woo2d365.model import OrderState
 from woo2d365.store.base import (
@@ -110,7 +111,7 @@ class SqlStore:
 
     def __init__(self, dialect: Dialect, *, clock: Callable[[], datetime] | None = None) -> None:
         self.dialect = dialect
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or utc_now
         self._lock = threading.RLock()
         self._conn: Any = None
         self._shared: Any = None  # the cursor of an open batch(); its owner holds _lock

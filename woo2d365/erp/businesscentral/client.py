@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import random
@@ -45,7 +44,7 @@ from woo2d365.errors import (
     DynamicsError,
     DynamicsUnreachable,
 )
-from woo2d365.http import TrustingSession
+from woo2d365.http import TrustingSession, retry_after_seconds
 from woo2d365.settings import DynamicsSettings
 
 log = logging.getLogger("woo2d365.dynamics")
@@ -178,24 +177,6 @@ def parse_error(response: requests.Response) -> ErrorBody:
         )
     text = _first_line(response.text or "")[:200]
     return ErrorBody("Unknown", text or (response.reason or f"HTTP {response.status_code}"))
-
-
-def retry_after_seconds(response: requests.Response) -> float | None:
-    """``Retry-After`` as seconds (delta or HTTP date), None when absent or unreadable."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def classify(response: requests.Response, *, method: str) -> DynamicsError | None:

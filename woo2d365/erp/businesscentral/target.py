@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from woo2d365.clock import Clock, utc_now
 from woo2d365.erp.base import (
     CreatedDocument,
     DocumentInDoubt,
@@ -56,10 +57,6 @@ CUSTOMER_SENT_PREFIX = "bc.customer.sent."
 """Store key prefix: when a customer create was sent whose outcome is not known yet."""
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class BusinessCentralTarget:
     """Sales orders in one Business Central company; one instance per run, thread-safe."""
 
@@ -71,7 +68,7 @@ class BusinessCentralTarget:
         store: StateStore,
         client: BusinessCentralClient,
         *,
-        clock: Callable[[], datetime] = _now,
+        clock: Clock = utc_now,
     ) -> None:
         self.settings = settings
         self.orders = settings.orders
