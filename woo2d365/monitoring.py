@@ -26,7 +26,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from woo2d365.clock import utc_now
-from woo2d365.errors import ExitCode, LockHeld, StoreUnavailable, UsageError, Woo2D365Error
+from woo2d365.errors import (
+    LockHeld,
+    RunOutcome,
+    StoreUnavailable,
+    UsageError,
+    Woo2D365Error,
+    outcome_of,
+)
 from woo2d365.logs import clean
 from woo2d365.model import OrderState
 from woo2d365.store.base import Event, OrderRecord, RunRecord, StateStore
@@ -400,7 +407,7 @@ def run_check(
 
 # -- Prometheus textfile ------------------------------------------------------------------------
 
-RUN_OUTCOMES = ("ok", "attention", "unreachable", "error")
+RUN_OUTCOMES = tuple(o.value for o in RunOutcome if o is not RunOutcome.INTERRUPTED)
 
 
 @dataclass
@@ -659,10 +666,8 @@ class SyncMetrics:
         result = self.result
         if result is not None:
             outcome = result.outcome
-        elif isinstance(exc, Woo2D365Error) and exc.exit_code == ExitCode.UNREACHABLE:
-            outcome = "unreachable"
         else:
-            outcome = "error"
+            outcome = (outcome_of(exc).run_outcome if exc else RunOutcome.ERROR).value
         api: dict[str, tuple[int, int | None]] = {}
         runtime = self._runtime
         if runtime is not None:

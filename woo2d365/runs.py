@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from woo2d365.errors import ExitCode, LockHeld, OrderDataError, UsageError
+from woo2d365.errors import RUN_OUTCOME_OF_EXIT, ExitCode, LockHeld, OrderDataError, UsageError
 from woo2d365.model import OrderState
 from woo2d365.pipeline import retry as retry_step
 from woo2d365.pipeline.context import RunContext
@@ -110,7 +110,7 @@ def _push(
         with runtime.recorded_run("push", ctx) as (ctx, record):
             result = push(ctx, erp, shop_writer=writer, order_ids=order_ids, limit=limit)
             record.update(
-                outcome={0: "ok", 1: "attention", 3: "unreachable"}.get(result.exit_code, "error"),
+                outcome=RUN_OUTCOME_OF_EXIT[result.exit_code].value,
                 counts={
                     "pushed": len(result.pushed),
                     "failed": len(result.failed),

@@ -15,7 +15,7 @@ from typing import Any
 
 from woo2d365.clock import utc_now
 from woo2d365.erp.base import ErpTarget
-from woo2d365.errors import ExitCode, Woo2D365Error
+from woo2d365.errors import Woo2D365Error, outcome_of
 from woo2d365.pipeline.context import RunContext
 from woo2d365.settings import LoadedSettings
 from woo2d365.shop.client import WooClient
@@ -90,9 +90,5 @@ class Runtime:
 
 
 def failed_outcome(exc: BaseException) -> str:
-    """The run record's outcome for a run ended by ``exc``."""
-    if isinstance(exc, Woo2D365Error) and exc.exit_code == ExitCode.UNREACHABLE:
-        return "unreachable"
-    if not isinstance(exc, Exception):
-        return "interrupted"
-    return "error"
+    """The run record's outcome for a run ended by ``exc`` (``errors.OUTCOMES``)."""
+    return outcome_of(exc).run_outcome.value

@@ -12,7 +12,6 @@ import pytest
 import requests
 
 from tests.erp.sandbox_fixtures import FAST_RETRY, make_client, make_settings, settle
-from woo2d365.erp.base import DocumentInDoubt, DocumentRefused
 from woo2d365.erp.businesscentral.client import (
     AnsweredInDoubt,
     RetryPolicy,
@@ -22,7 +21,13 @@ from woo2d365.erp.businesscentral.client import (
     odata_string,
     query_string,
 )
-from woo2d365.errors import ConfigError, DynamicsError, DynamicsUnreachable
+from woo2d365.errors import (
+    ConfigError,
+    DocumentInDoubt,
+    DocumentRefused,
+    DynamicsError,
+    DynamicsUnreachable,
+)
 from woo2d365.http import retry_after_seconds
 from woo2d365.sandbox.businesscentral import BusinessCentralEmulator
 from woo2d365.settings import Settings

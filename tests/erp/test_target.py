@@ -12,14 +12,13 @@ import pytest
 
 from tests.erp.fixtures import fixture_orders, item_numbers_for
 from tests.erp.sandbox_fixtures import make_client, make_settings, make_target, settle
-from woo2d365.erp.base import DocumentRefused
 from woo2d365.erp.businesscentral import open_target
 from woo2d365.erp.businesscentral.target import (
     ITEMS_CURSOR_KEY,
     ITEMS_FULL_REFRESH_KEY,
     PLACEHOLDER_CUSTOMER,
 )
-from woo2d365.errors import ConfigError, OrderDataError
+from woo2d365.errors import ConfigError, DocumentRefused, OrderDataError
 from woo2d365.model import LineKind, Order
 from woo2d365.sandbox.businesscentral import BusinessCentralEmulator
 from woo2d365.settings import Settings

@@ -15,18 +15,9 @@ How the pipeline uses it:
   customer), then exactly one :meth:`ErpTarget.create` fenced by a :class:`SendGuard`; an order
   left in doubt is resolved with :meth:`ErpTarget.find`.
 
-Errors a target raises, and what they mean for the order:
-
-* :class:`DocumentRefused` — the ERP answered and said no; permanent (``failed``, message kept).
-* :class:`DocumentInDoubt` — the create request may have been processed but no answer came back;
-  the order stays ``pushing`` until a later :meth:`ErpTarget.find` settles it.
-* any other :class:`~woo2d365.errors.DynamicsError` with ``retryable=True`` (including
-  :class:`~woo2d365.errors.DynamicsUnreachable`) — the request was not processed; try again later.
-* :class:`WaitingForDynamics` from :meth:`ErpTarget.prepare` — an earlier create (the customer's)
-  may still be processed; the order waits for a later run, no attempt counted.
-* :class:`~woo2d365.errors.DynamicsAuthenticationError` — configuration; stops the run.
-* :class:`~woo2d365.errors.OrderDataError` from :meth:`ErpTarget.prepare` — the order's own data
-  cannot be sent (``held`` with the message).
+A target raises the errors of :mod:`woo2d365.errors` (``DocumentRefused``, ``DocumentInDoubt``,
+``WaitingForDynamics``, ``DynamicsUnreachable``, ``OrderDataError``...); what each means for the
+order, the run and the exit code is the one table :data:`woo2d365.errors.OUTCOMES`.
 """
 
 from __future__ import annotations
@@ -36,31 +27,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-from woo2d365.errors import DynamicsError
 from woo2d365.model import Order
 from woo2d365.store.base import CachedItem
-
-
-class DocumentRefused(DynamicsError):
-    """The ERP refused the document for a reason that sending it again will not change."""
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
-        super().__init__(message, status=status, code=code, retryable=False)
-
-
-class DocumentInDoubt(DynamicsError):
-    """A create request got no usable answer: it may or may not have been processed."""
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
-        super().__init__(message, status=status, code=code, retryable=True)
-
-
-class WaitingForDynamics(DynamicsError):
-    """A create sent earlier (e.g. of the order's customer) may still be processed by Dynamics:
-    the order waits, without an attempt counted against it, until the request limit has passed."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=True)
 
 
 @dataclass(frozen=True)

@@ -43,13 +43,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from woo2d365.erp.base import (
-    CreatedDocument,
-    DocumentInDoubt,
-    ErpTarget,
-    ItemLookup,
-    WaitingForDynamics,
-)
+from woo2d365.erp.base import CreatedDocument, ErpTarget, ItemLookup
 from woo2d365.errors import (
     ClaimLost,
     DynamicsAuthenticationError,
@@ -57,6 +51,9 @@ from woo2d365.errors import (
     DynamicsUnreachable,
     ExitCode,
     OrderDataError,
+    OrderEffect,
+    Woo2D365Error,
+    outcome_of,
 )
 from woo2d365.model import Order, OrderState
 from woo2d365.pipeline.context import RunContext
@@ -686,80 +683,77 @@ class _Guard:
 
 def _push_one(run: _Run, claim: _Claim) -> None:
     ctx = run.ctx
-    woo_id, record = claim.woo_id, claim.record
+    woo_id = claim.woo_id
+    stage = "customer: "  # what a refusal is about, for the order's reason
     try:
-        loaded = _load(run, record, claim.order)
+        loaded = _load(run, claim.record, claim.order)
         if loaded.problem is not None or loaded.order is None:
             held = loaded.state is OrderState.HELD
             reason = loaded.problem or "the shop order cannot be read"
             _settle(run, claim, loaded.state, reason, bucket=run.result.held if held else None)
             return
-        order, item_numbers = loaded.order, loaded.item_numbers
-        try:
-            document = run.erp.prepare(order, item_numbers, key=claim.key or None)
-        except WaitingForDynamics as exc:
-            _release(run, claim)
-            run.record(run.result.retry_later, woo_id, str(exc))
-            ctx.event(STEP, f"waits: {exc}", level="warning", woo_id=woo_id)
-            return
-        except OrderDataError as exc:
-            _settle(run, claim, OrderState.HELD, exc.message, bucket=run.result.held)
-            return
-        except DynamicsAuthenticationError:
-            _release(run, claim)
-            raise
-        except DynamicsError as exc:
-            if exc.retryable:
-                _not_processed(run, claim, exc)
-            else:
-                _settle(run, claim, OrderState.FAILED, f"customer: {exc}", bucket=run.result.failed)
-            return
+        order = loaded.order
+        document = run.erp.prepare(order, loaded.item_numbers, key=claim.key or None)
         for note in document.notes:
             ctx.event(STEP, note, woo_id=woo_id)
         for warning in document.warnings:
             ctx.event(STEP, warning, level="warning", woo_id=woo_id)
-        try:
-            created = run.erp.create(document, _Guard(run, claim))
-        except ClaimLost as exc:
-            ctx.event(STEP, f"not sent: {exc}", level="warning", woo_id=woo_id)
-            return
-        except DocumentInDoubt as exc:
-            run.record(run.result.in_doubt, woo_id, str(exc))
-            ctx.event(
-                STEP,
-                f"no answer from {run.erp.display_name} ({exc}); stays pushing and is "
-                "looked up before anything is sent again",
-                level="warning",
-                woo_id=woo_id,
-            )
-            return
-        except DynamicsAuthenticationError:
-            _release(run, claim)
-            raise
-        except DynamicsError as exc:
-            if exc.retryable:
-                _not_processed(run, claim, exc)
-            else:
-                _settle(run, claim, OrderState.FAILED, str(exc), bucket=run.result.failed)
-            return
-        if not _mark_pushed(run, claim, created):
-            return
-        with run.lock:
-            run.result.pushed.append(
-                PushedOrder(woo_id, document.external_number, created.number, created.id)
-            )
-        ctx.event(
-            STEP,
-            f"created in {run.erp.display_name} as sales order {created.number} "
-            f"({document.external_number})",
-            woo_id=woo_id,
-        )
-        _compare_totals(run, order, created)
-        if run.write_backs is not None:
-            run.write_backs.add(woo_id, created.number)
+        stage = ""
+        created = run.erp.create(document, _Guard(run, claim))
+    except Woo2D365Error as exc:
+        _on_error(run, claim, exc, stage)
+        return
     finally:
         if run.claims is not None:
             run.claims.discard(claim.token)  # settled, released, or left in doubt to age out
+    if not _mark_pushed(run, claim, created):
+        return
+    with run.lock:
+        run.result.pushed.append(
+            PushedOrder(woo_id, document.external_number, created.number, created.id)
+        )
+    ctx.event(
+        STEP,
+        f"created in {run.erp.display_name} as sales order {created.number} "
+        f"({document.external_number})",
+        woo_id=woo_id,
+    )
+    _compare_totals(run, order, created)
+    if run.write_backs is not None:
+        run.write_backs.add(woo_id, created.number)
+
+
+def _on_error(run: _Run, claim: _Claim, exc: Woo2D365Error, stage: str) -> None:
+    """Settle a claimed order by what the error means for it (``errors.OUTCOMES``)."""
+    ctx, woo_id = run.ctx, claim.woo_id
+    effect = outcome_of(exc).order_effect
+    if effect is OrderEffect.HELD:
+        _settle(run, claim, OrderState.HELD, exc.message, bucket=run.result.held)
+    elif effect is OrderEffect.FAILED:
+        _settle(run, claim, OrderState.FAILED, f"{stage}{exc}", bucket=run.result.failed)
+    elif effect is OrderEffect.RETRY:
+        _not_processed(run, claim, exc)
+    elif effect is OrderEffect.WAIT:
+        _release(run, claim)
+        run.record(run.result.retry_later, woo_id, str(exc))
+        ctx.event(STEP, f"waits: {exc}", level="warning", woo_id=woo_id)
+    elif effect is OrderEffect.IN_DOUBT:
+        run.record(run.result.in_doubt, woo_id, str(exc))
+        ctx.event(
+            STEP,
+            f"no answer from {run.erp.display_name} ({exc}); stays pushing and is "
+            "looked up before anything is sent again",
+            level="warning",
+            woo_id=woo_id,
+        )
+    elif effect is OrderEffect.LOST:
+        ctx.event(STEP, f"not sent: {exc}", level="warning", woo_id=woo_id)
+    elif effect is OrderEffect.STOP:
+        _release(run, claim)
+        ctx.event(STEP, f"not sent ({exc}); tried again next run", level="warning", woo_id=woo_id)
+        raise exc  # the run stops claiming (an outage) or ends (refused credentials)
+    else:
+        raise exc
 
 
 def _settle(
@@ -797,14 +791,11 @@ def _release(run: _Run, claim: _Claim) -> None:
     )
 
 
-def _not_processed(run: _Run, claim: _Claim, exc: DynamicsError) -> None:
-    """Dynamics did not take the order: ``ready`` again, or ``failed`` after max_attempts.
-
-    An unreachable Dynamics never fails an order: an outage is not the order's fault.
-    """
+def _not_processed(run: _Run, claim: _Claim, exc: Woo2D365Error) -> None:
+    """Dynamics did not take the order: ``ready`` again, or ``failed`` after max_attempts."""
     woo_id, attempts = claim.woo_id, claim.record.attempts
     limit = run.ctx.settings.orders.max_attempts
-    if attempts >= limit and not isinstance(exc, DynamicsUnreachable):
+    if attempts >= limit:
         _settle(
             run,
             claim,
@@ -823,8 +814,6 @@ def _not_processed(run: _Run, claim: _Claim, exc: DynamicsError) -> None:
         run.ctx.event(
             STEP, f"not sent ({exc}); tried again next run", level="warning", woo_id=woo_id
         )
-    if isinstance(exc, DynamicsUnreachable):
-        run.halt(exc)
 
 
 def _compare_totals(run: _Run, order: Order, created: CreatedDocument) -> None:

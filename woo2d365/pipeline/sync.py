@@ -16,10 +16,12 @@ from typing import Any
 from woo2d365.alerts import AlertCenter, DigestOutcome
 from woo2d365.erp.base import ErpTarget
 from woo2d365.errors import (
+    RUN_OUTCOME_OF_EXIT,
     ConfigError,
     DynamicsError,
     ExitCode,
     LockHeld,
+    RunOutcome,
     ShopError,
     Woo2D365Error,
 )
@@ -92,12 +94,8 @@ class SyncResult:
     def outcome(self) -> str:
         """The run record's outcome word; a run that crashed or lost its lease is an ``error``."""
         if self.crashed or self.lease_lost:
-            return "error"
-        return {
-            ExitCode.OK: "ok",
-            ExitCode.ATTENTION: "attention",
-            ExitCode.UNREACHABLE: "unreachable",
-        }.get(self.exit_code, "error")
+            return RunOutcome.ERROR.value
+        return RUN_OUTCOME_OF_EXIT[self.exit_code].value
 
     def counts(self) -> dict[str, int]:
         """Counts per step for the run record."""

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import msal
 import requests
 
-from woo2d365.errors import DynamicsAuthenticationError, DynamicsUnreachable
+from woo2d365.errors import DynamicsAuthenticationError, DynamicsUnreachable, DynamicsUntrusted
 from woo2d365.http import TrustingSession, ca_bundle
 from woo2d365.settings import DynamicsSettings
 
@@ -206,12 +206,10 @@ def shared_token_provider(settings: DynamicsSettings) -> MsalTokenProvider:
 
 def _unreachable(host: str, exc: BaseException) -> DynamicsUnreachable:
     if isinstance(exc, requests.exceptions.SSLError):
-        error = DynamicsUnreachable(
+        return DynamicsUntrusted(
             f"identity provider {host}: TLS certificate not trusted or handshake failed "
             "(set REQUESTS_CA_BUNDLE or SSL_CERT_FILE for a private CA)"
         )
-        error.retryable = False  # a certificate does not fix itself
-        return error
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if status is not None:
         return DynamicsUnreachable(

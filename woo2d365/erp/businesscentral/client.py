@@ -36,13 +36,16 @@ import backoff
 import requests
 import urllib3.exceptions
 
-from woo2d365.erp.base import DocumentInDoubt, DocumentRefused, SendGuard
+from woo2d365.erp.base import SendGuard
 from woo2d365.erp.businesscentral.auth import TokenProvider
 from woo2d365.errors import (
     ConfigError,
+    DocumentInDoubt,
+    DocumentRefused,
     DynamicsAuthenticationError,
     DynamicsError,
     DynamicsUnreachable,
+    DynamicsUntrusted,
 )
 from woo2d365.http import TrustingSession, retry_after_seconds
 from woo2d365.settings import DynamicsSettings
@@ -437,12 +440,10 @@ class BusinessCentralClient:
     ) -> DynamicsError:
         where = self.settings.api_url
         if isinstance(exc, requests.exceptions.SSLError):
-            error = DynamicsUnreachable(
+            return DynamicsUntrusted(
                 f"{where}: TLS certificate not trusted or handshake failed "
                 "(set REQUESTS_CA_BUNDLE or SSL_CERT_FILE for a private CA)"
             )
-            error.retryable = False
-            return error
         kind = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "connection failed"
         if method != "GET" and _was_sent(exc):
             return DocumentInDoubt(

@@ -18,15 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from woo2d365.clock import Clock, utc_now
-from woo2d365.erp.base import (
-    CreatedDocument,
-    DocumentInDoubt,
-    DocumentRefused,
-    ItemRefresh,
-    PreparedDocument,
-    SendGuard,
-    WaitingForDynamics,
-)
+from woo2d365.erp.base import CreatedDocument, ItemRefresh, PreparedDocument, SendGuard
 from woo2d365.erp.businesscentral.client import BusinessCentralClient
 from woo2d365.erp.businesscentral.payload import (
     build_customer,
@@ -35,7 +27,15 @@ from woo2d365.erp.businesscentral.payload import (
     external_document_number,
     tax_rate_problems,
 )
-from woo2d365.errors import ConfigError, DynamicsAuthenticationError, DynamicsError, OrderDataError
+from woo2d365.errors import (
+    ConfigError,
+    DocumentInDoubt,
+    DocumentRefused,
+    DynamicsAuthenticationError,
+    DynamicsError,
+    OrderDataError,
+    WaitingForDynamics,
+)
 from woo2d365.logs import mask_contact
 from woo2d365.model import Order
 from woo2d365.settings import Settings
