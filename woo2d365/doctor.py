@@ -371,7 +371,8 @@ def _check_shop(report: DoctorReport, settings: Settings) -> None:
 
 def _check_dynamics(report: DoctorReport, settings: Settings) -> None:
     from woo2d365.erp.businesscentral.auth import MsalTokenProvider
-    from woo2d365.erp.businesscentral.client import BusinessCentralClient, RetryPolicy
+    from woo2d365.erp.businesscentral.client import BusinessCentralClient
+    from woo2d365.retries import RetryPolicy
 
     dynamics = settings.dynamics
     tokens = MsalTokenProvider(dynamics)

@@ -12,9 +12,10 @@ import pytest
 import requests
 
 from tests.erp.sandbox_fixtures import FAST_RETRY, make_client, make_settings, settle
+from woo2d365.erp.businesscentral.auth import MsalTokenProvider
 from woo2d365.erp.businesscentral.client import (
     AnsweredInDoubt,
-    RetryPolicy,
+    BusinessCentralClient,
     SlidingWindowLimiter,
     TransientError,
     classify,
@@ -29,6 +30,7 @@ from woo2d365.errors import (
     DynamicsUnreachable,
 )
 from woo2d365.http import retry_after_seconds
+from woo2d365.retries import RetryPolicy
 from woo2d365.sandbox.businesscentral import BusinessCentralEmulator
 from woo2d365.settings import Settings
 
@@ -228,6 +230,31 @@ def test_a_create_answered_with_a_server_error_is_looked_up_before_it_is_sent_ag
     calls = [(r.method, r.status) for r in with_customer.requests]
     assert calls == [("POST", 500), ("GET", 200), ("POST", 201)]
     assert len(with_customer.sales_orders()) == 1
+
+
+def test_a_create_tries_at_most_max_tries_posts_in_one_loop_whose_waits_are_injected(
+    with_customer: BusinessCentralEmulator, bc_settings: Settings
+) -> None:
+    waits: list[float] = []
+    client = BusinessCentralClient(
+        bc_settings.dynamics,
+        MsalTokenProvider(bc_settings.dynamics),
+        retry=FAST_RETRY,
+        sleep=waits.append,
+    )
+    client.company_id()
+    with_customer.reset_requests()
+    with_customer.fail_next(2, status=500, code="Internal_ServerError", method="POST")
+    with_customer.fail_next(
+        9, status=429, code="Application_TooManyRequests", retry_after=1, method="POST"
+    )
+    with pytest.raises(TransientError):
+        client.create_sales_order(_order_body())
+    settle(with_customer)
+    posts = [r.status for r in with_customer.requests if r.method == "POST"]
+    assert posts == [500, 500, 429, 429], "one loop of max_tries sends, 500s and 429s alike"
+    assert len(waits) == FAST_RETRY.max_tries - 1 and waits[-1] == 1.0
+    assert with_customer.sales_orders() == []
 
 
 def test_a_create_dropped_after_commit_is_in_doubt_and_exists_once(

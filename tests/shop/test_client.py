@@ -342,12 +342,13 @@ def test_without_retry_after_waits_grow_exponentially_with_full_jitter(shop: Sho
     assert all(0 <= wait <= 2**i for i, wait in enumerate(waits))
 
 
-def test_retry_after_is_capped_at_max_wait_seconds(shop: ShopEmulator) -> None:
+def test_a_retry_after_longer_than_max_wait_seconds_is_not_waited_for(shop: ShopEmulator) -> None:
     shop.fail_next(1, status=429, retry_after=3600)
     waits = Waits()
     client = WooClient(woo_settings(shop), sleep=waits, max_wait_seconds=7.5)
-    ids(client)
-    assert waits == [7.5]
+    with pytest.raises(ShopUnreachable) as failed:
+        ids(client)
+    assert waits == [] and failed.value.status == 429  # the next run tries again
 
 
 def test_retry_after_as_an_http_date_is_measured_on_the_servers_clock() -> None:

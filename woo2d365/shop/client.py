@@ -5,23 +5,22 @@ credentials only over HTTPS, and only OAuth 1.0a one-legged signatures over plai
 refuses ``basic``/``query`` for an ``http://`` URL instead of sending requests that would all be
 answered 401.
 
-One retry policy for every call (:meth:`WooClient._request`): 429, 502, 503, 504, dropped
-connections and timeouts are retried with exponential backoff and full jitter, or after exactly the
-``Retry-After`` the server asked for (capped at ``max_wait_seconds``), up to ``max_tries``; then
-:class:`ShopUnreachable`. Every other error is one readable line. Creating a note is retried only
-where the shop cannot have received it (429, 503, no connection). Messages never contain the
-consumer key or secret, not even inside a URL.
+The program's one retry policy (:mod:`woo2d365.retries`) for every call: 429, 502, 503, 504,
+dropped connections and timeouts are tried again, after the server's ``Retry-After`` or an
+exponential backoff with full jitter, up to ``max_tries``; a ``Retry-After`` longer than
+``max_wait_seconds`` is not waited for. Then :class:`ShopUnreachable`. Every other error is one
+readable line. Creating a note is retried only where the shop cannot have received it (429, 503,
+no connection). Messages never contain the consumer key or secret, not even inside a URL.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +28,6 @@ from html import unescape
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
-import backoff
 import requests
 from oauthlib.oauth1 import (  # type: ignore[import-untyped]
     SIGNATURE_HMAC_SHA256,
@@ -47,6 +45,7 @@ from woo2d365.errors import (
     UsageError,
 )
 from woo2d365.http import TrustingSession, retry_after_seconds, server_date
+from woo2d365.retries import RetryPolicy, retrying
 from woo2d365.settings import WooCommerceSettings, redact_url
 from woo2d365.shop.mapping import SALES_ORDER_META_KEY as SALES_ORDER_META_KEY
 
@@ -119,6 +118,7 @@ class WooClient:
         max_tries: int = 5,
         max_wait_seconds: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.settings = settings
         # A pasted key or secret often carries a line break; WooCommerce would refuse it.
@@ -135,9 +135,10 @@ class WooClient:
                 f'Use an https:// woocommerce.url, or auth = "oauth1" for a shop that has only http'
             )
         self.base_url = self.site + API_PATH
-        self.max_tries = max(1, max_tries)
-        self.max_wait_seconds = max_wait_seconds
-        self._sleep = sleep
+        self.retry = retry or RetryPolicy(
+            max_tries=max(1, max_tries), max_retry_after_seconds=max_wait_seconds
+        )
+        self.max_tries = self.retry.max_tries
         self._timeout = settings.timeout_seconds
         self.request_count = 0  # HTTP requests sent, retries included
         self._count_lock = threading.Lock()
@@ -158,13 +159,7 @@ class WooClient:
                 signature_method=SIGNATURE_HMAC_SHA256,
                 signature_type=SIGNATURE_TYPE_QUERY,
             )
-        self._send = backoff.on_exception(
-            self._waits,
-            _Retry,
-            max_tries=lambda: self.max_tries,
-            jitter=None,  # full jitter is applied in _waits, where Retry-After can bypass it
-            logger=None,
-        )(self._send_once)
+        self._send = retrying(self.retry, retry_on=_Retry, sleep=sleep)(self._send_once)
 
     # -- public API ------------------------------------------------------------------------
 
@@ -446,23 +441,6 @@ class WooClient:
                     status=status,
                 ) from None
         raise self._error(method, path, response)
-
-    def _waits(self) -> Generator[float, Any, None]:
-        """Backoff wait generator: sleeps through the injected ``sleep`` and yields 0 to backoff.
-
-        Exponential backoff with full jitter (a random wait up to 1, 2, 4 … s), or exactly the
-        server's ``Retry-After`` when it sent one; both capped at ``max_wait_seconds``.
-        """
-        failure = yield 0.0
-        attempt = 0
-        while True:
-            if isinstance(failure, _Retry) and failure.retry_after is not None:
-                wait = failure.retry_after
-            else:
-                wait = random.uniform(0, 2.0**attempt)
-            self._sleep(min(max(wait, 0.0), self.max_wait_seconds))
-            attempt += 1
-            failure = yield 0.0
 
     # -- messages --------------------------------------------------------------------------
 

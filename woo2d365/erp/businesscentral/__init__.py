@@ -14,9 +14,10 @@ from woo2d365.erp.businesscentral.auth import (
     TokenProvider,
     shared_token_provider,
 )
-from woo2d365.erp.businesscentral.client import BusinessCentralClient, RetryPolicy
+from woo2d365.erp.businesscentral.client import BusinessCentralClient
 from woo2d365.erp.businesscentral.target import BusinessCentralTarget
 from woo2d365.errors import ConfigError
+from woo2d365.retries import RetryPolicy
 from woo2d365.settings import Settings
 from woo2d365.store.base import StateStore
 

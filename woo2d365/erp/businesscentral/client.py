@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +31,6 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-import backoff
 import requests
 import urllib3.exceptions
 
@@ -48,6 +46,7 @@ from woo2d365.errors import (
     DynamicsUntrusted,
 )
 from woo2d365.http import TrustingSession, retry_after_seconds
+from woo2d365.retries import RetryPolicy, retrying
 from woo2d365.settings import DynamicsSettings
 
 log = logging.getLogger("woo2d365.dynamics")
@@ -80,17 +79,6 @@ PERMANENT_PREFIXES = (
     "Request_",
     "RequestDataInvalid",
 )
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how long requests are retried."""
-
-    max_tries: int = 5
-    base_seconds: float = 1.0
-    max_backoff_seconds: float = 30.0
-    max_retry_after_seconds: float = 120.0  # a longer Retry-After: give up, the next run retries
-    max_elapsed_seconds: float = 300.0
 
 
 class TransientError(DynamicsError):
@@ -247,24 +235,6 @@ def query_string(params: dict[str, str]) -> str:
     return "?" + "&".join(parts)
 
 
-def _wait_generator(policy: RetryPolicy) -> Generator[float, BaseException | None, None]:
-    """Backoff waits for ``backoff.on_exception``: ``Retry-After`` when given, else expo + jitter.
-
-    ``backoff`` sends each exception in, so the answer's own ``Retry-After`` decides the wait.
-    """
-    attempt = 0
-    exc = yield 0.0  # priming value, discarded by backoff
-    while True:
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            delay = float(retry_after) + random.uniform(0, 0.1 * float(retry_after) + 0.01)
-        else:
-            ceiling = min(policy.max_backoff_seconds, policy.base_seconds * (2**attempt))
-            delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # "equal jitter"
-        attempt += 1
-        exc = yield delay
-
-
 def _was_sent(exc: requests.RequestException) -> bool:
     """False when the connection was never made (the server cannot have seen the request)."""
     if isinstance(exc, requests.exceptions.ConnectTimeout):
@@ -293,6 +263,7 @@ class BusinessCentralClient:
         retry: RetryPolicy | None = None,
         limiter: SlidingWindowLimiter | None = None,
         page_size: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
         self.tokens = tokens
@@ -311,18 +282,14 @@ class BusinessCentralClient:
         self.request_count = 0
         self.error_count = 0  # requests without an answer or answered with status >= 400
         self._timeout = (min(10.0, settings.timeout_seconds), settings.timeout_seconds)
-        self._retrying = backoff.on_exception(
-            _wait_generator,
-            DynamicsError,
-            max_tries=self.retry.max_tries,
-            max_time=self.retry.max_elapsed_seconds,
-            giveup=self._give_up,
-            jitter=None,
-            on_backoff=self._log_backoff,
-            raise_on_giveup=True,
-            logger=None,
-            policy=self.retry,
-        )(self._attempt)
+        self._retrying = retrying(
+            self.retry,
+            retry_on=DynamicsError,
+            is_retryable=_worth_another_try,
+            sleep=sleep,
+            on_retry=_log_retry,
+        )
+        self._attempt_with_retries = self._retrying(self._attempt)
 
     @staticmethod
     def _new_session(concurrency: int, base_url: str) -> requests.Session:
@@ -346,24 +313,6 @@ class BusinessCentralClient:
         self._session.close()
 
     # -- the one request path -------------------------------------------------------------------
-    def _give_up(self, exc: Exception) -> bool:
-        if isinstance(exc, DocumentInDoubt | DynamicsAuthenticationError):
-            return True
-        if not getattr(exc, "retryable", False):
-            return True
-        retry_after = getattr(exc, "retry_after", None)
-        return retry_after is not None and retry_after > self.retry.max_retry_after_seconds
-
-    @staticmethod
-    def _log_backoff(details: Any) -> None:
-        exc = details.get("exception")
-        log.warning(
-            "Dynamics request failed (try %s), retrying in %.1f s: %s",
-            details.get("tries"),
-            details.get("wait", 0.0),
-            exc,
-        )
-
     @contextmanager
     def _slot(self) -> Iterator[None]:
         """One of ``max_concurrency`` request slots, paced by the sliding-window limiter."""
@@ -468,7 +417,7 @@ class BusinessCentralClient:
         ``guard`` (creates) is consulted before every send, re-sends after a backoff included.
         """
         url = path_or_url if "://" in path_or_url else f"{self.base_url}/{path_or_url}"
-        return self._retrying(method, url, body, headers or {}, guard)
+        return self._attempt_with_retries(method, url, body, headers or {}, guard)
 
     def get_all(self, path: str, params: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
         """Every entity of a collection, following ``@odata.nextLink`` verbatim."""
@@ -613,42 +562,53 @@ class BusinessCentralClient:
     ) -> dict[str, Any]:
         """One deep-insert ``POST salesOrders``, repeated only when proven not processed.
 
-        After a 500/408 answer the order is looked up by ``externalDocumentNumber`` first: found,
-        it is returned; not found, the POST is sent again (the retry policy's tries and waits).
+        One retry loop (the client's policy): a throttled or refused-before-running POST is sent
+        again; after a 500/408 answer the order is looked up by ``externalDocumentNumber`` first:
+        found, it is returned; not found, the POST is sent again.
         """
         external_number = str(payload["externalDocumentNumber"])
-        path = self.company_path("salesOrders")
-        waits = _wait_generator(self.retry)
-        next(waits)
-        last: AnsweredInDoubt | None = None
-        for _ in range(self.retry.max_tries):
+        url = f"{self.base_url}/{self.company_path('salesOrders')}"
+
+        def once() -> dict[str, Any]:
             try:
-                return self._create(path, payload, guard)
+                return _created_record(self._attempt("POST", url, payload, {}, guard))
             except AnsweredInDoubt as exc:
-                last = exc
-            try:
-                found = self.find_sales_orders(external_number)
-            except DynamicsError:
-                raise DocumentInDoubt(
-                    f"{last}; the lookup by externalDocumentNumber failed too"
+                try:
+                    found = self.find_sales_orders(external_number)
+                except DynamicsError:
+                    raise DocumentInDoubt(
+                        f"{exc}; the lookup by externalDocumentNumber failed too"
+                    ) from None
+                if found:
+                    return found[0]
+                raise TransientError(
+                    f"{exc} (looked up: not created)", status=exc.status, code=exc.code
                 ) from None
-            if found:
-                return found[0]
-            time.sleep(waits.send(last))
-        assert last is not None
-        raise TransientError(
-            f"{last} (not created after {self.retry.max_tries} tries)",
-            status=last.status,
-            code=last.code,
-        )
+
+        return self._retrying(once)()
 
     def _create(
         self, path: str, body: dict[str, Any], guard: SendGuard | None = None
     ) -> dict[str, Any]:
-        result = self.request("POST", path, body=body, guard=guard)
-        if not isinstance(result, dict):
-            raise AnsweredInDoubt("Dynamics answered a create without the created record")
-        return result
+        return _created_record(self.request("POST", path, body=body, guard=guard))
+
+
+def _created_record(result: Any) -> dict[str, Any]:
+    """The record a create answered with; a create answered without one may have run."""
+    if not isinstance(result, dict):
+        raise AnsweredInDoubt("Dynamics answered a create without the created record")
+    return result
+
+
+def _worth_another_try(exc: BaseException) -> bool:
+    """Retryable, and not a create that may have run (it is looked up first, never resent)."""
+    if isinstance(exc, DocumentInDoubt | DynamicsAuthenticationError):
+        return False
+    return bool(getattr(exc, "retryable", False))
+
+
+def _log_retry(exc: BaseException, wait: float, tries: int) -> None:
+    log.warning("Dynamics request failed (try %s), retrying in %.1f s: %s", tries, wait, exc)
 
 
 def _filter_batches(
