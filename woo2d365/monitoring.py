@@ -9,13 +9,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +22,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Gauge, generate_latest, write_to_textfile
 
 from woo2d365.clock import utc_now
 from woo2d365.errors import (
@@ -505,116 +505,78 @@ class MetricsSnapshot:
     run_orders: dict[str, int] = field(default_factory=dict)
 
 
-def _metric(lines: list[str], name: str, kind: str, help_text: str) -> None:
-    lines.append(f"# HELP {name} {help_text}")
-    lines.append(f"# TYPE {name} {kind}")
+def render_metrics(snapshot: MetricsSnapshot) -> CollectorRegistry:
+    """The metrics of one sync run, as a registry of their own (gauges: the last run's values)."""
+    registry = CollectorRegistry()
 
+    def gauge(name: str, help_text: str, labels: Sequence[str] = ()) -> Gauge:
+        return Gauge(name, help_text, labels, registry=registry)
 
-def _number(value: float) -> str:
-    if float(value).is_integer():
-        return str(int(value))
-    return f"{value:.3f}"
-
-
-def render_metrics(snapshot: MetricsSnapshot) -> str:
-    """The Prometheus text exposition format (0.0.4) for node_exporter's textfile collector."""
-    lines: list[str] = []
     if snapshot.counts is not None:
-        _metric(lines, "woo2d365_orders", "gauge", "Orders in the state store by state.")
+        orders = gauge("woo2d365_orders", "Orders in the state store by state.", ["state"])
         for state in OrderState:
-            lines.append(
-                f'woo2d365_orders{{state="{state.value}"}} {snapshot.counts.get(state.value, 0)}'
-            )
-    _metric(
-        lines, "woo2d365_run_duration_seconds", "gauge", "Duration of the last sync run in seconds."
+            orders.labels(state=state.value).set(snapshot.counts.get(state.value, 0))
+    gauge("woo2d365_run_duration_seconds", "Duration of the last sync run in seconds.").set(
+        snapshot.duration_seconds
     )
-    lines.append(f"woo2d365_run_duration_seconds {_number(snapshot.duration_seconds)}")
-    _metric(
-        lines,
-        "woo2d365_last_run_timestamp_seconds",
-        "gauge",
-        "When the last sync run ended (Unix time).",
+    gauge("woo2d365_last_run_timestamp_seconds", "When the last sync run ended (Unix time).").set(
+        snapshot.finished_at.timestamp()
     )
-    lines.append(f"woo2d365_last_run_timestamp_seconds {_number(snapshot.finished_at.timestamp())}")
     if snapshot.last_success_at is not None:
-        _metric(
-            lines,
+        gauge(
             "woo2d365_last_success_timestamp_seconds",
-            "gauge",
             "When the last sync that reached both systems ended (Unix time).",
-        )
-        lines.append(
-            "woo2d365_last_success_timestamp_seconds "
-            f"{_number(snapshot.last_success_at.timestamp())}"
-        )
-    _metric(
-        lines,
+        ).set(snapshot.last_success_at.timestamp())
+    outcome = gauge(
         "woo2d365_run_outcome",
-        "gauge",
         "Outcome of the last sync run: 1 for the outcome it had, 0 for the others.",
+        ["outcome"],
     )
-    for outcome in RUN_OUTCOMES:
-        value = 1 if snapshot.outcome == outcome else 0
-        lines.append(f'woo2d365_run_outcome{{outcome="{outcome}"}} {value}')
+    for name in RUN_OUTCOMES:
+        outcome.labels(outcome=name).set(1 if snapshot.outcome == name else 0)
     if snapshot.run_orders:
-        _metric(
-            lines, "woo2d365_run_orders", "gauge", "Orders the last sync run handled, by result."
+        run_orders = gauge(
+            "woo2d365_run_orders", "Orders the last sync run handled, by result.", ["result"]
         )
         for result, value in snapshot.run_orders.items():
-            lines.append(f'woo2d365_run_orders{{result="{result}"}} {value}')
+            run_orders.labels(result=result).set(value)
     if snapshot.api:
-        _metric(
-            lines,
+        requests_sent = gauge(
             "woo2d365_api_requests",
-            "gauge",
             "HTTP requests the last sync run sent, retries included, by system.",
+            ["system"],
         )
-        for system, (sent, _errors) in snapshot.api.items():
-            lines.append(f'woo2d365_api_requests{{system="{system}"}} {sent}')
-        errors = {system: e for system, (_sent, e) in snapshot.api.items() if e is not None}
-        if errors:
-            _metric(
-                lines,
-                "woo2d365_api_errors",
-                "gauge",
-                "HTTP requests of the last sync run that failed (no answer, or status 400 or "
-                "more), by system.",
-            )
-            for system, value in errors.items():
-                lines.append(f'woo2d365_api_errors{{system="{system}"}} {value}')
+        errors = gauge(
+            "woo2d365_api_errors",
+            "HTTP requests of the last sync run that failed (no answer, or status 400 or more), "
+            "by system.",
+            ["system"],
+        )
+        for system, (sent, failed) in snapshot.api.items():
+            requests_sent.labels(system=system).set(sent)
+            if failed is not None:
+                errors.labels(system=system).set(failed)
     if snapshot.unreachable_runs:
-        _metric(
-            lines,
+        unreachable = gauge(
             "woo2d365_unreachable_runs",
-            "gauge",
             "Sync runs in a row that could not reach the system.",
+            ["system"],
         )
         for system, value in snapshot.unreachable_runs.items():
-            lines.append(f'woo2d365_unreachable_runs{{system="{system}"}} {value}')
-    return "\n".join(lines) + "\n"
+            unreachable.labels(system=system).set(value)
+    return registry
 
 
-def write_metrics_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: a temporary file in the same directory, renamed.
+def metrics_text(registry: CollectorRegistry) -> str:
+    """The Prometheus text exposition of a registry."""
+    return generate_latest(registry).decode("utf-8")
 
-    The collector reads only ``*.prom`` files, and the temporary name does not end so; the file
-    is made world-readable (0644) because node_exporter usually runs as another user.
-    """
-    directory = path.parent if str(path.parent) else Path(".")
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed before the rename
-        "w", encoding="utf-8", dir=directory, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, 0o644)  # metrics only; node_exporter runs as another user
-        os.replace(handle.name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(handle.name)
-        raise
+
+def write_metrics_file(path: Path, registry: CollectorRegistry) -> None:
+    """Write the textfile for node_exporter's collector atomically (``write_to_textfile``: a
+    temporary file beside it, renamed), readable by the collector's user (0644)."""
+    write_to_textfile(str(path), registry)
+    os.chmod(path, 0o644)  # metrics only; node_exporter usually runs as another user
 
 
 class SyncMetrics:

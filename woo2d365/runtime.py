@@ -17,7 +17,7 @@ from woo2d365.clock import utc_now
 from woo2d365.erp.base import ErpTarget
 from woo2d365.errors import Woo2D365Error, outcome_of
 from woo2d365.pipeline.context import RunContext
-from woo2d365.settings import LoadedSettings
+from woo2d365.settings import LoadedSettings, Settings
 from woo2d365.shop.client import WooClient
 from woo2d365.store.base import StateStore
 
@@ -39,7 +39,7 @@ class Runtime:
     clock: Callable[[], datetime] = utc_now
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         """The settings object."""
         return self.loaded.settings
 

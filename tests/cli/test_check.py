@@ -12,12 +12,14 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.cli.conftest import RunCli
+from tests.fixtures.cli import prometheus_values
 from woo2d365.cli import app
 from woo2d365.errors import LockHeld, StoreUnavailable, UsageError
 from woo2d365.model import OrderState
 from woo2d365.monitoring import (
     MetricsSnapshot,
     SyncMetrics,
+    metrics_text,
     parse_duration,
     render_metrics,
     write_metrics_file,
@@ -179,49 +181,52 @@ def _snapshot(**changes: object) -> MetricsSnapshot:
 
 
 def test_metrics_are_prometheus_text_with_help_and_type() -> None:
-    text = render_metrics(_snapshot())
-    lines = text.splitlines()
+    text = metrics_text(render_metrics(_snapshot()))
+    values = prometheus_values(text)
     assert text.endswith("\n")
-    assert 'woo2d365_orders{state="held"} 2' in lines
-    assert 'woo2d365_orders{state="skipped"} 0' in lines, "every state, zero included"
-    assert "woo2d365_run_duration_seconds 12.500" in lines
-    assert f"woo2d365_last_run_timestamp_seconds {int(FINISHED.timestamp())}" in lines
-    success = int((FINISHED - timedelta(minutes=5)).timestamp())
-    assert f"woo2d365_last_success_timestamp_seconds {success}" in lines
-    assert 'woo2d365_run_outcome{outcome="ok"} 0' in lines
-    assert 'woo2d365_run_outcome{outcome="attention"} 1' in lines
-    assert 'woo2d365_api_requests{system="shop"} 27' in lines
-    assert 'woo2d365_api_errors{system="shop"} 1' in lines
-    assert not any(line.startswith('woo2d365_api_errors{system="dynamics"}') for line in lines)
-    names = {line.split("{")[0].split(" ")[0] for line in lines if not line.startswith("#")}
+    assert values['woo2d365_orders{state="held"}'] == 2
+    assert values['woo2d365_orders{state="skipped"}'] == 0, "every state, zero included"
+    assert values["woo2d365_run_duration_seconds"] == 12.5
+    assert values["woo2d365_last_run_timestamp_seconds"] == FINISHED.timestamp()
+    success = (FINISHED - timedelta(minutes=5)).timestamp()
+    assert values["woo2d365_last_success_timestamp_seconds"] == success
+    assert values['woo2d365_run_outcome{outcome="ok"}'] == 0
+    assert values['woo2d365_run_outcome{outcome="attention"}'] == 1
+    assert values['woo2d365_api_requests{system="shop"}'] == 27
+    assert values['woo2d365_api_errors{system="shop"}'] == 1
+    assert 'woo2d365_api_errors{system="dynamics"}' not in values
+    names = {name.split("{")[0] for name in values}
     for name in names:
         assert f"# HELP {name} " in text and f"# TYPE {name} gauge" in text
 
 
 def test_metrics_without_a_readable_store_still_tell_the_outcome() -> None:
-    text = render_metrics(_snapshot(outcome="unreachable", counts=None, last_success_at=None))
+    text = metrics_text(
+        render_metrics(_snapshot(outcome="unreachable", counts=None, last_success_at=None))
+    )
     assert "woo2d365_orders" not in text
     assert "woo2d365_last_success_timestamp_seconds" not in text
-    assert 'woo2d365_run_outcome{outcome="unreachable"} 1' in text
+    assert prometheus_values(text)['woo2d365_run_outcome{outcome="unreachable"}'] == 1
 
 
 def test_metrics_file_is_replaced_atomically_and_readable_by_the_collector(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = tmp_path / "woo2d365.prom"
-    write_metrics_file(target, "first 1\n")
-    write_metrics_file(target, "second 2\n")
-    assert target.read_text(encoding="utf-8") == "second 2\n"
+    first, second = render_metrics(_snapshot()), render_metrics(_snapshot(duration_seconds=3))
+    write_metrics_file(target, first)
+    write_metrics_file(target, second)
+    assert target.read_text(encoding="utf-8") == metrics_text(second)
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["woo2d365.prom"], "no temporary file left"
 
-    def broken_replace(src: str, dst: str) -> None:
+    def broken_rename(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "replace", broken_replace)
+    monkeypatch.setattr(os, "rename", broken_rename)
     with pytest.raises(OSError):
-        write_metrics_file(target, "third 3\n")
-    assert target.read_text(encoding="utf-8") == "second 2\n", "the old file stays whole"
+        write_metrics_file(target, first)
+    assert target.read_text(encoding="utf-8") == metrics_text(second), "the old file stays whole"
     assert [p.name for p in tmp_path.iterdir()] == ["woo2d365.prom"]
 
 

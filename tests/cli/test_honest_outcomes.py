@@ -24,7 +24,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.cli.conftest import CliResult, RunCli
-from tests.fixtures.cli import finish, start_cli, with_config
+from tests.fixtures.cli import finish, prometheus_values, start_cli, with_config
 from woo2d365.cli import app
 from woo2d365.sandbox.world import Sandbox
 from woo2d365.store import SqlStore, open_store
@@ -88,8 +88,8 @@ def test_a_bug_in_a_sync_step_exits_70_with_one_line_and_the_traceback_only_with
     assert _stderr_lines(quiet) == [BUG_LINE]
     assert "Traceback" not in quiet.stdout + quiet.stderr
     text = metrics.read_text(encoding="utf-8")
-    assert 'woo2d365_run_outcome{outcome="error"} 1' in text
-    assert 'woo2d365_run_outcome{outcome="ok"} 0' in text
+    assert prometheus_values(text)['woo2d365_run_outcome{outcome="error"}'] == 1
+    assert prometheus_values(text)['woo2d365_run_outcome{outcome="ok"}'] == 0
     # Needs sync() (woo2d365/pipeline/sync.py) to record the crashed run `error`, not `ok`:
     assert "woo2d365_last_success_timestamp_seconds" not in text, "no sync has succeeded"
 
