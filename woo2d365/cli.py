@@ -582,14 +582,29 @@ def retry(
     held: Annotated[bool, typer.Option("--held", help="Every held order.")] = False,
     everything: Annotated[bool, typer.Option("--all", help="Every failed and held order.")] = False,
     now: Annotated[bool, typer.Option("--now", help="Validate and push them at once.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Send again pushed orders whose Dynamics document was deleted."
+        ),
+    ] = False,
 ) -> None:
     """Give failed or held orders another go (attempts reset; who and when recorded).
+
+    With --force, a pushed order whose sales order no longer exists in Dynamics (checked first)
+    is sent again.
 
     Example: woo2d365 retry --failed
     """
     state = _state(ctx)
     outcome = runs.run_retry(
-        _runtime(state), ids=ids or [], failed=failed, held=held, everything=everything, now=now
+        _runtime(state),
+        ids=ids or [],
+        failed=failed,
+        held=held,
+        everything=everything,
+        now=now,
+        force=force,
     )
     for woo_id, why in outcome.refused:
         state.err.print(f"order {woo_id}: not retried: {why}", markup=False)
@@ -710,6 +725,32 @@ def _render_doctor(state: CliState, report: Any) -> None:
         )
     state.out.print(table)
     state.out.print(report.summary(), markup=False, highlight=False)
+
+
+@app.command()
+def resolve(
+    ctx: typer.Context,
+    woo_id: Annotated[int, typer.Argument(metavar="ID", help="The shop order id.")],
+    document: Annotated[
+        str | None,
+        typer.Option(
+            "--document", metavar="NUMBER", help="The Dynamics sales order entered by hand."
+        ),
+    ] = None,
+    skip: Annotated[bool, typer.Option("--skip", help="The order is not to be sent.")] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", metavar="TEXT", help="Why it is skipped.")
+    ] = None,
+) -> None:
+    """Close an order by hand: recorded pushed to an existing document, or skipped.
+
+    Who and why are recorded in the order's events.
+
+    Example: woo2d365 resolve 1234 --document S-ORD101234
+    """
+    state = _state(ctx)
+    done = runs.run_resolve(_runtime(state), woo_id, document=document, skip=skip, reason=reason)
+    _print_line(state, f"order {done.woo_id}: {done.message}", attention=False)
 
 
 @app.command()

@@ -19,6 +19,7 @@ from woo2d365.pipeline import retry as retry_step
 from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.pull import PullResult, not_taken_reason, pull, window_start
 from woo2d365.pipeline.push import PushResult, push
+from woo2d365.pipeline.resolve import Resolved, force_retry, resolve_document, resolve_skip
 from woo2d365.pipeline.sync import LOCK_NAME, SyncResult, run_lock, sync
 from woo2d365.pipeline.validate import (
     ValidateResult,
@@ -178,17 +179,27 @@ def run_retry(
     held: bool,
     everything: bool,
     now: bool,
+    force: bool = False,
 ) -> RetryOutcome:
-    """``retry``: reset attempts; with ``now``, validate and push those orders at once.
+    """``retry``: reset attempts; with ``now``, validate and push those orders at once; with
+    ``force``, send again orders whose Dynamics document was deleted (checked first).
 
     ``--now`` takes the run lock first: while a sync or a pusher holds it, :class:`LockHeld` is
     raised before any order is reset.
     """
-    if not now:
+    if force and (failed or held or everything or not ids):
+        raise UsageError("--force takes order ids (orders whose Dynamics document was deleted)")
+
+    def reset() -> RetryOutcome:
+        if force:
+            return _force(runtime, ids)
         return _retry(runtime, ids=ids, failed=failed, held=held, everything=everything)
+
+    if not now:
+        return reset()
     ctx = runtime.context()
     with _run_lock(ctx, "retry --now") as lost:
-        outcome = _retry(runtime, ids=ids, failed=failed, held=held, everything=everything)
+        outcome = reset()
         if outcome.retried:
             outcome.validated = run_validate(runtime, order_ids=outcome.retried)
             outcome.pushed = _push(runtime, ctx, lost, order_ids=outcome.retried, limit=None)
@@ -209,6 +220,51 @@ def _retry(
             counts={"retried": len(result.retried), "refused": len(result.refused)},
         )
     return RetryOutcome(result.retried, result.refused)
+
+
+def _force(runtime: Runtime, ids: list[int]) -> RetryOutcome:
+    erp = runtime.erp()
+    outcome = RetryOutcome([], [])
+    try:
+        with runtime.recorded_run("retry") as (ctx, record):
+            for woo_id in dict.fromkeys(ids):
+                try:
+                    force_retry(ctx, erp, woo_id)
+                    outcome.retried.append(woo_id)
+                except UsageError as exc:
+                    outcome.refused.append((woo_id, exc.message))
+            record.update(
+                outcome="attention" if outcome.refused else "ok",
+                counts={"retried": len(outcome.retried), "refused": len(outcome.refused)},
+            )
+    finally:
+        erp.close()
+    return outcome
+
+
+def run_resolve(
+    runtime: Runtime, woo_id: int, *, document: str | None, skip: bool, reason: str | None
+) -> Resolved:
+    """``resolve``: close an order by hand (``--document NUMBER`` or ``--skip --reason TEXT``)."""
+    if (document is None) == (not skip):
+        raise UsageError("give either --document NUMBER or --skip --reason TEXT")
+    if document is None and not (reason or "").strip():
+        raise UsageError("--skip needs --reason TEXT (why the order is not to be sent)")
+    if document is not None and reason:
+        raise UsageError("--reason goes with --skip; --document records the document itself")
+    if document is None:
+        with runtime.recorded_run("resolve") as (ctx, record):
+            done = resolve_skip(ctx, woo_id, reason or "")
+            record.update(outcome="ok", counts={"resolved": 1})
+        return done
+    erp = runtime.erp()
+    try:
+        with runtime.recorded_run("resolve") as (ctx, record):
+            done = resolve_document(ctx, erp, woo_id, document)
+            record.update(outcome="ok", counts={"resolved": 1})
+        return done
+    finally:
+        erp.close()
 
 
 @dataclass

@@ -157,6 +157,10 @@ class ErpTarget(Protocol):
         """The document with this external number, if the ERP has one."""
         ...
 
+    def find_number(self, number: str) -> CreatedDocument | None:
+        """The document with this ERP number (e.g. one entered by hand), if it exists."""
+        ...
+
     def find_many(self, external_numbers: Sequence[str]) -> dict[str, CreatedDocument]:
         """The documents of these external numbers that exist, in batched requests."""
         ...

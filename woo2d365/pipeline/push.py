@@ -58,6 +58,7 @@ from woo2d365.errors import (
 from woo2d365.model import Order, OrderState
 from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.heartbeat import ClaimKeeper
+from woo2d365.pipeline.resolve import DELETED_DOCUMENT_KEY
 from woo2d365.pipeline.validate import problems_of, refresh_item_mirror
 from woo2d365.pipeline.write_back import ShopWriter, WriteBacks
 from woo2d365.shop.mapping import order_from_shop
@@ -322,19 +323,25 @@ def _claim_chunk(run: _Run, ids: list[int]) -> list[_Claim]:
         recorded = claim.order.recorded_document if claim.order else ""
         if found is not None:
             _adopt(run, claim, found)
-        elif recorded:
+        elif recorded and recorded != _deleted_document(run, claim.woo_id):
             _settle(
                 run,
                 claim,
                 OrderState.HELD,
                 f"the shop order says it is in Dynamics as sales order {recorded}, but Dynamics "
-                f"has no sales order {claim.key}: not created again (check Dynamics; it may have "
-                "been invoiced)",
+                f"has no sales order {claim.key}: not created again (it may have been invoiced: "
+                f"`woo2d365 resolve {claim.woo_id} --skip --reason TEXT`; if it was deleted: "
+                f"`woo2d365 retry {claim.woo_id} --force`)",
                 bucket=run.result.held,
             )
         else:
             to_create.append(claim)
     return to_create
+
+
+def _deleted_document(run: _Run, woo_id: int) -> str:
+    """The document of this order known deleted in Dynamics (``retry --force``), or ``""``."""
+    return run.ctx.store.get_value(DELETED_DOCUMENT_KEY.format(woo_id=woo_id)) or ""
 
 
 def _key_of(run: _Run, order: Order | None) -> str | None:

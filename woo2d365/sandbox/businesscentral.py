@@ -470,6 +470,20 @@ class BusinessCentralEmulator:
             m.touch(item)
             return m.render(item, m.ITEM_SCHEMA, None)
 
+    def delete_sales_order(self, number: str, company: str | None = None) -> None:
+        """Remove a sales order, as Business Central does once it is fully invoiced
+        (``docs/systems.md`` B4); its posted documents are not modelled."""
+        with self._lock:
+            comp = self._company(company)
+            order_id = comp.order_by_number.pop(number, None)
+            if order_id is None:
+                return
+            order = comp.orders.pop(order_id)
+            comp.lines.pop(order_id, None)
+            ids = comp.order_by_ext.get(str(order.get("externalDocumentNumber") or ""), [])
+            if order_id in ids:
+                ids.remove(order_id)
+
     def sales_orders(self, company: str | None = None) -> list[dict[str, Any]]:
         """Every sales order as ``GET salesOrders?$expand=salesOrderLines`` shows it."""
         with self._lock:

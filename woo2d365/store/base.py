@@ -241,9 +241,14 @@ class StateStore(Protocol):
         now: datetime,
         token: str | None = None,
         write_back: bool = True,
+        expect: list[OrderState] | None = None,
     ) -> bool:
         """Record the Dynamics document of an order (state ``pushed``); with ``token`` only while
-        that claim holds it. True if recorded."""
+        that claim holds it, with ``expect`` only from those states. True if recorded."""
+        ...
+
+    def forget_document(self, woo_id: int, reason: str) -> bool:
+        """A ``pushed`` order whose document no longer exists: ``ready`` again, key kept."""
         ...
 
     def reopen(self) -> StateStore:

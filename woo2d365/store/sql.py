@@ -591,9 +591,11 @@ class SqlStore:
         now: datetime,
         token: str | None = None,
         write_back: bool = True,
+        expect: list[OrderState] | None = None,
     ) -> bool:
         """Record the Dynamics document of an order (state ``pushed``); with ``token`` only while
-        that claim holds it. ``write_back`` marks the shop write-back pending. True if recorded."""
+        that claim holds it, with ``expect`` only from those states. ``write_back`` marks the
+        shop write-back pending. True if recorded."""
         stamp = to_db_time(now)
         sql = (
             "UPDATE orders SET state = ?, d365_id = ?, d365_number = ?, external_number = ?, "
@@ -613,8 +615,26 @@ class SqlStore:
         if token is not None:
             sql += " AND state = ? AND claim_token = ?"
             params += [OrderState.PUSHING.value, token]
+        if expect:
+            sql += f" AND state IN ({', '.join('?' for _ in expect)})"
+            params += [state.value for state in expect]
         with self._tx() as cur:
             return self._exec(cur, sql, params) == 1
+
+    def forget_document(self, woo_id: int, reason: str) -> bool:
+        """A ``pushed`` order whose document no longer exists becomes ``ready`` again (its key
+        kept, attempts reset). True if changed."""
+        with self._tx() as cur:
+            return (
+                self._exec(
+                    cur,
+                    "UPDATE orders SET state = ?, reason = ?, d365_id = NULL, d365_number = NULL, "
+                    "pushed_at = NULL, write_back_pending = 0, attempts = 0, updated_at = ? "
+                    "WHERE woo_id = ? AND state = ?",
+                    (OrderState.READY.value, reason, self._now(), woo_id, OrderState.PUSHED.value),
+                )
+                == 1
+            )
 
     def set_write_back_done(self, woo_id: int) -> None:
         """The shop has the note and meta for this order."""

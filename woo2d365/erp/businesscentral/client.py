@@ -538,6 +538,14 @@ class BusinessCentralClient:
         }
         return list(self.get_all(self.company_path("salesOrders"), params))
 
+    def find_sales_orders_by_number(self, number: str) -> list[dict[str, Any]]:
+        """The sales order with this ``number``."""
+        params = {
+            "$filter": f"number eq {odata_string(number)}",
+            "$select": "id,number,externalDocumentNumber,totalAmountIncludingTax",
+        }
+        return list(self.get_all(self.company_path("salesOrders"), params))
+
     def find_sales_orders_by_external_numbers(
         self, external_numbers: Sequence[str]
     ) -> list[dict[str, Any]]:

@@ -246,6 +246,13 @@ class BusinessCentralTarget:
             )
         return _created(found[0], external_number)
 
+    def find_number(self, number: str) -> CreatedDocument | None:
+        """The sales order with this number (Business Central stores numbers upper-case)."""
+        found = self.client.find_sales_orders_by_number(number.strip().upper())
+        if not found:
+            return None
+        return _created(found[0], str(found[0].get("externalDocumentNumber") or ""))
+
     def find_many(self, external_numbers: Sequence[str]) -> dict[str, CreatedDocument]:
         """Sales orders of these external numbers (``or`` filters of ~50 keys per request)."""
         found: dict[str, CreatedDocument] = {}
