@@ -728,6 +728,34 @@ def _render_doctor(state: CliState, report: Any) -> None:
 
 
 @app.command()
+def reconcile(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="DATE", help="Only orders the store took since DATE."),
+    ] = None,
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Adopt the adoptable; queue missing write-backs.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Compare the store, Dynamics and the shop: adoptable, duplicated, missing orders.
+
+    Never creates or deletes a Dynamics document.
+
+    Example: woo2d365 reconcile --since 2026-11-01 --json
+    """
+    state = _state(ctx)
+    report = runs.run_reconcile(_runtime(state), since=runs.parse_since(since), fix=fix)
+    if as_json:
+        _print_json(state, report.as_json())
+    else:
+        for line in runs.reconcile_summary(report):
+            _print_line(state, line, attention=report.exit_code != ExitCode.OK)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command()
 def resolve(
     ctx: typer.Context,
     woo_id: Annotated[int, typer.Argument(metavar="ID", help="The shop order id.")],

@@ -19,6 +19,7 @@ from woo2d365.pipeline import retry as retry_step
 from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.pull import PullResult, not_taken_reason, pull, window_start
 from woo2d365.pipeline.push import PushResult, push
+from woo2d365.pipeline.reconcile import ReconcileReport, reconcile
 from woo2d365.pipeline.resolve import Resolved, force_retry, resolve_document, resolve_skip
 from woo2d365.pipeline.sync import LOCK_NAME, SyncResult, run_lock, sync
 from woo2d365.pipeline.validate import (
@@ -265,6 +266,46 @@ def run_resolve(
         return done
     finally:
         erp.close()
+
+
+def run_reconcile(
+    runtime: Runtime, *, since: datetime | None = None, fix: bool = False
+) -> ReconcileReport:
+    """``reconcile``: store vs Dynamics vs shop; ``fix`` adopts and queues write-backs."""
+    erp = runtime.erp()
+    try:
+        with runtime.recorded_run("reconcile") as (ctx, record):
+            report = reconcile(ctx, erp, since=since, fix=fix)
+            record.update(
+                outcome=RUN_OUTCOME_OF_EXIT[report.exit_code].value,
+                counts={name: len(items) for name, items in report.found.items()},
+            )
+        return report
+    finally:
+        erp.close()
+
+
+def reconcile_summary(report: ReconcileReport) -> list[str]:
+    """What reconcile found, a line per finding and one in all."""
+    lines = [
+        f"{name}: order {f.woo_id if f.woo_id is not None else '-'} "
+        f"{f.external_document_number} {', '.join(f.d365_numbers) or '-'}: {f.detail}"
+        for name, items in report.found.items()
+        for f in items
+    ]
+    counts = ", ".join(
+        f"{len(items)} {name.replace('_', ' ')}" for name, items in report.found.items()
+    )
+    lines.append(
+        f"reconcile: {report.orders_compared} orders, {report.documents_read} documents; {counts}"
+        + (
+            f"; fixed: {len(report.adopted)} adopted, {len(report.write_backs_queued)} write-backs "
+            "queued"
+            if report.adopted or report.write_backs_queued
+            else ""
+        )
+    )
+    return lines
 
 
 @dataclass

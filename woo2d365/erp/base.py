@@ -165,6 +165,10 @@ class ErpTarget(Protocol):
         """The documents of these external numbers that exist, in batched requests."""
         ...
 
+    def documents_with_prefix(self, prefix: str) -> list[CreatedDocument]:
+        """Every document whose external number starts with ``prefix`` (this tool's), paged."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...

@@ -449,6 +449,16 @@ class BusinessCentralEmulator:
                 raise ValueError(f"{error.code}: {error.message}") from None
             return m.render(customer, m.CUSTOMER_SCHEMA, None)
 
+    def add_sales_order(self, body: dict[str, Any], company: str | None = None) -> dict[str, Any]:
+        """Create a sales order as a person would in Business Central (the rules of ``POST
+        salesOrders``, with ``salesOrderLines`` deep-inserted; API field names)."""
+        with self._lock:
+            try:
+                order, _lines = m.create_sales_order(self._company(company), body, ieee754=False)
+            except ODataError as error:
+                raise ValueError(f"{error.code}: {error.message}") from None
+            return m.render(order, m.ORDER_SCHEMA, None)
+
     def set_item(self, number: str, **fields: Any) -> dict[str, Any]:
         """Change an item's fields (API names, e.g. ``blocked=True``; ``vat_percent`` too)."""
         with self._lock:

@@ -259,6 +259,10 @@ class StateStore(Protocol):
         """The shop has the note and meta for this order."""
         ...
 
+    def set_write_back_pending(self, woo_id: int) -> bool:
+        """A pushed order's write-back is to be done (again) by the next push."""
+        ...
+
     def write_back_pending_ids(self, *, limit: int | None = None) -> list[int]:
         """Pushed orders whose write-back to the shop is still to do."""
         ...

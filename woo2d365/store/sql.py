@@ -641,6 +641,18 @@ class SqlStore:
         with self._tx() as cur:
             self._exec(cur, "UPDATE orders SET write_back_pending = 0 WHERE woo_id = ?", (woo_id,))
 
+    def set_write_back_pending(self, woo_id: int) -> bool:
+        """A pushed order's write-back is to be done (again) by the next push."""
+        with self._tx() as cur:
+            return (
+                self._exec(
+                    cur,
+                    "UPDATE orders SET write_back_pending = 1 WHERE woo_id = ? AND state = ?",
+                    (woo_id, OrderState.PUSHED.value),
+                )
+                == 1
+            )
+
     def write_back_pending_ids(self, *, limit: int | None = None) -> list[int]:
         """Pushed orders whose write-back to the shop is still to do."""
         sql = "SELECT woo_id FROM orders WHERE write_back_pending = 1 ORDER BY pushed_at, woo_id"

@@ -538,6 +538,14 @@ class BusinessCentralClient:
         }
         return list(self.get_all(self.company_path("salesOrders"), params))
 
+    def find_sales_orders_with_prefix(self, prefix: str) -> list[dict[str, Any]]:
+        """Sales orders whose ``externalDocumentNumber`` starts with ``prefix``."""
+        params = {
+            "$filter": f"startswith(externalDocumentNumber,{odata_string(prefix)})",
+            "$select": "id,number,externalDocumentNumber,totalAmountIncludingTax",
+        }
+        return list(self.get_all(self.company_path("salesOrders"), params))
+
     def find_sales_orders_by_number(self, number: str) -> list[dict[str, Any]]:
         """The sales order with this ``number``."""
         params = {

@@ -253,6 +253,11 @@ class BusinessCentralTarget:
             return None
         return _created(found[0], str(found[0].get("externalDocumentNumber") or ""))
 
+    def documents_with_prefix(self, prefix: str) -> list[CreatedDocument]:
+        """Sales orders whose ``externalDocumentNumber`` starts with ``prefix`` (upper-case)."""
+        rows = self.client.find_sales_orders_with_prefix(prefix.strip().upper())
+        return [_created(row, str(row.get("externalDocumentNumber") or "")) for row in rows]
+
     def find_many(self, external_numbers: Sequence[str]) -> dict[str, CreatedDocument]:
         """Sales orders of these external numbers (``or`` filters of ~50 keys per request)."""
         found: dict[str, CreatedDocument] = {}
