@@ -756,6 +756,20 @@ def reconcile(
 
 
 @app.command()
+def ack(
+    ctx: typer.Context,
+    woo_id: Annotated[int, typer.Argument(metavar="ID", help="The shop order id.")],
+) -> None:
+    """Acknowledge a change made in the shop after the order was pushed (who and when recorded).
+
+    Example: woo2d365 ack 1234
+    """
+    state = _state(ctx)
+    done = runs.run_ack(_runtime(state), woo_id)
+    _print_line(state, f"order {done.woo_id}: {done.message}", attention=False)
+
+
+@app.command()
 def resolve(
     ctx: typer.Context,
     woo_id: Annotated[int, typer.Argument(metavar="ID", help="The shop order id.")],

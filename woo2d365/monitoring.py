@@ -54,6 +54,7 @@ class StatusReport:
     last_sync: RunRecord | None
     oldest_waiting: OrderRecord | None
     orders: list[OrderRecord]
+    changed_after_push: list[int] = field(default_factory=list)  # not acknowledged yet
 
 
 def parse_state(value: str | None) -> OrderState | None:
@@ -151,6 +152,7 @@ def status_report(
         last_sync=store.last_run("sync"),
         oldest_waiting=store.oldest_waiting(),
         orders=store.list_orders(states=[state] if state else None, limit=limit),
+        changed_after_push=store.changed_after_push_ids(),
     )
 
 
@@ -187,6 +189,7 @@ def order_json(order: OrderRecord) -> dict[str, Any]:
         "currency": order.currency,
         "updated_at": iso(order.updated_at),
         "pushed_at": iso(order.pushed_at),
+        "changed_after_push_at": iso(order.changed_at),
     }
 
 
@@ -202,6 +205,7 @@ def report_json(report: StatusReport) -> dict[str, Any]:
         "last_sync": run_json(report.last_sync),
         "oldest_waiting": order_json(report.oldest_waiting) if report.oldest_waiting else None,
         "orders": [order_json(o) for o in report.orders],
+        "changed_after_push": report.changed_after_push,
     }
 
 
@@ -344,6 +348,10 @@ def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> Check
         attention = ["woo2d365 status --state held" if held else "woo2d365 status --state failed"]
     else:
         attention = []
+    changed = store.changed_after_push_ids()
+    if changed:
+        warning.append(f"{len(changed)} changed in the shop after the push")
+        attention.append(f"woo2d365 ack {changed[0]}")
     code = 2 if critical else 1 if warning else 0
     parts = critical + warning
     if not parts:
@@ -499,6 +507,7 @@ class MetricsSnapshot:
     finished_at: datetime
     duration_seconds: float
     counts: dict[str, int] | None = None
+    changed_after_push: int | None = None
     last_success_at: datetime | None = None
     api: dict[str, tuple[int, int | None]] = field(default_factory=dict)
     unreachable_runs: dict[str, int] = field(default_factory=dict)
@@ -516,6 +525,11 @@ def render_metrics(snapshot: MetricsSnapshot) -> CollectorRegistry:
         orders = gauge("woo2d365_orders", "Orders in the state store by state.", ["state"])
         for state in OrderState:
             orders.labels(state=state.value).set(snapshot.counts.get(state.value, 0))
+    if snapshot.changed_after_push is not None:
+        gauge(
+            "woo2d365_changed_after_push",
+            "Orders changed in the shop after their push, not acknowledged (woo2d365 ack).",
+        ).set(snapshot.changed_after_push)
     gauge("woo2d365_run_duration_seconds", "Duration of the last sync run in seconds.").set(
         snapshot.duration_seconds
     )
@@ -640,6 +654,7 @@ class SyncMetrics:
             if dynamics is not None:
                 api["dynamics"] = dynamics
         counts: dict[str, int] | None = None
+        changed: int | None = None
         last_success: datetime | None = None
         unreachable: dict[str, int] = {}
         if runtime is not None and not _store_failed(exc):
@@ -647,6 +662,7 @@ class SyncMetrics:
                 from woo2d365.alerts import unreachable_runs
 
                 counts = order_counts(runtime.store)
+                changed = len(runtime.store.changed_after_push_ids())
                 success = runtime.store.last_successful_run("sync")
                 if success is not None:
                     last_success = success.finished_at or success.started_at
@@ -658,6 +674,7 @@ class SyncMetrics:
             finished_at=self.clock(),
             duration_seconds=duration,
             counts=counts,
+            changed_after_push=changed,
             last_success_at=last_success,
             api=api,
             unreachable_runs=unreachable,

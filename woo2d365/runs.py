@@ -20,7 +20,13 @@ from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.pull import PullResult, not_taken_reason, pull, window_start
 from woo2d365.pipeline.push import PushResult, push
 from woo2d365.pipeline.reconcile import ReconcileReport, reconcile
-from woo2d365.pipeline.resolve import Resolved, force_retry, resolve_document, resolve_skip
+from woo2d365.pipeline.resolve import (
+    Resolved,
+    acknowledge,
+    force_retry,
+    resolve_document,
+    resolve_skip,
+)
 from woo2d365.pipeline.sync import LOCK_NAME, SyncResult, run_lock, sync
 from woo2d365.pipeline.validate import (
     ValidateResult,
@@ -283,6 +289,14 @@ def run_reconcile(
         return report
     finally:
         erp.close()
+
+
+def run_ack(runtime: Runtime, woo_id: int) -> Resolved:
+    """``ack``: a change in the shop after the push has been seen."""
+    with runtime.recorded_run("ack") as (ctx, record):
+        done = acknowledge(ctx, woo_id)
+        record.update(outcome="ok", counts={"acknowledged": 1})
+    return done
 
 
 def reconcile_summary(report: ReconcileReport) -> list[str]:

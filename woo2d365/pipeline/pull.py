@@ -306,11 +306,13 @@ def _changed_after_push(
     ctx: RunContext, before: OrderRecord, raw: dict[str, Any], result: PullResult
 ) -> None:
     result.changed_after_push += 1
+    ctx.store.mark_changed_after_push(before.woo_id, ctx.clock())
     document = f" as {before.d365_number}" if before.d365_number else ""
     ctx.event(
         STEP,
         f"changed in the shop after it was pushed{document} ({_changes(before, raw)}); "
-        "it is not pushed again: correct the Dynamics sales order by hand if needed",
+        "it is not pushed again: correct the Dynamics sales order by hand if needed, then "
+        f"`woo2d365 ack {before.woo_id}`",
         level="warning",
         woo_id=before.woo_id,
     )
@@ -319,9 +321,11 @@ def _changed_after_push(
 def _lost_race(ctx: RunContext, woo_id: int, result: PullResult) -> None:
     """The order changed state under us (push claimed it): treat the change as after push."""
     result.changed_after_push += 1
+    ctx.store.mark_changed_after_push(woo_id, ctx.clock())
     ctx.event(
         STEP,
-        "changed in the shop while it was being pushed; it is not pushed again",
+        "changed in the shop while it was being pushed; it is not pushed again "
+        f"(check the Dynamics sales order, then `woo2d365 ack {woo_id}`)",
         level="warning",
         woo_id=woo_id,
     )

@@ -1,4 +1,5 @@
-"""Closing an order by hand, and sending one again whose Dynamics document was deleted.
+"""Closing an order by hand, sending one again whose Dynamics document was deleted, and
+acknowledging a change made in the shop after the push (``ack``).
 
 * ``resolve ID --document NUMBER``: the order was entered in Dynamics by hand; it is recorded
   ``pushed`` to that document (which must exist), never created by the tool.
@@ -139,4 +140,16 @@ def force_retry(ctx: RunContext, erp: ErpTarget, woo_id: int) -> Resolved:
         raise UsageError(f"order {woo_id} changed state meanwhile; look again with status")
     ctx.store.set_value(DELETED_DOCUMENT_KEY.format(woo_id=woo_id), gone)
     ctx.event(STEP, text, woo_id=woo_id)
+    return Resolved(woo_id, text)
+
+
+def acknowledge(ctx: RunContext, woo_id: int) -> Resolved:
+    """A person has seen (and, in Dynamics, handled) a change made in the shop after the push."""
+    record = ctx.store.get_order(woo_id)
+    if record is None:
+        raise UsageError(f"order {woo_id} is not in the state store")
+    if record.changed_at is None or not ctx.store.acknowledge_change(woo_id):
+        raise UsageError(f"order {woo_id} has no change after its push to acknowledge")
+    text = f"change in the shop after the push acknowledged by {current_operator()}"
+    ctx.event("ack", text, woo_id=woo_id)
     return Resolved(woo_id, text)

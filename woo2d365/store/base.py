@@ -41,6 +41,7 @@ class OrderRecord:
     write_back_pending: bool
     claim_token: str | None = None  # unique to the current claim (fencing)
     last_sent_at: datetime | None = None  # when a create for this order was last sent
+    changed_at: datetime | None = None  # changed in the shop after its push, not acknowledged
     raw: dict[str, Any] | None = None  # the shop JSON, loaded only when asked for
 
 
@@ -257,6 +258,18 @@ class StateStore(Protocol):
 
     def set_write_back_done(self, woo_id: int) -> None:
         """The shop has the note and meta for this order."""
+        ...
+
+    def mark_changed_after_push(self, woo_id: int, now: datetime) -> None:
+        """The shop order changed after it was pushed: it needs a person until acknowledged."""
+        ...
+
+    def acknowledge_change(self, woo_id: int) -> bool:
+        """A person saw the change after push; True if there was one to acknowledge."""
+        ...
+
+    def changed_after_push_ids(self) -> list[int]:
+        """Orders changed in the shop after their push and not acknowledged yet."""
         ...
 
     def set_write_back_pending(self, woo_id: int) -> bool:

@@ -166,4 +166,14 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        version=4,
+        description="an order changed in the shop after it was pushed, until acknowledged",
+        tables=(),
+        columns=(Column("orders", "changed_at", "{ts} NULL"),),
+        indexes=(Index("ix_orders_changed", "orders", ("changed_at",)),),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -39,7 +39,7 @@ WAITING_STATES = (OrderState.NEW, OrderState.READY, OrderState.HELD, OrderState.
 _ORDER_COLUMNS = (
     "woo_id, number, state, shop_status, shop_modified_at, reason, attempts, d365_id, "
     "d365_number, external_number, currency, total, claimed_by, claimed_at, created_at, "
-    "updated_at, pushed_at, write_back_pending, claim_token, last_sent_at"
+    "updated_at, pushed_at, write_back_pending, claim_token, last_sent_at, changed_at"
 )
 _RAW_INDEX = _ORDER_COLUMNS.count(",") + 1  # raw_json, when asked for, follows the columns
 
@@ -287,6 +287,7 @@ class SqlStore:
             write_back_pending=bool(row[17]),
             claim_token=row[18],
             last_sent_at=_opt_time(row[19]),
+            changed_at=_opt_time(row[20]),
             raw=json.loads(raw) if raw is not None else None,
         )
 
@@ -640,6 +641,36 @@ class SqlStore:
         """The shop has the note and meta for this order."""
         with self._tx() as cur:
             self._exec(cur, "UPDATE orders SET write_back_pending = 0 WHERE woo_id = ?", (woo_id,))
+
+    def mark_changed_after_push(self, woo_id: int, now: datetime) -> None:
+        """The shop order changed after it was pushed: it needs a person until acknowledged."""
+        with self._tx() as cur:
+            self._exec(
+                cur, "UPDATE orders SET changed_at = ? WHERE woo_id = ?", (to_db_time(now), woo_id)
+            )
+
+    def acknowledge_change(self, woo_id: int) -> bool:
+        """A person saw the change after push; True if there was one to acknowledge."""
+        with self._tx() as cur:
+            return (
+                self._exec(
+                    cur,
+                    "UPDATE orders SET changed_at = NULL "
+                    "WHERE woo_id = ? AND changed_at IS NOT NULL",
+                    (woo_id,),
+                )
+                == 1
+            )
+
+    def changed_after_push_ids(self) -> list[int]:
+        """Orders changed in the shop after their push and not acknowledged yet."""
+        with self._tx() as cur:
+            self._exec(
+                cur,
+                "SELECT woo_id FROM orders WHERE changed_at IS NOT NULL "
+                "ORDER BY changed_at, woo_id",
+            )
+            return [int(row[0]) for row in cur.fetchall()]
 
     def set_write_back_pending(self, woo_id: int) -> bool:
         """A pushed order's write-back is to be done (again) by the next push."""
