@@ -360,13 +360,18 @@ def map_sku_add(
     note: Annotated[
         str, typer.Option("--note", metavar="TEXT", help="Why, for the next person.")
     ] = "",
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Refuse an item Dynamics is not known to have.")
+    ] = False,
 ) -> None:
     """Link a SKU to an item (adds or updates). Held orders are released on the next run.
 
     Example: woo2d365 map-sku add WIDGET-001 1000 --note "blue widget"
     """
     state = _state(ctx)
-    outcome = skumap.add_mapping(state.store(), sku, item, note, utc_now())
+    outcome, doubt = skumap.add_mapping(state.store(), sku, item, note, utc_now(), strict=strict)
+    if doubt:
+        state.err.print(f"warning: {doubt}", markup=False, highlight=False)
     if not state.quiet:
         state.out.print(f"{sku} → {skumap.normalise_item_number(item)}: {outcome}")
 
@@ -479,7 +484,7 @@ def sync(
         bool, typer.Option("--dry-run", help="Read only: show what would be created.")
     ] = False,
     limit: Annotated[
-        int | None, typer.Option("--limit", metavar="N", help="Push at most N orders.")
+        int | None, typer.Option("--limit", metavar="N", min=1, help="Push at most N orders.")
     ] = None,
     metrics_file: Annotated[
         Path | None,
@@ -555,7 +560,7 @@ def push(
         bool, typer.Option("--dry-run", help="Print the exact Dynamics payloads; send nothing.")
     ] = False,
     limit: Annotated[
-        int | None, typer.Option("--limit", metavar="N", help="At most N orders.")
+        int | None, typer.Option("--limit", metavar="N", min=1, help="At most N orders.")
     ] = None,
 ) -> None:
     """Create ready orders in Dynamics 365 as sales orders, exactly once.

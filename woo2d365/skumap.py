@@ -53,13 +53,36 @@ def normalise_item_number(item_number: str) -> str:
 
 
 def add_mapping(
-    store: StateStore, sku: str, item_number: str, note: str, now: datetime
-) -> UpsertOutcome:
-    """Add or update one mapping after validating it."""
+    store: StateStore,
+    sku: str,
+    item_number: str,
+    note: str,
+    now: datetime,
+    *,
+    strict: bool = False,
+) -> tuple[UpsertOutcome, str | None]:
+    """Add or update one mapping after validating it; the second value is a warning when the
+    item is not in the mirror of Dynamics items (``strict``: refused instead)."""
     problem = check_mapping(sku, item_number, note)
     if problem:
         raise UsageError(problem)
-    return store.map_sku(sku, normalise_item_number(item_number), note, current_operator(), now)
+    doubt = unknown_item(store, item_number)
+    if doubt and strict:
+        raise UsageError(f"{doubt}; nothing was changed (--strict)")
+    number = normalise_item_number(item_number)
+    return store.map_sku(sku, number, note, current_operator(), now), doubt
+
+
+def unknown_item(store: StateStore, item_number: str) -> str | None:
+    """Why ``item_number`` looks wrong: not in the mirror of Dynamics items (None when it is
+    there, or when no item has been mirrored yet, so nothing can be said)."""
+    number = normalise_item_number(item_number)
+    if store.item_count() == 0 or store.items_by_number([number]):
+        return None
+    return (
+        f"item {number} is not among the items mirrored from Dynamics; orders with this SKU stay "
+        "held until Dynamics has it (check the number, or run a sync to refresh the mirror)"
+    )
 
 
 @dataclass

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 from tests.cli.conftest import RunCli
+from woo2d365.store import open_store
+from woo2d365.store.base import CachedItem
 
 
 def test_add_then_list_shows_the_mapping_with_who_and_when(run_cli: RunCli) -> None:
@@ -140,3 +142,28 @@ def test_unmapped_lists_skus_holding_orders_with_the_fix(run_cli: RunCli, state_
     assert "woo2d365 map-sku add GADGET-9 ITEM" in run_cli("map-sku", "list", "--unmapped").stdout
     run_cli("map-sku", "add", "GADGET-9", "1000")
     assert json.loads(run_cli("map-sku", "list", "--unmapped", "--json").stdout) == []
+
+
+def test_an_item_dynamics_is_not_known_to_have_is_a_warning_or_with_strict_refused(
+    run_cli: RunCli, state_url: str
+) -> None:
+    store = open_store(state_url)
+    store.upsert_items(
+        [CachedItem(number="1000", id="g-1000", display_name="Widget", blocked=False)]
+    )
+    store.close()
+    known = run_cli("map-sku", "add", "WIDGET-001", "1000")
+    assert known.exit_code == 0 and known.stderr == ""
+    unknown = run_cli("map-sku", "add", "MUG-DELFTS-BLAUW", "9999-X")
+    assert unknown.exit_code == 0 and "added" in unknown.stdout
+    assert "9999-X is not among the items mirrored from Dynamics" in unknown.stderr
+    strict = run_cli("map-sku", "add", "MUG-2", "9999-Y", "--strict")
+    assert strict.exit_code == 2 and "--strict" in strict.stderr
+    listed = {m["sku"] for m in json.loads(run_cli("map-sku", "list", "--json").stdout)}
+    assert listed == {"WIDGET-001", "MUG-DELFTS-BLAUW"}
+
+
+def test_a_limit_below_one_is_refused(run_cli: RunCli) -> None:
+    for command in ("push", "sync"):
+        result = run_cli(command, "--limit", "-1")
+        assert result.exit_code == 2, (command, result.stdout, result.stderr)

@@ -118,7 +118,7 @@ def _walk_through(console: Console, sandbox: Sandbox, outcome: DemoOutcome) -> N
                 markup=False,
                 highlight=False,
             )
-            skumap.add_mapping(store, sku, item, "mapped by woo2d365 demo", utc_now())
+            skumap.add_mapping(store, sku, item, "mapped by woo2d365 demo", utc_now(), strict=False)
 
         console.rule("3. woo2d365 sync (held orders are validated again by themselves)")
         second = _sync(console, runtime)
