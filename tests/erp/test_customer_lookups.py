@@ -7,6 +7,8 @@ customer costs its create and nothing else, and an existing one (a guest too) is
 
 from __future__ import annotations
 
+import hashlib
+from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -15,6 +17,7 @@ import pytest
 from tests.erp.pipeline_helpers import Clock, make_context, put_order, simple_order
 from tests.erp.sandbox_fixtures import make_client, make_settings, make_target, settle
 from woo2d365.erp.businesscentral.client import MAX_FILTER_CHARACTERS
+from woo2d365.erp.businesscentral.target import CUSTOMER_SENT_PREFIX
 from woo2d365.model import OrderState
 from woo2d365.pipeline.push import push
 from woo2d365.pipeline.validate import validate
@@ -170,3 +173,40 @@ def test_a_customer_create_refused_before_it_ran_is_sent_again_at_once(
         make_context(bc_settings, sqlite_store, clock), make_target(bc_settings, sqlite_store)
     )
     assert [p.woo_id for p in second.pushed] == [9401] and len(bc.customers()) == 1
+
+
+def test_a_customer_sent_before_is_looked_up_even_when_the_batched_lookup_missed_it(
+    bc: BusinessCentralEmulator, bc_settings: Settings, sqlite_store: SqlStore
+) -> None:
+    clock = Clock()
+    email = "laat.geboekt@example.nl"
+    sent = clock() - timedelta(seconds=bc_settings.dynamics.request_limit_seconds + 1)
+    digest = hashlib.sha256(email.encode()).hexdigest()[:32]
+    sqlite_store.set_value(f"{CUSTOMER_SENT_PREFIX}{digest}", sent.isoformat())
+    put_order(sqlite_store, _order(9402, email))
+    validate(make_context(bc_settings, sqlite_store, clock), make_target(bc_settings, sqlite_store))
+    bc.reset_requests()
+    result = push(
+        make_context(bc_settings, sqlite_store, clock),
+        make_target(bc_settings, sqlite_store, clock=clock),
+    )
+    assert [p.woo_id for p in result.pushed] == [9402]
+    # The batched lookup, then one of its own: a create sent before may have committed since.
+    assert _customer_requests(bc) == (2, 1)
+    assert sqlite_store.get_value(f"{CUSTOMER_SENT_PREFIX}{digest}") == ""
+
+
+def test_a_refused_customer_create_leaves_nothing_in_doubt(
+    bc: BusinessCentralEmulator, bc_settings: Settings, sqlite_store: SqlStore
+) -> None:
+    clock = Clock()
+    put_order(sqlite_store, _order(9403, "geweigerd@example.nl"))
+    validate(make_context(bc_settings, sqlite_store, clock), make_target(bc_settings, sqlite_store))
+    bc.fail_next(1, status=400, code="BadRequest", message="refused", method="POST",
+                 path_contains="customers")  # fmt: skip
+    first = push(
+        make_context(bc_settings, sqlite_store, clock), make_target(bc_settings, sqlite_store)
+    )
+    assert 9403 in first.failed
+    digest = hashlib.sha256(b"geweigerd@example.nl").hexdigest()[:32]
+    assert not sqlite_store.get_value(f"{CUSTOMER_SENT_PREFIX}{digest}")

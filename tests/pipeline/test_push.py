@@ -395,3 +395,28 @@ def test_a_pusher_whose_claim_was_taken_over_during_its_backoff_sends_nothing(
     assert record.claim_token == "other" and record.last_sent_at is None
     assert results and results[0].pushed == []
     assert any("another process holds" in e.message for e in sqlite_store.events(woo_id))
+
+
+def test_a_pusher_that_lost_its_lease_in_a_backoff_sends_nothing_and_releases_the_order(
+    bc: BusinessCentralEmulator, sqlite_store: StateStore
+) -> None:
+    settings = make_settings(bc, orders={"customer_mode": "fixed", "customer_number": "WEB"})
+    bc.add_customer("Webshop", number="WEB")
+    clock = Clock()
+    [woo_id] = _ready(settings, sqlite_store, [simple_order(8501, [(WIDGET, 1)])], clock)
+    bc.fail_next(
+        1, status=429, code="TooManyRequests", retry_after=1, method="POST",
+        path_contains="salesOrders",
+    )  # fmt: skip
+    ctx = make_context(settings, sqlite_store, clock)
+    owner = threading.Thread(target=lambda: push(ctx, make_target(settings, sqlite_store)))
+    owner.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and 429 not in _posts(bc):
+        time.sleep(0.01)
+    ctx.lease_lost.set()  # the run lock's heartbeat could not renew the lease
+    owner.join(timeout=30)
+    assert _posts(bc) == [429], "nothing is sent once the lease is lost"
+    record = sqlite_store.get_order(woo_id)
+    assert record is not None and record.state is OrderState.READY, "released, not left pushing"
+    assert record.attempts == 0 and record.claim_token is None

@@ -120,7 +120,7 @@ def test_settling_writes_hold_only_for_the_claim_that_holds_the_order(store: Sql
     assert store.claim_in_doubt(3, "rescuer", T0 + timedelta(minutes=6), cutoff, token="new")
     # The first owner wakes up: it can neither renew, nor send, nor settle.
     assert not store.confirm_claim(3, "old", T0 + timedelta(minutes=7), sending=True)
-    assert store.renew_claims(["old", "new"], T0 + timedelta(minutes=7)) == {"new"}
+    assert store.renew_claims([(3, "old"), (3, "new")], T0 + timedelta(minutes=7)) == {"new"}
     assert not store.set_state(3, OrderState.READY, expect=[OrderState.PUSHING], token="old")
     assert not store.mark_pushed(
         3, d365_id="g", d365_number="S1", external_number="WC-3", now=T0, token="old"

@@ -72,29 +72,31 @@ class ClaimKeeper:
         self, store: StateStore, clock: Callable[[], datetime], timeout_seconds: float
     ) -> None:
         self._clock = clock
-        self._tokens: set[str] = set()
+        self._claims: dict[str, int] = {}  # token → woo_id
         self._lock = threading.Lock()
         self._heartbeat = Heartbeat(
             "claims", store, max(0.05, timeout_seconds / 3), self._renew, fatal=False
         )
 
-    def add(self, token: str) -> None:
+    def add(self, woo_id: int, token: str) -> None:
         """Keep this claim alive."""
         with self._lock:
-            self._tokens.add(token)
+            self._claims[token] = woo_id
 
     def discard(self, token: str) -> None:
         """Stop keeping this claim (settled, released or left in doubt)."""
         with self._lock:
-            self._tokens.discard(token)
+            self._claims.pop(token, None)
 
     def _renew(self, store: StateStore) -> bool:
         with self._lock:
-            tokens = sorted(self._tokens)
-        if tokens:
-            held = store.renew_claims(tokens, self._clock())
+            claims = [(woo_id, token) for token, woo_id in self._claims.items()]
+        if claims:
+            held = store.renew_claims(claims, self._clock())
             with self._lock:
-                self._tokens -= set(tokens) - held
+                for _woo_id, token in claims:
+                    if token not in held:
+                        self._claims.pop(token, None)
         return True
 
     def __enter__(self) -> ClaimKeeper:

@@ -248,8 +248,10 @@ def _push_all(run: _Run, order_ids: list[int] | None, limit: int | None) -> None
                 try:
                     if run.stopping:
                         _release(run, claim)  # claimed, never sent: ready again at once
-                    else:
-                        _guarded(run, _push_one, claim)
+                        return
+                    _push_one(run, claim)
+                except Exception as exc:  # stops the run; push() raises it at its end
+                    run.halt(exc)
                 finally:
                     room.release()
 
@@ -298,7 +300,7 @@ def _claim_chunk(run: _Run, ids: list[int]) -> list[_Claim]:
         if store.claim(record.woo_id, ctx.worker, ctx.clock(), token=token, key=key):
             tokens[record.woo_id] = token
             if run.claims is not None:
-                run.claims.add(token)
+                run.claims.add(record.woo_id, token)
     claimed = [
         _Claim(r.woo_id, tokens[r.woo_id], r, orders[r.woo_id])
         for r in store.list_orders(woo_ids=sorted(tokens))
@@ -754,6 +756,8 @@ def _on_error(run: _Run, claim: _Claim, exc: Woo2D365Error, stage: str) -> None:
             woo_id=woo_id,
         )
     elif effect is OrderEffect.LOST:
+        if ctx.lease_lost.is_set():
+            _release(run, claim)  # still ours, nothing sent: ready again (no-op if taken over)
         ctx.event(STEP, f"not sent: {exc}", level="warning", woo_id=woo_id)
     elif effect is OrderEffect.STOP:
         _release(run, claim)

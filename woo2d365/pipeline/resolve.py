@@ -130,6 +130,8 @@ def force_retry(ctx: RunContext, erp: ErpTarget, woo_id: int) -> Resolved:
     text = (
         f"sent again on request of {who}: sales order {gone} no longer exists in {erp.display_name}"
     )
+    # Recorded before the order is opened, so a push that claims it at once already knows.
+    ctx.store.set_value(DELETED_DOCUMENT_KEY.format(woo_id=woo_id), gone)
     if record.state is OrderState.PUSHED:
         changed = ctx.store.forget_document(woo_id, text)
     else:  # validated again, then pushed
@@ -138,7 +140,6 @@ def force_retry(ctx: RunContext, erp: ErpTarget, woo_id: int) -> Resolved:
         )
     if not changed:
         raise UsageError(f"order {woo_id} changed state meanwhile; look again with status")
-    ctx.store.set_value(DELETED_DOCUMENT_KEY.format(woo_id=woo_id), gone)
     ctx.event(STEP, text, woo_id=woo_id)
     return Resolved(woo_id, text)
 

@@ -224,8 +224,8 @@ class StateStore(Protocol):
         """Put back the time of the last send (a create that certainly never ran)."""
         ...
 
-    def renew_claims(self, tokens: list[str], now: datetime) -> set[str]:
-        """Renew these claims; the tokens that still hold their order."""
+    def renew_claims(self, claims: list[tuple[int, str]], now: datetime) -> set[str]:
+        """Renew these ``(woo_id, token)`` claims; the tokens that still hold their order."""
         ...
 
     def in_doubt_ids(self, older_than: datetime) -> list[int]:

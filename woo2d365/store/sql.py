@@ -549,26 +549,24 @@ class SqlStore:
                 == 1
             )
 
-    def renew_claims(self, tokens: list[str], now: datetime) -> set[str]:
-        """Renew these claims; return the tokens that still hold their order."""
+    def renew_claims(self, claims: list[tuple[int, str]], now: datetime) -> set[str]:
+        """Renew these ``(woo_id, token)`` claims; return the tokens that still hold their order.
+
+        Each row is reached by its primary key, in id order, like every other write to an order:
+        InnoDB then never locks two orders' rows in opposite orders (no deadlock with a pusher).
+        """
         held: set[str] = set()
         stamp = to_db_time(now)
         with self._tx() as cur:
-            for start in range(0, len(tokens), _CHUNK):
-                chunk = tokens[start : start + _CHUNK]
-                marks = ", ".join("?" for _ in chunk)
-                self._exec(
+            for woo_id, token in sorted(claims):
+                changed = self._exec(
                     cur,
-                    "UPDATE orders SET claimed_at = ? WHERE state = ? "
-                    f"AND claim_token IN ({marks})",
-                    (stamp, OrderState.PUSHING.value, *chunk),
+                    "UPDATE orders SET claimed_at = ? "
+                    "WHERE woo_id = ? AND state = ? AND claim_token = ?",
+                    (stamp, woo_id, OrderState.PUSHING.value, token),
                 )
-                self._exec(
-                    cur,
-                    f"SELECT claim_token FROM orders WHERE state = ? AND claim_token IN ({marks})",
-                    (OrderState.PUSHING.value, *chunk),
-                )
-                held.update(str(row[0]) for row in cur.fetchall())
+                if changed == 1:
+                    held.add(token)
         return held
 
     def in_doubt_ids(self, older_than: datetime) -> list[int]:

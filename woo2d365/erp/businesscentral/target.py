@@ -342,21 +342,27 @@ class BusinessCentralTarget:
             cached = self.store.get_customer(key) or self._prefetched.get(key)
             if cached is not None:
                 return cached.number, None, []
-            # Known absent from this run's batched lookup: no lookup of its own.
-            found = None if key in self._absent else self._lookup_customer(address)
+            guard = _CustomerSend(self.store, key, self.clock)
+            # Known absent from this run's batched lookup: no lookup of its own, unless a create
+            # sent earlier may have committed since that lookup.
+            absent = key in self._absent and not guard.previous
+            found = None if absent else self._lookup_customer(address)
             if found is not None:
                 if not dry_run:
                     self.store.put_customer(found)
+                    guard.clear()
                 return found.number, None, []
             draft = build_customer(order)
             if dry_run:
                 return None, draft.payload, list(draft.warnings)
-            guard = _CustomerSend(self.store, key, self.clock)
             guard.check_request_limit(
                 self.settings.dynamics.request_limit_seconds, mask_contact(address)
             )
             try:
                 raw = self.client.create_customer(draft.payload, guard)
+            except DocumentRefused:
+                guard.clear()  # answered and refused: it did not run, nothing is in doubt
+                raise
             except DocumentInDoubt as exc:
                 self._absent.discard(key)  # it may exist now: later orders look it up again
                 found = self._lookup_customer(address)
@@ -409,6 +415,7 @@ class _CustomerSend:
         self.store = store
         self.clock = clock
         self.previous = store.get_value(self.key) or ""
+        self.stamped = False
 
     def check_request_limit(self, limit_seconds: float, who: str) -> None:
         """Raise :class:`WaitingForDynamics` while an unanswered create may still be processed."""
@@ -426,14 +433,16 @@ class _CustomerSend:
     def before_send(self) -> None:
         """Stamp the send before the request leaves."""
         self.store.set_value(self.key, self.clock().isoformat())
+        self.stamped = True
 
     def not_sent(self) -> None:
         """The create never ran: put the earlier stamp back."""
         self.store.set_value(self.key, self.previous)
 
     def clear(self) -> None:
-        """The customer exists: nothing is in doubt any more."""
-        self.store.set_value(self.key, "")
+        """The customer exists (or the create was refused): nothing is in doubt any more."""
+        if self.previous or self.stamped:
+            self.store.set_value(self.key, "")
 
 
 class ItemOverlay:
