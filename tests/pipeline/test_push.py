@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
@@ -26,6 +27,7 @@ from tests.erp.pipeline_helpers import (
 from tests.erp.sandbox_fixtures import make_settings, make_target, settle
 from woo2d365.errors import DynamicsAuthenticationError, DynamicsUnreachable, ExitCode
 from woo2d365.model import OrderState
+from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.push import WORKERS_PER_SLOT, PushResult, push
 from woo2d365.pipeline.validate import validate
 from woo2d365.sandbox.businesscentral import BusinessCentralEmulator
@@ -367,56 +369,63 @@ def test_only_the_named_orders_are_pushed_and_limit_is_honoured(
     assert state_of(sqlite_store, ids[0]) is not state_of(sqlite_store, ids[2])
 
 
-def test_a_pusher_whose_claim_was_taken_over_during_its_backoff_sends_nothing(
-    bc: BusinessCentralEmulator, sqlite_store: StateStore
-) -> None:
+@dataclass
+class _Owner:
+    """A push running in a thread, asleep in the backoff after a 429 on its create."""
+
+    woo_id: int
+    ctx: RunContext
+    thread: threading.Thread
+    results: list[PushResult]
+
+
+def _owner_in_a_429_backoff(bc: BusinessCentralEmulator, store: StateStore, woo_id: int) -> _Owner:
     settings = make_settings(bc, orders={"customer_mode": "fixed", "customer_number": "WEB"})
     bc.add_customer("Webshop", number="WEB")
     clock = Clock()
-    [woo_id] = _ready(settings, sqlite_store, [simple_order(8500, [(WIDGET, 1)])], clock)
+    [woo_id] = _ready(settings, store, [simple_order(woo_id, [(WIDGET, 1)])], clock)
     bc.fail_next(
         1, status=429, code="TooManyRequests", retry_after=1, method="POST",
         path_contains="salesOrders",
     )  # fmt: skip
+    ctx = make_context(settings, store, clock)
     results: list[PushResult] = []
-    owner = threading.Thread(target=lambda: results.append(_push(settings, sqlite_store, clock)))
-    owner.start()
+    thread = threading.Thread(
+        target=lambda: results.append(push(ctx, make_target(settings, store)))
+    )
+    thread.start()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and 429 not in _posts(bc):
         time.sleep(0.01)
+    return _Owner(woo_id, ctx, thread, results)
+
+
+def test_a_pusher_whose_claim_was_taken_over_during_its_backoff_sends_nothing(
+    bc: BusinessCentralEmulator, sqlite_store: StateStore
+) -> None:
+    owner = _owner_in_a_429_backoff(bc, sqlite_store, 8500)
+    now = owner.ctx.clock()
     # Another process (whose lease is fine) takes the order over while the owner sleeps.
     assert sqlite_store.claim_in_doubt(
-        woo_id, "other-host:1", clock(), clock() + timedelta(days=1), token="other"
+        owner.woo_id, "other-host:1", now, now + timedelta(days=1), token="other"
     )
-    owner.join(timeout=30)
+    owner.thread.join(timeout=30)
     assert _posts(bc) == [429], "the owner sent nothing once its claim was gone"
-    record = sqlite_store.get_order(woo_id)
+    record = sqlite_store.get_order(owner.woo_id)
     assert record is not None and record.state is OrderState.PUSHING
     assert record.claim_token == "other" and record.last_sent_at is None
-    assert results and results[0].pushed == []
-    assert any("another process holds" in e.message for e in sqlite_store.events(woo_id))
+    assert owner.results and owner.results[0].pushed == []
+    events = sqlite_store.events(owner.woo_id)
+    assert any("another process holds" in e.message for e in events)
 
 
 def test_a_pusher_that_lost_its_lease_in_a_backoff_sends_nothing_and_releases_the_order(
     bc: BusinessCentralEmulator, sqlite_store: StateStore
 ) -> None:
-    settings = make_settings(bc, orders={"customer_mode": "fixed", "customer_number": "WEB"})
-    bc.add_customer("Webshop", number="WEB")
-    clock = Clock()
-    [woo_id] = _ready(settings, sqlite_store, [simple_order(8501, [(WIDGET, 1)])], clock)
-    bc.fail_next(
-        1, status=429, code="TooManyRequests", retry_after=1, method="POST",
-        path_contains="salesOrders",
-    )  # fmt: skip
-    ctx = make_context(settings, sqlite_store, clock)
-    owner = threading.Thread(target=lambda: push(ctx, make_target(settings, sqlite_store)))
-    owner.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and 429 not in _posts(bc):
-        time.sleep(0.01)
-    ctx.lease_lost.set()  # the run lock's heartbeat could not renew the lease
-    owner.join(timeout=30)
+    owner = _owner_in_a_429_backoff(bc, sqlite_store, 8501)
+    owner.ctx.lease_lost.set()  # the run lock's heartbeat could not renew the lease
+    owner.thread.join(timeout=30)
     assert _posts(bc) == [429], "nothing is sent once the lease is lost"
-    record = sqlite_store.get_order(woo_id)
+    record = sqlite_store.get_order(owner.woo_id)
     assert record is not None and record.state is OrderState.READY, "released, not left pushing"
     assert record.attempts == 0 and record.claim_token is None
