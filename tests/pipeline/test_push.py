@@ -25,7 +25,12 @@ from tests.erp.pipeline_helpers import (
     state_of,
 )
 from tests.erp.sandbox_fixtures import make_settings, make_target, settle
-from woo2d365.errors import DynamicsAuthenticationError, DynamicsUnreachable, ExitCode
+from woo2d365.errors import (
+    DynamicsAuthenticationError,
+    DynamicsError,
+    DynamicsUnreachable,
+    ExitCode,
+)
 from woo2d365.model import OrderState
 from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.push import WORKERS_PER_SLOT, PushResult, push
@@ -429,3 +434,25 @@ def test_a_pusher_that_lost_its_lease_in_a_backoff_sends_nothing_and_releases_th
     record = sqlite_store.get_order(owner.woo_id)
     assert record is not None and record.state is OrderState.READY, "released, not left pushing"
     assert record.attempts == 0 and record.claim_token is None
+
+
+def test_nothing_is_created_when_dynamics_cannot_say_what_exists_and_the_run_says_why(
+    bc: BusinessCentralEmulator, sqlite_store: StateStore
+) -> None:
+    settings = make_settings(bc, orders={"customer_mode": "fixed", "customer_number": "WEB"})
+    bc.add_customer("Webshop", number="WEB")
+    clock = Clock()
+    ids = _ready(
+        settings, sqlite_store, [simple_order(8600 + i, [(WIDGET, 1)]) for i in range(3)], clock
+    )
+    bc.fail_next(
+        1, status=400, code="BadRequest_InvalidFilter", message="bad filter", method="GET",
+        path_contains="salesOrders",
+    )  # fmt: skip
+    with pytest.raises(DynamicsError) as refused:
+        _push(settings, sqlite_store, clock)
+    assert "bad filter" in str(refused.value) and not refused.value.retryable
+    assert _posts(bc) == [] and bc.sales_orders() == []
+    for woo_id in ids:
+        record = sqlite_store.get_order(woo_id)
+        assert record is not None and record.state is OrderState.READY and record.attempts == 0

@@ -309,11 +309,9 @@ def _claim_chunk(run: _Run, ids: list[int]) -> list[_Claim]:
     keys = [claim.key for claim in claimed if claim.key]
     try:
         existing = run.erp.find_many(keys) if keys else {}
-    except (DynamicsAuthenticationError, DynamicsUnreachable) as exc:
-        run.halt(exc)
-        existing = None
-    except DynamicsError as exc:
+    except DynamicsError as exc:  # the run stops: unreachable (exit 3) or refused (exit 2)
         ctx.log.warning("existing documents not looked up (%s)", exc, extra={"step": STEP})
+        run.halt(exc)
         existing = None
     if existing is None:  # nothing may be created without the lookup: back to ready
         for claim in claimed:
