@@ -420,6 +420,7 @@ def _check_dynamics(report: DoctorReport, settings: Settings) -> None:
                 report.add(f"Dynamics: read {label}", "fail", str(exc), _dynamics_fix(exc, label))
             else:
                 report.add(f"Dynamics: read {label}", "ok", "readable")
+        _check_references(report, client, settings)
         report.add(
             "Dynamics: permission to create",
             "skip",
@@ -432,6 +433,43 @@ def _check_dynamics(report: DoctorReport, settings: Settings) -> None:
         )
     finally:
         client.close()
+
+
+def _check_references(report: DoctorReport, client: Any, settings: Settings) -> None:
+    """The G/L accounts and the fixed customer the orders refer to exist in Business Central
+    (else every order with shipping, a fee or a rounding difference fails on its first push)."""
+    from woo2d365.erp.businesscentral.client import odata_string, query_string
+
+    orders = settings.orders
+    wanted = [
+        (f"orders.{key}", "accounts", "G/L account", getattr(orders, key).strip())
+        for key in ("shipping_account", "fee_account", "rounding_account")
+    ]
+    if orders.customer_mode == "fixed":
+        wanted.append(
+            ("orders.customer_number", "customers", "customer", orders.customer_number.strip())
+        )
+    for key, entity, kind, number in wanted:
+        if not number:
+            continue
+        check = f"Dynamics: {key}"
+        path = client.company_path(entity) + query_string(
+            {"$filter": f"number eq {odata_string(number.upper())}", "$select": "number"}
+        )
+        try:
+            found = client.request("GET", path)
+        except DynamicsError as exc:
+            report.add(check, "fail", str(exc), _dynamics_fix(exc, f"{kind}s"))
+            continue
+        if isinstance(found, dict) and found.get("value"):
+            report.add(check, "ok", f"{kind} {number.upper()} exists")
+        else:
+            report.add(
+                check,
+                "fail",
+                f"{kind} {number.upper()} does not exist in the company",
+                f"create {kind} {number.upper()} in Business Central, or correct {key}",
+            )
 
 
 def _dynamics_fix(exc: Woo2D365Error, what: str) -> str:

@@ -169,3 +169,20 @@ def test_test_alerts_sends_one_alert_per_channel(sandbox: Sandbox) -> None:
     assert "test alert" in json.dumps(_Sink.received[0])
     assert "--test-alerts" in _row(quiet.stdout, "alerts")
     assert "T0KEN-abc123" not in result.stdout + quiet.stdout, "the webhook URL is a secret"
+
+
+def test_accounts_and_the_fixed_customer_orders_refer_to_are_checked(sandbox: Sandbox) -> None:
+    passing = _doctor(sandbox)
+    assert "│ ok " in _row(passing.stdout, "Dynamics: orders.shipping_account")
+    result = _doctor(
+        sandbox,
+        env={
+            "WOO2D365_ORDERS__SHIPPING_ACCOUNT": "9999",
+            "WOO2D365_ORDERS__CUSTOMER_MODE": "fixed",
+            "WOO2D365_ORDERS__CUSTOMER_NUMBER": "NOBODY",
+        },
+    )
+    assert result.exit_code == 1, result.stdout
+    shipping = _row(result.stdout, "Dynamics: orders.shipping_account")
+    assert "│ fail " in shipping and "9999 does not exist" in shipping
+    assert "│ fail " in _row(result.stdout, "Dynamics: orders.customer_number")
