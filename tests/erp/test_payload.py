@@ -223,3 +223,12 @@ def test_line_price_reproduces_any_line_total(
     assert discount >= 0
     assert unit == unit.quantize(Decimal("0.00001"))
     assert (unit * quantity).quantize(CENT, rounding=ROUND_HALF_UP) - discount == after
+
+
+def test_a_shop_amount_with_three_decimals_is_matched_to_the_cent_without_a_negative_discount() -> (
+    None
+):
+    # Found by the property test: a 3-decimal shop (16.521) once gave a discount of -0.001.
+    unit, discount = line_price(Decimal("1"), Decimal("16.521"), Decimal("16.521"))
+    assert discount >= 0
+    assert (unit * 1).quantize(Decimal("0.01")) - discount == Decimal("16.52")

@@ -111,15 +111,17 @@ def line_price(
     """
     if quantity <= 0:
         raise ValueError("quantity must be positive")
+    # BC's line amounts are in cents: a shop with 3 or 4 decimals is matched to the cent.
+    target = after_discount.quantize(CENT, rounding=ROUND_HALF_UP)
     base = max(before_discount, after_discount)
     unit = (base / quantity).quantize(CENT, rounding=ROUND_HALF_UP)
     if unit * quantity != base:
         unit = (base / quantity).quantize(UNIT_PRICE_PRECISION, rounding=ROUND_HALF_UP)
     gross = (unit * quantity).quantize(CENT, rounding=ROUND_HALF_UP)
-    if gross < after_discount:
-        unit = (after_discount / quantity).quantize(UNIT_PRICE_PRECISION, rounding=ROUND_CEILING)
+    if gross < target:
+        unit = (target / quantity).quantize(UNIT_PRICE_PRECISION, rounding=ROUND_CEILING)
         gross = (unit * quantity).quantize(CENT, rounding=ROUND_HALF_UP)
-    return unit, gross - after_discount
+    return unit, gross - target
 
 
 def line_basis(line: Line, prices_include_tax: bool) -> tuple[Decimal, Decimal]:
