@@ -10,7 +10,8 @@ from pydantic import BaseModel
 from woo2d365.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-LEAF_TABLES = {"orders.tax_codes"}  # settings whose value is itself a TOML table
+# settings whose value is itself a TOML table
+LEAF_TABLES = {"orders.tax_codes", "shipments.carriers"}
 
 
 def _keys(model: type[BaseModel], prefix: str = "") -> set[str]:

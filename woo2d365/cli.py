@@ -34,6 +34,7 @@ from woo2d365.logs import (
     step_context,
     tracking_steps,
 )
+from woo2d365.pipeline.followup import FollowUpOptions
 from woo2d365.runtime import Runtime
 from woo2d365.settings import LoadedSettings, load_settings
 from woo2d365.store import SqlStore, open_store
@@ -615,6 +616,67 @@ def retry(
         state.err.print(f"order {woo_id}: not retried: {why}", markup=False)
     _print_line(state, runs.retry_summary(outcome), attention=bool(outcome.refused))
     raise typer.Exit(outcome.exit_code)
+
+
+def _follow_up(state: CliState, name: str, options: FollowUpOptions) -> None:
+    """Run one follow-up step and render it: dry-run lines on stdout, then the summary line."""
+    with step_context(name):
+        result = runs.run_follow_up(_runtime(state), name, options)
+    for line in result.lines:
+        state.out.print(clean(line), markup=False, highlight=False)
+    for line in result.attention:
+        state.err.print(clean(line), markup=False, highlight=False)
+    if result.counts or not result.lines:
+        _print_line(state, result.summary(), attention=bool(result.attention))
+    raise typer.Exit(result.exit_code)
+
+
+_DRY_RUN = typer.Option("--dry-run", help="Read only: show what would be written.")
+
+
+@app.command()
+def shipments(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, _DRY_RUN] = False,
+    order: Annotated[list[int] | None, _ORDER_IDS] = None,
+) -> None:
+    """Report Dynamics shipments and invoices of pushed orders to the shop, once each.
+
+    Example: woo2d365 shipments --dry-run
+    """
+    options = FollowUpOptions(dry_run=dry_run, order_ids=tuple(order or ()))
+    _follow_up(_state(ctx), "shipments", options)
+
+
+@app.command()
+def refunds(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, _DRY_RUN] = False,
+    order: Annotated[list[int] | None, _ORDER_IDS] = None,
+) -> None:
+    """Create a Dynamics sales credit memo for each shop refund of a pushed order, once.
+
+    Example: woo2d365 refunds --order 1234
+    """
+    options = FollowUpOptions(dry_run=dry_run, order_ids=tuple(order or ()))
+    _follow_up(_state(ctx), "refunds", options)
+
+
+@app.command()
+def stock(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, _DRY_RUN] = False,
+    sku: Annotated[
+        list[str] | None,
+        typer.Option("--sku", metavar="SKU", help="Only this shop SKU (repeatable)."),
+    ] = None,
+) -> None:
+    """Set the shop's stock quantity of every mapped SKU from Dynamics inventory.
+
+    Example: woo2d365 stock --dry-run --sku MUG-001
+    """
+    options = FollowUpOptions(dry_run=dry_run, skus=tuple(sku or ()))
+    _follow_up(_state(ctx), "stock", options)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from woo2d365.errors import RUN_OUTCOME_OF_EXIT, ExitCode, LockHeld, OrderDataEr
 from woo2d365.model import OrderState
 from woo2d365.pipeline import retry as retry_step
 from woo2d365.pipeline.context import RunContext
+from woo2d365.pipeline.followup import FollowUpOptions, FollowUpResult, is_enabled, step_function
 from woo2d365.pipeline.pull import PullResult, not_taken_reason, pull, window_start
 from woo2d365.pipeline.push import PushResult, push
 from woo2d365.pipeline.reconcile import ReconcileReport, reconcile
@@ -150,6 +151,38 @@ def _run_lock(ctx: RunContext, command: str) -> Iterator[threading.Event]:
                 f"another run{by} holds the run lock; {command} did nothing, try again later"
             ) from None
         yield lease.lost
+
+
+def run_follow_up(runtime: Runtime, name: str, options: FollowUpOptions) -> FollowUpResult:
+    """``shipments``, ``refunds`` or ``stock`` on its own: under the run lock, with a run record.
+
+    A dry run takes no lock and records nothing. A step switched off in its settings section does
+    nothing and says so (exit 0): it changes what customers or the books receive, so only the
+    configuration turns it on.
+    """
+    if not is_enabled(runtime.settings, name):
+        result = FollowUpResult(step=name, dry_run=options.dry_run)
+        result.lines.append(f"{name}: off ([{name}] enabled = false); nothing done")
+        return result
+    step = step_function(name)
+    shop, erp = runtime.shop(), runtime.erp()
+    try:
+        if options.dry_run:
+            return step(runtime.context(), shop, erp, options)
+        ctx = runtime.context()
+        with _run_lock(ctx, name) as lost, runtime.recorded_run(name, ctx) as (ctx, record):
+            result = step(ctx, shop, erp, options)
+            record.update(
+                outcome=RUN_OUTCOME_OF_EXIT[result.exit_code].value,
+                counts={**result.counts, "attention": len(result.attention)},
+            )
+            if lost.is_set():
+                record["outcome"] = "error"
+                ctx.event(name, "the run lock was lost while this step ran", level="error")
+        return result
+    finally:
+        erp.close()
+        shop.close()
 
 
 def run_sync(

@@ -165,6 +165,36 @@ class MonitoringSettings(_Section):
     critical_after_minutes: int = Field(default=60, ge=1)
 
 
+class ShipmentsSettings(_Section):
+    """``[shipments]``: Dynamics shipments and invoices back to the shop order."""
+
+    enabled: bool = False
+    complete_status: str = "completed"
+    notify_customer: bool = True
+    tracking_api: str = ""  # "publisher/group/version/entitySet" of a custom API page
+    carriers: dict[str, str] = Field(default_factory=dict)  # agent code = "Name|URL with %1"
+
+    @field_validator("complete_status")
+    @classmethod
+    def _status_slug(cls, value: str) -> str:
+        return value.strip().lower()
+
+
+class RefundsSettings(_Section):
+    """``[refunds]``: shop refunds of pushed orders as sales credit memos."""
+
+    enabled: bool = False
+    account: str = ""
+    post: bool = False
+
+
+class StockSettings(_Section):
+    """``[stock]``: Dynamics inventory as shop stock for mapped SKUs."""
+
+    enabled: bool = False
+    reserve: int = Field(default=0, ge=0)
+
+
 class Settings(BaseSettings):
     """All settings of one run."""
 
@@ -181,6 +211,9 @@ class Settings(BaseSettings):
     state: StateSettings = Field(default_factory=StateSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    shipments: ShipmentsSettings = Field(default_factory=ShipmentsSettings)
+    refunds: RefundsSettings = Field(default_factory=RefundsSettings)
+    stock: StockSettings = Field(default_factory=StockSettings)
 
     @classmethod
     def settings_customise_sources(

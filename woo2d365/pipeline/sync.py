@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from woo2d365.alerts import AlertCenter, DigestOutcome
@@ -26,6 +26,12 @@ from woo2d365.errors import (
     Woo2D365Error,
 )
 from woo2d365.pipeline.context import RunContext
+from woo2d365.pipeline.followup import (
+    FollowUpOptions,
+    FollowUpResult,
+    enabled_steps,
+    step_function,
+)
 from woo2d365.pipeline.heartbeat import Heartbeat
 from woo2d365.pipeline.pull import PullResult, pull
 from woo2d365.pipeline.push import PushResult, process_has_ended, push
@@ -49,6 +55,7 @@ class SyncResult:
     config_problem: Woo2D365Error | None = None
     lease_lost: bool = False
     crashed: bool = False  # an unexpected exception (a bug) ended the run
+    follow_ups: dict[str, FollowUpResult] = field(default_factory=dict)
     alerts: DigestOutcome | None = None
 
     @property
@@ -88,6 +95,8 @@ class SyncResult:
             return ExitCode.UNREACHABLE
         if self.held or self.failed or (self.push is not None and self.push.held):
             return ExitCode.ATTENTION
+        if any(step.attention for step in self.follow_ups.values()):
+            return ExitCode.ATTENTION
         return ExitCode.OK
 
     @property
@@ -116,6 +125,9 @@ class SyncResult:
             counts["push_retry_later"] = len(self.push.retry_later)
             counts["push_in_doubt"] = len(self.push.in_doubt)
             counts["push_total_mismatches"] = len(self.push.total_mismatches)
+        for name, step in self.follow_ups.items():
+            counts.update({f"{name}_{key}": value for key, value in step.counts.items()})
+            counts[f"{name}_attention"] = len(step.attention)
         return counts
 
 
@@ -175,7 +187,8 @@ def sync(
     on_step: Callable[[str], Any] | None = None,
     lease_seconds: float | None = None,
 ) -> SyncResult:
-    """One full run under the lock: pull, validate, push; the run record keeps what happened."""
+    """One full run under the lock: pull, validate, push, then the enabled follow-up steps
+    (shipments, refunds, stock); the run record keeps what happened."""
     with run_lock(ctx, lease_seconds) as lease:
         run_id = ctx.store.start_run("sync", ctx.clock(), worker=ctx.worker)
         ctx.run_id = run_id
@@ -246,8 +259,28 @@ def _steps(
             result.push = push(ctx, erp, shop_writer=shop, limit=limit)
         except (DynamicsError, ConfigError) as exc:
             _contain(ctx, result, "push", exc, shop=False)
+        if shop is not None:
+            _follow_ups(ctx, shop, erp, result, notify)
     finally:
         erp.close()
+
+
+def _follow_ups(
+    ctx: RunContext,
+    shop: WooClient,
+    erp: ErpTarget,
+    result: SyncResult,
+    notify: Callable[[str], Any],
+) -> None:
+    """The enabled follow-up steps after the push; one failing never stops the others."""
+    for name in enabled_steps(ctx.settings):
+        if ctx.lease_lost.is_set():
+            return
+        notify(name)
+        try:
+            result.follow_ups[name] = step_function(name)(ctx, shop, erp, FollowUpOptions())
+        except (ShopError, DynamicsError, ConfigError) as exc:
+            _contain(ctx, result, name, exc, shop=isinstance(exc, ShopError))
 
 
 def _contain(
@@ -259,9 +292,9 @@ def _contain(
     if retryable:
         message = f"{system} could not be reached: {exc}"
         if shop:
-            result.shop_problem = message
+            result.shop_problem = result.shop_problem or message
         else:
-            result.dynamics_problem = message
+            result.dynamics_problem = result.dynamics_problem or message
     else:
         message = f"{system}: {exc}"
         if result.config_problem is None:
