@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -245,27 +246,65 @@ def status(
             "(default monitoring.critical_after_minutes).",
         ),
     ] = None,
+    max_wait: Annotated[
+        str | None,
+        typer.Option(
+            "--max-wait",
+            metavar="DURATION",
+            help="With --check: WARNING when an order has been in one state longer "
+            "(default alerts.max_wait_hours).",
+        ),
+    ] = None,
+    number: Annotated[
+        str | None, typer.Option("--number", metavar="NUMBER", help="Only this shop order number.")
+    ] = None,
+    email: Annotated[
+        str | None, typer.Option("--email", metavar="ADDRESS", help="Only this customer's orders.")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="DATE", help="Only orders updated since (ISO date)."),
+    ] = None,
+    utc: Annotated[
+        bool, typer.Option("--utc", help="Times in UTC instead of this machine's time zone.")
+    ] = False,
 ) -> None:
-    """Show counts per state, the last sync and the orders; or one order with its events.
+    """Show what needs you, counts per state, the last sync and the orders; or one order.
 
+    Held, failed and pushing orders come first. Times are local (--utc for UTC).
+
+    Example: woo2d365 status
     Example: woo2d365 status --state held
+    Example: woo2d365 status --email jan@example.com --since 2026-12-01
+    Example: woo2d365 status 1234
     Example: woo2d365 status --check --max-age 15m   (Nagios, Icinga, Zabbix)
     """
     state = _state(ctx)
     if check:
-        options = {"ID": order_id, "--state": state_filter, "--json": as_json, "--limit": limit}
+        options = {
+            "ID": order_id,
+            "--state": state_filter,
+            "--json": as_json,
+            "--limit": limit,
+            "--number": number,
+            "--email": email,
+            "--since": since,
+        }
         result = monitoring.run_check(
             state.settings,
             state.store,
             max_age=max_age,
             critical_age=critical_age,
+            max_wait=max_wait,
             conflicting=[name for name, value in options.items() if value not in (None, False)],
         )
         typer.echo(result.line)
         raise typer.Exit(result.code)
-    if max_age is not None or critical_age is not None:
-        raise _usage("--max-age and --critical-age go with --check")
+    if max_age is not None or critical_age is not None or max_wait is not None:
+        raise _usage("--max-age, --critical-age and --max-wait go with --check")
     wanted = monitoring.parse_state(state_filter)
+    updated_since = runs.parse_since(since, option="--since")
+    when = _clock_format(utc=utc)
     store = state.store()
     if order_id is not None:
         order = store.get_order(order_id)
@@ -275,78 +314,112 @@ def status(
         if as_json:
             _print_json(state, monitoring.order_detail_json(order, events))
         else:
-            _render_order(state, order, events)
+            _render_order(state, order, events, when)
         return
     report = monitoring.status_report(
-        store, state=wanted, limit=limit if (limit is not None or as_json) else 20
+        store,
+        state=wanted,
+        limit=limit if (limit is not None or as_json) else 20,
+        attention_first=not as_json,
+        number=number,
+        email=email,
+        since=updated_since,
     )
     if as_json:
         _print_json(state, monitoring.report_json(report))
     else:
-        _render_status(state, report, limited=limit is None)
+        narrowed = any(v is not None for v in (wanted, number, email, updated_since))
+        _render_status(state, report, when, limited=limit is None, narrowed=narrowed)
 
 
-def _render_status(state: CliState, report: monitoring.StatusReport, *, limited: bool) -> None:
+def _clock_format(*, utc: bool) -> Callable[[datetime | None], str]:
+    """How people read a time: local (or UTC) to the minute; the zone named once, above."""
+
+    def when(moment: datetime | None) -> str:
+        if moment is None:
+            return "-"
+        shown = moment.astimezone(UTC) if utc else moment.astimezone()
+        return shown.strftime("%Y-%m-%d %H:%M")
+
+    return when
+
+
+def _zone_name(*, utc: bool) -> str:
+    return "UTC" if utc else (datetime.now().astimezone().tzname() or "local time")
+
+
+def _render_status(
+    state: CliState,
+    report: monitoring.StatusReport,
+    when: Callable[[datetime | None], str],
+    *,
+    limited: bool,
+    narrowed: bool,
+) -> None:
     out = state.out
-    counts = Table(title="Orders by state", show_edge=False)
-    for name in report.counts:
-        counts.add_column(name, justify="right")
-    counts.add_row(*(str(v) for v in report.counts.values()))
-    out.print(counts)
-    last = report.last_sync
-    if last is None:
-        out.print("Last sync: never")
-    else:
-        finished = monitoring.iso(last.finished_at) or "still running"
+    now = utc_now()
+    for line in monitoring.summary_lines(report, now, when):
+        out.print(line, markup=False, highlight=False)
+    if not report.orders:
+        if narrowed:
+            out.print("No order matches.", highlight=False)
+        return
+    rows = [
+        (str(o.woo_id), o.number, o.state.value, when(o.since), o.d365_number or "", o.reason or "")
+        for o in report.orders
+    ]
+    for line in fixed_columns(("id", "number", "state", "since", "D365", "reason"), rows, 80):
+        out.print(line, markup=False, highlight=False, crop=False, soft_wrap=True)
+    if limited and not narrowed and len(report.orders) < report.total:
         out.print(
-            f"Last sync: started {monitoring.iso(last.started_at)}, finished {finished}, "
-            f"outcome {last.outcome or '-'}"
+            f"(showing {len(report.orders)} of {report.total}: what needs you first, then the "
+            "most recently updated; --limit N, --state STATE)",
+            highlight=False,
         )
-    waiting = report.oldest_waiting
-    if waiting is not None:
-        out.print(
-            f"Oldest waiting: order {waiting.woo_id} ({waiting.state.value}) since "
-            f"{monitoring.iso(waiting.updated_at)}"
-        )
-    if report.orders:
-        table = Table(show_edge=False)
-        for column in ("id", "number", "state", "D365", "attempts", "updated", "reason"):
-            table.add_column(column)
-        for o in report.orders:
-            table.add_row(
-                str(o.woo_id),
-                o.number,
-                o.state.value,
-                o.d365_number or "",
-                str(o.attempts),
-                monitoring.iso(o.updated_at) or "",
-                o.reason or "",
-            )
-        out.print(table)
-        total = sum(report.counts.values())
-        if limited and len(report.orders) < total:
-            out.print(f"(showing the {len(report.orders)} most recently updated; use --limit N)")
 
 
-def _render_order(state: CliState, order: Any, events: list[Any]) -> None:
+def fixed_columns(header: Sequence[str], rows: Sequence[Sequence[str]], width: int) -> list[str]:
+    """Rows as aligned text lines of at most ``width`` characters; the last column is cut."""
+    widths = [
+        min(max(len(header[i]), *(len(r[i]) for r in rows)), 20) for i in range(len(header) - 1)
+    ]
+    room = max(8, width - sum(widths) - 2 * len(widths))
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [_cut(clean(c), w).ljust(w) for c, w in zip(cells[:-1], widths, strict=True)]
+        return "  ".join([*parts, _cut(clean(cells[-1]), room)]).rstrip()
+
+    return [line(header), *(line(r) for r in rows)]
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _render_order(
+    state: CliState, order: Any, events: list[Any], when: Callable[[datetime | None], str]
+) -> None:
     out = state.out
     out.print(f"Order {order.woo_id} (shop number {order.number}): {order.state.value}")
+    out.print(f"In this state since {when(order.since)}", highlight=False)
     if order.reason:
-        out.print(f"Reason: {order.reason}")
+        out.print(f"Reason: {order.reason}", markup=False, highlight=False)
     if order.d365_number:
         out.print(
             f"Dynamics: sales order {order.d365_number} ({order.d365_id}), "
-            f"{order.external_number}, pushed {monitoring.iso(order.pushed_at)}"
+            f"{order.external_number}, pushed {when(order.pushed_at)}",
+            highlight=False,
         )
     out.print(
         f"Attempts: {order.attempts}; shop status {order.shop_status}; total "
-        f"{order.total} {order.currency}"
+        f"{order.total} {order.currency}",
+        highlight=False,
     )
     table = Table(title="Events", show_edge=False)
     for column in ("at", "step", "level", "message"):
         table.add_column(column)
     for e in events:
-        table.add_row(monitoring.iso(e.at) or "", e.step, e.level, e.message)
+        table.add_row(when(e.at), e.step, e.level, e.message)
     out.print(table)
 
 

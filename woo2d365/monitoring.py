@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -55,6 +56,17 @@ class StatusReport:
     oldest_waiting: OrderRecord | None
     orders: list[OrderRecord]
     changed_after_push: list[int] = field(default_factory=list)  # not acknowledged yet
+    oldest: dict[OrderState, OrderRecord] = field(default_factory=dict)  # per open state
+    write_backs_pending: int = 0
+
+    @property
+    def total(self) -> int:
+        """Orders in the store."""
+        return sum(self.counts.values())
+
+
+ATTENTION_STATES = (OrderState.HELD, OrderState.FAILED, OrderState.PUSHING)
+"""What a person may have to act on (a ``pushing`` order is in doubt or being sent)."""
 
 
 def parse_state(value: str | None) -> OrderState | None:
@@ -94,6 +106,27 @@ def order_counts(store: StateStore, now: datetime | None = None) -> dict[str, in
     }
     counts[OrderState.PUSHED.value] = _pushed_count(store, moment)
     return {state.value: counts[state.value] for state in OrderState}
+
+
+OPEN_STATES = (
+    OrderState.HELD,
+    OrderState.FAILED,
+    OrderState.PUSHING,
+    OrderState.READY,
+    OrderState.NEW,
+)
+"""States an order is meant to leave; attention first (held, failed, in doubt), then the rest."""
+
+
+def oldest_per_state(store: StateStore) -> dict[OrderState, OrderRecord]:
+    """The order waiting longest in each open state (by when it entered it), if any."""
+    found = {state: store.oldest_in_state(state) for state in OPEN_STATES}
+    return {state: record for state, record in found.items() if record is not None}
+
+
+def waited(record: OrderRecord, now: datetime) -> timedelta:
+    """How long ``record`` has been in its state."""
+    return max(timedelta(0), now - (record.since or record.updated_at))
 
 
 def _pushed_count(store: StateStore, now: datetime) -> int:
@@ -143,17 +176,83 @@ def status_report(
     state: OrderState | None = None,
     limit: int | None = None,
     now: datetime | None = None,
+    attention_first: bool = False,
+    number: str | None = None,
+    email: str | None = None,
+    since: datetime | None = None,
 ) -> StatusReport:
-    """Counts, last sync, oldest waiting order and the order list (newest update first)."""
+    """Counts, last sync, the oldest order per open state and the order list.
+
+    The list is the most recently updated first; with ``attention_first`` (the table people
+    read) held, failed and pushing orders come first, longest waiting first, then the rest.
+    ``number``, ``email`` and ``since`` (updated since) narrow the list, not the counts.
+    """
     if limit is not None and limit < 0:
         raise UsageError("--limit must be 0 or more")
+    narrow: dict[str, Any] = {"number": number, "email": email, "updated_since": since}
+    if attention_first and state is None:
+        rank = {s: i for i, s in enumerate(ATTENTION_STATES)}
+        first = store.list_orders(states=list(ATTENTION_STATES), limit=limit, **narrow)
+        first.sort(key=lambda o: (rank[o.state], o.since or o.updated_at, o.woo_id))
+        left = None if limit is None else limit - len(first)
+        others = [s for s in OrderState if s not in ATTENTION_STATES]
+        rest = store.list_orders(states=others, limit=left, **narrow) if left != 0 else []
+        orders = first + rest
+    else:
+        orders = store.list_orders(states=[state] if state else None, limit=limit, **narrow)
+    oldest = oldest_per_state(store)
     return StatusReport(
         counts=order_counts(store, now),
         last_sync=store.last_run("sync"),
         oldest_waiting=store.oldest_waiting(),
-        orders=store.list_orders(states=[state] if state else None, limit=limit),
+        orders=orders,
         changed_after_push=store.changed_after_push_ids(),
+        oldest=oldest,
+        write_backs_pending=len(store.write_back_pending_ids()),
     )
+
+
+def summary_lines(
+    report: StatusReport, now: datetime, when: Callable[[datetime | None], str]
+) -> list[str]:
+    """The one-screen summary above the order table: counts, last sync, what needs you."""
+    counts = report.counts
+    shown = [*OPEN_STATES, OrderState.PUSHED, OrderState.SKIPPED]
+    lines = ["Orders: " + ", ".join(f"{counts.get(s.value, 0)} {s.value}" for s in shown)]
+    last = report.last_sync
+    if last is None:
+        lines.append("Last sync: never")
+    else:
+        ago = describe_age(max(timedelta(0), now - last.started_at))
+        outcome = last.outcome or "still running"
+        lines.append(f"Last sync: {when(last.started_at)} ({ago} ago), run {last.id}, {outcome}")
+    needs: list[str] = []
+    for state in ATTENTION_STATES:
+        count = counts.get(state.value, 0)
+        oldest = report.oldest.get(state)
+        if count and oldest is not None:
+            label = "pushing (sent or in doubt)" if state is OrderState.PUSHING else state.value
+            needs.append(
+                f"{count} {label} (longest: order {oldest.woo_id}, "
+                f"{describe_age(waited(oldest, now))})"
+            )
+    if report.changed_after_push:
+        first = report.changed_after_push[0]
+        needs.append(
+            f"{len(report.changed_after_push)} changed in the shop after the push "
+            f"(woo2d365 ack {first})"
+        )
+    if report.write_backs_pending:
+        needs.append(f"{report.write_backs_pending} write-backs to the shop pending")
+    needs_line = "Needs you: " + ("; ".join(needs) if needs else "nothing")
+    lines += textwrap.wrap(needs_line, width=80, subsequent_indent="  ", break_on_hyphens=False)
+    waiting = report.oldest_waiting
+    if waiting is not None:
+        lines.append(
+            f"Oldest waiting: order {waiting.woo_id} ({waiting.state.value}) since "
+            f"{when(waiting.since)}"
+        )
+    return lines
 
 
 def iso(value: datetime | None) -> str | None:
@@ -281,12 +380,19 @@ class CheckLimits:
 
     warn_after: timedelta
     critical_after: timedelta
+    max_wait: timedelta = timedelta(0)  # an order waiting longer in one state warns; 0: never
 
     @classmethod
     def from_settings(
-        cls, settings: Any, *, max_age: str | None = None, critical_age: str | None = None
+        cls,
+        settings: Any,
+        *,
+        max_age: str | None = None,
+        critical_age: str | None = None,
+        max_wait: str | None = None,
     ) -> CheckLimits:
-        """``[monitoring]`` values, overridden by ``--max-age`` / ``--critical-age``."""
+        """``[monitoring]`` and ``[alerts] max_wait_hours`` values, overridden by ``--max-age``,
+        ``--critical-age`` and ``--max-wait``."""
         monitoring = settings.monitoring
         warn = timedelta(minutes=WARNING_INTERVALS * monitoring.expected_interval_minutes)
         critical = timedelta(minutes=monitoring.critical_after_minutes)
@@ -294,7 +400,10 @@ class CheckLimits:
             warn = parse_duration(max_age, option="--max-age")
         if critical_age is not None:
             critical = parse_duration(critical_age, option="--critical-age")
-        return cls(warn_after=warn, critical_after=critical)
+        wait = timedelta(hours=settings.alerts.max_wait_hours)
+        if max_wait is not None:
+            wait = parse_duration(max_wait, option="--max-wait")
+        return cls(warn_after=warn, critical_after=critical, max_wait=wait)
 
 
 def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> CheckResult:
@@ -348,6 +457,13 @@ def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> Check
         attention = ["woo2d365 status --state held" if held else "woo2d365 status --state failed"]
     else:
         attention = []
+    oldest = _over_max_wait(store, limits, now)
+    if oldest is not None:
+        warning.append(
+            f"order {oldest.woo_id} {oldest.state.value} for {describe_age(waited(oldest, now))} "
+            f"(over {describe_age(limits.max_wait)})"
+        )
+        attention.append(f"woo2d365 status {oldest.woo_id}")
     changed = store.changed_after_push_ids()
     if changed:
         warning.append(f"{len(changed)} changed in the shop after the push")
@@ -364,6 +480,17 @@ def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> Check
     if attention:
         summary += f" (see {attention[0]})"
     return CheckResult(code, summary, _perfdata(counts, age, limits))
+
+
+def _over_max_wait(store: StateStore, limits: CheckLimits, now: datetime) -> OrderRecord | None:
+    """The order waiting longest in an open state, when that is longer than ``max_wait``."""
+    if limits.max_wait <= timedelta(0):
+        return None
+    oldest = oldest_per_state(store).values()
+    longest = max(oldest, key=lambda record: waited(record, now), default=None)
+    if longest is None or waited(longest, now) <= limits.max_wait:
+        return None
+    return longest
 
 
 def _runs(count: int) -> str:
@@ -391,6 +518,7 @@ def run_check(
     *,
     max_age: str | None = None,
     critical_age: str | None = None,
+    max_wait: str | None = None,
     clock: Callable[[], datetime] | None = None,
     conflicting: Sequence[str] = (),
 ) -> CheckResult:
@@ -402,7 +530,10 @@ def run_check(
         return CheckResult(3, f"--check cannot be combined with {', '.join(conflicting)}")
     try:
         limits = CheckLimits.from_settings(
-            load_settings().settings, max_age=max_age, critical_age=critical_age
+            load_settings().settings,
+            max_age=max_age,
+            critical_age=critical_age,
+            max_wait=max_wait,
         )
         store = open_store()
         return check_status(store, limits, (clock or utc_now)())
@@ -512,6 +643,8 @@ class MetricsSnapshot:
     api: dict[str, tuple[int, int | None]] = field(default_factory=dict)
     unreachable_runs: dict[str, int] = field(default_factory=dict)
     run_orders: dict[str, int] = field(default_factory=dict)
+    oldest_age_seconds: dict[str, float] = field(default_factory=dict)
+    write_backs_pending: int | None = None
 
 
 def render_metrics(snapshot: MetricsSnapshot) -> CollectorRegistry:
@@ -525,6 +658,19 @@ def render_metrics(snapshot: MetricsSnapshot) -> CollectorRegistry:
         orders = gauge("woo2d365_orders", "Orders in the state store by state.", ["state"])
         for state in OrderState:
             orders.labels(state=state.value).set(snapshot.counts.get(state.value, 0))
+    if snapshot.counts is not None:
+        oldest = gauge(
+            "woo2d365_oldest_order_age_seconds",
+            "How long the longest-waiting order of each open state has been in it (0: none).",
+            ["state"],
+        )
+        for state in OPEN_STATES:
+            oldest.labels(state=state.value).set(snapshot.oldest_age_seconds.get(state.value, 0))
+    if snapshot.write_backs_pending is not None:
+        gauge(
+            "woo2d365_write_backs_pending",
+            "Pushed orders whose note and meta are not in the shop yet.",
+        ).set(snapshot.write_backs_pending)
     if snapshot.changed_after_push is not None:
         gauge(
             "woo2d365_changed_after_push",
@@ -657,6 +803,8 @@ class SyncMetrics:
         changed: int | None = None
         last_success: datetime | None = None
         unreachable: dict[str, int] = {}
+        ages: dict[str, float] = {}
+        pending: int | None = None
         if runtime is not None and not _store_failed(exc):
             try:
                 from woo2d365.alerts import unreachable_runs
@@ -667,6 +815,12 @@ class SyncMetrics:
                 if success is not None:
                     last_success = success.finished_at or success.started_at
                 unreachable = {s: unreachable_runs(runtime.store, s) for s in _SYSTEM_NAMES}
+                now = self.clock()
+                ages = {
+                    state.value: waited(record, now).total_seconds()
+                    for state, record in oldest_per_state(runtime.store).items()
+                }
+                pending = len(runtime.store.write_back_pending_ids())
             except Woo2D365Error as error:
                 log.warning("metrics: the state store could not be read: %s", error)
         return MetricsSnapshot(
@@ -679,6 +833,8 @@ class SyncMetrics:
             api=api,
             unreachable_runs=unreachable,
             run_orders=_run_orders(result),
+            oldest_age_seconds=ages,
+            write_backs_pending=pending,
         )
 
 

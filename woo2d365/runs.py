@@ -39,7 +39,7 @@ from woo2d365.runtime import Runtime
 from woo2d365.shop.mapping import order_from_shop
 
 
-def parse_since(value: str | None) -> datetime | None:
+def parse_since(value: str | None, *, option: str = "--since") -> datetime | None:
     """``--since`` → aware UTC datetime (a value without offset is read as UTC)."""
     if value is None:
         return None
@@ -47,7 +47,7 @@ def parse_since(value: str | None) -> datetime | None:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(
-            f"--since {value!r} is not an ISO date-time (2026-11-01T00:00:00Z)"
+            f"{option} {value!r} is not an ISO date-time (2026-11-01T00:00:00Z)"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

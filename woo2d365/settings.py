@@ -154,6 +154,7 @@ class AlertsSettings(_Section):
     """``[alerts]``: channels and de-duplication."""
 
     repeat_after_minutes: int = Field(default=240, ge=0)
+    max_wait_hours: float = Field(default=24, ge=0)  # 0: never
     email: EmailAlertSettings = Field(default_factory=EmailAlertSettings)
     webhook: WebhookAlertSettings = Field(default_factory=WebhookAlertSettings)
 

@@ -14,6 +14,7 @@ from woo2d365.alerts import AlertCenter, DigestOutcome, channels_from_settings
 from woo2d365.alerts.channels import Channel, WebhookChannel
 from woo2d365.model import OrderState
 from woo2d365.settings import AlertsSettings, WebhookAlertSettings
+from woo2d365.store import open_store
 from woo2d365.store.base import StateStore
 
 HELD_REASON = 'line 2 "Blue Widget": SKU WIDGET-9 is not mapped (map-sku add WIDGET-9 ITEM)'
@@ -363,3 +364,32 @@ def test_without_channels_nothing_is_remembered_so_a_later_channel_gets_everythi
 
 def _email_of(settings: AlertsSettings) -> list[Channel]:
     return [c for c in channels_from_settings(settings) if c.name == "email"]
+
+
+def test_an_order_stuck_longer_than_max_wait_hours_is_alerted_once_and_recovers(
+    state_url: str, smtp: SmtpServer, clock: FakeClock
+) -> None:
+    store = open_store(state_url, clock=clock)
+    try:
+        add_order(store, 501, OrderState.READY)
+        settings = alerts_settings(smtp).model_copy(update={"max_wait_hours": 24})
+        center = AlertCenter(store, settings, clock=clock)
+        clock.advance(minutes=23 * 60)
+        assert _run(center, store).alerts == (), "23 hours: not yet"
+        clock.advance(minutes=2 * 60)
+        outcome = _run(center, store)
+        assert outcome.alerts == ("waiting:501",)
+        body = smtp.mails[-1].message.get_content()
+        assert "order 501 has been ready for 25 h (since 2026-03-02 08:00 UTC)" in body
+        clock.advance(minutes=30)
+        assert _run(center, store).alerts == (), "the same condition is not sent again"
+
+        clock.advance(minutes=1)
+        store.set_state(501, OrderState.READY, reason="validated again")
+        again = _run(center, store)
+        assert "waiting:501" in again.active and not again.recoveries, "staying ready: same age"
+        store.set_state(501, OrderState.PUSHED)
+        recovered = _run(center, store)
+        assert recovered.recoveries == ("waiting:501",)
+    finally:
+        store.close()

@@ -78,6 +78,10 @@ def test_sync_writes_prometheus_metrics_also_when_the_store_is_unreachable(
     for state, count in status["counts"].items():
         assert values[f'woo2d365_orders{{state="{state}"}}'] == count
     assert values['woo2d365_run_outcome{outcome="attention"}'] == 1
+    assert status["counts"]["held"] > 0
+    assert 0 <= values['woo2d365_oldest_order_age_seconds{state="held"}'] < 120
+    assert values['woo2d365_oldest_order_age_seconds{state="ready"}'] == 0, "none ready"
+    assert values["woo2d365_write_backs_pending"] == 0, "every write-back was done"
     assert values['woo2d365_api_requests{system="shop"}'] > 0
     assert values['woo2d365_api_requests{system="dynamics"}'] > 0
     assert values['woo2d365_api_errors{system="dynamics"}'] == 0

@@ -363,3 +363,43 @@ def test_a_batch_commits_its_writes_together_or_not_at_all(state_url: str) -> No
     finally:
         writer.close()
         reader.close()
+
+
+def test_an_order_keeps_the_moment_it_entered_its_state_apart_from_its_updates(
+    state_url: str,
+) -> None:
+    clock = [T0]
+    store = open_store(state_url, clock=lambda: clock[0])
+    try:
+        store.save_pulled_order(pulled(7))
+        assert _since(store, 7) == T0, "new since it was pulled"
+        clock[0] = T0 + timedelta(minutes=5)
+        store.set_state(7, OrderState.HELD, reason="SKU X is not mapped")
+        clock[0] = T0 + timedelta(minutes=50)
+        store.set_state(7, OrderState.HELD, reason="SKU X is still not mapped")
+        store.save_pulled_order(pulled(7))
+        record = store.get_order(7)
+        assert record is not None and record.updated_at == T0 + timedelta(minutes=50)
+        assert record.since == T0 + timedelta(minutes=5), "held again is not held anew"
+
+        clock[0] = T0 + timedelta(hours=1)
+        store.set_state(7, OrderState.READY)
+        assert store.claim(7, "w:1", clock[0], token="t", key="WC-7")
+        assert _since(store, 7) == T0 + timedelta(hours=1)
+        clock[0] = T0 + timedelta(hours=2)
+        assert store.confirm_claim(7, "t", clock[0])
+        assert _since(store, 7) == T0 + timedelta(hours=1), "a renewed claim is not a new state"
+        assert store.mark_pushed(
+            7, d365_id="g", d365_number="SO-7", external_number="WC-7", now=clock[0], token="t"
+        )
+        assert _since(store, 7) == T0 + timedelta(hours=2)
+        assert store.orders_waiting_since([OrderState.PUSHED], T0 + timedelta(hours=3)) != []
+        assert store.orders_waiting_since([OrderState.PUSHED], T0 + timedelta(hours=1)) == []
+    finally:
+        store.close()
+
+
+def _since(store: SqlStore, woo_id: int) -> datetime | None:
+    record = store.get_order(woo_id)
+    assert record is not None
+    return record.since

@@ -3,6 +3,8 @@
 Standing conditions last until they clear, and then earn a recovery line:
 
 * ``held:<woo_id>`` and ``failed:<woo_id>``: the order is in that state (from the store);
+* ``waiting:<woo_id>``: the order has been ``new``, ``ready`` or ``pushing`` (not held or failed:
+  those alert already) for longer than ``[alerts] max_wait_hours``;
 * ``unreachable:shop`` and ``unreachable:dynamics``: the system could not be reached in
   :data:`UNREACHABLE_RUNS` runs in a row (consecutive failures counted in the store's key/value
   table under ``alerts.unreachable.<system>.count``).
@@ -22,7 +24,7 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from woo2d365.model import OrderState
 from woo2d365.store.base import Event, OrderRecord, StateStore
@@ -118,6 +120,33 @@ def order_conditions(store: StateStore) -> list[Condition]:
                     commands=(f"woo2d365 retry {record.woo_id}",),
                 )
             )
+    return conditions
+
+
+STUCK_STATES = (OrderState.NEW, OrderState.READY, OrderState.PUSHING)
+"""States an order should pass through within a run or two; held and failed alert on their own."""
+
+
+def waiting_conditions(
+    store: StateStore, max_wait: timedelta, now: datetime, *, limit: int = 100
+) -> list[Condition]:
+    """``waiting`` conditions for orders stuck in :data:`STUCK_STATES` longer than ``max_wait``."""
+    if max_wait <= timedelta(0):
+        return []
+    records = store.orders_waiting_since(list(STUCK_STATES), now - max_wait, limit=limit)
+    conditions = []
+    for record in sorted(records, key=lambda r: r.woo_id):
+        since = record.since or record.updated_at
+        hours = int((now - since).total_seconds() // 3600)
+        conditions.append(
+            Condition(
+                f"waiting:{record.woo_id}",
+                "waiting",
+                f"{order_label(record.woo_id, record.number)} has been {record.state.value} for "
+                f"{hours} h (since {since.astimezone(UTC):%Y-%m-%d %H:%M} UTC)",
+                commands=(f"woo2d365 status {record.woo_id}",),
+            )
+        )
     return conditions
 
 

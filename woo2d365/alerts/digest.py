@@ -39,6 +39,7 @@ from woo2d365.alerts.conditions import (
     record_reachability,
     recovery_text,
     unreachable_condition,
+    waiting_conditions,
     woo_id_of,
 )
 from woo2d365.alerts.message import AlertMessage, Entry, Section
@@ -61,13 +62,15 @@ _HEADINGS: dict[str, str] = {
         "order by hand if needed):"
     ),
     "mismatch": "Totals that differ between the shop and Dynamics (check the sales order):",
+    "waiting": "Orders waiting longer than [alerts] max_wait_hours (check why they do not move):",
 }
-_KIND_ORDER = ("unreachable", "held", "failed", "changed", "mismatch")
+_KIND_ORDER = ("unreachable", "held", "failed", "waiting", "changed", "mismatch")
 _SUBJECT_WORDS: dict[str, str] = {
     "held": "held",
     "failed": "failed",
     "changed": "changed after push",
     "mismatch": "with a total mismatch",
+    "waiting": "waiting too long",
 }
 
 
@@ -145,6 +148,8 @@ class AlertCenter:
             "dynamics": record_reachability(self.store, "dynamics", dynamics_reachable, now),
         }
         standing = order_conditions(self.store)
+        max_wait = timedelta(hours=self.settings.max_wait_hours)
+        standing += waiting_conditions(self.store, max_wait, now)
         for system, count in counts.items():
             condition = unreachable_condition(self.store, system, count)
             if condition is not None:

@@ -42,6 +42,7 @@ class OrderRecord:
     claim_token: str | None = None  # unique to the current claim (fencing)
     last_sent_at: datetime | None = None  # when a create for this order was last sent
     changed_at: datetime | None = None  # changed in the shop after its push, not acknowledged
+    since: datetime | None = None  # when it entered its current state (``updated_at`` moves on)
     raw: dict[str, Any] | None = None  # the shop JSON, loaded only when asked for
 
 
@@ -169,8 +170,12 @@ class StateStore(Protocol):
         limit: int | None = None,
         with_raw: bool = False,
         woo_ids: list[int] | None = None,
+        number: str | None = None,
+        email: str | None = None,
+        updated_since: datetime | None = None,
     ) -> list[OrderRecord]:
-        """Orders, most recently updated first."""
+        """Orders, most recently updated first; ``number``, ``email`` (billing, any case) and
+        ``updated_since`` narrow the list."""
         ...
 
     def order_ids_in_state(self, state: OrderState, *, limit: int | None = None) -> list[int]:
@@ -183,6 +188,16 @@ class StateStore(Protocol):
 
     def oldest_waiting(self) -> OrderRecord | None:
         """The order in ``new``, ``ready``, ``held`` or ``failed`` waiting the longest."""
+        ...
+
+    def orders_waiting_since(
+        self, states: list[OrderState], before: datetime, *, limit: int = 100
+    ) -> list[OrderRecord]:
+        """Orders that entered one of ``states`` before ``before``, longest waiting first."""
+        ...
+
+    def oldest_in_state(self, state: OrderState) -> OrderRecord | None:
+        """The order that has been in ``state`` the longest."""
         ...
 
     def set_state(

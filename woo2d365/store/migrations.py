@@ -39,6 +39,7 @@ class Migration:
     tables: tuple[str, ...]
     indexes: tuple[Index, ...] = field(default_factory=tuple)
     columns: tuple[Column, ...] = field(default_factory=tuple)
+    data: tuple[str, ...] = ()  # idempotent statements run after the columns are added
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -176,4 +177,15 @@ MIGRATIONS += (
     ),
 )
 
-LATEST_VERSION = MIGRATIONS[-1].version
+MIGRATIONS += (
+    Migration(
+        version=5,
+        description="when each order entered its current state, apart from its last update",
+        tables=(),
+        columns=(Column("orders", "state_since", "{ts} NULL"),),
+        data=("UPDATE orders SET state_since = updated_at WHERE state_since IS NULL",),
+        indexes=(Index("ix_orders_state_since", "orders", ("state", "state_since")),),
+    ),
+)
+
+LATEST_VERSION = max(migration.version for migration in MIGRATIONS)

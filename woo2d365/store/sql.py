@@ -13,6 +13,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -39,8 +40,11 @@ WAITING_STATES = (OrderState.NEW, OrderState.READY, OrderState.HELD, OrderState.
 _ORDER_COLUMNS = (
     "woo_id, number, state, shop_status, shop_modified_at, reason, attempts, d365_id, "
     "d365_number, external_number, currency, total, claimed_by, claimed_at, created_at, "
-    "updated_at, pushed_at, write_back_pending, claim_token, last_sent_at, changed_at"
+    "updated_at, pushed_at, write_back_pending, claim_token, last_sent_at, changed_at, state_since"
 )
+# Set before ``state`` in an UPDATE (MySQL assigns left to right): the moment an order enters a
+# state, kept while it stays there (a held order validated again is not held anew).
+_SINCE = "state_since = CASE WHEN state = ? THEN COALESCE(state_since, updated_at) ELSE ? END, "
 _RAW_INDEX = _ORDER_COLUMNS.count(",") + 1  # raw_json, when asked for, follows the columns
 
 
@@ -230,6 +234,8 @@ class SqlStore:
                                 f"ALTER TABLE {column.table} ADD COLUMN {column.name} "
                                 + column.ddl.format(**types),
                             )
+                    for statement in migration.data:
+                        self._exec(cur, statement)
                     for index in migration.indexes:
                         if not self.dialect.index_exists(cur, index):
                             unique = "UNIQUE " if index.unique else ""
@@ -288,6 +294,7 @@ class SqlStore:
             claim_token=row[18],
             last_sent_at=_opt_time(row[19]),
             changed_at=_opt_time(row[20]),
+            since=_opt_time(row[21]) or from_db_time(row[15]),
             raw=json.loads(raw) if raw is not None else None,
         )
 
@@ -313,8 +320,8 @@ class SqlStore:
                             cur,
                             "INSERT INTO orders (woo_id, number, state, shop_status, "
                             "shop_modified_at, attempts, currency, total, created_at, updated_at, "
-                            "write_back_pending, raw_json) "
-                            "VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, 0, ?)",
+                            "state_since, write_back_pending, raw_json) "
+                            "VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, 0, ?)",
                             (
                                 order.woo_id,
                                 order.number,
@@ -323,6 +330,7 @@ class SqlStore:
                                 modified,
                                 order.currency,
                                 order.total,
+                                now,
                                 now,
                                 now,
                                 raw,
@@ -372,11 +380,25 @@ class SqlStore:
         limit: int | None = None,
         with_raw: bool = False,
         woo_ids: list[int] | None = None,
+        number: str | None = None,
+        email: str | None = None,
+        updated_since: datetime | None = None,
     ) -> list[OrderRecord]:
-        """Orders, most recently updated first."""
-        columns = _ORDER_COLUMNS + (", raw_json" if with_raw else "")
+        """Orders, most recently updated first; ``number`` (shop order number), ``email`` (the
+        billing e-mail, any case) and ``updated_since`` narrow the list."""
+        columns = _ORDER_COLUMNS + (", raw_json" if with_raw or email else "")
         where: list[str] = []
         params: list[Any] = []
+        if number is not None:
+            where.append("number = ?")
+            params.append(number)
+        if updated_since is not None:
+            where.append("updated_at >= ?")
+            params.append(to_db_time(updated_since))
+        if email is not None:
+            # A coarse text match narrows the scan; the JSON is checked below.
+            where.append("LOWER(raw_json) LIKE ? ESCAPE '!'")
+            params.append("%" + _like_escape(email.strip().lower()) + "%")
         if states:
             where.append(f"state IN ({', '.join('?' for _ in states)})")
             params.extend(s.value for s in states)
@@ -395,7 +417,15 @@ class SqlStore:
         with self._tx() as cur:
             self._exec(cur, sql, params)
             rows = cur.fetchall()
-        return [self._order_from_row(r, r[_RAW_INDEX] if with_raw else None) for r in rows]
+        records = [
+            self._order_from_row(r, r[_RAW_INDEX] if with_raw or email else None) for r in rows
+        ]
+        if email is not None:
+            wanted = email.strip().lower()
+            records = [r for r in records if _billing_email(r.raw) == wanted]
+            if not with_raw:
+                records = [replace(r, raw=None) for r in records]
+        return records
 
     def order_ids_in_state(self, state: OrderState, *, limit: int | None = None) -> list[int]:
         """Ids of orders in ``state``, oldest update first (work queue order)."""
@@ -418,23 +448,39 @@ class SqlStore:
         return result
 
     def oldest_waiting(self) -> OrderRecord | None:
-        """The order in ``new``, ``ready``, ``held`` or ``failed`` waiting the longest."""
-        oldest: OrderRecord | None = None
+        """The order in ``new``, ``ready``, ``held`` or ``failed`` waiting the longest (by the
+        time it entered its state)."""
+        found = [o for o in (self.oldest_in_state(s) for s in WAITING_STATES) if o is not None]
+        return min(found, key=lambda o: (o.since or o.updated_at, o.woo_id), default=None)
+
+    def orders_waiting_since(
+        self, states: list[OrderState], before: datetime, *, limit: int = 100
+    ) -> list[OrderRecord]:
+        """Orders that entered one of ``states`` before ``before``, longest waiting first."""
+        found: list[OrderRecord] = []
         with self._tx() as cur:
-            # One indexed probe per state beats one IN (...) with a sort at a million rows.
-            for state in WAITING_STATES:
+            for state in states:  # one indexed range per state
                 self._exec(
                     cur,
-                    f"SELECT {_ORDER_COLUMNS} FROM orders WHERE state = ? "
-                    "ORDER BY updated_at, woo_id LIMIT 1",
-                    (state.value,),
+                    f"SELECT {_ORDER_COLUMNS} FROM orders WHERE state = ? AND state_since < ? "
+                    "ORDER BY state_since, woo_id LIMIT ?",
+                    (state.value, to_db_time(before), int(limit)),
                 )
-                row = cur.fetchone()
-                if row is not None:
-                    record = self._order_from_row(row)
-                    if oldest is None or record.updated_at < oldest.updated_at:
-                        oldest = record
-        return oldest
+                found += [self._order_from_row(row) for row in cur.fetchall()]
+        found.sort(key=lambda o: (o.since or o.updated_at, o.woo_id))
+        return found[:limit]
+
+    def oldest_in_state(self, state: OrderState) -> OrderRecord | None:
+        """The order that has been in ``state`` the longest (an indexed probe)."""
+        with self._tx() as cur:
+            self._exec(
+                cur,
+                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE state = ? "
+                "ORDER BY state_since, woo_id LIMIT 1",
+                (state.value,),
+            )
+            row = cur.fetchone()
+        return None if row is None else self._order_from_row(row)
 
     def set_state(
         self,
@@ -449,8 +495,9 @@ class SqlStore:
     ) -> bool:
         """Move an order to ``state``; with ``expect`` only from those states, with ``token``
         only while that claim holds it (fencing). True if changed."""
-        sets = "state = ?, reason = ?, updated_at = ?"
-        params: list[Any] = [state.value, reason, self._now()]
+        now = self._now()
+        sets = _SINCE + "state = ?, reason = ?, updated_at = ?"
+        params: list[Any] = [state.value, now, state.value, reason, now]
         if state is not OrderState.PUSHING:
             sets += ", claimed_by = NULL, claimed_at = NULL, claim_token = NULL"
         if reset_attempts:
@@ -480,10 +527,12 @@ class SqlStore:
         with self._tx() as cur:
             changed = self._exec(
                 cur,
-                "UPDATE orders SET state = ?, claimed_by = ?, claimed_at = ?, claim_token = ?, "
-                "external_number = COALESCE(external_number, ?), attempts = attempts + 1, "
-                "updated_at = ? WHERE woo_id = ? AND state = ?",
+                "UPDATE orders SET " + _SINCE + "state = ?, claimed_by = ?, claimed_at = ?, "
+                "claim_token = ?, external_number = COALESCE(external_number, ?), "
+                "attempts = attempts + 1, updated_at = ? WHERE woo_id = ? AND state = ?",
                 (
+                    OrderState.PUSHING.value,
+                    stamp,
                     OrderState.PUSHING.value,
                     claimer,
                     stamp,
@@ -597,11 +646,13 @@ class SqlStore:
         shop write-back pending. True if recorded."""
         stamp = to_db_time(now)
         sql = (
-            "UPDATE orders SET state = ?, d365_id = ?, d365_number = ?, external_number = ?, "
-            "pushed_at = ?, updated_at = ?, reason = NULL, claimed_by = NULL, "
+            "UPDATE orders SET " + _SINCE + "state = ?, d365_id = ?, d365_number = ?, "
+            "external_number = ?, pushed_at = ?, updated_at = ?, reason = NULL, claimed_by = NULL, "
             "claimed_at = NULL, claim_token = NULL, write_back_pending = ? WHERE woo_id = ?"
         )
         params: list[Any] = [
+            OrderState.PUSHED.value,
+            stamp,
             OrderState.PUSHED.value,
             d365_id,
             d365_number,
@@ -623,14 +674,23 @@ class SqlStore:
     def forget_document(self, woo_id: int, reason: str) -> bool:
         """A ``pushed`` order whose document no longer exists becomes ``ready`` again (its key
         kept, attempts reset). True if changed."""
+        now = self._now()
         with self._tx() as cur:
             return (
                 self._exec(
                     cur,
-                    "UPDATE orders SET state = ?, reason = ?, d365_id = NULL, d365_number = NULL, "
-                    "pushed_at = NULL, write_back_pending = 0, attempts = 0, updated_at = ? "
-                    "WHERE woo_id = ? AND state = ?",
-                    (OrderState.READY.value, reason, self._now(), woo_id, OrderState.PUSHED.value),
+                    "UPDATE orders SET " + _SINCE + "state = ?, reason = ?, d365_id = NULL, "
+                    "d365_number = NULL, pushed_at = NULL, write_back_pending = 0, attempts = 0, "
+                    "updated_at = ? WHERE woo_id = ? AND state = ?",
+                    (
+                        OrderState.READY.value,
+                        now,
+                        OrderState.READY.value,
+                        reason,
+                        now,
+                        woo_id,
+                        OrderState.PUSHED.value,
+                    ),
                 )
                 == 1
             )
@@ -1211,6 +1271,17 @@ class SqlStore:
             self._exec(cur, sql, params)
             row = cur.fetchone()
         return int(row[0]) if row else 0
+
+
+def _like_escape(text: str) -> str:
+    """``text`` as a literal inside ``LIKE ? ESCAPE '!'`` (one escape both dialects accept)."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
+def _billing_email(raw: dict[str, Any] | None) -> str | None:
+    billing = (raw or {}).get("billing")
+    email = billing.get("email") if isinstance(billing, dict) else None
+    return email.strip().lower() if isinstance(email, str) else None
 
 
 def _first_line(exc: BaseException) -> str:
