@@ -474,7 +474,38 @@ def sync_summary(result: SyncResult) -> str:
     if result.config_problem is not None:
         parts.append(f"{result.config_problem};")
     parts.append(f"outcome {result.outcome}")
-    return " ".join(parts)
+    line = " ".join(parts)
+    problems: dict[str, dict[int, str]] = {"held": {}, "failed": {}}
+    if result.validate is not None:
+        problems["held"].update(result.validate.held)
+    if result.push is not None:
+        problems["held"].update(result.push.held)
+        problems["failed"].update(result.push.failed)
+    for name, orders in problems.items():
+        if orders:
+            line += "\n" + named_orders(name, orders)
+    for step in result.follow_ups.values():
+        line += "\n" + step.summary()
+        for item in step.attention[:SUMMARY_NAMES]:
+            line += f"\n  {item}"
+        if len(step.attention) > SUMMARY_NAMES:
+            line += f"\n  and {len(step.attention) - SUMMARY_NAMES} more"
+    return line
+
+
+SUMMARY_NAMES = 5  # orders named in a summary, then "and N more"
+
+
+def named_orders(what: str, orders: dict[int, str]) -> str:
+    """``held: 7 orders (woo2d365 status --state held)`` and one line per order, up to
+    :data:`SUMMARY_NAMES`, then ``and N more``."""
+    count = len(orders)
+    lines = [f"{what}: {count} order{'s' if count != 1 else ''} (woo2d365 status --state {what})"]
+    shown = sorted(orders.items())[:SUMMARY_NAMES]
+    lines += [f"  order {woo_id}: {reason}" for woo_id, reason in shown]
+    if count > len(shown):
+        lines.append(f"  and {count - len(shown)} more")
+    return "\n".join(lines)
 
 
 def retry_summary(outcome: RetryOutcome) -> str:

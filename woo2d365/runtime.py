@@ -75,7 +75,10 @@ class Runtime:
         run_id = ctx.run_id = self.store.start_run(command, self.clock(), worker=ctx.worker)
         record: dict[str, Any] = {"outcome": "error", "counts": {}}
         try:
-            yield ctx, record
+            try:
+                yield ctx, record
+            finally:
+                ctx.log_repeats()
         except BaseException as exc:
             record["outcome"] = failed_outcome(exc)
             try:

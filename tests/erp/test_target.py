@@ -197,6 +197,22 @@ def test_a_country_business_central_does_not_know_is_named(
     assert len(_gets(bc, "countriesRegions")) == 1  # read once per run
 
 
+def test_country_codes_dynamics_cannot_give_are_not_checked_and_not_asked_again_in_the_run(
+    bc: BusinessCentralEmulator, bc_settings: Settings, sqlite_store: SqlStore
+) -> None:
+    order = _order("guest")
+    irish = replace(order, billing=replace(order.billing, country="IE"))
+    target = make_target(bc_settings, sqlite_store)
+    bc.fail_next(50, status=503, path_contains="countriesRegions")
+    target.load_checks()
+    asked = len(_gets(bc, "countriesRegions"))
+    assert asked >= 1
+    # validate checks orders inside a store transaction: no request (and no backoff) from there
+    assert target.check_order(irish) == [], "not known, so not checked"
+    assert target.check_order(order) == []
+    assert len(_gets(bc, "countriesRegions")) == asked
+
+
 def test_per_email_mode_needs_an_email(
     bc: BusinessCentralEmulator, bc_settings: Settings, sqlite_store: SqlStore
 ) -> None:

@@ -30,11 +30,61 @@ class RunContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("woo2d365"))
     lease_lost: threading.Event = field(default_factory=threading.Event)
     """Set when the run lock's lease was lost: claim nothing more, send nothing more."""
+    _repeats: dict[tuple[str, str], _Repeat] = field(default_factory=dict, repr=False)
+    _repeats_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def event(
-        self, step: str, message: str, *, level: str = "info", woo_id: int | None = None
+        self,
+        step: str,
+        message: str,
+        *,
+        level: str = "info",
+        woo_id: int | None = None,
+        once: str | None = None,
     ) -> None:
-        """Record an event for this run (and order) and log it."""
+        """Record an event for this run (and order) and log it.
+
+        Events with the same ``once`` key are all recorded, but logged only the first time in
+        a run; :meth:`log_repeats` then says once how many more orders had it.
+        """
         self.store.add_event(step, message, level=level, woo_id=woo_id, run_id=self.run_id)
-        log_level = {"info": logging.INFO, "warning": logging.WARNING}.get(level, logging.ERROR)
-        self.log.log(log_level, message, extra={"step": step, "woo_id": woo_id})
+        if once is not None:
+            with self._repeats_lock:
+                seen = self._repeats.get((step, once))
+                if seen is not None:
+                    seen.woo_ids.append(woo_id)
+                    return
+                self._repeats[(step, once)] = _Repeat(once, _LEVELS.get(level, logging.ERROR))
+        self.log.log(
+            _LEVELS.get(level, logging.ERROR), message, extra={"step": step, "woo_id": woo_id}
+        )
+
+    def log_repeats(self) -> None:
+        """One line per repeated event of this run: how many more orders had it, and which."""
+        with self._repeats_lock:
+            repeats, self._repeats = self._repeats, {}
+        for (step, _), repeat in repeats.items():
+            if not repeat.woo_ids:
+                continue
+            ids = [str(i) for i in repeat.woo_ids if i is not None]
+            named = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+            count = len(repeat.woo_ids)
+            self.log.log(
+                repeat.level,
+                "the same for %d more order%s (%s): %s",
+                count,
+                "" if count == 1 else "s",
+                named,
+                repeat.text,
+                extra={"step": step},
+            )
+
+
+_LEVELS = {"info": logging.INFO, "warning": logging.WARNING}
+
+
+@dataclass
+class _Repeat:
+    text: str
+    level: int
+    woo_ids: list[int | None] = field(default_factory=list)

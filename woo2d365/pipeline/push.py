@@ -704,7 +704,9 @@ def _push_one(run: _Run, claim: _Claim) -> None:
         for note in document.notes:
             ctx.event(STEP, note, woo_id=woo_id)
         for warning in document.warnings:
-            ctx.event(STEP, warning, level="warning", woo_id=woo_id)
+            # "line 2 "Shirt": <what>": the same <what> on many orders is logged once a run.
+            what = warning.split(": ", 1)[-1]
+            ctx.event(STEP, warning, level="warning", woo_id=woo_id, once=what)
         stage = ""
         created = run.erp.create(document, _Guard(run, claim))
     except Woo2D365Error as exc:

@@ -199,6 +199,7 @@ def sync(
             result.crashed = True  # a bug (or Ctrl-C): never recorded as a good run
             raise
         finally:
+            ctx.log_repeats()
             result.lease_lost = lease.lost.is_set()
             if result.lease_lost:
                 ctx.event(

@@ -167,8 +167,10 @@ class BusinessCentralTarget:
                 except DynamicsError as exc:
                     if not exc.retryable:
                         raise
+                    # Not checked in this run, and not asked again: a second try would come
+                    # from inside validate's store transaction (docs/architecture.md).
                     log.warning("country codes could not be read (%s); not checked", exc)
-                    return None
+                    self._countries = None
                 self._countries_loaded = True
             return self._countries
 
