@@ -643,6 +643,8 @@ def push(
     """
     state = _state(ctx)
     result = runs.run_push(_runtime(state), order_ids=order or None, dry_run=dry_run, limit=limit)
+    for woo_id, why in result.left_out.items():
+        state.err.print(f"order {woo_id}: not pushed: {clean(why)}", markup=False)
     if dry_run:
         _print_json(state, result.payloads())
         for document in result.documents:
@@ -980,6 +982,21 @@ def _shell_quote(value: str) -> str:
     import shlex
 
     return shlex.quote(value)
+
+
+def _examples_one_per_line(*typers: typer.Typer) -> None:
+    """Keep each command's ``Example:`` lines apart in ``--help`` (click rewraps a paragraph
+    unless it starts with ``\\b``)."""
+    for group in typers:
+        for command in group.registered_commands:
+            callback = command.callback
+            doc = callback.__doc__ if callback else None
+            if callback and doc and "Example:" in doc and "\b\n" not in doc:
+                head, _, examples = doc.partition("    Example:")
+                callback.__doc__ = f"{head}    \b\n    Example:{examples}"
+
+
+_examples_one_per_line(app, map_sku_app)
 
 
 def main() -> None:

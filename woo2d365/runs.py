@@ -511,6 +511,11 @@ def named_orders(what: str, orders: dict[int, str]) -> str:
 def retry_summary(outcome: RetryOutcome) -> str:
     """One line about a retry."""
     line = f"retry: {len(outcome.retried)} reset, {len(outcome.refused)} not retried"
+    validated = outcome.validated
+    if validated is not None:
+        line += f"; validated: {len(validated.ready)} ready, {len(validated.held)} still held"
     if outcome.pushed is not None:
         line += "; " + push_summary(outcome.pushed)
+    if validated is not None and validated.held:
+        line += "\n" + named_orders("held", validated.held)
     return line

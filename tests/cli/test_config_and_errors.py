@@ -113,15 +113,53 @@ def test_an_unreachable_state_store_exits_3_without_the_password(
     assert "cannot be reached" in result.stderr
 
 
-def test_every_command_has_help_with_an_example(run_cli: RunCli) -> None:
-    for command in (
-        ["status"],
-        ["map-sku", "add"],
-        ["map-sku", "remove"],
-        ["map-sku", "list"],
-        ["map-sku", "import"],
-        ["map-sku", "export"],
-    ):
+def _commands() -> list[list[str]]:
+    import typer.main
+
+    from woo2d365.cli import app
+
+    root = typer.main.get_command(app)
+    paths: list[list[str]] = []
+    for name, command in root.commands.items():  # type: ignore[attr-defined]
+        subs = getattr(command, "commands", None)
+        paths += [[name, sub] for sub in subs] if subs else [[name]]
+    return paths
+
+
+def test_every_command_has_help_with_examples_one_per_line(run_cli: RunCli) -> None:
+    commands = _commands()
+    assert ["shipments"] in commands and ["map-sku", "add"] in commands
+    for command in commands:
         result = run_cli(*command, "--help", config=None)
         assert result.exit_code == 0
         assert "Example: woo2d365" in result.stdout, command
+        for line in result.stdout.splitlines():
+            assert line.count("Example:") <= 1, f"{command}: examples run together: {line}"
+            if "Example:" in line:
+                assert line.strip().startswith("Example:"), f"{command}: {line}"
+
+
+def test_the_readme_names_every_command_and_option() -> None:
+    import typer.main
+
+    from woo2d365.cli import app
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    root = typer.main.get_command(app)
+    missing = []
+    for path in _commands():
+        if " ".join(path) not in readme:
+            missing.append(" ".join(path))
+        command = root
+        for part in path:
+            command = command.commands[part]  # type: ignore[attr-defined]
+        for param in command.params:
+            for option in getattr(param, "opts", []):
+                if option.startswith("--") and option != "--help" and option not in readme:
+                    missing.append(f"{' '.join(path)} {option}")
+    for param in root.params:
+        for option in param.opts:
+            known = option in ("--help", "--version") or option in readme
+            if option.startswith("--") and not known:
+                missing.append(option)
+    assert not missing, f"README does not mention: {missing}"

@@ -124,3 +124,9 @@ def test_meta_goes_100_orders_a_request_and_a_refused_one_is_retried_next_run(
     assert second.written_back == [ids[7]]
     assert sqlite_store.write_back_pending_ids() == []
     assert len([n for n in shop.notes if n[0] == ids[7]]) == 1  # the note is not added twice
+    assert sqlite_store.events(ids[7])[-1].message == "write-back to the shop done", (
+        "the success that ends the failure is recorded"
+    )
+    assert not any("done" in e.message for e in sqlite_store.events(ids[8]) if e.step == "push"), (
+        "a write-back that never failed needs no such event"
+    )

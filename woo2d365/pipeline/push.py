@@ -112,6 +112,7 @@ class PushResult:
     documents: list[DryRunDocument] = field(default_factory=list)  # dry run only
     warnings: list[str] = field(default_factory=list)
     unreachable: str | None = None
+    left_out: dict[int, str] = field(default_factory=dict)  # asked for by id, not pushable: why
 
     @property
     def in_dynamics(self) -> int:
@@ -120,8 +121,15 @@ class PushResult:
 
     @property
     def needs_attention(self) -> bool:
-        """True when an order of this run was held or failed."""
-        return bool(self.failed or self.held)
+        """True when an order of this run was held or failed, or an order asked for by id is
+        held, failed or unknown."""
+        return bool(self.failed or self.held or self.left_out_attention)
+
+    @property
+    def left_out_attention(self) -> dict[int, str]:
+        """Orders asked for by id that a person must look at (held, failed, not in the store)."""
+        fine = ("already in Dynamics", "skipped")
+        return {i: why for i, why in self.left_out.items() if not why.startswith(fine)}
 
     @property
     def exit_code(self) -> ExitCode:
@@ -222,6 +230,8 @@ def _push_all(run: _Run, order_ids: list[int] | None, limit: int | None) -> None
     # A dry run also shows orders validate has not seen yet (sync --dry-run writes no states).
     states = [OrderState.READY, OrderState.NEW] if dry_run else [OrderState.READY]
     ids = _candidate_ids(ctx, states, order_ids, limit)
+    if order_ids is not None and limit is None:
+        run.result.left_out = left_out(ctx, [i for i in order_ids if i not in set(ids)])
     if not ids or run.stopping:
         return
     _prefetch_customers(run, ids, dry_run=dry_run)
@@ -399,6 +409,29 @@ def _mark_pushed(
             woo_id=claim.woo_id,
         )
     return recorded
+
+
+def left_out(ctx: RunContext, woo_ids: list[int]) -> dict[int, str]:
+    """Why each of these orders (asked for by id) is not pushed now, in the operator's words."""
+    records = {r.woo_id: r for r in ctx.store.list_orders(woo_ids=woo_ids)} if woo_ids else {}
+    reasons: dict[int, str] = {}
+    for woo_id in woo_ids:
+        record = records.get(woo_id)
+        if record is None:
+            reasons[woo_id] = "not in the state store (woo2d365 pull --order ID first)"
+        elif record.state is OrderState.PUSHED:
+            reasons[woo_id] = f"already in Dynamics as {record.d365_number}"
+        elif record.state is OrderState.HELD:
+            reasons[woo_id] = f"held: {record.reason} (fix it, then woo2d365 retry {woo_id})"
+        elif record.state is OrderState.FAILED:
+            reasons[woo_id] = f"failed: {record.reason} (woo2d365 retry {woo_id})"
+        elif record.state is OrderState.SKIPPED:
+            reasons[woo_id] = f"skipped: {record.reason or 'not to be sent'}"
+        elif record.state is OrderState.NEW:
+            reasons[woo_id] = "not validated yet (woo2d365 validate --order ID)"
+        else:
+            reasons[woo_id] = f"{record.state.value}: being sent by another run, or in doubt"
+    return reasons
 
 
 def _candidate_ids(

@@ -58,6 +58,7 @@ class WriteBacks:
         self._batches: list[Future[None]] = []
         self._metas: dict[int, str] = {}  # noted, meta not yet set
         self._stopped = threading.Event()
+        self._again: set[int] = set()  # orders whose earlier write-back did not finish
 
     @property
     def stopped(self) -> bool:
@@ -103,6 +104,8 @@ class WriteBacks:
             return
         full: dict[int, str] | None = None
         with self._lock:
+            if again:
+                self._again.add(woo_id)
             self._metas[woo_id] = sales_order_number
             if len(self._metas) >= METAS_PER_REQUEST:
                 full, self._metas = self._metas, {}
@@ -123,6 +126,8 @@ class WriteBacks:
         for woo_id in values:
             if woo_id not in refused:
                 self.ctx.store.set_write_back_done(woo_id)
+                if woo_id in self._again:  # the success that ends an earlier failure
+                    self.ctx.event(STEP, "write-back to the shop done", woo_id=woo_id)
         with self._lock:
             self.written_back.extend(woo_id for woo_id in values if woo_id not in refused)
         if refused:
