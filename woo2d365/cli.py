@@ -19,7 +19,14 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -583,9 +590,10 @@ def sync(
     with (
         monitoring.SyncMetrics(metrics_file) as metrics,
         step_context("sync"),
-        _progress(state, enabled=interactive) as on_step,
+        _progress(state, enabled=interactive) as (on_step, on_progress),
     ):
         runtime = metrics.instrument(_runtime(state))
+        runtime.progress = on_progress
         result = metrics.result = runs.run_sync(
             runtime, limit=limit, on_step=tracking_steps(on_step)
         )
@@ -755,15 +763,29 @@ def stock(
 
 
 @contextmanager
-def _progress(state: CliState, *, enabled: bool) -> Iterator[Any]:
-    """A spinner naming the current step on a terminal (stderr); nothing otherwise."""
+def _progress(state: CliState, *, enabled: bool) -> Iterator[tuple[Any, Any]]:
+    """On a terminal (stderr): the current step, its count and the time left; else nothing."""
     if not enabled:
-        yield None
+        yield None, None
         return
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=20),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=state.err, transient=True) as progress:
-        task = progress.add_task("sync: starting", total=None)
-        yield lambda step: progress.update(task, description=f"sync: {step}")
+        task = [progress.add_task("sync: starting", total=None)]
+
+        def on_step(step: str) -> None:  # a new task: counts and time left start afresh
+            progress.remove_task(task[0])
+            task[0] = progress.add_task(f"sync: {step}", total=None)
+
+        def on_progress(step: str, done: int, total: int | None) -> None:
+            progress.update(task[0], description=f"sync: {step}", completed=done, total=total)
+
+        yield on_step, on_progress
 
 
 def _render_sync(state: CliState, result: Any) -> None:

@@ -37,6 +37,7 @@ class Runtime:
     loaded: LoadedSettings
     store: StateStore
     clock: Callable[[], datetime] = utc_now
+    progress: Callable[[str, int, int | None], None] | None = None  # a terminal's progress bar
 
     @property
     def settings(self) -> Settings:
@@ -45,7 +46,9 @@ class Runtime:
 
     def context(self) -> RunContext:
         """A fresh run context."""
-        return RunContext(settings=self.settings, store=self.store, clock=self.clock)
+        return RunContext(
+            settings=self.settings, store=self.store, clock=self.clock, progress=self.progress
+        )
 
     def shop(self) -> WooClient:
         """The WooCommerce client; :class:`ConfigError` naming a missing key and the file."""

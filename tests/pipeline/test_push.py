@@ -94,6 +94,27 @@ def test_ready_orders_become_sales_orders_and_are_recorded(
     assert again.pushed == [] and _posts(bc) == []
 
 
+def test_push_tells_its_progress_order_by_order_up_to_the_total(
+    bc: BusinessCentralEmulator, bc_settings: Settings, sqlite_store: StateStore
+) -> None:
+    clock = Clock()
+    ids = _ready(bc_settings, sqlite_store, list(fixture_orders().values()), clock)
+    seen: list[tuple[str, int, int | None]] = []
+    lock = threading.Lock()
+
+    def progress(step: str, done: int, total: int | None) -> None:
+        with lock:
+            seen.append((step, done, total))
+
+    ctx = make_context(bc_settings, sqlite_store, clock)
+    ctx.progress = progress
+    push(ctx, make_target(bc_settings, sqlite_store))
+    assert {step for step, _, _ in seen} == {"push"}
+    assert {total for _, _, total in seen} == {len(ids)}
+    assert max(done for _, done, _ in seen) == len(ids)
+    assert len(seen) >= len(ids), "told as each order is done, not only at the end"
+
+
 def test_a_refused_order_fails_with_dynamics_message(
     bc: BusinessCentralEmulator, bc_settings: Settings, sqlite_store: StateStore
 ) -> None:

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from woo2d365.clock import Clock, utc_now
@@ -30,6 +31,9 @@ class RunContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("woo2d365"))
     lease_lost: threading.Event = field(default_factory=threading.Event)
     """Set when the run lock's lease was lost: claim nothing more, send nothing more."""
+    progress: Callable[[str, int, int | None], None] | None = None
+    """Told ``(step, done, total)`` as a step goes (a terminal's progress bar); total may be
+    unknown (None)."""
     _repeats: dict[tuple[str, str], _Repeat] = field(default_factory=dict, repr=False)
     _repeats_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -58,6 +62,11 @@ class RunContext:
         self.log.log(
             _LEVELS.get(level, logging.ERROR), message, extra={"step": step, "woo_id": woo_id}
         )
+
+    def report_progress(self, step: str, done: int, total: int | None) -> None:
+        """Tell the progress callback, if any, how far ``step`` has come."""
+        if self.progress is not None:
+            self.progress(step, done, total)
 
     def log_repeats(self) -> None:
         """One line per repeated event of this run: how many more orders had it, and which."""

@@ -164,6 +164,7 @@ def _pull_window(
     result.window_start = start
     newest: datetime | None = None
     last_server_date: datetime | None = None
+    seen = 0
     for page in shop.iter_orders_modified_after(start):
         result.pages += 1
         last_server_date = page.server_date or last_server_date
@@ -172,6 +173,8 @@ def _pull_window(
                 modified = _take(ctx, raw, result, explicit=False)
                 if modified is not None and (newest is None or modified > newest):
                     newest = modified
+        seen += len(page.orders)
+        ctx.report_progress("pull", seen, max(page.total, seen) or None)
     # Only now, with every page read, may the cursor move; and only forward. A modification
     # time ahead of the shop's own clock (a plugin's bogus date) must not carry it past "now".
     candidate = newest if newest is not None else last_server_date

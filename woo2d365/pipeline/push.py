@@ -264,15 +264,34 @@ def _push_all(run: _Run, order_ids: list[int] | None, limit: int | None) -> None
                     run.halt(exc)
                 finally:
                     room.release()
+                    progress.add(1)
 
             pool.submit(work)
 
+        progress = _Progress(ctx, len(ids))
         for start in range(0, len(ids), CHUNK):
             if run.stopping:
                 break
-            for claim in _claim_chunk(run, ids[start : start + CHUNK]):
+            chunk = ids[start : start + CHUNK]
+            to_create = _claim_chunk(run, chunk)
+            progress.add(len(chunk) - len(to_create))  # adopted, or not claimed
+            for claim in to_create:
                 submit(claim)
     run.claims = None
+
+
+class _Progress:
+    """Orders handled so far, told to the run context's progress callback (thread-safe)."""
+
+    def __init__(self, ctx: RunContext, total: int) -> None:
+        self._ctx, self._total, self._done = ctx, total, 0
+        self._lock = threading.Lock()
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self._done += count
+            done = self._done
+        self._ctx.report_progress(STEP, done, self._total)
 
 
 @dataclass(frozen=True)

@@ -624,7 +624,9 @@ def _worth_another_try(exc: BaseException) -> bool:
 
 
 def _log_retry(exc: BaseException, wait: float, tries: int) -> None:
-    log.warning("Dynamics request failed (try %s), retrying in %.1f s: %s", tries, wait, exc)
+    # Said at info (-v): a request that then succeeds is no news; an outage is said once, by
+    # the step that gives up.
+    log.info("Dynamics request failed (try %s), retrying in %.1f s: %s", tries, wait, exc)
 
 
 def _filter_batches(
