@@ -27,10 +27,12 @@ def test_sync_pushes_resolvable_orders_once_and_holds_the_rest_until_mapped(
 ) -> None:
     first = run_woo2d365(sandbox, "sync")
     assert first.exit_code == 1, first.stderr  # some orders were held
-    assert len(first.stdout.strip().splitlines()) == 1, "one summary line when not on a TTY"
-    assert "held" in first.stdout
+    summary, *named = first.stdout.strip().splitlines()
+    assert summary.startswith("sync run 1: ") and "held" in summary, "a summary line (no TTY)"
     status = _status(sandbox)
     held = {o["woo_id"]: o["reason"] for o in status["orders"] if o["state"] == "held"}
+    assert named[0] == f"held: {len(held)} orders (woo2d365 status --state held)"
+    assert named[1:] == [f"  order {i}: {held[i]}" for i in sorted(held)][:5], "then each, why"
     for unmapped in UNMAPPED:
         assert any(unmapped.product.sku in reason for reason in held.values()), unmapped
     pushed = [o for o in status["orders"] if o["state"] == "pushed"]
