@@ -302,6 +302,12 @@ def _render_status(state: CliState, report: monitoring.StatusReport, *, limited:
             f"Last sync: started {monitoring.iso(last.started_at)}, finished {finished}, "
             f"outcome {last.outcome or '-'}"
         )
+    stock = report.last_stock
+    if stock is not None:
+        out.print(
+            f"Last stock run: {monitoring.iso(stock.at)}, {stock.checked} SKUs checked, "
+            f"{stock.written} written, {stock.refused} refused"
+        )
     waiting = report.oldest_waiting
     if waiting is not None:
         out.print(

@@ -37,6 +37,7 @@ from woo2d365.errors import (
 from woo2d365.logs import clean
 from woo2d365.model import OrderState
 from woo2d365.store.base import Event, OrderRecord, RunRecord, StateStore
+from woo2d365.store.stock import StockRunSummary, last_stock_run
 
 if TYPE_CHECKING:
     from woo2d365.pipeline.sync import SyncResult
@@ -55,6 +56,7 @@ class StatusReport:
     oldest_waiting: OrderRecord | None
     orders: list[OrderRecord]
     changed_after_push: list[int] = field(default_factory=list)  # not acknowledged yet
+    last_stock: StockRunSummary | None = None  # woo2d365 stock
 
 
 def parse_state(value: str | None) -> OrderState | None:
@@ -153,6 +155,7 @@ def status_report(
         oldest_waiting=store.oldest_waiting(),
         orders=store.list_orders(states=[state] if state else None, limit=limit),
         changed_after_push=store.changed_after_push_ids(),
+        last_stock=last_stock_run(store),
     )
 
 
@@ -206,6 +209,7 @@ def report_json(report: StatusReport) -> dict[str, Any]:
         "oldest_waiting": order_json(report.oldest_waiting) if report.oldest_waiting else None,
         "orders": [order_json(o) for o in report.orders],
         "changed_after_push": report.changed_after_push,
+        "last_stock": report.last_stock.as_json() if report.last_stock else None,
     }
 
 
@@ -281,6 +285,7 @@ class CheckLimits:
 
     warn_after: timedelta
     critical_after: timedelta
+    stock_after: timedelta | None = None  # [stock] enabled: WARNING when stock is older
 
     @classmethod
     def from_settings(
@@ -294,7 +299,9 @@ class CheckLimits:
             warn = parse_duration(max_age, option="--max-age")
         if critical_age is not None:
             critical = parse_duration(critical_age, option="--critical-age")
-        return cls(warn_after=warn, critical_after=critical)
+        stock = settings.stock
+        stock_after = timedelta(minutes=stock.max_age_minutes) if stock.enabled else None
+        return cls(warn_after=warn, critical_after=critical, stock_after=stock_after)
 
 
 def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> CheckResult:
@@ -348,6 +355,9 @@ def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> Check
         attention = ["woo2d365 status --state held" if held else "woo2d365 status --state failed"]
     else:
         attention = []
+    stock_warning = _stock_warning(store, limits, now)
+    if stock_warning:
+        warning.append(stock_warning)
     changed = store.changed_after_push_ids()
     if changed:
         warning.append(f"{len(changed)} changed in the shop after the push")
@@ -364,6 +374,22 @@ def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> Check
     if attention:
         summary += f" (see {attention[0]})"
     return CheckResult(code, summary, _perfdata(counts, age, limits))
+
+
+def _stock_warning(store: StateStore, limits: CheckLimits, now: datetime) -> str | None:
+    """With ``[stock] enabled``: stock not synced within ``[stock] max_age_minutes``."""
+    if limits.stock_after is None:
+        return None
+    last = last_stock_run(store)
+    if last is None:
+        return "stock has never been synced"
+    age = now - last.at
+    if age <= limits.stock_after:
+        return None
+    return (
+        f"stock last synced {describe_age(age)} ago "
+        f"(expected within {describe_age(limits.stock_after)})"
+    )
 
 
 def _runs(count: int) -> str:

@@ -14,7 +14,6 @@ read of every stock-kept item. A dry run reads the same and writes nowhere, the 
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -29,11 +28,11 @@ from woo2d365.pipeline.followup import FollowUpOptions, FollowUpResult
 from woo2d365.pipeline.validate import item_for_sku
 from woo2d365.shop.client import BATCH_LIMIT, WooClient
 from woo2d365.store.base import CachedItem, StateStore, StockTarget
+from woo2d365.store.stock import StockRunSummary, save_stock_run
 
 STEP = "stock"
 CURSOR_KEY = "stock.products_cursor"
 FULL_LISTING_KEY = "stock.products_full_at"
-LAST_RUN_KEY = "stock.last_run"
 FULL_LISTING_EVERY = timedelta(hours=24)
 UNSHIPPED_SHOP_STATUSES = ("pending", "processing", "on-hold")
 """Shop statuses of a pushed order whose goods have not left the warehouse yet."""
@@ -81,17 +80,9 @@ def run(
         return result
     written, refused = write_stock(ctx, shop, plan, result)
     result.counts["written"], result.counts["refused"] = written, refused
-    store.set_value(
-        LAST_RUN_KEY,
-        json.dumps(
-            {
-                "at": ctx.clock().isoformat(),
-                "checked": plan.checked,
-                "written": written,
-                "refused": refused,
-                "skus": sorted(wanted),
-            }
-        ),
+    save_stock_run(
+        store,
+        StockRunSummary(at=ctx.clock(), checked=plan.checked, written=written, refused=refused),
     )
     return result
 

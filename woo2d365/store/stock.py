@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from woo2d365.model import OrderState
-from woo2d365.store.base import StockTarget
+from woo2d365.store.base import StateStore, StockTarget
 
 _CHUNK = 500
 _TARGET_COLUMNS = (
@@ -172,3 +173,47 @@ def _target(row: Sequence[Any]) -> StockTarget:
 def _chunks(values: list[Any]) -> Iterator[list[Any]]:
     for start in range(0, len(values), _CHUNK):
         yield values[start : start + _CHUNK]
+
+
+# -- the last stock run, for status ----------------------------------------------------------------
+LAST_RUN_KEY = "stock.last_run"
+
+
+@dataclass(frozen=True)
+class StockRunSummary:
+    """What the last (not dry) stock run did: SKUs checked, written and refused."""
+
+    at: datetime
+    checked: int
+    written: int
+    refused: int
+
+    def as_json(self) -> dict[str, Any]:
+        """For ``status --json``."""
+        return {
+            "at": self.at.isoformat(),
+            "checked": self.checked,
+            "written": self.written,
+            "refused": self.refused,
+        }
+
+
+def save_stock_run(store: StateStore, summary: StockRunSummary) -> None:
+    """Remember the summary of a stock run."""
+    store.set_value(LAST_RUN_KEY, json.dumps(summary.as_json()))
+
+
+def last_stock_run(store: StateStore) -> StockRunSummary | None:
+    """The summary of the last stock run, if one ran."""
+    try:
+        data = json.loads(store.get_value(LAST_RUN_KEY) or "null")
+        if not isinstance(data, dict):
+            return None
+        return StockRunSummary(
+            at=datetime.fromisoformat(str(data["at"])),
+            checked=int(data["checked"]),
+            written=int(data["written"]),
+            refused=int(data["refused"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
