@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -26,7 +27,7 @@ from woo2d365.erp.base import ErpTarget
 from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.followup import FollowUpOptions, FollowUpResult
 from woo2d365.pipeline.validate import item_for_sku
-from woo2d365.shop.client import BATCH_LIMIT, WooClient
+from woo2d365.shop.client import BATCH_LIMIT, StockAnswer, WooClient
 from woo2d365.store.base import CachedItem, StateStore, StockTarget
 from woo2d365.store.stock import StockRunSummary, save_stock_run
 
@@ -108,18 +109,32 @@ def refresh_targets(
     listed: list[int] = []
     fresh: list[StockTarget] = []
     newest = cursor
+    variable: dict[int, str] = {}  # variable products to list the variations of → their SKU
     for page in shop.iter_products(since):
         for product in page.products:
             product_id = _int(product.get("id"))
             if product_id <= 0:
                 continue
             listed.append(product_id)
-            fresh += _targets_of(shop, product_id, product)
+            kind = str(product.get("type") or "simple")
+            if kind in _NO_STOCK_TYPES:
+                continue
+            sku = str(product.get("sku") or "").strip()
+            if sku:
+                fresh.append(_target(product_id, 0, sku, product))
+            if kind == "variable" and product.get("variations"):
+                variable[product_id] = sku
             stamp = _parse_time(str(product.get("date_modified_gmt") or ""))
             if stamp is not None and (newest is None or stamp > newest):
                 newest = stamp
         if page.server_date is not None and newest is None:
             newest = page.server_date
+    workers = max(1, min(ctx.settings.woocommerce.max_concurrency, len(variable)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stock") as pool:
+        for (product_id, sku), variations in zip(
+            variable.items(), pool.map(shop.product_variations, variable), strict=True
+        ):
+            fresh += _variation_targets(product_id, sku, variations)
     ids = set(listed)
     merged = {k: t for k, t in known.items() if k[0] not in ids}
     merged.update({t.key: t for t in fresh})
@@ -132,22 +147,17 @@ def refresh_targets(
     return sorted(merged.values(), key=lambda t: t.key), len(listed)
 
 
-def _targets_of(shop: WooClient, product_id: int, product: dict[str, Any]) -> list[StockTarget]:
-    """The product itself (with a SKU) and, for a variable one, its variations with a SKU of
-    their own (one reporting its parent's SKU only inherits it: the parent stands for it)."""
-    kind = str(product.get("type") or "simple")
-    if kind in _NO_STOCK_TYPES:
-        return []
-    sku = str(product.get("sku") or "").strip()
+def _variation_targets(
+    product_id: int, parent_sku: str, variations: list[dict[str, Any]]
+) -> list[StockTarget]:
+    """The variations with a SKU of their own: one that shows its parent's SKU has none (it
+    inherits it, and the parent stands for it)."""
     found = []
-    if sku:
-        found.append(_target(product_id, 0, sku, product))
-    if kind == "variable" and product.get("variations"):
-        for variation in shop.product_variations(product_id):
-            own = str(variation.get("sku") or "").strip()
-            variation_id = _int(variation.get("id"))
-            if own and own != sku and variation_id > 0:
-                found.append(_target(product_id, variation_id, own, variation))
+    for variation in variations:
+        own = str(variation.get("sku") or "").strip()
+        variation_id = _int(variation.get("id"))
+        if own and own != parent_sku and variation_id > 0:
+            found.append(_target(product_id, variation_id, own, variation))
     return found
 
 
@@ -239,22 +249,28 @@ def write_stock(
             groups[product_id][variation_id] = quantity
         else:
             groups[None][product_id] = quantity
-    written = refused = 0
+    jobs: list[tuple[int | None, dict[int, int]]] = []
     for parent, quantities in sorted(groups.items(), key=lambda g: -1 if g[0] is None else g[0]):
         entries = sorted(quantities.items())
-        for start in range(0, len(entries), BATCH_LIMIT):
-            chunk = dict(entries[start : start + BATCH_LIMIT])
-            answer = shop.set_stock(parent, chunk)
-            saved: list[StockTarget] = []
-            quantities_by_sku: dict[str, int] = {}
-            for object_id, shown in answer.written.items():
-                key = (parent, object_id) if parent is not None else (object_id, 0)
-                target = plan.targets[key]
-                saved.append(_target(key[0], key[1], target.sku, shown))
-                quantities_by_sku[target.sku] = chunk[object_id]
-            ctx.store.update_stock_targets(saved)
-            ctx.store.record_stock_written(quantities_by_sku, ctx.clock())
-            written += len(saved)
+        jobs += [
+            (parent, dict(entries[start : start + BATCH_LIMIT]))
+            for start in range(0, len(entries), BATCH_LIMIT)
+        ]
+    written = refused = 0
+    failure: BaseException | None = None
+    workers = max(1, min(ctx.settings.woocommerce.max_concurrency, len(jobs)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stock") as pool:
+        futures = {
+            pool.submit(shop.set_stock, parent, chunk): (parent, chunk) for parent, chunk in jobs
+        }
+        for future in as_completed(futures):
+            parent, chunk = futures[future]
+            try:
+                answer = future.result()
+            except Exception as exc:  # the shop went away: keep what the others did
+                failure = failure or exc
+                continue
+            written += _record_answer(ctx, plan, parent, chunk, answer)
             for object_id, reason in answer.refused.items():
                 key = (parent, object_id) if parent is not None else (object_id, 0)
                 target = plan.targets[key]
@@ -264,7 +280,25 @@ def write_stock(
                 line = f"{_describe(target)}: the shop refused stock {chunk[object_id]}: {reason}"
                 result.attention.append(line)
                 ctx.event(STEP, line, level="warning")
+    if failure is not None:
+        raise failure
     return written, refused
+
+
+def _record_answer(
+    ctx: RunContext, plan: StockPlan, parent: int | None, chunk: dict[int, int], answer: StockAnswer
+) -> int:
+    """Store what the shop saved: its stock as shown, and the quantity written per SKU."""
+    saved: list[StockTarget] = []
+    quantities_by_sku: dict[str, int] = {}
+    for object_id, shown in answer.written.items():
+        key = (parent, object_id) if parent is not None else (object_id, 0)
+        target = plan.targets[key]
+        saved.append(_target(key[0], key[1], target.sku, shown))
+        quantities_by_sku[target.sku] = chunk[object_id]
+    ctx.store.update_stock_targets(saved)
+    ctx.store.record_stock_written(quantities_by_sku, ctx.clock())
+    return len(saved)
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -487,7 +487,7 @@ class BusinessCentralEmulator:
         """Post an adjustment so the item's ``inventory`` becomes ``quantity``.
 
         Like posting in Business Central, it does not move the item's ``lastModifiedDateTime``
-        (``docs/systems.md``: inventory is a sum over ledger entries, not a field of the item).
+        (``docs/systems.md`` B4: inventory is posted quantities, not a field of the item).
         """
         with self._lock:
             item = self._item_by_number(number, company)

@@ -1,6 +1,6 @@
 """Products and variations of the shop emulator: the stock fields as WooCommerce 9.9 serves them.
 
-What ``docs/systems.md`` and the WooCommerce facts say about stock (section 5.5), no more:
+What ``docs/systems.md`` (W5) says about product stock, as WooCommerce 9.9 does it:
 
 * ``GET /products`` (``sku`` = an exact comma-separated list that also finds variations,
   ``modified_after``/``modified_before`` with ``dates_are_gmt``, ``include``, ``type``,

@@ -487,7 +487,7 @@ class BusinessCentralClient:
 
     def inventory(self) -> Iterator[dict[str, Any]]:
         """``number`` and ``inventory`` of every stock-kept item (type Inventory), in as few
-        pages as the server allows (``docs/systems.md``: inventory is never written)."""
+        pages as the server allows (``docs/systems.md`` B4: inventory is never written)."""
         params = {"$select": "number,inventory", "$filter": "type eq 'Inventory'"}
         return self.get_all(self.company_path("items"), params)
 
