@@ -110,6 +110,11 @@ def test_a_variation_whose_parent_manages_stock_gets_its_own(sandbox: Sandbox) -
         ("/wp-json/wc/v3/products/11/variations/batch", [(12, inventory(sandbox, "SHIRT-S"))])
     ], "--sku narrows the run to that SKU"
     assert shown(sandbox, 11) == (True, 99)
+    unknown = stock(sandbox, "--sku", "NOPE", "--sku", "KLOMPEN-MT42")
+    assert unknown.exit_code == 0, unknown.stdout + unknown.stderr
+    assert "SKU NOPE: no product or variation in the shop has it" in unknown.stdout
+    assert "SKU KLOMPEN-MT42: not mapped to a stock-kept Dynamics item" in unknown.stdout
+    assert writes(sandbox) == []
 
 
 def test_two_shop_skus_on_one_item_each_get_its_quantity(sandbox: Sandbox) -> None:

@@ -69,6 +69,8 @@ def run(
         targets = [t for t in targets if t.sku in wanted]
         for sku in sorted(wanted - {t.sku for t in targets}):
             result.lines.append(f"SKU {sku}: no product or variation in the shop has it")
+        for sku in sorted({t.sku for t in targets if resolve(t.sku) not in inventory}):
+            result.lines.append(f"SKU {sku}: not mapped to a stock-kept Dynamics item")
     plan = plan_writes(targets, inventory, pending, resolve, ctx.settings.stock.reserve)
     result.counts = {"checked": plan.checked, "written": 0, "refused": 0, "listed": listed}
     if options.dry_run:

@@ -72,6 +72,7 @@ class Catalogue:
         self.no_stock_amount = 0  # "Out of stock threshold" (woocommerce_notify_no_stock_amount)
         self.refusals: dict[int, tuple[int, str, str]] = {}  # id -> (status, code, message)
         self._next_id = 5000
+        self._bounds_cache: dict[str, list[tuple[str, str, bool]]] = {}
 
     # -- admin -----------------------------------------------------------------------------
     def add_product(
@@ -349,10 +350,28 @@ class Catalogue:
         )
 
     def _in_windows(self, obj: dict[str, Any], windows: list[Any]) -> bool:
-        return all(
-            self.shop._date_ok(obj, column, value, gmt, is_after)
-            for column, value, is_after, gmt in windows
-        )
+        """The rule of ``ShopEmulator._date_ok``, with each bound formatted once per request."""
+        for column, bound, is_after in self._bounds(windows):
+            stored = str(obj.get(column) or "")[:19]
+            if not stored or not (stored > bound if is_after else stored < bound):
+                return False
+        return True
+
+    def _bounds(self, windows: list[Any]) -> list[tuple[str, str, bool]]:
+        key = repr(windows)
+        cached = self._bounds_cache.get(key)
+        if cached is None:
+            cached = []
+            for column, value, is_after, gmt in windows:
+                if value is None:
+                    continue
+                moment, has_offset = value
+                if has_offset:
+                    moment = moment.astimezone(self.shop.tz).replace(tzinfo=None)
+                name = column + "_gmt" if gmt else column
+                cached.append((name, moment.strftime("%Y-%m-%dT%H:%M:%S"), is_after))
+            self._bounds_cache = {key: cached}
+        return cached
 
     def _page(
         self,

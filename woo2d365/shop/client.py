@@ -322,7 +322,9 @@ class WooClient:
         self, modified_after: datetime | None, *, page_size: int | None = None
     ) -> Iterator[ProductsPage]:
         """Products (variations not included) modified after ``modified_after`` (all when None),
-        with only the fields stock needs, page by page, oldest id first (as for orders)."""
+        with only the fields stock needs, page by page, oldest id first (as for orders); once
+        the first page has told how many there are, up to ``woocommerce.max_concurrency`` at once.
+        """
         size = self.settings.page_size if page_size is None else page_size
         params: dict[str, Any] = {
             "dates_are_gmt": "true",
@@ -333,18 +335,36 @@ class WooClient:
         }
         if modified_after is not None:
             params["modified_after"] = naive_utc(modified_after)
-        page, last_page = 1, 1
-        while page <= last_page:
-            response, body = self._request("GET", "/products", params={**params, "page": page})
-            if not isinstance(body, list):
-                raise ShopError(f"WooCommerce answered GET /products with {_kind(body)}")
-            products = [p for p in body if isinstance(p, dict)]
-            total_pages = _int_header(response, "X-WP-TotalPages")
-            if total_pages is None:
-                total_pages = page + 1 if len(products) >= size else page
-            last_page = max(last_page, total_pages)
-            yield ProductsPage(products, server_date(response))
-            page += 1
+        first, last_page = self._products_page(params, 1, size)
+        yield first
+        workers = max(1, min(self.settings.max_concurrency, last_page - 1))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="products") as pool:
+            ahead: deque[Future[tuple[ProductsPage, int]]] = deque()
+            next_page = 2
+            try:
+                while ahead or next_page <= last_page:
+                    while next_page <= last_page and len(ahead) < workers:
+                        ahead.append(pool.submit(self._products_page, params, next_page, size))
+                        next_page += 1
+                    page, pages = ahead.popleft().result()
+                    last_page = max(last_page, pages)
+                    yield page
+            finally:
+                for future in ahead:
+                    future.cancel()
+
+    def _products_page(
+        self, params: dict[str, Any], page: int, size: int
+    ) -> tuple[ProductsPage, int]:
+        """One page of ``GET /products`` and the number of pages the shop announced."""
+        response, body = self._request("GET", "/products", params={**params, "page": page})
+        if not isinstance(body, list):
+            raise ShopError(f"WooCommerce answered GET /products with {_kind(body)}")
+        products = [p for p in body if isinstance(p, dict)]
+        total_pages = _int_header(response, "X-WP-TotalPages")
+        if total_pages is None:  # a proxy dropped the header: read until a short page
+            total_pages = page + 1 if len(products) >= size else page
+        return ProductsPage(products, server_date(response)), total_pages
 
     def product_variations(self, product_id: int) -> list[dict[str, Any]]:
         """Every variation of a variable product, with only the fields stock needs."""
