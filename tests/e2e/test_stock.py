@@ -222,3 +222,31 @@ def test_status_shows_the_last_stock_run_and_check_warns_when_it_is_old(sandbox:
     stale = run_cli(sandbox, "status", "--check")
     assert stale.exit_code == 1, stale.stdout
     assert "stock last synced 5.0 h ago" in stale.stdout and "expected within 3.0 h" in stale.stdout
+
+
+def test_a_shop_gone_half_way_keeps_what_was_written_and_the_next_run_finishes(
+    sandbox: Sandbox,
+) -> None:
+    variations = "/wp-json/wc/v3/products/11/variations/batch"
+    sandbox.shop.fail_next(50, path_prefix=variations, method="POST")
+    result = stock(sandbox)
+    assert result.exit_code == 3, result.stdout + result.stderr
+    assert shown(sandbox, 10)[0] is True, "the products' batch was written"
+    assert shown(sandbox, 12)[0] == "parent", "the variations' batch was not"
+    store = open_store(f"sqlite:///{sandbox.state_path}")
+    try:
+        written = store.stock_written()
+    finally:
+        store.close()
+    assert "WIDGET-001" in written and "SHIRT-S" not in written
+    sandbox.shop._faults.clear()
+    again = stock(sandbox)
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert [path for path, _ in writes(sandbox)] == [variations]
+
+
+def test_dynamics_out_of_reach_writes_nothing_to_the_shop(sandbox: Sandbox) -> None:
+    sandbox.bc.fail_next(50, path_contains="/items")
+    result = stock(sandbox)
+    assert result.exit_code == 3, result.stdout + result.stderr
+    assert writes(sandbox) == []
