@@ -379,8 +379,8 @@ def _render_status(
         out.print(line, markup=False, highlight=False, crop=False, soft_wrap=True)
     if limited and not narrowed and len(report.orders) < report.total:
         out.print(
-            f"(showing {len(report.orders)} of {report.total}: what needs you first, then the "
-            "most recently updated; --limit N, --state STATE)",
+            f"({len(report.orders)} of {report.total} shown: what needs you first, then the "
+            "latest; --limit N for more)",
             highlight=False,
         )
 

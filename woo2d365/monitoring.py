@@ -38,6 +38,7 @@ from woo2d365.errors import (
 from woo2d365.logs import clean
 from woo2d365.model import OrderState
 from woo2d365.store.base import Event, OrderRecord, RunRecord, StateStore
+from woo2d365.store.stock import StockRunSummary, last_stock_run
 
 if TYPE_CHECKING:
     from woo2d365.pipeline.sync import SyncResult
@@ -58,6 +59,7 @@ class StatusReport:
     changed_after_push: list[int] = field(default_factory=list)  # not acknowledged yet
     oldest: dict[OrderState, OrderRecord] = field(default_factory=dict)  # per open state
     write_backs_pending: int = 0
+    last_stock: StockRunSummary | None = None  # woo2d365 stock
 
     @property
     def total(self) -> int:
@@ -209,6 +211,7 @@ def status_report(
         changed_after_push=store.changed_after_push_ids(),
         oldest=oldest,
         write_backs_pending=len(store.write_back_pending_ids()),
+        last_stock=last_stock_run(store),
     )
 
 
@@ -226,6 +229,12 @@ def summary_lines(
         ago = describe_age(max(timedelta(0), now - last.started_at))
         outcome = last.outcome or "still running"
         lines.append(f"Last sync: {when(last.started_at)} ({ago} ago), run {last.id}, {outcome}")
+    stock = report.last_stock
+    if stock is not None:
+        lines.append(
+            f"Last stock run: {when(stock.at)}, {stock.checked} SKUs checked, "
+            f"{stock.written} written, {stock.refused} refused"
+        )
     needs: list[str] = []
     for state in ATTENTION_STATES:
         count = counts.get(state.value, 0)
@@ -305,6 +314,7 @@ def report_json(report: StatusReport) -> dict[str, Any]:
         "oldest_waiting": order_json(report.oldest_waiting) if report.oldest_waiting else None,
         "orders": [order_json(o) for o in report.orders],
         "changed_after_push": report.changed_after_push,
+        "last_stock": report.last_stock.as_json() if report.last_stock else None,
     }
 
 
@@ -381,6 +391,7 @@ class CheckLimits:
     warn_after: timedelta
     critical_after: timedelta
     max_wait: timedelta = timedelta(0)  # an order waiting longer in one state warns; 0: never
+    stock_after: timedelta | None = None  # [stock] enabled: WARNING when stock is older
 
     @classmethod
     def from_settings(
@@ -403,7 +414,9 @@ class CheckLimits:
         wait = timedelta(hours=settings.alerts.max_wait_hours)
         if max_wait is not None:
             wait = parse_duration(max_wait, option="--max-wait")
-        return cls(warn_after=warn, critical_after=critical, max_wait=wait)
+        stock = settings.stock
+        stock_after = timedelta(minutes=stock.max_age_minutes) if stock.enabled else None
+        return cls(warn_after=warn, critical_after=critical, max_wait=wait, stock_after=stock_after)
 
 
 def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> CheckResult:
@@ -464,6 +477,9 @@ def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> Check
             f"(over {describe_age(limits.max_wait)})"
         )
         attention.append(f"woo2d365 status {oldest.woo_id}")
+    stock_warning = _stock_warning(store, limits, now)
+    if stock_warning:
+        warning.append(stock_warning)
     changed = store.changed_after_push_ids()
     if changed:
         warning.append(f"{len(changed)} changed in the shop after the push")
@@ -491,6 +507,22 @@ def _over_max_wait(store: StateStore, limits: CheckLimits, now: datetime) -> Ord
     if longest is None or waited(longest, now) <= limits.max_wait:
         return None
     return longest
+
+
+def _stock_warning(store: StateStore, limits: CheckLimits, now: datetime) -> str | None:
+    """With ``[stock] enabled``: stock not synced within ``[stock] max_age_minutes``."""
+    if limits.stock_after is None:
+        return None
+    last = last_stock_run(store)
+    if last is None:
+        return "stock has never been synced"
+    age = now - last.at
+    if age <= limits.stock_after:
+        return None
+    return (
+        f"stock last synced {describe_age(age)} ago "
+        f"(expected within {describe_age(limits.stock_after)})"
+    )
 
 
 def _runs(count: int) -> str:

@@ -194,6 +194,7 @@ class StockSettings(_Section):
 
     enabled: bool = False
     reserve: int = Field(default=0, ge=0)
+    max_age_minutes: int = Field(default=180, ge=1)  # status --check warns when stock is older
 
 
 class Settings(BaseSettings):

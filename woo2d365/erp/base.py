@@ -169,6 +169,14 @@ class ErpTarget(Protocol):
         """Every document whose external number starts with ``prefix`` (this tool's), paged."""
         ...
 
+    # -- stock (woo2d365 stock) ----------------------------------------------------------------
+    def item_inventory(self) -> dict[str, Decimal]:
+        """On-hand inventory of every stock-kept item by item number (all locations, posted
+        quantities only), read in as few requests as the ERP's page size allows."""
+        ...
+
+    # -- end stock ------------------------------------------------------------------------------
+
     def close(self) -> None:
         """Release connections."""
         ...

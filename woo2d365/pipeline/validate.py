@@ -119,6 +119,14 @@ def resolve_lines(
     return LineResolution(tuple(numbers), tuple(problems), tuple(dict.fromkeys(unmapped)))
 
 
+def item_for_sku(
+    sku: str, mode: str, mapped: dict[str, str], items: dict[str, CachedItem]
+) -> str | None:
+    """The item number ``sku`` resolves to under ``orders.sku_match`` (``mapped``: the SKU map,
+    ``items``: the items that may be used), by the rule validation holds lines to; else None."""
+    return _resolve_item(sku, mode, mapped, items)[0]
+
+
 def _resolve_item(
     sku: str | None, mode: str, mapped: dict[str, str], items: dict[str, CachedItem]
 ) -> tuple[str | None, str | None, bool]:

@@ -480,6 +480,36 @@ class BusinessCentralEmulator:
             m.touch(item)
             return m.render(item, m.ITEM_SCHEMA, None)
 
+    # -- inventory (stock): Item Ledger Entries as their sum on the item ---------------------
+    def set_inventory(
+        self, number: str, quantity: Decimal | int | str, company: str | None = None
+    ) -> Decimal:
+        """Post an adjustment so the item's ``inventory`` becomes ``quantity``.
+
+        Like posting in Business Central, it does not move the item's ``lastModifiedDateTime``
+        (``docs/systems.md`` B4: inventory is posted quantities, not a field of the item).
+        """
+        with self._lock:
+            item = self._item_by_number(number, company)
+            item["inventory"] = Decimal(str(quantity))
+            return Decimal(item["inventory"])
+
+    def adjust_inventory(
+        self, number: str, delta: Decimal | int | str, company: str | None = None
+    ) -> Decimal:
+        """Post an entry of ``delta`` (a shipment posts a negative one); returns the new sum."""
+        with self._lock:
+            item = self._item_by_number(number, company)
+            item["inventory"] = Decimal(item["inventory"]) + Decimal(str(delta))
+            return Decimal(item["inventory"])
+
+    def _item_by_number(self, number: str, company: str | None) -> dict[str, Any]:
+        comp = self._company(company)
+        item_id = comp.item_by_number.get(number.strip().upper())
+        if item_id is None:
+            raise KeyError(f"no item {number!r}")
+        return comp.items[item_id]
+
     def delete_sales_order(self, number: str, company: str | None = None) -> None:
         """Remove a sales order, as Business Central does once it is fully invoiced
         (``docs/systems.md`` B4); its posted documents are not modelled."""

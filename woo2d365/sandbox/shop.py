@@ -683,6 +683,10 @@ class ShopEmulator:
         self._next_note_id = 1
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        # -- products and variations (stock): woo2d365/sandbox/shop_products.py --
+        from woo2d365.sandbox.shop_products import Catalogue
+
+        self.catalogue = Catalogue(self)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -1153,6 +1157,7 @@ class ShopEmulator:
                 {"GET": self._get_note, "DELETE": self._delete_note},
             ),
             (r"/wc/v3/system_status", {"GET": self._system_status}),
+            *self.catalogue.routes(),  # products and variations (shop_products.py)
         ]
         for pattern, methods in table:
             match = re.fullmatch(pattern, route, flags=re.IGNORECASE)

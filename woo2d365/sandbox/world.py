@@ -21,6 +21,7 @@ from typing import Any
 from woo2d365.sandbox.businesscentral import BusinessCentralEmulator
 from woo2d365.sandbox.shop import ShopEmulator
 from woo2d365.sandbox.shop_data import CATALOGUE, Product, build_order, realistic_orders
+from woo2d365.sandbox.shop_products import sandbox_inventory, seed_catalogue
 from woo2d365.sandbox.tls import SandboxCA
 
 SHIPPING_ACCOUNT = "8400"
@@ -128,6 +129,8 @@ class Sandbox:
                 unit_price=unmapped.product.price,
                 vat_percent=unmapped.product.tax_rate,
             )
+        for number, quantity in sandbox_inventory(self.bc.items()).items():
+            self.bc.set_inventory(number, quantity)
         self.bc.add_account(SHIPPING_ACCOUNT, "Verzendkosten", vat_percent=Decimal("21"))
         self.bc.add_account(FEE_ACCOUNT, "Overige opbrengsten", vat_percent=Decimal("21"))
         self.bc.add_account(ROUNDING_ACCOUNT, "Afrondingsverschillen", vat_percent=Decimal("0"))
@@ -158,6 +161,8 @@ class Sandbox:
                 )
             )
         self.shop.add_orders(orders)
+        # -- products and their stock (woo2d365 stock) --
+        seed_catalogue(self.shop.catalogue, [*CATALOGUE, *(u.product for u in UNMAPPED)])
 
     # -- what the tool needs ---------------------------------------------------------------
     def taken_order_ids(self, statuses: tuple[str, ...] = ("processing", "completed")) -> list[int]:

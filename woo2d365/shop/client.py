@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import unescape
 from typing import Any
@@ -72,6 +72,26 @@ class OrdersPage:
     total_pages: int
     total: int
     server_date: datetime | None
+
+
+@dataclass(frozen=True)
+class ProductsPage:
+    """One page of ``GET /products`` and the server's clock."""
+
+    products: list[dict[str, Any]]
+    server_date: datetime | None
+
+
+@dataclass
+class StockAnswer:
+    """What a stock batch did: the objects the shop saved, and what it refused (id → reason)."""
+
+    written: dict[int, dict[str, Any]] = field(default_factory=dict)
+    refused: dict[int, str] = field(default_factory=dict)
+
+
+PRODUCT_FIELDS = "id,type,sku,manage_stock,stock_quantity,date_modified_gmt,variations"
+VARIATION_FIELDS = "id,sku,manage_stock,stock_quantity,date_modified_gmt"
 
 
 @dataclass(frozen=True)
@@ -143,6 +163,7 @@ class WooClient:
         self.request_count = 0  # HTTP requests sent, retries included
         self._count_lock = threading.Lock()
         self._batch_size = BATCH_LIMIT  # smaller once the shop answers 413
+        self._stock_batch_size = BATCH_LIMIT  # the same, for product stock batches
         self._secrets = _secret_forms(self._key, self._secret)
         self._session = session or TrustingSession()
         self._session.headers["User-Agent"] = USER_AGENT
@@ -295,6 +316,118 @@ class WooClient:
         if again and any(e.get("note") == note for e in self.list_order_notes(order_id)):
             return
         self.add_order_note(order_id, note)
+
+    # -- products and stock (woo2d365 stock) -----------------------------------------------------
+    def iter_products(
+        self, modified_after: datetime | None, *, page_size: int | None = None
+    ) -> Iterator[ProductsPage]:
+        """Products (variations not included) modified after ``modified_after`` (all when None),
+        with only the fields stock needs, page by page, oldest id first (as for orders); once
+        the first page has told how many there are, up to ``woocommerce.max_concurrency`` at once.
+        """
+        size = self.settings.page_size if page_size is None else page_size
+        params: dict[str, Any] = {
+            "dates_are_gmt": "true",
+            "orderby": "id",
+            "order": "asc",
+            "per_page": size,
+            "_fields": PRODUCT_FIELDS,
+        }
+        if modified_after is not None:
+            params["modified_after"] = naive_utc(modified_after)
+        first, last_page = self._products_page(params, 1, size)
+        yield first
+        workers = max(1, min(self.settings.max_concurrency, last_page - 1))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="products") as pool:
+            ahead: deque[Future[tuple[ProductsPage, int]]] = deque()
+            next_page = 2
+            try:
+                while ahead or next_page <= last_page:
+                    while next_page <= last_page and len(ahead) < workers:
+                        ahead.append(pool.submit(self._products_page, params, next_page, size))
+                        next_page += 1
+                    page, pages = ahead.popleft().result()
+                    last_page = max(last_page, pages)
+                    yield page
+            finally:
+                for future in ahead:
+                    future.cancel()
+
+    def _products_page(
+        self, params: dict[str, Any], page: int, size: int
+    ) -> tuple[ProductsPage, int]:
+        """One page of ``GET /products`` and the number of pages the shop announced."""
+        response, body = self._request("GET", "/products", params={**params, "page": page})
+        if not isinstance(body, list):
+            raise ShopError(f"WooCommerce answered GET /products with {_kind(body)}")
+        products = [p for p in body if isinstance(p, dict)]
+        total_pages = _int_header(response, "X-WP-TotalPages")
+        if total_pages is None:  # a proxy dropped the header: read until a short page
+            total_pages = page + 1 if len(products) >= size else page
+        return ProductsPage(products, server_date(response)), total_pages
+
+    def product_variations(self, product_id: int) -> list[dict[str, Any]]:
+        """Every variation of a variable product, with only the fields stock needs."""
+        found: list[dict[str, Any]] = []
+        page, last_page = 1, 1
+        params: dict[str, Any] = {"per_page": MAX_PAGE_SIZE, "_fields": VARIATION_FIELDS}
+        while page <= last_page:
+            response, body = self._request(
+                "GET", f"/products/{int(product_id)}/variations", params={**params, "page": page}
+            )
+            if not isinstance(body, list):
+                raise ShopError(
+                    f"WooCommerce answered the variations of product {product_id} with "
+                    f"{_kind(body)}"
+                )
+            found += [v for v in body if isinstance(v, dict)]
+            total_pages = _int_header(response, "X-WP-TotalPages")
+            if total_pages is None:
+                total_pages = page + 1 if len(body) >= MAX_PAGE_SIZE else page
+            last_page = max(last_page, total_pages)
+            page += 1
+        return found
+
+    def set_stock(self, parent_id: int | None, quantities: Mapping[int, int]) -> StockAnswer:
+        """Set ``manage_stock`` and ``stock_quantity`` of products (``parent_id`` None, through
+        ``POST /products/batch``) or of variations of one parent (``…/variations/batch``).
+
+        Up to 100 items a request; a 413 halves the batch (kept for the rest of the run). What
+        the shop refused is read from the items of its 200 answer. Setting an absolute quantity
+        is idempotent, so the request is retried as usual.
+        """
+        path = (
+            "/products/batch"
+            if parent_id is None
+            else (f"/products/{int(parent_id)}/variations/batch")
+        )
+        answer = StockAnswer()
+        entries = list(quantities.items())
+        done = 0
+        while done < len(entries):
+            chunk = entries[done : done + self._stock_batch_size]
+            body = {
+                "update": [
+                    {"id": oid, "manage_stock": True, "stock_quantity": q} for oid, q in chunk
+                ]
+            }
+            try:
+                _, reply = self._request("POST", path, json=body)
+            except ShopError as exc:
+                if exc.status == 413 and len(chunk) > 1:
+                    self._stock_batch_size = max(1, len(chunk) // 2)
+                    continue
+                raise
+            asked = [oid for oid, _ in chunk]
+            refused = _batch_refusals(reply, asked)
+            answer.refused.update(refused)
+            for item in reply.get("update") or [] if isinstance(reply, dict) else []:
+                if isinstance(item, dict) and item.get("id") in asked and "error" not in item:
+                    answer.written[int(item["id"])] = item
+            done += len(chunk)
+        return answer
+
+    # -- end products and stock ---------------------------------------------------------------
 
     def check_access(self, *, probe_write: bool = True) -> ShopInfo:
         """Check that the shop answers and accepts the key; discover what can be discovered.

@@ -126,6 +126,32 @@ class AlertRecord:
     last_sent: datetime | None
 
 
+# -- stock (woo2d365 stock) ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class StockTarget:
+    """A shop product or variation with a SKU, as the shop last reported it.
+
+    ``variation_id`` is 0 for a product; a variation's parent is ``product_id``.
+    ``manage_stock`` is ``"true"``, ``"false"`` or ``"parent"`` (a variation whose parent keeps
+    its stock); ``date_modified`` is the shop's ``date_modified_gmt``, verbatim.
+    """
+
+    product_id: int
+    variation_id: int
+    sku: str
+    manage_stock: str
+    stock_quantity: int | None
+    date_modified: str = ""
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """``(product_id, variation_id)``."""
+        return self.product_id, self.variation_id
+
+
+# -- end stock ----------------------------------------------------------------------------------
+
+
 class StateStore(Protocol):
     """What the pipeline and the CLI need from persistent state."""
 
@@ -476,3 +502,37 @@ class StateStore(Protocol):
     def count_pushed_between(self, after: datetime, until: datetime | None = None) -> int:
         """Pushed orders with ``after < pushed_at <= until`` (no upper bound when None)."""
         ...
+
+    # -- stock (woo2d365 stock; store/stock.py) -----------------------------------------------
+    def stock_targets(self, skus: list[str] | None = None) -> list[StockTarget]:
+        """Shop products and variations by SKU (all, or those of ``skus``)."""
+        ...
+
+    def put_stock_targets(
+        self, targets: list[StockTarget], *, product_ids: list[int], everything: bool = False
+    ) -> None:
+        """Replace what is known of these products (their variations included) with ``targets``;
+        ``everything``: replace the whole map (a full listing of the shop)."""
+        ...
+
+    def update_stock_targets(self, targets: list[StockTarget]) -> None:
+        """Store what the shop answered for these products and variations."""
+        ...
+
+    def forget_stock_target(self, product_id: int, variation_id: int) -> None:
+        """The shop no longer has this product or variation."""
+        ...
+
+    def stock_written(self, skus: list[str] | None = None) -> dict[str, int]:
+        """The quantity last written per SKU."""
+        ...
+
+    def record_stock_written(self, quantities: dict[str, int], at: datetime) -> None:
+        """Remember the quantities just written."""
+        ...
+
+    def pushed_order_raws(self, shop_statuses: list[str]) -> list[dict[str, Any]]:
+        """The shop JSON of pushed orders whose shop status is one of ``shop_statuses``."""
+        ...
+
+    # -- end stock ----------------------------------------------------------------------------

@@ -188,4 +188,29 @@ MIGRATIONS += (
     ),
 )
 
+# -- stock (woo2d365 stock): the shop's products by SKU, and what was written -----------------
+MIGRATIONS += (
+    Migration(
+        version=8,
+        description="stock: shop products and variations by SKU, the stock written per SKU",
+        tables=(
+            """CREATE TABLE IF NOT EXISTS stock_targets (
+                product_id BIGINT NOT NULL,
+                variation_id BIGINT NOT NULL,
+                sku VARCHAR(191) NOT NULL,
+                manage_stock VARCHAR(8) NOT NULL,
+                stock_quantity BIGINT NULL,
+                date_modified VARCHAR(32) NOT NULL,
+                PRIMARY KEY (product_id, variation_id)
+            ) {opts}""",
+            """CREATE TABLE IF NOT EXISTS stock_written (
+                sku VARCHAR(191) NOT NULL PRIMARY KEY,
+                quantity BIGINT NOT NULL,
+                written_at {ts} NOT NULL
+            ) {opts}""",
+        ),
+        indexes=(Index("ix_stock_targets_sku", "stock_targets", ("sku",)),),
+    ),
+)
+
 LATEST_VERSION = max(migration.version for migration in MIGRATIONS)

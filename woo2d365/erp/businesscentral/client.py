@@ -485,6 +485,12 @@ class BusinessCentralClient:
             params["$filter"] = f"lastModifiedDateTime gt {odata_datetime(modified_after)}"
         return self.get_all(self.company_path("items"), params)
 
+    def inventory(self) -> Iterator[dict[str, Any]]:
+        """``number`` and ``inventory`` of every stock-kept item (type Inventory), in as few
+        pages as the server allows (``docs/systems.md`` B4: inventory is never written)."""
+        params = {"$select": "number,inventory", "$filter": "type eq 'Inventory'"}
+        return self.get_all(self.company_path("items"), params)
+
     # -- countries ------------------------------------------------------------------------------
     def country_codes(self) -> set[str] | None:
         """Codes of ``countriesRegions``; None when the endpoint is not available."""

@@ -130,6 +130,18 @@ class BusinessCentralTarget:
                 self.store.set_value(ITEMS_CURSOR_KEY, newest)
         return ItemRefresh(full=do_full, fetched=len(items), requests=requests)
 
+    # -- stock ----------------------------------------------------------------------------------
+    def item_inventory(self) -> dict[str, Decimal]:
+        """Posted inventory over all locations of every stock-kept item, by item number."""
+        found: dict[str, Decimal] = {}
+        for entry in self.client.inventory():
+            number = str(entry.get("number") or "").upper()
+            try:
+                found[number] = Decimal(str(entry.get("inventory") or 0))
+            except ArithmeticError:
+                log.warning("item %s: inventory %r is not a number", number, entry.get("inventory"))
+        return found
+
     # -- checks ---------------------------------------------------------------------------------
     def external_number(self, order: Order) -> str:
         """``orders.document_prefix`` + shop number, upper-case, at most 35 characters."""
