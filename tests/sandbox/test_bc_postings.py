@@ -16,7 +16,7 @@ from woo2d365.sandbox.tls import SandboxCA
 
 
 @pytest.fixture
-def bc(ca: SandboxCA) -> Iterator[BusinessCentralEmulator]:
+def bc(ca: SandboxCA) -> Iterator[BusinessCentralEmulator]:  # noqa: F811
     with BusinessCentralEmulator(ca=ca) as emulator:
         _seed(emulator)
         yield emulator
@@ -84,7 +84,7 @@ def test_ship_and_invoice_in_one_go_deletes_the_order_but_the_invoice_keeps_its_
 ) -> None:
     number = _order(bc)
     order_id = bc.sales_orders()[0]["id"]
-    shipment, invoice = bc.ship_and_invoice(number)
+    shipment, _invoice = bc.ship_and_invoice(number)
     assert bc.sales_orders() == []
     assert api.get(f"{api.company}/salesOrders({order_id})").status_code == 404
     answer = api.get(
