@@ -536,8 +536,8 @@ class StateStore(Protocol):
     def shipment_reports(
         self, woo_ids: list[int] | None = None, *, open_only: bool = False
     ) -> list[ShipmentReport]:
-        """Recorded shipments (of these orders), by number; ``open_only``: those with a note or
-        a tracking note still to write."""
+        """Recorded shipments (of these orders), by number; ``open_only``: those with a note,
+        a tracking note or their order's status change still to write."""
         ...
 
     def set_shipment_note_state(self, shipment_id: str, state: str, *, expect: list[str]) -> bool:

@@ -129,7 +129,8 @@ class ShipmentLedgers:
         if open_only:
             where.append(
                 "(note_state IN ('pending', 'claimed') OR (note_state = 'noted' AND "
-                "tracking <> '' AND tracking <> tracking_noted))"
+                "tracking <> '' AND tracking <> tracking_noted) OR woo_id IN (SELECT woo_id FROM "
+                "fulfilments WHERE complete_state = 'claimed'))"
             )
         rows: list[Any] = []
         with self._tx() as cur:
