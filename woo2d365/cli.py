@@ -273,7 +273,7 @@ def status(
             raise _usage(f"order {order_id} is not in the state store")
         events = store.events(order_id)
         if as_json:
-            _print_json(state, monitoring.order_detail_json(order, events))
+            _print_json(state, monitoring.order_detail_json(order, events, store))
         else:
             _render_order(state, order, events)
         return
@@ -301,6 +301,12 @@ def _render_status(state: CliState, report: monitoring.StatusReport, *, limited:
         out.print(
             f"Last sync: started {monitoring.iso(last.started_at)}, finished {finished}, "
             f"outcome {last.outcome or '-'}"
+        )
+    if any(report.fulfilment.values()):
+        f = report.fulfilment
+        out.print(
+            f"Shipped: {f.get('shipped', 0)}, partly shipped: {f.get('partly_shipped', 0)}, "
+            f"invoiced: {f.get('invoiced', 0)}"
         )
     waiting = report.oldest_waiting
     if waiting is not None:

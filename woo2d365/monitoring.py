@@ -55,6 +55,7 @@ class StatusReport:
     oldest_waiting: OrderRecord | None
     orders: list[OrderRecord]
     changed_after_push: list[int] = field(default_factory=list)  # not acknowledged yet
+    fulfilment: dict[str, int] = field(default_factory=dict)  # shipped, partly_shipped, invoiced
 
 
 def parse_state(value: str | None) -> OrderState | None:
@@ -153,6 +154,7 @@ def status_report(
         oldest_waiting=store.oldest_waiting(),
         orders=store.list_orders(states=[state] if state else None, limit=limit),
         changed_after_push=store.changed_after_push_ids(),
+        fulfilment=store.fulfilment_counts(),
     )
 
 
@@ -206,15 +208,37 @@ def report_json(report: StatusReport) -> dict[str, Any]:
         "oldest_waiting": order_json(report.oldest_waiting) if report.oldest_waiting else None,
         "orders": [order_json(o) for o in report.orders],
         "changed_after_push": report.changed_after_push,
+        "fulfilment": report.fulfilment,
     }
 
 
-def order_detail_json(order: OrderRecord, events: list[Event]) -> dict[str, Any]:
-    """``status ID --json``."""
+def order_detail_json(
+    order: OrderRecord, events: list[Event], store: StateStore | None = None
+) -> dict[str, Any]:
+    """``status ID --json``; with ``store`` also the order's shipments and invoices."""
     data = order_json(order)
     data["external_number"] = order.external_number
     data["events"] = [event_json(e) for e in events]
+    if store is not None:
+        data.update(documents_json(store, order.woo_id))
     return data
+
+
+def documents_json(store: StateStore, woo_id: int) -> dict[str, Any]:
+    """The order's Dynamics shipments and invoices as ``status ID --json`` shows them."""
+    return {
+        "shipments": [
+            {
+                "number": r.number,
+                "posted_at": f"{r.posted_on}T00:00:00+00:00" if len(r.posted_on) == 10 else None,
+                "tracking": r.tracking or None,
+            }
+            for r in store.shipment_reports([woo_id])
+        ],
+        "invoices": [
+            {"number": r.number, "status": r.status} for r in store.invoice_records([woo_id])
+        ],
+    }
 
 
 # -- durations ----------------------------------------------------------------------------------
@@ -281,6 +305,7 @@ class CheckLimits:
 
     warn_after: timedelta
     critical_after: timedelta
+    unshipped_after: timedelta | None = None  # [shipments] warn_unshipped_after_days
 
     @classmethod
     def from_settings(
@@ -294,7 +319,10 @@ class CheckLimits:
             warn = parse_duration(max_age, option="--max-age")
         if critical_age is not None:
             critical = parse_duration(critical_age, option="--critical-age")
-        return cls(warn_after=warn, critical_after=critical)
+        shipments = settings.shipments
+        days = shipments.warn_unshipped_after_days if shipments.enabled else 0
+        unshipped = timedelta(days=days) if days > 0 else None
+        return cls(warn_after=warn, critical_after=critical, unshipped_after=unshipped)
 
 
 def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> CheckResult:
@@ -352,6 +380,13 @@ def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> Check
     if changed:
         warning.append(f"{len(changed)} changed in the shop after the push")
         attention.append(f"woo2d365 ack {changed[0]}")
+    if limits.unshipped_after is not None:
+        late, some = store.unshipped_pushed_before(now - limits.unshipped_after, limit=1)
+        if late:
+            warning.append(
+                f"{late} pushed not shipped within {describe_age(limits.unshipped_after)}"
+            )
+            attention.append(f"woo2d365 status {some[0]}")
     code = 2 if critical else 1 if warning else 0
     parts = critical + warning
     if not parts:

@@ -39,7 +39,13 @@ from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.followup import FollowUpOptions, FollowUpResult
 from woo2d365.shop.client import WooClient
 from woo2d365.shop.mapping import OWN_META_PREFIX, order_from_shop
-from woo2d365.store.base import Fulfilment, InvoiceRecord, OrderRecord, ShipmentReport
+from woo2d365.store.base import (
+    Fulfilment,
+    InvoiceRecord,
+    OrderRecord,
+    ShipmentReport,
+    StateStore,
+)
 
 STEP = "shipments"
 OVERLAP = timedelta(minutes=10)
@@ -135,6 +141,26 @@ def only_our_status_change(before: dict[str, Any], after: dict[str, Any], status
         return {k: v for k, v in raw.items() if k not in STATUS_FIELDS}
 
     return content_fingerprint(without_status(before)) == content_fingerprint(without_status(after))
+
+
+def our_own_change(
+    store: StateStore, before: dict[str, Any], after: dict[str, Any], woo_id: int
+) -> bool:
+    """Pull's question for a pushed order that changed: was it only the status we set?"""
+    if str(after.get("status") or "") == str(before.get("status") or ""):
+        return False
+    fulfilment = store.fulfilments([woo_id]).get(woo_id)
+    if fulfilment is None or fulfilment.complete_state not in ("claimed", "done"):
+        return False
+    return only_our_status_change(before, after, fulfilment.status_set)
+
+
+def shipped_context(store: StateStore, woo_id: int) -> str:
+    """`` after it shipped (shipment 102001)`` for pull's alert about a change after push."""
+    numbers = [r.number for r in store.shipment_reports([woo_id])]
+    if not numbers:
+        return ""
+    return f" and after it shipped (shipment {', '.join(numbers)})"
 
 
 # -- the step ----------------------------------------------------------------------------------
