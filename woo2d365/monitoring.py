@@ -383,9 +383,9 @@ def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> Check
     if limits.unshipped_after is not None:
         late, some = store.unshipped_pushed_before(now - limits.unshipped_after, limit=1)
         if late:
-            warning.append(
-                f"{late} pushed not shipped within {describe_age(limits.unshipped_after)}"
-            )
+            days = limits.unshipped_after.days
+            what = "order" if late == 1 else "orders"
+            warning.append(f"{late} pushed {what} not shipped within {days} days")
             attention.append(f"woo2d365 status {some[0]}")
     code = 2 if critical else 1 if warning else 0
     parts = critical + warning
