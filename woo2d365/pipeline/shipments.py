@@ -28,6 +28,7 @@ the store included.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -199,10 +200,7 @@ def run(
 
     work = _work(ctx, seen_shipments, seen_invoices, options)
     carriers = {k.strip().upper(): v for k, v in ctx.settings.shipments.carriers.items()}
-    for woo_id in sorted(work):
-        if ctx.lease_lost.is_set():
-            break
-        _report_order(ctx, shop, erp, work[woo_id], carriers, options, result)
+    _report_all(ctx, shop, erp, work, carriers, options, result)
     _write_invoice_meta(ctx, shop, work, options, result)
 
     if not options.dry_run and not ctx.lease_lost.is_set():
@@ -441,6 +439,45 @@ def _work(
 
 
 # -- reporting one order -----------------------------------------------------------------------
+
+
+def _report_all(
+    ctx: RunContext,
+    shop: WooClient,
+    erp: ErpTarget,
+    work: dict[int, _Work],
+    carriers: dict[str, str],
+    options: FollowUpOptions,
+    result: FollowUpResult,
+) -> None:
+    """Each order on its own, ``woocommerce.max_concurrency`` at a time (the shop's latency is
+    the cost); the first outage stops the rest and is raised."""
+
+    def one(woo_id: int) -> FollowUpResult:
+        own = FollowUpResult(step=STEP, dry_run=options.dry_run)
+        if not ctx.lease_lost.is_set():
+            _report_order(ctx, shop, erp, work[woo_id], carriers, options, own)
+        return own
+
+    workers = max(1, ctx.settings.woocommerce.max_concurrency)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shipments") as pool:
+        futures = [pool.submit(one, woo_id) for woo_id in sorted(work)]
+        failure: BaseException | None = None
+        for future in futures:
+            try:
+                done = future.result()
+            except BaseException as exc:  # the first outage; the orders not begun are left
+                if failure is None:
+                    failure = exc
+                    for other in futures:
+                        other.cancel()
+                continue
+            for name, value in done.counts.items():
+                result.counts[name] = result.counts.get(name, 0) + value
+            result.attention += done.attention
+            result.lines += done.lines
+        if failure is not None:
+            raise failure
 
 
 def _report_order(

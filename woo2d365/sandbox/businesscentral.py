@@ -341,6 +341,7 @@ class BusinessCentralEmulator:
         self._server: _TLSServer | None = None
         self._thread: threading.Thread | None = None
         self._postings: dict[str, posted.Postings] = {c: posted.Postings() for c in self._companies}
+        self.max_page_size = 20000  # the server's page size (benchmarks lower it to show paging)
         self.tracking_api: str | None = TRACKING_API
         """``publisher/group/version/entitySet`` of the installed tracking page (None: none)."""
 
@@ -1575,7 +1576,7 @@ class BusinessCentralEmulator:
         count = opts.get("$count")
         if count not in (None, "true", "false"):
             raise query_syntax_error(f"Invalid value '{count}' for $count.")
-        page_size = parse_max_page_size(handler.headers.get("Prefer"))
+        page_size = min(parse_max_page_size(handler.headers.get("Prefer")), self.max_page_size)
 
         candidates = rows
         if flt is not None:
