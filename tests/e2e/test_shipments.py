@@ -239,3 +239,22 @@ def _wait_for(condition: Any, timeout: float = 30) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("condition not reached")
+
+
+def test_order_narrows_the_run_and_the_rest_is_reported_by_the_next_run(
+    shipping: Sandbox,
+) -> None:
+    orders = shipping.bc.sales_orders()
+    first, second = orders[0], orders[1]
+    one = shipping.bc.ship(first["number"])
+    other = shipping.bc.ship(second["number"])
+    assert one is not None and other is not None
+    woo_one = _woo_id(shipping, first["externalDocumentNumber"])
+    woo_other = _woo_id(shipping, second["externalDocumentNumber"])
+    narrowed = run_woo2d365(shipping, "shipments", "--order", str(woo_one))
+    assert narrowed.exit_code == 0, narrowed.stdout + narrowed.stderr
+    assert _notes(shipping, woo_one, shipment_marker(one["number"]))
+    assert not _notes(shipping, woo_other, shipment_marker(other["number"]))
+    assert run_woo2d365(shipping, "shipments").exit_code == 0
+    assert len(_notes(shipping, woo_other, shipment_marker(other["number"]))) == 1
+    assert len(_notes(shipping, woo_one, shipment_marker(one["number"]))) == 1
