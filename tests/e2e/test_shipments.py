@@ -258,3 +258,37 @@ def test_order_narrows_the_run_and_the_rest_is_reported_by_the_next_run(
     assert run_woo2d365(shipping, "shipments").exit_code == 0
     assert len(_notes(shipping, woo_other, shipment_marker(other["number"]))) == 1
     assert len(_notes(shipping, woo_one, shipment_marker(one["number"]))) == 1
+
+
+def test_a_run_killed_after_the_status_change_never_changes_it_twice(shipping: Sandbox) -> None:
+    woo_id, number = _order_with_two_units(shipping)
+    shipment = shipping.bc.ship(number)
+    assert shipment is not None
+    shipping.shop.latency = 1.0
+    process = start_cli(shipping, "shipments")
+    _wait_for(lambda: shipping.shop.orders[woo_id]["status"] == "completed")
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    shipping.shop.latency = 0.0
+    store = open_store(f"sqlite:///{shipping.state_path}")
+    try:
+        assert store.fulfilments([woo_id])[woo_id].complete_state == "claimed"
+    finally:
+        store.close()
+    for _ in range(2):
+        result = run_woo2d365(shipping, "shipments")
+        assert result.exit_code == 0, result.stdout + result.stderr
+    assert len(_status_notes(shipping, woo_id)) == 1
+    assert len(_notes(shipping, woo_id, shipment_marker(shipment["number"]))) == 1
+    resync = run_woo2d365(shipping, "sync")
+    assert resync.exit_code == 0, resync.stdout + resync.stderr
+    assert order_detail(shipping, woo_id)["changed_after_push_at"] is None
+
+
+def test_a_tracking_page_that_is_not_installed_is_a_configuration_error(
+    shipping: Sandbox,
+) -> None:
+    shipping.bc.tracking_api = None
+    result = run_woo2d365(shipping, "shipments")
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert "shipments.tracking_api" in result.stderr

@@ -15,7 +15,7 @@ from typing import Any
 
 from woo2d365.erp.base import PostedInvoice, PostedShipment, ShipmentTracking
 from woo2d365.erp.businesscentral.client import BusinessCentralClient, odata_datetime, odata_string
-from woo2d365.errors import ConfigError
+from woo2d365.errors import ConfigError, DynamicsError
 from woo2d365.model import LineKind, Order
 
 LINE_STEP = 10000  # Business Central numbers the lines of a deep insert 10000, 20000, ...
@@ -75,8 +75,17 @@ def shipment_tracking(
             f"shipments.tracking_api {tracking_api!r} is not publisher/group/version/entitySet"
         )
     url = client.custom_api_url(*parts)
+    try:
+        rows = list(client.get_all_at(url, {"$filter": _filter(prefix, since)}))
+    except DynamicsError as exc:
+        if exc.status == 404 and not exc.retryable:
+            raise ConfigError(
+                f"shipments.tracking_api {tracking_api!r}: Business Central has no such API page "
+                f"({exc.message}); is the extension installed?"
+            ) from None
+        raise
     found = []
-    for row in client.get_all_at(url, {"$filter": _filter(prefix, since)}):
+    for row in rows:
         found.append(
             ShipmentTracking(
                 id=str(row.get("id") or ""),
