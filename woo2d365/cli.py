@@ -275,7 +275,7 @@ def status(
         if as_json:
             _print_json(state, monitoring.order_detail_json(order, events, store))
         else:
-            _render_order(state, order, events)
+            _render_order(state, order, events, monitoring.documents_json(store, order_id))
         return
     report = monitoring.status_report(
         store, state=wanted, limit=limit if (limit is not None or as_json) else 20
@@ -334,7 +334,9 @@ def _render_status(state: CliState, report: monitoring.StatusReport, *, limited:
             out.print(f"(showing the {len(report.orders)} most recently updated; use --limit N)")
 
 
-def _render_order(state: CliState, order: Any, events: list[Any]) -> None:
+def _render_order(
+    state: CliState, order: Any, events: list[Any], documents: dict[str, Any]
+) -> None:
     out = state.out
     out.print(f"Order {order.woo_id} (shop number {order.number}): {order.state.value}")
     if order.reason:
@@ -348,6 +350,11 @@ def _render_order(state: CliState, order: Any, events: list[Any]) -> None:
         f"Attempts: {order.attempts}; shop status {order.shop_status}; total "
         f"{order.total} {order.currency}"
     )
+    for shipment in documents.get("shipments", []):
+        tracking = f", tracking {shipment['tracking']}" if shipment["tracking"] else ""
+        out.print(f"Shipment {shipment['number']} posted {shipment['posted_at']}{tracking}")
+    for invoice in documents.get("invoices", []):
+        out.print(f"Invoice {invoice['number']}: {invoice['status']}")
     table = Table(title="Events", show_edge=False)
     for column in ("at", "step", "level", "message"):
         table.add_column(column)

@@ -63,6 +63,8 @@ def test_status_counts_shipped_partly_shipped_and_invoiced_orders(
     ]
     assert detail["invoices"] == [{"number": "103001", "status": "Paid"}]
     assert "Shipped: 1, partly shipped: 1, invoiced: 1" in run_cli("status").stdout
+    text = run_cli("status", "1").stdout
+    assert "Shipment 102001" in text and "tracking JV1" in text and "Invoice 103001: Paid" in text
 
 
 def test_check_warns_about_orders_not_shipped_in_time_only_when_asked(
