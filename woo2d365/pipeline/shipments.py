@@ -59,7 +59,7 @@ CURSOR_KEYS = {
 INVOICE_META_KEY = OWN_META_PREFIX + "invoice"
 CLOSED_STATUSES = frozenset({"cancelled", "refunded", "failed", "trash"})
 """Shop statuses after which the tool writes nothing to the order (a person decides)."""
-# What setting the status changes in the order besides ``date_modified`` (docs/systems.md W5).
+# What setting the status changes in the order besides ``date_modified`` (docs/systems.md W6).
 STATUS_FIELDS = (
     "status",
     "date_completed",
