@@ -319,9 +319,9 @@ def status(
             raise _usage(f"order {order_id} is not in the state store")
         events = store.events(order_id)
         if as_json:
-            _print_json(state, monitoring.order_detail_json(order, events))
+            _print_json(state, monitoring.order_detail_json(order, events, store))
         else:
-            _render_order(state, order, events, when)
+            _render_order(state, order, events, when, monitoring.documents_json(store, order_id))
         return
     report = monitoring.status_report(
         store,
@@ -404,7 +404,11 @@ def _cut(text: str, width: int) -> str:
 
 
 def _render_order(
-    state: CliState, order: Any, events: list[Any], when: Callable[[datetime | None], str]
+    state: CliState,
+    order: Any,
+    events: list[Any],
+    when: Callable[[datetime | None], str],
+    documents: dict[str, Any],
 ) -> None:
     out = state.out
     out.print(f"Order {order.woo_id} (shop number {order.number}): {order.state.value}")
@@ -422,6 +426,11 @@ def _render_order(
         f"{order.total} {order.currency}",
         highlight=False,
     )
+    for shipment in documents.get("shipments", []):
+        tracking = f", tracking {shipment['tracking']}" if shipment["tracking"] else ""
+        out.print(f"Shipment {shipment['number']} posted {shipment['posted_at']}{tracking}")
+    for invoice in documents.get("invoices", []):
+        out.print(f"Invoice {invoice['number']}: {invoice['status']}")
     table = Table(title="Events", show_edge=False)
     for column in ("at", "step", "level", "message"):
         table.add_column(column)

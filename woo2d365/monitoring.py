@@ -60,6 +60,7 @@ class StatusReport:
     oldest: dict[OrderState, OrderRecord] = field(default_factory=dict)  # per open state
     write_backs_pending: int = 0
     last_stock: StockRunSummary | None = None  # woo2d365 stock
+    fulfilment: dict[str, int] = field(default_factory=dict)  # shipped, partly_shipped, invoiced
 
     @property
     def total(self) -> int:
@@ -212,6 +213,7 @@ def status_report(
         oldest=oldest,
         write_backs_pending=len(store.write_back_pending_ids()),
         last_stock=last_stock_run(store),
+        fulfilment=store.fulfilment_counts(),
     )
 
 
@@ -222,6 +224,12 @@ def summary_lines(
     counts = report.counts
     shown = [*OPEN_STATES, OrderState.PUSHED, OrderState.SKIPPED]
     lines = ["Orders: " + ", ".join(f"{counts.get(s.value, 0)} {s.value}" for s in shown)]
+    if any(report.fulfilment.values()):
+        f = report.fulfilment
+        lines.append(
+            f"Pushed orders: {f.get('shipped', 0)} shipped, {f.get('partly_shipped', 0)} partly "
+            f"shipped, {f.get('invoiced', 0)} invoiced"
+        )
     last = report.last_sync
     if last is None:
         lines.append("Last sync: never")
@@ -315,15 +323,37 @@ def report_json(report: StatusReport) -> dict[str, Any]:
         "orders": [order_json(o) for o in report.orders],
         "changed_after_push": report.changed_after_push,
         "last_stock": report.last_stock.as_json() if report.last_stock else None,
+        "fulfilment": report.fulfilment,
     }
 
 
-def order_detail_json(order: OrderRecord, events: list[Event]) -> dict[str, Any]:
-    """``status ID --json``."""
+def order_detail_json(
+    order: OrderRecord, events: list[Event], store: StateStore | None = None
+) -> dict[str, Any]:
+    """``status ID --json``; with ``store`` also the order's shipments and invoices."""
     data = order_json(order)
     data["external_number"] = order.external_number
     data["events"] = [event_json(e) for e in events]
+    if store is not None:
+        data.update(documents_json(store, order.woo_id))
     return data
+
+
+def documents_json(store: StateStore, woo_id: int) -> dict[str, Any]:
+    """The order's Dynamics shipments and invoices as ``status ID --json`` shows them."""
+    return {
+        "shipments": [
+            {
+                "number": r.number,
+                "posted_at": f"{r.posted_on}T00:00:00+00:00" if len(r.posted_on) == 10 else None,
+                "tracking": r.tracking or None,
+            }
+            for r in store.shipment_reports([woo_id])
+        ],
+        "invoices": [
+            {"number": r.number, "status": r.status} for r in store.invoice_records([woo_id])
+        ],
+    }
 
 
 # -- durations ----------------------------------------------------------------------------------
@@ -392,6 +422,7 @@ class CheckLimits:
     critical_after: timedelta
     max_wait: timedelta = timedelta(0)  # an order waiting longer in one state warns; 0: never
     stock_after: timedelta | None = None  # [stock] enabled: WARNING when stock is older
+    unshipped_after: timedelta | None = None  # [shipments] warn_unshipped_after_days
 
     @classmethod
     def from_settings(
@@ -416,7 +447,16 @@ class CheckLimits:
             wait = parse_duration(max_wait, option="--max-wait")
         stock = settings.stock
         stock_after = timedelta(minutes=stock.max_age_minutes) if stock.enabled else None
-        return cls(warn_after=warn, critical_after=critical, max_wait=wait, stock_after=stock_after)
+        shipments = settings.shipments
+        days = shipments.warn_unshipped_after_days if shipments.enabled else 0
+        unshipped = timedelta(days=days) if days > 0 else None
+        return cls(
+            warn_after=warn,
+            critical_after=critical,
+            max_wait=wait,
+            stock_after=stock_after,
+            unshipped_after=unshipped,
+        )
 
 
 def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> CheckResult:
@@ -484,6 +524,13 @@ def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> Check
     if changed:
         warning.append(f"{len(changed)} changed in the shop after the push")
         attention.append(f"woo2d365 ack {changed[0]}")
+    if limits.unshipped_after is not None:
+        late, some = store.unshipped_pushed_before(now - limits.unshipped_after, limit=1)
+        if late:
+            days = limits.unshipped_after.days
+            what = "order" if late == 1 else "orders"
+            warning.append(f"{late} pushed {what} not shipped within {days} days")
+            attention.append(f"woo2d365 status {some[0]}")
     code = 2 if critical else 1 if warning else 0
     parts = critical + warning
     if not parts:

@@ -174,6 +174,7 @@ class ShipmentsSettings(_Section):
     notify_customer: bool = True
     tracking_api: str = ""  # "publisher/group/version/entitySet" of a custom API page
     carriers: dict[str, str] = Field(default_factory=dict)  # agent code = "Name|URL with %1"
+    warn_unshipped_after_days: int = Field(default=0, ge=0)  # status --check; 0 = off
 
     @field_validator("complete_status")
     @classmethod

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -92,6 +93,57 @@ class ItemRefresh:
     fetched: int
     requests: int = 0
     items: ItemLookup | None = None
+
+
+# -- posted documents (woo2d365 shipments) -----------------------------------------------------
+@dataclass(frozen=True)
+class PostedShipment:
+    """A posted shipment as the ERP shows it; ``lines`` maps the order line's sequence to the
+    quantity this shipment shipped."""
+
+    id: str
+    number: str
+    external_number: str
+    order_number: str
+    posted_on: str  # YYYY-MM-DD
+    modified: str  # the ERP's own modification timestamp, ISO 8601
+    lines: dict[int, Decimal]
+    agent: str = ""
+    tracking: str = ""
+
+
+@dataclass(frozen=True)
+class ShipmentTracking:
+    """Shipping agent and package tracking number of a posted shipment."""
+
+    id: str
+    number: str
+    external_number: str
+    order_number: str
+    agent: str
+    tracking: str
+    modified: str
+
+
+@dataclass(frozen=True)
+class PostedInvoice:
+    """A posted invoice; ``order_id`` is the sales order's id when posted from it."""
+
+    id: str
+    number: str
+    external_number: str
+    order_number: str
+    order_id: str
+    status: str
+    currency: str
+    total_including_tax: Decimal
+    total_excluding_tax: Decimal
+    remaining: Decimal
+    posted_on: str
+    modified: str
+
+
+# -- end of posted documents -------------------------------------------------------------------
 
 
 class ErpTarget(Protocol):
@@ -176,6 +228,28 @@ class ErpTarget(Protocol):
         ...
 
     # -- end stock ------------------------------------------------------------------------------
+
+    # -- posted documents (woo2d365 shipments) -------------------------------------------
+    def posted_shipments(self, prefix: str, since: datetime | None) -> list[PostedShipment]:
+        """Posted shipments of documents whose external number starts with ``prefix``, changed
+        after the ERP timestamp ``since`` (all when None), with their lines; paged reads."""
+        ...
+
+    def shipment_tracking(
+        self, prefix: str, since: datetime | None
+    ) -> list[ShipmentTracking] | None:
+        """Agent and tracking number of posted shipments changed after ``since``; None when the
+        ERP has no source for them (not configured)."""
+        ...
+
+    def posted_invoices(self, prefix: str, since: datetime | None) -> list[PostedInvoice]:
+        """Posted invoices of this tool's documents changed after ``since``; paged reads."""
+        ...
+
+    def goods_lines(self, order: Order) -> dict[int, Decimal]:
+        """Line sequence → quantity of the goods lines of the order's pushed document (what has
+        to ship before the order is complete); computed from the order, no request."""
+        ...
 
     def close(self) -> None:
         """Release connections."""

@@ -32,6 +32,7 @@ from typing import Any
 from woo2d365.errors import OrderDataError, ShopError
 from woo2d365.model import OrderState
 from woo2d365.pipeline.context import RunContext
+from woo2d365.pipeline.shipments import our_own_change, shipped_context
 from woo2d365.settings import WooCommerceSettings
 from woo2d365.shop.client import WooClient
 from woo2d365.shop.mapping import (
@@ -228,6 +229,12 @@ def _take(
         # Only the modification time, links or our own write-back meta changed (HPOS bumps
         # date_modified on a meta write, and on merely opening the order in wp-admin).
         result.unchanged += 1
+    elif (
+        before.state in _PUSHED
+        and before.raw is not None
+        and our_own_change(ctx.store, before.raw, raw, before.woo_id)
+    ):
+        result.unchanged += 1  # the status the shipments step set (docs/architecture.md)
     elif before.state in _PUSHED:
         _changed_after_push(ctx, before, raw, result)
     else:
@@ -311,6 +318,7 @@ def _changed_after_push(
     result.changed_after_push += 1
     ctx.store.mark_changed_after_push(before.woo_id, ctx.clock())
     document = f" as {before.d365_number}" if before.d365_number else ""
+    document += shipped_context(ctx.store, before.woo_id)
     ctx.event(
         STEP,
         f"changed in the shop after it was pushed{document} ({_changes(before, raw)}); "

@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from woo2d365.sandbox import bc_model as m
+from woo2d365.sandbox import bc_postings as posted
 from woo2d365.sandbox.bc_odata import (
     Filter,
     ODataError,
@@ -60,6 +61,8 @@ BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
 BC_RESOURCE = "https://api.businesscentral.dynamics.com"
 MAX_QUEUED_PER_APP = 95  # docs/systems.md B3: max request queue per user
 QUEUE_TIMEOUT_SECONDS = 480.0  # docs/systems.md B3: 503 after 8 minutes queued
+TRACKING_API = "woo2d365/shipping/v1.0/shipmentTrackings"
+"""Where the emulator serves the custom tracking page unless told otherwise."""
 _DEFAULT_COUNTRIES = ("NL", "DE", "BE", "FR", "AT", "GB", "US", "ES", "IT", "DK", "SE", "PL", "CH")
 
 
@@ -138,11 +141,33 @@ _SETS: dict[str, _EntitySet] = {
     "countriesRegions": _EntitySet(
         "countriesRegions", "countryRegion", m.COUNTRY_SCHEMA, "code", "Country/Region"
     ),
+    # -- posted documents (bc_postings) --
+    "salesShipments": _EntitySet(
+        "salesShipments", "salesShipment", posted.SHIPMENT_SCHEMA, "number", "Sales Shipment Header"
+    ),
+    "salesShipmentLines": _EntitySet(
+        "salesShipmentLines",
+        "salesShipmentLine",
+        posted.SHIPMENT_LINE_SCHEMA,
+        "documentNo",
+        "Sales Shipment Line",
+    ),
+    "salesInvoices": _EntitySet(
+        "salesInvoices",
+        "salesInvoice",
+        posted.INVOICE_SCHEMA,
+        "number",
+        "Sales Invoice Entity Aggregate",
+    ),
 }
+# The custom API page with shipping agent and tracking number (a per-tenant extension).
+_TRACKING_SET = _EntitySet(
+    "tracking", "postedShipmentTracking", posted.TRACKING_SCHEMA, "number", "Sales Shipment Header"
+)
+_READ_ONLY_SETS = frozenset({"salesShipments", "salesShipmentLines"})
 # Entity sets BC has that this emulator does not serve: a 501, so nobody mistakes it for BC.
 _UNSERVED_SETS = frozenset(
     {
-        "salesInvoices",
         "salesQuotes",
         "salesCreditMemos",
         "vendors",
@@ -163,7 +188,6 @@ _UNSERVED_SETS = frozenset(
         "contacts",
         "locations",
         "itemVariants",
-        "salesShipments",
         "customerPaymentJournals",
         "projects",
         "bankAccounts",
@@ -316,6 +340,10 @@ class BusinessCentralEmulator:
             self._companies[company.id] = company
         self._server: _TLSServer | None = None
         self._thread: threading.Thread | None = None
+        self._postings: dict[str, posted.Postings] = {c: posted.Postings() for c in self._companies}
+        self.max_page_size = 20000  # the server's page size (benchmarks lower it to show paging)
+        self.tracking_api: str | None = TRACKING_API
+        """``publisher/group/version/entitySet`` of the installed tracking page (None: none)."""
 
     # ------------------------------------------------------------------ lifecycle and URLs
     def start(self) -> BusinessCentralEmulator:
@@ -554,6 +582,122 @@ class BusinessCentralEmulator:
             return [
                 m.render(i, m.ITEM_SCHEMA, None)
                 for i in sorted(comp.items.values(), key=lambda i: i["number"])
+            ]
+
+    # ------------------------------------------------------------------ posting (bc_postings)
+    def ship(
+        self,
+        order_number: str,
+        quantities: Mapping[int, Decimal | int | str] | None = None,
+        *,
+        invoice: bool = False,
+        company: str | None = None,
+        posting_date: date | None = None,
+    ) -> dict[str, Any] | None:
+        """Post a shipment of the sales order as a warehouse person would: the given quantities
+        per line ``sequence`` (None: everything not shipped yet); with ``invoice`` "Ship and
+        Invoice" in one go (a fully invoiced order is deleted). The shipment as the API shows it."""
+        wanted = None if quantities is None else {k: Decimal(str(v)) for k, v in quantities.items()}
+        with self._lock:
+            comp = self._company(company)
+            shipment, _ = posted.post(
+                comp,
+                self._postings[comp.id],
+                order_number,
+                ship=wanted,
+                invoice=invoice,
+                posting_date=posting_date,
+                everything=quantities is None,
+            )
+            return None if shipment is None else m.render(shipment, posted.SHIPMENT_SCHEMA, None)
+
+    def invoice(
+        self, order_number: str, *, company: str | None = None, posting_date: date | None = None
+    ) -> dict[str, Any] | None:
+        """Post an invoice for what is shipped and not invoiced (the order goes when all is)."""
+        with self._lock:
+            comp = self._company(company)
+            _, invoice = posted.post(
+                comp,
+                self._postings[comp.id],
+                order_number,
+                ship=None,
+                invoice=True,
+                posting_date=posting_date,
+            )
+            return None if invoice is None else m.render(invoice, posted.INVOICE_SCHEMA, None)
+
+    def ship_and_invoice(
+        self, order_number: str, *, company: str | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """ "Ship and Invoice" of everything: shipment and invoice posted, the order deleted."""
+        with self._lock:
+            comp = self._company(company)
+            shipment, invoice = posted.post(
+                comp,
+                self._postings[comp.id],
+                order_number,
+                ship=None,
+                invoice=True,
+                everything=True,
+            )
+            assert shipment is not None and invoice is not None
+            return (
+                m.render(shipment, posted.SHIPMENT_SCHEMA, None),
+                m.render(invoice, posted.INVOICE_SCHEMA, None),
+            )
+
+    def set_tracking(
+        self,
+        shipment_number: str,
+        agent: str,
+        tracking_number: str,
+        *,
+        service: str = "",
+        company: str | None = None,
+    ) -> dict[str, Any]:
+        """ "Update Document" on a posted shipment: agent and package tracking number."""
+        with self._lock:
+            comp = self._company(company)
+            row = posted.set_tracking(
+                self._postings[comp.id],
+                shipment_number,
+                agent=agent,
+                tracking_number=tracking_number,
+                service=service,
+            )
+            return m.render(posted.tracking_row(row), posted.TRACKING_SCHEMA, None)
+
+    def set_invoice_status(
+        self, invoice_number: str, status: str, *, company: str | None = None
+    ) -> dict[str, Any]:
+        """A posted invoice's status changes (``Paid`` when a payment is applied)."""
+        with self._lock:
+            comp = self._company(company)
+            invoice = posted.set_invoice_status(self._postings[comp.id], invoice_number, status)
+            return m.render(invoice, posted.INVOICE_SCHEMA, None)
+
+    def shipments(self, company: str | None = None) -> list[dict[str, Any]]:
+        """Every posted shipment with its lines, by number."""
+        with self._lock:
+            book = self._postings[self._company(company).id]
+            result = []
+            for header in sorted(book.shipments.values(), key=lambda h: h["number"]):
+                doc = m.render(header, posted.SHIPMENT_SCHEMA, None)
+                doc["salesShipmentLines"] = [
+                    m.render(line, posted.SHIPMENT_LINE_SCHEMA, None)
+                    for line in book.shipment_lines.get(header["id"], [])
+                ]
+                result.append(doc)
+            return result
+
+    def invoices(self, company: str | None = None) -> list[dict[str, Any]]:
+        """Every posted invoice, by number."""
+        with self._lock:
+            book = self._postings[self._company(company).id]
+            return [
+                m.render(i, posted.INVOICE_SCHEMA, None)
+                for i in sorted(book.invoices.values(), key=lambda i: i["number"])
             ]
 
     # ------------------------------------------------------------------ faults and tokens
@@ -1003,6 +1147,10 @@ class BusinessCentralEmulator:
         elif len(parts) >= 6 and parts[4] == "api" and parts[5] == "v2.0":
             tenant, env, rest = unquote(parts[2]), parts[3], parts[6:]
             prefix = "/".join(parts[:6])
+        elif len(parts) >= 9 and parts[4] == "api":
+            # A custom API page: api/{publisher}/{group}/{version}/companies({id})/{entitySet}
+            tenant, env, rest = unquote(parts[2]), parts[3], parts[8:]
+            prefix = "/".join(parts[:8])
         else:
             return None
         return tenant, unquote(env), prefix, rest
@@ -1024,6 +1172,8 @@ class BusinessCentralEmulator:
             )
         root = f"{self.url}{prefix}"
         options = parse_query(query)
+        if not prefix.endswith("/api/v2.0"):
+            return self._custom_api(handler, method, prefix, rest, options, root, path)
         segments = [self._segment(s) for s in rest if s != ""] if rest != [""] else []
         if not segments:
             if method != "GET":
@@ -1093,6 +1243,57 @@ class BusinessCentralEmulator:
                 context = ""
             return self._company_resource(
                 handler, method, company, segments, options, root, path, context, body
+            )
+
+    def _custom_api(
+        self,
+        handler: _Handler,
+        method: str,
+        prefix: str,
+        rest: list[str],
+        options: QueryOptions,
+        root: str,
+        path: str,
+    ) -> tuple[int, Any, dict[str, str]]:
+        """The tracking page of a per-tenant extension, when installed (else BC's 404)."""
+        api = "/".join(prefix.split("/")[5:8])
+        segments = [self._segment(s) for s in rest if s != ""]
+        installed = (self.tracking_api or "").rsplit("/", 1)
+        if len(installed) != 2 or installed[0] != api:
+            raise ODataError(
+                404, "BadRequest_ResourceNotFound", f"No resource was found at '{path}'."
+            )
+        if len(segments) != 2 or segments[0][0] != "companies" or segments[0][1] is None:
+            raise ODataError(
+                404, "BadRequest_ResourceNotFound", f"No resource was found at '{path}'."
+            )
+        name, key = segments[1]
+        if name != installed[1]:
+            raise ODataError(
+                404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{name}'."
+            )
+        if method != "GET":
+            raise self._method_not_allowed(method, name)
+        with self._lock:
+            company = self._companies.get(self._guid_key(segments[0][1]))
+            if company is None:
+                raise ODataError(
+                    404,
+                    "Internal_CompanyNotFound",
+                    f"The company '{segments[0][1]}' does not exist.",
+                )
+            rows = [posted.tracking_row(h) for h in self._postings[company.id].shipments.values()]
+            context = f"companies({company.id})/{name}"
+            if key is not None:
+                wanted = self._guid_key(key)
+                match = [row for row in rows if row["id"] == wanted]
+                if not match:
+                    raise self._not_found(_TRACKING_SET, wanted)
+                return self._single(
+                    _TRACKING_SET, match[0], options, root, f"{context}({wanted})", company
+                )
+            return self._collection(
+                _TRACKING_SET, rows, {}, options, handler, root, path, context, company
             )
 
     @staticmethod
@@ -1177,6 +1378,14 @@ class BusinessCentralEmulator:
                     f"Resource not found for the segment '{segments[1][0]}'.",
                 )
             if method == "POST":
+                if name in _READ_ONLY_SETS:
+                    raise self._method_not_allowed(method, name)
+                if name == "salesInvoices":
+                    raise ODataError(
+                        501,
+                        "BadRequest_MethodNotImplemented",
+                        "Creating sales invoices is not supported by the sandbox emulator.",
+                    )
                 return self._post(handler, company, spec, options, root, context, body)
             rows, indexes = self._rows(company, spec)
             if name == "salesOrderLines":
@@ -1195,6 +1404,21 @@ class BusinessCentralEmulator:
                 spec, entity, options, root, f"{context}{name}({entity['id']})", company
             )
         nav, nav_key = segments[1]
+        if name == "salesShipments" and nav == "salesShipmentLines" and nav_key is None:
+            if method != "GET":
+                raise self._method_not_allowed(method, nav)
+            shipment_lines = self._postings[company.id].shipment_lines.get(entity["id"], [])
+            return self._collection(
+                _SETS["salesShipmentLines"],
+                list(shipment_lines),
+                {},
+                options,
+                handler,
+                root,
+                path,
+                f"{context}salesShipments({entity['id']})/salesShipmentLines",
+                company,
+            )
         if name != "salesOrders" or nav != "salesOrderLines":
             raise ODataError(
                 404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{nav}'."
@@ -1255,6 +1479,13 @@ class BusinessCentralEmulator:
             return list(company.accounts.values()), {}
         if spec.name == "countriesRegions":
             return list(company.countries.values()), {}
+        book = self._postings[company.id]
+        if spec.name == "salesShipments":
+            return list(book.shipments.values()), {}
+        if spec.name == "salesShipmentLines":
+            return book.all_shipment_lines(), {}
+        if spec.name == "salesInvoices":
+            return list(book.invoices.values()), {}
         raise AssertionError(spec.name)
 
     def _find(self, company: m.Company, spec: _EntitySet, key: str) -> dict[str, Any]:
@@ -1269,7 +1500,15 @@ class BusinessCentralEmulator:
             if not found:
                 raise self._not_found(spec, key)
             return found[0]
+        book = self._postings[company.id]
+        if spec.name == "salesShipmentLines":
+            table = {line["id"]: line for line in book.all_shipment_lines()}
+            if key not in table:
+                raise self._not_found(spec, key)
+            return table[key]
         table = {
+            "salesShipments": book.shipments,
+            "salesInvoices": book.invoices,
             "items": company.items,
             "customers": company.customers,
             "salesOrders": company.orders,
@@ -1291,11 +1530,12 @@ class BusinessCentralEmulator:
 
     # ------------------------------------------------------------------ API: reading
     def _expand_names(self, spec: _EntitySet, options: QueryOptions) -> set[str]:
-        navs = ["salesOrderLines"] if spec.name == "salesOrders" else []
+        navs = {"salesOrders": ["salesOrderLines"], "salesShipments": ["salesShipmentLines"]}
+        unserved = m.UNSERVED_NAVIGATIONS.get(spec.entity) or posted.NAVIGATIONS.get(spec.entity)
         return parse_expand(
             options.options.get("$expand"),
-            navs,
-            m.UNSERVED_NAVIGATIONS.get(spec.entity, ()),
+            navs.get(spec.name, []),
+            unserved or (),
             spec.entity,
         )
 
@@ -1311,6 +1551,11 @@ class BusinessCentralEmulator:
         if "salesOrderLines" in expand and company is not None:
             doc["salesOrderLines"] = [
                 m.render(line, m.LINE_SCHEMA, None) for line in company.lines.get(entity["id"], [])
+            ]
+        if "salesShipmentLines" in expand and company is not None:
+            doc["salesShipmentLines"] = [
+                m.render(line, posted.SHIPMENT_LINE_SCHEMA, None)
+                for line in self._postings[company.id].shipment_lines.get(entity["id"], [])
             ]
         return doc
 
@@ -1361,7 +1606,7 @@ class BusinessCentralEmulator:
         count = opts.get("$count")
         if count not in (None, "true", "false"):
             raise query_syntax_error(f"Invalid value '{count}' for $count.")
-        page_size = parse_max_page_size(handler.headers.get("Prefer"))
+        page_size = min(parse_max_page_size(handler.headers.get("Prefer")), self.max_page_size)
 
         candidates = rows
         if flt is not None:

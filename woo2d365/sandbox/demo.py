@@ -2,8 +2,9 @@
 
 Starts the shop and Business Central emulators (real HTTPS, real msal), seeds about 50 orders,
 then goes through the normal code path exactly as cron would: ``sync``, ``status``, the held
-orders explained and released with ``map-sku add``, ``sync`` again, and a reconciliation of every
-order against the emulated Business Central.
+orders explained and released with ``map-sku add``, ``sync`` again, a reconciliation of every
+order against the emulated Business Central, and one order shipped and invoiced there reaching the
+shop through ``shipments``.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from rich.table import Table
 from woo2d365 import runs, skumap
 from woo2d365.model import OrderState
 from woo2d365.pipeline.context import utc_now
+from woo2d365.pipeline.followup import FollowUpOptions
 from woo2d365.pipeline.sync import SyncResult
 from woo2d365.runtime import Runtime
 from woo2d365.sandbox.world import UNMAPPED, Sandbox
-from woo2d365.settings import load_settings
+from woo2d365.settings import LoadedSettings, load_settings
 from woo2d365.store import open_store
 
 
@@ -127,8 +129,53 @@ def _walk_through(console: Console, sandbox: Sandbox, outcome: DemoOutcome) -> N
 
         console.rule("4. Reconciliation against Business Central")
         _reconcile(console, sandbox, runtime, outcome)
+
+        console.rule("5. Business Central ships and invoices; woo2d365 shipments tells the shop")
+        _ship_and_invoice(console, sandbox, runtime, outcome)
     finally:
         store.close()
+
+
+def _ship_and_invoice(
+    console: Console, sandbox: Sandbox, runtime: Runtime, outcome: DemoOutcome
+) -> None:
+    """One processing order shipped and invoiced in one posting (its sales order is deleted),
+    a tracking number typed in afterwards, and ``shipments`` with ``[shipments] enabled``."""
+    store = runtime.store
+    pushed = {o.woo_id: o for o in store.list_orders(states=[OrderState.PUSHED])}
+    candidates = [
+        o for i, o in sorted(pushed.items()) if sandbox.shop.orders[i]["status"] == "processing"
+    ]
+    if not candidates:
+        outcome.problems.append("no pushed order in processing to ship")
+        return
+    order = candidates[0]
+    shipment, invoice = sandbox.bc.ship_and_invoice(str(order.d365_number))
+    sandbox.bc.set_tracking(shipment["number"], "DHL", "JVGL05432198765")
+    console.print(
+        f"Business Central: sales order {order.d365_number} shipped (shipment "
+        f"{shipment['number']}, tracking JVGL05432198765 by DHL) and invoiced (invoice "
+        f"{invoice['number']}); the fully invoiced sales order is deleted, as Business Central "
+        "does.",
+        highlight=False,
+    )
+    settings = runtime.settings
+    enabled = settings.model_copy(
+        update={"shipments": settings.shipments.model_copy(update={"enabled": True})}
+    )
+    shipping = Runtime(LoadedSettings(enabled, runtime.loaded.source), store)
+    result = runs.run_follow_up(shipping, "shipments", FollowUpOptions())
+    console.print(f"$ woo2d365 shipments\n{result.summary()}", markup=False, highlight=False)
+    shop_order = sandbox.shop.orders[order.woo_id]
+    for note in sandbox.shop.notes.get(order.woo_id, []):
+        if "Dynamics 365" in str(note.get("note")):
+            kind = "customer note" if note.get("customer_note") else "private note"
+            console.print(f"  shop {kind}: {note['note']}", markup=False, highlight=False)
+    console.print(
+        f"  shop order {shop_order['number']}: status {shop_order['status']}", highlight=False
+    )
+    if shop_order["status"] != settings.shipments.complete_status:
+        outcome.problems.append(f"order {order.woo_id} was not completed in the shop")
 
 
 def _sync(console: Console, runtime: Runtime) -> SyncResult:

@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from woo2d365.sandbox.businesscentral import BusinessCentralEmulator
+from woo2d365.sandbox.businesscentral import TRACKING_API, BusinessCentralEmulator
 from woo2d365.sandbox.shop import ShopEmulator
 from woo2d365.sandbox.shop_data import CATALOGUE, Product, build_order, realistic_orders
 from woo2d365.sandbox.shop_products import sandbox_inventory, seed_catalogue
@@ -199,6 +199,11 @@ class Sandbox:
                 **_vat_settings(),
             },
             "state": {"url": f"sqlite:///{self.state_path}"},
+            "shipments": {
+                "enabled": False,
+                "tracking_api": TRACKING_API,
+                "carriers": {"DHL": "DHL Parcel|https://www.dhl.com/track?tracking-id=%1"},
+            },
         }
 
     def config_text(self) -> str:

@@ -261,14 +261,22 @@ class WooClient:
         """One order (``GET /orders/{id}``); :class:`ShopError` with status 404 if it is unknown."""
         return self._object("GET", f"/orders/{int(order_id)}")
 
-    def add_order_note(self, order_id: int, note: str) -> dict[str, Any]:
-        """Add a private note (not e-mailed to the customer) to an order."""
+    def add_order_note(
+        self, order_id: int, note: str, *, customer_note: bool = False
+    ) -> dict[str, Any]:
+        """Add a note to an order: private, or with ``customer_note`` shown to the customer and
+        e-mailed (on every POST: never sent blindly twice)."""
         return self._object(
             "POST",
             f"/orders/{int(order_id)}/notes",
-            json={"note": note, "customer_note": False},
+            json={"note": note, "customer_note": customer_note},
             idempotent=False,
         )
+
+    def set_order_status(self, order_id: int, status: str) -> dict[str, Any]:
+        """``PUT /orders/{id}`` with a new status; the order as the shop now has it. Setting the
+        same status again sends no second e-mail, so the request is retried as usual."""
+        return self._object("PUT", f"/orders/{int(order_id)}", json={"status": status})
 
     def list_order_notes(self, order_id: int) -> list[dict[str, Any]]:
         """The notes of an order."""

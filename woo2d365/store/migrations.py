@@ -188,6 +188,60 @@ MIGRATIONS += (
     ),
 )
 
+# -- 6: shipments and invoices reported to the shop (woo2d365 shipments) ----------------------
+MIGRATIONS += (
+    Migration(
+        version=6,
+        description="ledgers of Dynamics shipments and invoices reported to the shop",
+        tables=(
+            """CREATE TABLE IF NOT EXISTS shipment_reports (
+                shipment_id VARCHAR(64) NOT NULL PRIMARY KEY,
+                woo_id BIGINT NOT NULL,
+                number VARCHAR(20) NOT NULL,
+                posted_on VARCHAR(10) NOT NULL,
+                lines_json TEXT NOT NULL,
+                agent VARCHAR(20) NOT NULL,
+                tracking VARCHAR(64) NOT NULL,
+                note_state VARCHAR(16) NOT NULL,
+                tracking_noted VARCHAR(64) NOT NULL,
+                tracking_claim VARCHAR(64) NOT NULL,
+                modified VARCHAR(40) NOT NULL,
+                updated_at {ts} NOT NULL
+            ) {opts}""",
+            """CREATE TABLE IF NOT EXISTS invoice_records (
+                invoice_id VARCHAR(64) NOT NULL PRIMARY KEY,
+                woo_id BIGINT NOT NULL,
+                number VARCHAR(20) NOT NULL,
+                status VARCHAR(20) NOT NULL,
+                currency VARCHAR(10) NOT NULL,
+                total_including_tax VARCHAR(32) NOT NULL,
+                total_excluding_tax VARCHAR(32) NOT NULL,
+                remaining VARCHAR(32) NOT NULL,
+                posted_on VARCHAR(10) NOT NULL,
+                note_state VARCHAR(16) NOT NULL,
+                meta_status VARCHAR(20) NOT NULL,
+                modified VARCHAR(40) NOT NULL,
+                updated_at {ts} NOT NULL
+            ) {opts}""",
+            """CREATE TABLE IF NOT EXISTS fulfilments (
+                woo_id BIGINT NOT NULL PRIMARY KEY,
+                shipped VARCHAR(16) NOT NULL,
+                complete_state VARCHAR(16) NOT NULL,
+                status_set VARCHAR(32) NOT NULL,
+                updated_at {ts} NOT NULL
+            ) {opts}""",
+        ),
+        indexes=(
+            Index("ix_shipment_reports_order", "shipment_reports", ("woo_id",)),
+            Index("ix_shipment_reports_state", "shipment_reports", ("note_state",)),
+            Index("ix_invoice_records_order", "invoice_records", ("woo_id",)),
+            Index("ix_fulfilments_shipped", "fulfilments", ("shipped",)),
+            Index("ix_orders_d365_number", "orders", ("d365_number",)),
+            Index("ix_orders_d365_id", "orders", ("d365_id",)),
+        ),
+    ),
+)
+
 # -- stock (woo2d365 stock): the shop's products by SKU, and what was written -----------------
 MIGRATIONS += (
     Migration(

@@ -421,7 +421,23 @@ class BusinessCentralClient:
 
     def get_all(self, path: str, params: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
         """Every entity of a collection, following ``@odata.nextLink`` verbatim."""
-        url: str | None = f"{self.base_url}/{path}{query_string(params or {})}"
+        return self.get_all_at(f"{self.base_url}/{path}", params)
+
+    def get_all_at(
+        self, url: str, params: dict[str, str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """:meth:`get_all` for an absolute collection URL (a custom API page)."""
+        return self._pages(f"{url}{query_string(params or {})}")
+
+    def custom_api_url(self, publisher: str, group: str, version: str, entity_set: str) -> str:
+        """``…/api/{publisher}/{group}/{version}/companies({id})/{entitySet}``."""
+        root = self.base_url.removesuffix("/api/v2.0")
+        parts = "/".join(quote(p.strip(), safe="") for p in (publisher, group, version))
+        entity = quote(entity_set.strip(), safe="")
+        return f"{root}/api/{parts}/companies({self.company_id()})/{entity}"
+
+    def _pages(self, first: str) -> Iterator[dict[str, Any]]:
+        url: str | None = first
         while url:
             page = self._get_page(url)
             values = page.get("value", []) if isinstance(page, dict) else []

@@ -18,7 +18,16 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from woo2d365.clock import Clock, utc_now
-from woo2d365.erp.base import CreatedDocument, ItemRefresh, PreparedDocument, SendGuard
+from woo2d365.erp.base import (
+    CreatedDocument,
+    ItemRefresh,
+    PostedInvoice,
+    PostedShipment,
+    PreparedDocument,
+    SendGuard,
+    ShipmentTracking,
+)
+from woo2d365.erp.businesscentral import postings
 from woo2d365.erp.businesscentral.client import BusinessCentralClient
 from woo2d365.erp.businesscentral.payload import (
     build_customer,
@@ -90,6 +99,26 @@ class BusinessCentralTarget:
     def close(self) -> None:
         """Close the HTTP session."""
         self.client.close()
+
+    # -- posted documents (woo2d365 shipments; postings.py) ---------------------------------------
+    def posted_shipments(self, prefix: str, since: datetime | None) -> list[PostedShipment]:
+        """Posted shipments of this tool's orders changed after ``since``, with their lines."""
+        return postings.posted_shipments(self.client, prefix, since)
+
+    def shipment_tracking(
+        self, prefix: str, since: datetime | None
+    ) -> list[ShipmentTracking] | None:
+        """Agent and tracking number from ``[shipments] tracking_api``; None when not set."""
+        api = self.settings.shipments.tracking_api
+        return postings.shipment_tracking(self.client, api, prefix, since)
+
+    def posted_invoices(self, prefix: str, since: datetime | None) -> list[PostedInvoice]:
+        """Posted invoices of this tool's orders changed after ``since``."""
+        return postings.posted_invoices(self.client, prefix, since)
+
+    def goods_lines(self, order: Order) -> dict[int, Decimal]:
+        """Sequence → quantity of the pushed item lines."""
+        return postings.goods_lines(order)
 
     def connect(self) -> None:
         """A token and the company id (one request, once per run)."""

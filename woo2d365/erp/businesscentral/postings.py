@@ -1,0 +1,147 @@
+"""Posted shipments and invoices read from Business Central (docs/systems.md B4).
+
+Each read is one paged ``GET`` of the whole change set: ``lastModifiedDateTime gt {since}`` and
+``startswith(externalDocumentNumber, prefix)`` (only this tool's documents), shipments with
+``$expand=salesShipmentLines``, so the cost grows with the number of changes, never with the
+number of pushed orders. API v2.0 hides the shipping agent and tracking number; with
+``[shipments] tracking_api`` they come from a custom API page with the same filters.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from woo2d365.erp.base import PostedInvoice, PostedShipment, ShipmentTracking
+from woo2d365.erp.businesscentral.client import BusinessCentralClient, odata_datetime, odata_string
+from woo2d365.errors import ConfigError, DynamicsError
+from woo2d365.model import LineKind, Order
+
+LINE_STEP = 10000  # Business Central numbers the lines of a deep insert 10000, 20000, ...
+
+
+def _filter(prefix: str, since: datetime | None) -> str:
+    parts = [f"startswith(externalDocumentNumber,{odata_string(prefix)})"]
+    if since is not None:
+        parts.insert(0, f"lastModifiedDateTime gt {odata_datetime(since)}")
+    return " and ".join(parts)
+
+
+def _decimal(value: Any) -> Decimal:
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return Decimal(0)
+
+
+def posted_shipments(
+    client: BusinessCentralClient, prefix: str, since: datetime | None
+) -> list[PostedShipment]:
+    """Shipments of this tool's orders changed after ``since``, with their lines."""
+    params = {"$filter": _filter(prefix, since), "$expand": "salesShipmentLines"}
+    found = []
+    for row in client.get_all(client.company_path("salesShipments"), params):
+        lines: dict[int, Decimal] = {}
+        for line in row.get("salesShipmentLines") or []:
+            if not isinstance(line, dict) or not isinstance(line.get("sequence"), int):
+                continue
+            quantity = _decimal(line.get("quantity"))
+            if quantity:
+                lines[line["sequence"]] = lines.get(line["sequence"], Decimal(0)) + quantity
+        found.append(
+            PostedShipment(
+                id=str(row.get("id") or ""),
+                number=str(row.get("number") or ""),
+                external_number=str(row.get("externalDocumentNumber") or ""),
+                order_number=str(row.get("orderNumber") or ""),
+                posted_on=str(row.get("postingDate") or ""),
+                modified=str(row.get("lastModifiedDateTime") or ""),
+                lines=lines,
+            )
+        )
+    return found
+
+
+def shipment_tracking(
+    client: BusinessCentralClient, tracking_api: str, prefix: str, since: datetime | None
+) -> list[ShipmentTracking] | None:
+    """Agent and tracking number from the custom API page ``publisher/group/version/entitySet``."""
+    if not tracking_api.strip():
+        return None
+    parts = [p for p in tracking_api.strip().strip("/").split("/") if p]
+    if len(parts) != 4:
+        raise ConfigError(
+            f"shipments.tracking_api {tracking_api!r} is not publisher/group/version/entitySet"
+        )
+    url = client.custom_api_url(*parts)
+    try:
+        rows = list(client.get_all_at(url, {"$filter": _filter(prefix, since)}))
+    except DynamicsError as exc:
+        if exc.status == 404 and not exc.retryable:
+            raise ConfigError(
+                f"shipments.tracking_api {tracking_api!r}: Business Central has no such API page "
+                f"({exc.message}); is the extension installed?"
+            ) from None
+        raise
+    found = []
+    for row in rows:
+        found.append(
+            ShipmentTracking(
+                id=str(row.get("id") or ""),
+                number=str(row.get("number") or ""),
+                external_number=str(row.get("externalDocumentNumber") or ""),
+                order_number=str(row.get("orderNumber") or ""),
+                agent=str(row.get("shippingAgentCode") or "").strip(),
+                tracking=str(row.get("packageTrackingNumber") or "").strip(),
+                modified=str(row.get("lastModifiedDateTime") or ""),
+            )
+        )
+    return found
+
+
+def posted_invoices(
+    client: BusinessCentralClient, prefix: str, since: datetime | None
+) -> list[PostedInvoice]:
+    """Posted invoices of this tool's orders changed after ``since`` (drafts left out)."""
+    params = {
+        "$filter": _filter(prefix, since),
+        "$select": "id,number,externalDocumentNumber,orderId,orderNumber,status,currencyCode,"
+        "totalAmountIncludingTax,totalAmountExcludingTax,remainingAmount,postingDate,"
+        "lastModifiedDateTime",
+    }
+    found = []
+    for row in client.get_all(client.company_path("salesInvoices"), params):
+        status = str(row.get("status") or "").replace("_x0020_", " ").strip()
+        if status in ("", "Draft", "In Review"):
+            continue  # not posted
+        found.append(
+            PostedInvoice(
+                id=str(row.get("id") or ""),
+                number=str(row.get("number") or ""),
+                external_number=str(row.get("externalDocumentNumber") or ""),
+                order_number=str(row.get("orderNumber") or ""),
+                order_id=str(row.get("orderId") or "").lower(),
+                status=status,
+                currency=str(row.get("currencyCode") or ""),
+                total_including_tax=_decimal(row.get("totalAmountIncludingTax")),
+                total_excluding_tax=_decimal(row.get("totalAmountExcludingTax")),
+                remaining=_decimal(row.get("remainingAmount")),
+                posted_on=str(row.get("postingDate") or ""),
+                modified=str(row.get("lastModifiedDateTime") or ""),
+            )
+        )
+    return found
+
+
+def goods_lines(order: Order) -> dict[int, Decimal]:
+    """Sequence → quantity of the item lines as the push sent them.
+
+    The push sends the item lines first, in the shop's order, leaving out only those without a
+    quantity (see payload.build_sales_order); Business Central numbers deep-inserted lines
+    10000, 20000, ... in the order sent.
+    """
+    items = [
+        line for line in order.lines if line.kind is LineKind.ITEM and line.quantity > Decimal(0)
+    ]
+    return {LINE_STEP * (index + 1): line.quantity for index, line in enumerate(items)}
