@@ -421,6 +421,7 @@ def _check_dynamics(report: DoctorReport, settings: Settings) -> None:
             else:
                 report.add(f"Dynamics: read {label}", "ok", "readable")
         _check_references(report, client, settings)
+        _check_tax_codes_and_countries(report, client, settings)
         report.add(
             "Dynamics: permission to create",
             "skip",
@@ -470,6 +471,63 @@ def _check_references(report: DoctorReport, client: Any, settings: Settings) -> 
                 f"{kind} {number.upper()} does not exist in the company",
                 f"create {kind} {number.upper()} in Business Central, or correct {key}",
             )
+
+
+def _check_tax_codes_and_countries(report: DoctorReport, client: Any, settings: Settings) -> None:
+    """Every code of ``orders.tax_codes`` is a tax group of the company (else every order with
+    that rate fails on its first push), and the company has countries/regions to check against."""
+    from woo2d365.erp.businesscentral.client import query_string
+
+    codes = sorted(set(settings.orders.tax_codes.values()))
+    if codes:
+        path = client.company_path("taxGroups") + query_string({"$select": "code"})
+        try:
+            found = client.request("GET", path)
+        except DynamicsError as exc:
+            if getattr(exc, "status", None) in (404, 501):
+                report.add(
+                    "Dynamics: orders.tax_codes",
+                    "skip",
+                    "not checked: this Business Central does not list its tax groups",
+                )
+            else:
+                report.add(
+                    "Dynamics: orders.tax_codes", "fail", str(exc), _dynamics_fix(exc, "taxGroups")
+                )
+        else:
+            known = {str(g.get("code", "")).upper() for g in (found or {}).get("value", [])}
+            missing = [code for code in codes if code not in known]
+            if missing:
+                report.add(
+                    "Dynamics: orders.tax_codes",
+                    "fail",
+                    f"tax code{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                    "not found among the company's tax groups (VAT product posting groups)",
+                    "create the VAT product posting group in Business Central, or correct "
+                    "orders.tax_codes",
+                )
+            else:
+                report.add("Dynamics: orders.tax_codes", "ok", f"{', '.join(codes)} exist")
+    try:
+        countries = client.country_codes()
+    except DynamicsError as exc:
+        report.add("Dynamics: countries/regions", "fail", str(exc), _dynamics_fix(exc, "countries"))
+        return
+    if countries is None:
+        report.add(
+            "Dynamics: countries/regions",
+            "skip",
+            "not listed by this Business Central: country codes are not checked before a push",
+        )
+    elif not countries:
+        report.add(
+            "Dynamics: countries/regions",
+            "fail",
+            "the company has no countries/regions: every order with an address would be held",
+            "set up Countries/Regions in Business Central",
+        )
+    else:
+        report.add("Dynamics: countries/regions", "ok", f"{len(countries)} known")
 
 
 def _dynamics_fix(exc: Woo2D365Error, what: str) -> str:

@@ -57,6 +57,7 @@ class StatusReport:
     oldest_waiting: OrderRecord | None
     orders: list[OrderRecord]
     changed_after_push: list[int] = field(default_factory=list)  # not acknowledged yet
+    changes: dict[int, str] = field(default_factory=dict)  # the first few of them: what changed
     oldest: dict[OrderState, OrderRecord] = field(default_factory=dict)  # per open state
     write_backs_pending: int = 0
     last_stock: StockRunSummary | None = None  # woo2d365 stock
@@ -204,17 +205,32 @@ def status_report(
     else:
         orders = store.list_orders(states=[state] if state else None, limit=limit, **narrow)
     oldest = oldest_per_state(store)
+    changed = store.changed_after_push_ids()
     return StatusReport(
         counts=order_counts(store, now),
         last_sync=store.last_run("sync"),
         oldest_waiting=store.oldest_waiting(),
         orders=orders,
-        changed_after_push=store.changed_after_push_ids(),
+        changed_after_push=changed,
+        changes={woo_id: _what_changed(store, woo_id) for woo_id in changed[:SHOWN_CHANGES]},
         oldest=oldest,
         write_backs_pending=len(store.write_back_pending_ids()),
         last_stock=last_stock_run(store),
         fulfilment=store.fulfilment_counts(),
     )
+
+
+SHOWN_CHANGES = 3  # changes after push spelled out in the summary
+
+
+def _what_changed(store: StateStore, woo_id: int) -> str:
+    """The last "changed after push" event of an order, in its own words."""
+    from woo2d365.alerts.conditions import is_changed_after_push
+
+    for event in reversed(store.events(woo_id)):
+        if is_changed_after_push(event):
+            return event.message.split("; ", 1)[0]  # what changed, not the advice after it
+    return "changed in the shop after it was pushed"
 
 
 def summary_lines(
@@ -259,6 +275,8 @@ def summary_lines(
             f"{len(report.changed_after_push)} changed in the shop after the push "
             f"(woo2d365 ack {first})"
         )
+    for woo_id, change in report.changes.items():
+        needs.append(f"order {woo_id} {change}")
     if report.write_backs_pending:
         needs.append(f"{report.write_backs_pending} write-backs to the shop pending")
     needs_line = "Needs you: " + ("; ".join(needs) if needs else "nothing")

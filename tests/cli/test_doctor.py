@@ -186,3 +186,18 @@ def test_accounts_and_the_fixed_customer_orders_refer_to_are_checked(sandbox: Sa
     shipping = _row(result.stdout, "Dynamics: orders.shipping_account")
     assert "│ fail " in shipping and "9999 does not exist" in shipping
     assert "│ fail " in _row(result.stdout, "Dynamics: orders.customer_number")
+
+
+def test_tax_codes_and_countries_orders_need_are_checked(sandbox: Sandbox) -> None:
+    codes = {"WOO2D365_ORDERS__TAX_CODES": '{"21": "VAT21", "9": "VAT9"}'}
+    passing = _doctor(sandbox, env=codes)
+    assert "│ ok " in _row(passing.stdout, "Dynamics: orders.tax_codes"), passing.stdout
+    assert "VAT21, VAT9 exist" in _row(passing.stdout, "Dynamics: orders.tax_codes")
+    countries = _row(passing.stdout, "Dynamics: countries/regions")
+    assert "│ ok " in countries and "known" in countries
+
+    wrong = _doctor(sandbox, env={"WOO2D365_ORDERS__TAX_CODES": '{"21": "VAT21", "6": "LAAG"}'})
+    assert wrong.exit_code == 1, wrong.stdout
+    row = _row(wrong.stdout, "Dynamics: orders.tax_codes")
+    assert "│ fail " in row and "LAAG not found" in row and "VAT21" not in row.split("│")[3]
+    assert "correct orders.tax_codes" in row

@@ -23,6 +23,10 @@ def test_a_change_after_the_push_warns_until_it_is_acknowledged(tmp_path: Path) 
         run_woo2d365(sandbox, "sync", "--metrics-file", str(metrics))
         status = json.loads(run_woo2d365(sandbox, "status", "--json").stdout)
         assert status["changed_after_push"] == [woo_id]
+        people = " ".join(run_woo2d365(sandbox, "status").stdout.split())
+        assert "1 changed in the shop after the push" in people
+        assert f"order {woo_id} changed in the shop after it was pushed as" in people
+        assert "(details changed)" in people, "says what changed"
         check = run_woo2d365(sandbox, "status", "--check")
         assert check.exit_code == 1, check.stdout
         assert "1 changed in the shop after the push" in check.stdout

@@ -204,6 +204,13 @@ COUNTRY_SCHEMA: Schema = {
     "addressFormat": _f("string"),
     "lastModifiedDateTime": _f("datetime", ro=True),
 }
+TAX_GROUP_SCHEMA: Schema = {  # page "APIV2 - Tax Groups": VAT Prod. Posting Groups in VAT countries
+    "id": _f("guid", ro=True),
+    "code": _f("code", 20),
+    "displayName": _f("string", 100),
+    "taxType": _f("string", ro=True),
+    "lastModifiedDateTime": _f("datetime", ro=True),
+}
 CUSTOMER_BLOCKED = ("_x0020_", "Ship", "Invoice", "All")
 CUSTOMER_SCHEMA: Schema = {
     "id": _f("guid", ro=True),
@@ -591,6 +598,19 @@ class Company:
             "systemModifiedBy": ZERO_GUID,
             "_version": 1,
         }
+
+    def tax_groups(self) -> list[dict[str, Any]]:
+        """The VAT Prod. Posting Groups as the ``taxGroups`` API shows them."""
+        return [
+            {
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.id}/taxGroups/{code}")),
+                "code": code,
+                "displayName": f"VAT {format(rate.normalize(), 'f')} %",
+                "taxType": "VAT",
+                "lastModifiedDateTime": self.created,
+            }
+            for code, rate in sorted(self.vat_groups.items())
+        ]
 
     def vat_group_for(self, percent: Decimal) -> str:
         """The VAT Prod. Posting Group code for a rate, registering it if new."""

@@ -141,6 +141,7 @@ _SETS: dict[str, _EntitySet] = {
     "countriesRegions": _EntitySet(
         "countriesRegions", "countryRegion", m.COUNTRY_SCHEMA, "code", "Country/Region"
     ),
+    "taxGroups": _EntitySet("taxGroups", "taxGroup", m.TAX_GROUP_SCHEMA, "code", "Tax Group"),
     # -- posted documents (bc_postings) --
     "salesShipments": _EntitySet(
         "salesShipments", "salesShipment", posted.SHIPMENT_SCHEMA, "number", "Sales Shipment Header"
@@ -164,7 +165,7 @@ _SETS: dict[str, _EntitySet] = {
 _TRACKING_SET = _EntitySet(
     "tracking", "postedShipmentTracking", posted.TRACKING_SCHEMA, "number", "Sales Shipment Header"
 )
-_READ_ONLY_SETS = frozenset({"salesShipments", "salesShipmentLines"})
+_READ_ONLY_SETS = frozenset({"salesShipments", "salesShipmentLines", "taxGroups"})
 # Entity sets BC has that this emulator does not serve: a 501, so nobody mistakes it for BC.
 _UNSERVED_SETS = frozenset(
     {
@@ -182,7 +183,6 @@ _UNSERVED_SETS = frozenset(
         "dimensionValues",
         "employees",
         "journals",
-        "taxGroups",
         "taxAreas",
         "generalLedgerEntries",
         "contacts",
@@ -1479,6 +1479,8 @@ class BusinessCentralEmulator:
             return list(company.accounts.values()), {}
         if spec.name == "countriesRegions":
             return list(company.countries.values()), {}
+        if spec.name == "taxGroups":
+            return company.tax_groups(), {}
         book = self._postings[company.id]
         if spec.name == "salesShipments":
             return list(book.shipments.values()), {}
@@ -1514,6 +1516,7 @@ class BusinessCentralEmulator:
             "salesOrders": company.orders,
             "accounts": company.accounts,
             "countriesRegions": {c["id"]: c for c in company.countries.values()},
+            "taxGroups": {g["id"]: g for g in company.tax_groups()},
         }[spec.name]
         entity = table.get(key)
         if entity is None:
