@@ -77,7 +77,7 @@ class DynamicsSettings(_Section):
     max_concurrency: int = Field(default=5, ge=1, le=5)
     timeout_seconds: float = Field(default=60, gt=0)
     request_limit_seconds: float = Field(default=600, gt=0)
-    requests_per_5_minutes: int = Field(default=6000, ge=1, le=6000)
+    requests_per_5_minutes: int = Field(default=6000, ge=1, le=1_000_000)
 
     @field_validator("api_url", "authority_host")
     @classmethod

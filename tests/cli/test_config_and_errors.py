@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import RunCli
+from woo2d365.errors import Woo2D365Error
 from woo2d365.settings import load_settings
 
 
@@ -83,6 +84,15 @@ def test_a_required_setting_names_key_and_file(tmp_path: Path) -> None:
     loaded = load_settings(config)
     with pytest.raises(ConfigError, match=r"^dynamics.client_id is required \(woo2d365.toml\)$"):
         loaded.require("dynamics.tenant_id", "dynamics.client_id")
+
+
+def test_a_tenant_with_another_rate_limit_sets_its_own_pace(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[dynamics]\nrequests_per_5_minutes = 12000\n", encoding="utf-8")
+    assert load_settings(config).settings.dynamics.requests_per_5_minutes == 12000
+    config.write_text("[dynamics]\nrequests_per_5_minutes = 0\n", encoding="utf-8")
+    with pytest.raises(Woo2D365Error, match="requests_per_5_minutes"):
+        load_settings(config)
 
 
 def test_secrets_are_secret_strings(tmp_path: Path) -> None:
