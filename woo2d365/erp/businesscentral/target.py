@@ -21,6 +21,7 @@ from woo2d365.clock import Clock, utc_now
 from woo2d365.erp.base import CreatedDocument, ItemRefresh, PreparedDocument, SendGuard
 from woo2d365.erp.businesscentral.client import BusinessCentralClient
 from woo2d365.erp.businesscentral.payload import (
+    Draft,
     build_customer,
     build_sales_order,
     country_problems,
@@ -352,7 +353,7 @@ class BusinessCentralTarget:
                     self.store.put_customer(found)
                     guard.clear()
                 return found.number, None, []
-            draft = build_customer(order)
+            draft = self._customer_draft(order)
             if dry_run:
                 return None, draft.payload, list(draft.warnings)
             guard.check_request_limit(
@@ -387,6 +388,10 @@ class BusinessCentralTarget:
                     *draft.warnings,
                 ],
             )
+
+    def _customer_draft(self, order: Order) -> Draft:
+        """The body of the customer create for the order's buyer."""
+        return build_customer(order)
 
     def _lookup_customer(self, address: str) -> CachedCustomer | None:
         """An existing customer with this e-mail (as given, then lower-case); lowest number."""

@@ -1,0 +1,347 @@
+"""Dynamics 365 Finance & Operations as an :class:`~woo2d365.erp.base.ErpTarget`.
+
+One legal entity (``dynamics.legal_entity``). What differs from Business Central, and why:
+
+* **Items** are mirrored by a full paged read of ``ReleasedProductsV2`` (plus the stopped flags of
+  ``ProductDefaultOrderSettings``): F&O items have no modification time to read incrementally.
+  The mirror is replaced every :data:`FULL_REFRESH_EVERY`, and on the next run after F&O refused
+  an order over an item. The mirror's key is the item number upper-cased (how validation looks
+  items up); the exact ``ItemNumber`` is kept as the item's id and sent as it is, never trimmed.
+  An item whose sales are stopped, or a product master (it needs a variant), is blocked.
+* **Countries** are F&O's own ids, mapped from ISO-2 through ``AddressCountryRegions``.
+* **Customers** are found by ``PrimaryContactEmail`` (per-email) or fixed; created with
+  ``dynamics.customer_group`` and the order's currency. The find-or-create-once logic (locks per
+  address, the request-limit guard after a lost answer) is Business Central's, inherited.
+* **Orders**, mode ``own`` (``fo_order_numbers``, the default): ``SalesOrderNumber`` =
+  ``CustomersOrderReference`` = prefix + shop number, header and lines in one ``$batch``
+  changeset — atomic, and a second create fails on the primary key and is settled by a lookup.
+  Mode ``sequence`` is not implemented yet: it is refused when the target is built.
+* **Totals**: F&O computes no header totals at create (``AreTotalsCalculated: No``), so the
+  document's total is the sum of its lines' ``LineAmount`` — with prices excl. tax plus the
+  shop's tax, which F&O calculates only later (so only the net is really compared).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from woo2d365.clock import Clock, utc_now
+from woo2d365.erp.base import CreatedDocument, ItemRefresh, PreparedDocument, SendGuard
+from woo2d365.erp.businesscentral.payload import Draft
+from woo2d365.erp.businesscentral.target import (
+    CREATED_CUSTOMER,
+    PLACEHOLDER_CUSTOMER,
+    BusinessCentralTarget,
+    ItemOverlay,
+)
+from woo2d365.erp.financeoperations.client import (
+    HEADERS_SET,
+    LINES_SET,
+    BatchOperation,
+    FinanceOperationsClient,
+)
+from woo2d365.erp.financeoperations.payload import (
+    build_customer,
+    build_sales_order,
+    country_problems,
+    line_total,
+    order_reference,
+)
+from woo2d365.errors import (
+    ConfigError,
+    DocumentRefused,
+    DynamicsAuthenticationError,
+    DynamicsError,
+    OrderDataError,
+)
+from woo2d365.logs import mask_contact
+from woo2d365.model import Order
+from woo2d365.settings import Settings
+from woo2d365.store.base import CachedItem, StateStore
+
+log = logging.getLogger("woo2d365.dynamics")
+
+ITEMS_FULL_REFRESH_KEY = "fo.items.full_refresh_at"
+"""Store key: when the item mirror was last replaced; blank forces a refresh."""
+FULL_REFRESH_EVERY = timedelta(minutes=15)
+
+
+class FinanceOperationsTarget(BusinessCentralTarget):
+    """Sales orders in one F&O legal entity; one instance per run, thread-safe."""
+
+    display_name = "Dynamics 365"
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        client: FinanceOperationsClient,
+        *,
+        clock: Clock = utc_now,
+    ) -> None:
+        # The customer logic inherited from Business Central needs only the client's customer
+        # methods (find_customers_by_email(s), create_customer, request_count), which this
+        # client has with the same shapes.
+        super().__init__(settings, store, client, clock=clock)  # type: ignore[arg-type]
+        self.fo = client
+        self.dynamics = settings.dynamics
+        if self.dynamics.fo_order_numbers != "own":
+            raise ConfigError(
+                'dynamics.fo_order_numbers = "sequence" is not supported yet: use "own" and '
+                "let the sales-order number sequence allow manual numbers"
+            )
+        if self.orders.customer_mode == "per-email" and not self.dynamics.customer_group.strip():
+            raise ConfigError(
+                'dynamics.customer_group is required when customer_mode = "per-email"'
+            )
+        self._map: dict[str, str] | None = None
+        self._map_loaded = False
+        self._map_lock = threading.Lock()
+        self._shop_tax: dict[str, Decimal] = {}
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self.fo.close()
+
+    def connect(self) -> None:
+        """A token, and the legal entity exists (one request)."""
+        entities = self.fo.legal_entities()
+        if self.dynamics.legal_entity not in entities:
+            raise ConfigError(
+                f"dynamics.legal_entity {self.dynamics.legal_entity!r} is not a legal entity of "
+                f"{self.dynamics.fo_url}; it has {', '.join(sorted(entities)) or 'none'}"
+            )
+
+    # -- items ----------------------------------------------------------------------------------
+    def refresh_items(self, *, full: bool = False, dry_run: bool = False) -> ItemRefresh:
+        """Replace the mirror by a full read when it is due (F&O has no change stamps)."""
+        now = self.clock()
+        last = _parse(self.store.get_value(ITEMS_FULL_REFRESH_KEY) or "")
+        if not full and last is not None and now - FULL_REFRESH_EVERY < last <= now:
+            return ItemRefresh(full=False, fetched=0, requests=0)
+        before = self.fo.request_count
+        stopped = self.fo.sales_stopped()
+        items = [_cached_item(row, stopped) for row in self.fo.released_products()]
+        requests = self.fo.request_count - before
+        if dry_run:
+            view = ItemOverlay(self.store, items, replace=True)
+            return ItemRefresh(full=True, fetched=len(items), requests=requests, items=view)
+        self.store.replace_items(items)
+        self.store.set_value(ITEMS_FULL_REFRESH_KEY, now.isoformat())
+        return ItemRefresh(full=True, fetched=len(items), requests=requests)
+
+    # -- checks ---------------------------------------------------------------------------------
+    def external_number(self, order: Order) -> str:
+        """``CustomersOrderReference``: prefix + shop number (also the number in mode own)."""
+        return order_reference(
+            self.orders.document_prefix,
+            order.number,
+            own_numbers=self.dynamics.fo_order_numbers == "own",
+        )
+
+    def check_order(self, order: Order) -> list[str]:
+        """The key, an e-mail address in per-email mode, and F&O countries for every address."""
+        problems: list[str] = []
+        try:
+            self.external_number(order)
+        except OrderDataError as exc:
+            problems.append(exc.message)
+        if self.orders.customer_mode == "per-email" and not order.email:
+            problems.append(
+                'the order has no e-mail address, which customer_mode = "per-email" needs '
+                "to find or create its customer"
+            )
+        problems.extend(country_problems(order, self.country_map()))
+        return problems
+
+    def load_checks(self) -> None:
+        """Read the country map now (not lazily inside a store transaction)."""
+        self.country_map()
+
+    def country_map(self) -> dict[str, str] | None:
+        """ISO-2 → F&O country/region id, read once; None when it cannot be read."""
+        with self._map_lock:
+            if not self._map_loaded:
+                try:
+                    self._map = self.fo.countries()
+                except DynamicsAuthenticationError:
+                    raise
+                except DynamicsError as exc:
+                    if not exc.retryable:
+                        raise
+                    log.warning("countries could not be read (%s); not checked", exc)
+                    return None
+                self._map_loaded = True
+            return self._map
+
+    def country_codes(self) -> set[str] | None:
+        """The ISO-2 codes F&O knows."""
+        found = self.country_map()
+        return None if found is None else set(found)
+
+    # -- documents ------------------------------------------------------------------------------
+    def prepare(
+        self,
+        order: Order,
+        item_numbers: Sequence[str | None],
+        *,
+        dry_run: bool = False,
+        key: str | None = None,
+    ) -> PreparedDocument:
+        """Header and lines; finds or creates the customer (a dry run only looks it up)."""
+        reference = key or self.external_number(order)
+        countries = self.country_map() or {}
+        problems = country_problems(order, self.country_map())
+        if problems:
+            raise OrderDataError("; ".join(problems))
+        warnings: list[str] = []
+        notes: list[str] = []
+        placeholder = False
+        new_customer: dict[str, Any] | None = None
+        if self.orders.customer_mode == "fixed":
+            account: str | None = self.orders.customer_number.strip()
+        else:
+            account, new_customer, customer_warnings = self._customer_for(order, dry_run)
+            notes.extend(w for w in customer_warnings if w.startswith(CREATED_CUSTOMER))
+            warnings.extend(w for w in customer_warnings if not w.startswith(CREATED_CUSTOMER))
+            if account is None:
+                placeholder = True
+                account = PLACEHOLDER_CUSTOMER
+                warnings.append(
+                    f"no customer with e-mail {mask_contact(order.email)} yet: a real push "
+                    f"creates one first and uses its account instead of {PLACEHOLDER_CUSTOMER!r}"
+                )
+        exact = self.store.items_by_number([n for n in item_numbers if n])
+        numbers = [exact[n].id or n if n and n in exact else n for n in item_numbers]
+        draft = build_sales_order(
+            order,
+            reference=reference,
+            own_numbers=self.dynamics.fo_order_numbers == "own",
+            item_numbers=numbers,
+            customer_account=account or "",
+            dynamics=self.dynamics,
+            orders=self.orders,
+            countries=countries,
+        )
+        warnings.extend(draft.warnings)
+        if not order.prices_include_tax:
+            with self._map_lock:
+                self._shop_tax[reference] = order.total_tax
+        return PreparedDocument(
+            woo_id=order.woo_id,
+            external_number=reference,
+            payload=draft.payload,
+            warnings=tuple(warnings),
+            notes=tuple(notes),
+            placeholder_customer=placeholder,
+            new_customer=new_customer if dry_run else None,
+        )
+
+    def _customer_draft(self, order: Order) -> Draft:
+        return build_customer(order, self.dynamics, self.country_map() or {})
+
+    def create(self, document: PreparedDocument, guard: SendGuard | None = None) -> CreatedDocument:
+        """Header and lines in one changeset (see :meth:`FinanceOperationsClient.create_order`)."""
+        if document.placeholder_customer:
+            raise ValueError("a dry-run document cannot be created")
+        header = dict(document.payload["header"])
+        operations = [BatchOperation(HEADERS_SET, header)]
+        number = str(header.get("SalesOrderNumber") or "")
+        for line in document.payload["lines"]:
+            operations.append(BatchOperation(LINES_SET, {**line, "SalesOrderNumber": number}))
+        try:
+            raw = self.fo.create_order(document.external_number, operations, guard)
+        except DocumentRefused as exc:
+            if "released products" in exc.message.lower() or "stopped for sales" in exc.message:
+                # The mirror may be older than F&O's items: replace it next run.
+                self.store.set_value(ITEMS_FULL_REFRESH_KEY, "")
+            raise
+        with self._map_lock:
+            tax = self._shop_tax.pop(document.external_number, None)
+        return _created(raw, document.external_number, tax)
+
+    def find(self, external_number: str) -> CreatedDocument | None:
+        """The sales order with this ``CustomersOrderReference`` (the lowest number if more)."""
+        found = self.fo.find_orders_by_references([external_number])
+        if not found:
+            return None
+        found.sort(key=lambda row: str(row.get("SalesOrderNumber", "")))
+        if len(found) > 1:
+            log.warning(
+                "%d sales orders carry CustomersOrderReference %s: %s",
+                len(found),
+                external_number,
+                ", ".join(str(row.get("SalesOrderNumber")) for row in found),
+            )
+        return _created(found[0], external_number, None)
+
+    def find_number(self, number: str) -> CreatedDocument | None:
+        """The sales order with this ``SalesOrderNumber``."""
+        found = self.fo.find_order_by_number(number.strip())
+        if not found:
+            return None
+        return _created(found[0], str(found[0].get("CustomersOrderReference") or ""), None)
+
+    def documents_with_prefix(self, prefix: str) -> list[CreatedDocument]:
+        """Sales orders whose ``CustomersOrderReference`` starts with ``prefix`` (``eq 'P*'``)."""
+        prefix = prefix.strip().upper()
+        if "*" in prefix:
+            raise ConfigError("orders.document_prefix must not contain '*' with F&O")
+        rows = self.fo.find_orders(
+            f"CustomersOrderReference eq '{prefix.replace(chr(39), chr(39) * 2)}*'"
+        )
+        return [
+            _created(row, str(row.get("CustomersOrderReference") or ""), None)
+            for row in rows
+            if str(row.get("CustomersOrderReference") or "").upper().startswith(prefix)
+        ]
+
+    def find_many(self, external_numbers: Sequence[str]) -> dict[str, CreatedDocument]:
+        """Sales orders of these references (``or`` filters, one request per ~25 keys)."""
+        found: dict[str, CreatedDocument] = {}
+        wanted = {n.upper(): n for n in external_numbers}
+        rows = self.fo.find_orders_by_references(list(external_numbers))
+        for row in sorted(rows, key=lambda r: str(r.get("SalesOrderNumber", ""))):
+            key = wanted.get(str(row.get("CustomersOrderReference") or "").upper())
+            if key and key not in found:
+                found[key] = _created(row, key, None)
+        return found
+
+
+def _cached_item(row: dict[str, Any], stopped: set[str]) -> CachedItem:
+    number = str(row.get("ItemNumber", ""))
+    master = str(row.get("ProductSubType") or "") == "ProductMaster"
+    return CachedItem(
+        number=number.upper(),
+        id=number,
+        display_name=str(row.get("SearchName") or ""),
+        blocked=number in stopped or master,
+    )
+
+
+def _created(row: dict[str, Any], reference: str, shop_tax: Decimal | None) -> CreatedDocument:
+    number = str(row.get("SalesOrderNumber", ""))
+    lines = row.get("SalesOrderLines")
+    total: Decimal | None = None
+    if isinstance(lines, list) and lines:
+        total = line_total(lines)
+        if str(row.get("ArePricesIncludingSalesTax") or "No") != "Yes":
+            total = None if shop_tax is None else total + shop_tax
+    return CreatedDocument(
+        id=number,
+        number=number,
+        external_number=str(row.get("CustomersOrderReference") or reference),
+        total_including_tax=total,
+    )
+
+
+def _parse(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
