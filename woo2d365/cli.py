@@ -739,19 +739,30 @@ def demo(
     orders: Annotated[
         int, typer.Option("--orders", metavar="N", help="Orders in the sandbox shop.")
     ] = 50,
+    erp: Annotated[
+        str,
+        typer.Option(
+            "--erp",
+            metavar="PRODUCT",
+            help="business-central (default) or finance-operations.",
+        ),
+    ] = "business-central",
 ) -> None:
     """A full sync against built-in sandboxes: no set-up, no network, under 30 seconds.
 
-    Example: woo2d365 demo --keep
+    Example: woo2d365 demo --keep, woo2d365 demo --erp finance-operations
     """
     from woo2d365.sandbox.demo import run_demo
+    from woo2d365.sandbox.world import ERPS
 
     state = _state(ctx)
     if orders < 5:
         raise _usage("--orders must be at least 5")
+    if erp not in ERPS:
+        raise _usage(f"--erp must be one of {', '.join(ERPS)}")
     if not state.verbose:
         configure_logging(quiet=True, log_format=state.log_format)  # the demo tells its story
-    outcome = run_demo(state.out, orders=orders, keep=keep)
+    outcome = run_demo(state.out, orders=orders, keep=keep, erp=erp)
     raise typer.Exit(ExitCode.OK if outcome.ok else ExitCode.ATTENTION)
 
 
