@@ -479,7 +479,21 @@ class FinanceOperationsClient:
         self, body: dict[str, Any], guard: SendGuard | None = None
     ) -> dict[str, Any]:
         """``POST CustomersV3``; returns ``{number, id}`` (the generated ``CustomerAccount``)."""
-        url = f"{self.base_url}/{CUSTOMERS_SET}"
+        row = self.create_record(CUSTOMERS_SET, body, guard)
+        account = str(row.get("CustomerAccount") or "")
+        if not account:
+            raise AnsweredInDoubt("Dynamics answered a customer create without an account")
+        return {"number": account, "id": account}
+
+    def create_record(
+        self, entity_set: str, body: dict[str, Any], guard: SendGuard | None = None
+    ) -> dict[str, Any]:
+        """One POST, sent again only when the answer proves it did not run; the created record.
+
+        :class:`DocumentInDoubt` (no answer) and :class:`AnsweredInDoubt` (a server error) are
+        the caller's to settle by a lookup.
+        """
+        url = f"{self.base_url}/{entity_set}"
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
 
         def once() -> dict[str, Any]:
@@ -487,13 +501,20 @@ class FinanceOperationsClient:
             try:
                 row = response.json(parse_float=Decimal)
             except ValueError:
-                raise AnsweredInDoubt("Dynamics answered a customer create without JSON") from None
-            account = str(row.get("CustomerAccount") or "") if isinstance(row, dict) else ""
-            if not account:
-                raise AnsweredInDoubt("Dynamics answered a customer create without an account")
-            return {"number": account, "id": account}
+                raise AnsweredInDoubt(
+                    f"Dynamics answered a {entity_set} create without JSON"
+                ) from None
+            if not isinstance(row, dict):
+                raise AnsweredInDoubt(f"Dynamics answered a {entity_set} create without a record")
+            return row
 
         return self._retrying(once)()
+
+    def create_changeset_retrying(
+        self, operations: Sequence[BatchOperation], guard: SendGuard | None = None
+    ) -> list[dict[str, Any]]:
+        """:meth:`create_changeset`, sent again only while F&O proves nothing ran (429/502/503)."""
+        return self._retrying(lambda: self.create_changeset(operations, guard))()
 
     # -- sales orders ---------------------------------------------------------------------------
     def find_orders(self, filter: str) -> list[dict[str, Any]]:

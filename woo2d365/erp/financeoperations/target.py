@@ -15,7 +15,10 @@ One legal entity (``dynamics.legal_entity``). What differs from Business Central
 * **Orders**, mode ``own`` (``fo_order_numbers``, the default): ``SalesOrderNumber`` =
   ``CustomersOrderReference`` = prefix + shop number, header and lines in one ``$batch``
   changeset — atomic, and a second create fails on the primary key and is settled by a lookup.
-  Mode ``sequence`` is not implemented yet: it is refused when the target is built.
+  Mode ``sequence`` (F&O numbers the order): look up by reference, POST the header unless it
+  exists, then the missing lines (by our own ``LineNumber``) in one changeset, then a GET that
+  confirms every line. A header found without all its lines is *not* the document: :meth:`find`
+  does not return it, so the pipeline creates again, which completes that header.
 * **Totals**: F&O computes no header totals at create (``AreTotalsCalculated: No``), so the
   document's total is the sum of its lines' ``LineAmount`` — with prices excl. tax plus the
   shop's tax, which F&O calculates only later (so only the net is really compared).
@@ -32,6 +35,7 @@ from typing import Any
 
 from woo2d365.clock import Clock, utc_now
 from woo2d365.erp.base import CreatedDocument, ItemRefresh, PreparedDocument, SendGuard
+from woo2d365.erp.businesscentral.client import AnsweredInDoubt, TransientError
 from woo2d365.erp.businesscentral.payload import Draft
 from woo2d365.erp.businesscentral.target import (
     CREATED_CUSTOMER,
@@ -54,6 +58,7 @@ from woo2d365.erp.financeoperations.payload import (
 )
 from woo2d365.errors import (
     ConfigError,
+    DocumentInDoubt,
     DocumentRefused,
     DynamicsAuthenticationError,
     DynamicsError,
@@ -66,6 +71,8 @@ from woo2d365.store.base import CachedItem, StateStore
 
 log = logging.getLogger("woo2d365.dynamics")
 
+EXPECTED_LINES_PREFIX = "fo.lines."
+"""Store key prefix + reference: how many lines the order's header must have (mode sequence)."""
 ITEMS_FULL_REFRESH_KEY = "fo.items.full_refresh_at"
 """Store key: when the item mirror was last replaced; blank forces a refresh."""
 FULL_REFRESH_EVERY = timedelta(minutes=15)
@@ -90,11 +97,7 @@ class FinanceOperationsTarget(BusinessCentralTarget):
         super().__init__(settings, store, client, clock=clock)  # type: ignore[arg-type]
         self.fo = client
         self.dynamics = settings.dynamics
-        if self.dynamics.fo_order_numbers != "own":
-            raise ConfigError(
-                'dynamics.fo_order_numbers = "sequence" is not supported yet: use "own" and '
-                "let the sales-order number sequence allow manual numbers"
-            )
+        self.own_numbers = self.dynamics.fo_order_numbers == "own"
         if self.orders.customer_mode == "per-email" and not self.dynamics.customer_group.strip():
             raise ConfigError(
                 'dynamics.customer_group is required when customer_mode = "per-email"'
@@ -141,7 +144,7 @@ class FinanceOperationsTarget(BusinessCentralTarget):
         return order_reference(
             self.orders.document_prefix,
             order.number,
-            own_numbers=self.dynamics.fo_order_numbers == "own",
+            own_numbers=self.own_numbers,
         )
 
     def check_order(self, order: Order) -> list[str]:
@@ -221,7 +224,7 @@ class FinanceOperationsTarget(BusinessCentralTarget):
         draft = build_sales_order(
             order,
             reference=reference,
-            own_numbers=self.dynamics.fo_order_numbers == "own",
+            own_numbers=self.own_numbers,
             item_numbers=numbers,
             customer_account=account or "",
             dynamics=self.dynamics,
@@ -250,12 +253,17 @@ class FinanceOperationsTarget(BusinessCentralTarget):
         if document.placeholder_customer:
             raise ValueError("a dry-run document cannot be created")
         header = dict(document.payload["header"])
-        operations = [BatchOperation(HEADERS_SET, header)]
-        number = str(header.get("SalesOrderNumber") or "")
-        for line in document.payload["lines"]:
-            operations.append(BatchOperation(LINES_SET, {**line, "SalesOrderNumber": number}))
         try:
-            raw = self.fo.create_order(document.external_number, operations, guard)
+            if self.own_numbers:
+                operations = [BatchOperation(HEADERS_SET, header)]
+                number = str(header.get("SalesOrderNumber") or "")
+                for line in document.payload["lines"]:
+                    operations.append(
+                        BatchOperation(LINES_SET, {**line, "SalesOrderNumber": number})
+                    )
+                raw = self.fo.create_order(document.external_number, operations, guard)
+            else:
+                raw = self._create_in_sequence(document, guard)
         except DocumentRefused as exc:
             if "released products" in exc.message.lower() or "stopped for sales" in exc.message:
                 # The mirror may be older than F&O's items: replace it next run.
@@ -265,9 +273,78 @@ class FinanceOperationsTarget(BusinessCentralTarget):
             tax = self._shop_tax.pop(document.external_number, None)
         return _created(raw, document.external_number, tax)
 
+    def _create_in_sequence(
+        self, document: PreparedDocument, guard: SendGuard | None
+    ) -> dict[str, Any]:
+        """Mode sequence: header (unless it exists), the missing lines, a GET confirming all."""
+        reference = document.external_number
+        lines = list(document.payload["lines"])
+        self.store.set_value(EXPECTED_LINES_PREFIX + reference, str(len(lines)))
+        existing = self._by_reference(reference)
+        if existing is None:
+            try:
+                head = self.fo.create_record(HEADERS_SET, dict(document.payload["header"]), guard)
+            except AnsweredInDoubt as exc:
+                # It ran and most likely rolled back; the next try looks it up first.
+                raise TransientError(str(exc), status=exc.status) from None
+        else:
+            head = existing
+        number = str(head.get("SalesOrderNumber") or "")
+        have = {_line_number(line) for line in head.get("SalesOrderLines") or []}
+        missing = [line for line in lines if _line_number(line) not in have]
+        if missing:
+            operations = [
+                BatchOperation(LINES_SET, {**line, "SalesOrderNumber": number}) for line in missing
+            ]
+            try:
+                self.fo.create_changeset_retrying(operations, guard)
+            except DocumentRefused as exc:
+                raise DocumentRefused(
+                    f"{exc.message} (sales order {number} exists without these lines; "
+                    "`woo2d365 retry` adds them once the cause is fixed)",
+                    status=exc.status,
+                    code=exc.code,
+                ) from None
+            except AnsweredInDoubt as exc:
+                raise DocumentInDoubt(
+                    f"{exc}: the lines of sales order {number} are looked up before they are "
+                    "sent again"
+                ) from None
+        confirmed = self._by_reference(reference)
+        if confirmed is None or not self._complete(confirmed):
+            raise DocumentInDoubt(
+                f"sales order {number} does not show all {len(lines)} lines yet; looked up again"
+            )
+        self.store.set_value(EXPECTED_LINES_PREFIX + reference, "")
+        return confirmed
+
+    def _by_reference(self, reference: str) -> dict[str, Any] | None:
+        """The one header with this reference; more than one holds the order (not unique)."""
+        found = self.fo.find_orders_by_references([reference])
+        if len(found) > 1:
+            numbers = ", ".join(sorted(str(row.get("SalesOrderNumber")) for row in found))
+            raise OrderDataError(
+                f"{len(found)} sales orders carry CustomersOrderReference {reference} ({numbers}): "
+                "keep one in F&O, then `woo2d365 resolve` the order with its number"
+            )
+        return found[0] if found else None
+
+    def _complete(self, row: dict[str, Any]) -> bool:
+        """Mode own: always (atomic). Mode sequence: every expected line exists."""
+        if self.own_numbers:
+            return True
+        lines = row.get("SalesOrderLines") or []
+        reference = str(row.get("CustomersOrderReference") or "")
+        expected = self.store.get_value(EXPECTED_LINES_PREFIX + reference) or ""
+        if expected.isdigit():
+            return len(lines) >= int(expected)
+        return bool(lines)  # no record of the count: a header without lines is never complete
+
     def find(self, external_number: str) -> CreatedDocument | None:
         """The sales order with this ``CustomersOrderReference`` (the lowest number if more)."""
-        found = self.fo.find_orders_by_references([external_number])
+        found = [
+            r for r in self.fo.find_orders_by_references([external_number]) if self._complete(r)
+        ]
         if not found:
             return None
         found.sort(key=lambda row: str(row.get("SalesOrderNumber", "")))
@@ -305,12 +382,20 @@ class FinanceOperationsTarget(BusinessCentralTarget):
         """Sales orders of these references (``or`` filters, one request per ~25 keys)."""
         found: dict[str, CreatedDocument] = {}
         wanted = {n.upper(): n for n in external_numbers}
-        rows = self.fo.find_orders_by_references(list(external_numbers))
+        rows = [
+            r
+            for r in self.fo.find_orders_by_references(list(external_numbers))
+            if self._complete(r)
+        ]
         for row in sorted(rows, key=lambda r: str(r.get("SalesOrderNumber", ""))):
             key = wanted.get(str(row.get("CustomersOrderReference") or "").upper())
             if key and key not in found:
                 found[key] = _created(row, key, None)
         return found
+
+
+def _line_number(line: dict[str, Any]) -> Decimal:
+    return Decimal(str(line.get("LineNumber", 0)))
 
 
 def _cached_item(row: dict[str, Any], stopped: set[str]) -> CachedItem:
