@@ -157,28 +157,6 @@ def test_every_read_names_the_legal_entity_across_companies_and_every_write_its_
     assert batches and all(r.status == 200 for r in batches)
 
 
-def test_an_answer_lost_after_the_commit_never_doubles_the_order(world: Sandbox) -> None:
-    fo = _fo(world)
-    fo.drop_after_commit_next(path_contains="$batch")
-    env = {"WOO2D365_DYNAMICS__TIMEOUT_SECONDS": "1"}
-    first = _run(world, "sync", **env)
-    assert first.returncode in (1, 3), first.stderr
-    store = open_store(f"sqlite:///{world.state_path}")
-    try:
-        pushing = store.list_orders(states=[OrderState.PUSHING])
-        assert len(pushing) == 1, "the order whose answer was lost stays in doubt"
-        in_doubt = pushing[0].woo_id
-    finally:
-        store.close()
-    assert set(_references(world).values()) == {1}
-    time.sleep(1.5)  # its claim is no longer renewed: in doubt, looked up by reference
-    second = _run(world, "sync", **env)
-    assert second.returncode in (0, 1), second.stderr
-    state, _ = _states(world)[in_doubt]
-    assert state == "pushed"
-    assert set(_references(world).values()) == {1}, "found, not created again"
-
-
 def test_a_sync_killed_while_fo_commits_leaves_every_order_once(world: Sandbox) -> None:
     fo = _fo(world)
     fo.commit_delay = 1.5

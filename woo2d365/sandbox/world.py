@@ -197,6 +197,11 @@ class Sandbox:
             found.append((reference, total))
         return found
 
+    @property
+    def create_path(self) -> str:
+        """What the URL of an order's create contains (for fault injection in tests)."""
+        return "$batch" if self.fo is not None else "salesOrders"
+
     def _seed_shop(self) -> None:
         count = self.order_count - self.unmapped_orders
         if self.pushable_only:
