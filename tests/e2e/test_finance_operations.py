@@ -206,7 +206,7 @@ def test_an_item_stopped_for_sales_holds_its_orders_with_the_reason(world: Sandb
         if any(line["sku"] == sku for line in o["line_items"]) and i in held
     ]
     assert with_item, held
-    assert all(f"item {sku} is blocked" in held[i] for i in with_item)
+    assert all(f"item {sku} is stopped for sales" in held[i] for i in with_item)
     assert not any(line["ItemNumber"] == sku for o in fo.sales_orders() for line in o["lines"]), (
         "never sent"
     )

@@ -400,12 +400,17 @@ def _line_number(line: dict[str, Any]) -> Decimal:
 
 def _cached_item(row: dict[str, Any], stopped: set[str]) -> CachedItem:
     number = str(row.get("ItemNumber", ""))
-    master = str(row.get("ProductSubType") or "") == "ProductMaster"
+    reason = ""
+    if number in stopped:
+        reason = "stopped for sales (IsSalesProcessingStopped)"
+    elif str(row.get("ProductSubType") or "") == "ProductMaster":
+        reason = "a product master (a variant is needed)"
     return CachedItem(
         number=number.upper(),
         id=number,
         display_name=str(row.get("SearchName") or ""),
-        blocked=number in stopped or master,
+        blocked=bool(reason),
+        blocked_reason=reason,
     )
 
 
