@@ -384,3 +384,20 @@ def test_in_mode_sequence_a_header_left_without_its_lines_is_completed_never_dou
     ]
     assert completed and completed[0]["lines"], "the same header got its lines"
     assert set(_references(world).values()) == {1}, "no second header"
+
+
+def test_an_item_released_in_fo_after_the_full_refresh_is_found_by_the_next_run(
+    world: Sandbox,
+) -> None:
+    fo = _fo(world)
+    assert run_woo2d365(world, "sync").exit_code == 1
+    sku = UNMAPPED[0].product.sku
+    held = [i for i, (state, reason) in _states(world).items() if state == "held" and sku in reason]
+    assert held
+    fo.add_product(sku, UNMAPPED[0].product.name, price=UNMAPPED[0].product.price)
+    fo.reset_requests()
+    second = run_woo2d365(world, "sync")
+    assert second.exit_code == 0, second.stderr  # nothing new held
+    assert all(_states(world)[i][0] == "pushed" for i in held), "no map-sku needed"
+    item_reads = [r for r in fo.requests if "ReleasedProductsV2" in r.path]
+    assert len(item_reads) == 1, "a lookup of the SKUs not found, not a full refresh"

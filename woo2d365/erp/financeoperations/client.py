@@ -443,18 +443,26 @@ class FinanceOperationsClient:
                 found[iso] = str(row.get("CountryRegion") or "")
         return found
 
-    def released_products(self) -> Iterator[dict[str, Any]]:
-        """Released products of the legal entity (fields the mirror keeps)."""
-        return self.get_all(ITEMS_SET, select="ItemNumber,SearchName,ProductSubType")
+    def released_products(self, numbers: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Released products of the legal entity (all, or those ``numbers`` name exactly)."""
+        select = "ItemNumber,SearchName,ProductSubType"
+        if numbers is None:
+            return list(self.get_all(ITEMS_SET, select=select))
+        found: list[dict[str, Any]] = []
+        for batch in _or_batches("ItemNumber", list(dict.fromkeys(numbers))):
+            found.extend(self.get_all(ITEMS_SET, filter=batch, select=select))
+        return found
 
-    def sales_stopped(self) -> set[str]:
-        """Item numbers whose default order settings stop sales."""
-        rows = self.get_all(
-            ORDER_SETTINGS_SET,
-            filter="IsSalesProcessingStopped eq Microsoft.Dynamics.DataEntities.NoYes'Yes'",
-            select="ItemNumber",
-        )
-        return {str(row.get("ItemNumber", "")) for row in rows}
+    def sales_stopped(self, numbers: Sequence[str] | None = None) -> set[str]:
+        """Item numbers whose default order settings stop sales (of ``numbers`` if given)."""
+        stopped = "IsSalesProcessingStopped eq Microsoft.Dynamics.DataEntities.NoYes'Yes'"
+        batches = [""] if numbers is None else list(_or_batches("ItemNumber", list(numbers)))
+        found: set[str] = set()
+        for batch in batches:
+            condition = f"{stopped} and ({batch})" if batch else stopped
+            rows = self.get_all(ORDER_SETTINGS_SET, filter=condition, select="ItemNumber")
+            found.update(str(row.get("ItemNumber", "")) for row in rows)
+        return found
 
     # -- customers ------------------------------------------------------------------------------
     def find_customers_by_email(self, address: str) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ One legal entity (``dynamics.legal_entity``). What differs from Business Central
 * **Items** are mirrored by a full paged read of ``ReleasedProductsV2`` (plus the stopped flags of
   ``ProductDefaultOrderSettings``): F&O items have no modification time to read incrementally.
   The mirror is replaced every :data:`FULL_REFRESH_EVERY`, and on the next run after F&O refused
-  an order over an item. The mirror's key is the item number upper-cased (how validation looks
+  an order over an item; between full reads each run looks up the SKUs held orders did not find. The mirror's key is the item number upper-cased (how validation looks
   items up); the exact ``ItemNumber`` is kept as the item's id and sent as it is, never trimmed.
   An item whose sales are stopped, or a product master (it needs a variant), is blocked.
 * **Countries** are F&O's own ids, mapped from ISO-2 through ``AddressCountryRegions``.
@@ -76,6 +76,8 @@ EXPECTED_LINES_PREFIX = "fo.lines."
 ITEMS_FULL_REFRESH_KEY = "fo.items.full_refresh_at"
 """Store key: when the item mirror was last replaced; blank forces a refresh."""
 FULL_REFRESH_EVERY = timedelta(minutes=15)
+NOT_FOUND_PER_RUN = 100
+"""SKUs held as not found that are looked up between full refreshes, per run."""
 
 
 class FinanceOperationsTarget(BusinessCentralTarget):
@@ -122,11 +124,12 @@ class FinanceOperationsTarget(BusinessCentralTarget):
 
     # -- items ----------------------------------------------------------------------------------
     def refresh_items(self, *, full: bool = False, dry_run: bool = False) -> ItemRefresh:
-        """Replace the mirror by a full read when it is due (F&O has no change stamps)."""
+        """Replace the mirror by a full read when it is due (F&O has no change stamps); between
+        full reads, look up the SKUs held orders did not find (released since, perhaps)."""
         now = self.clock()
         last = _parse(self.store.get_value(ITEMS_FULL_REFRESH_KEY) or "")
         if not full and last is not None and now - FULL_REFRESH_EVERY < last <= now:
-            return ItemRefresh(full=False, fetched=0, requests=0)
+            return self._refresh_not_found(dry_run)
         before = self.fo.request_count
         stopped = self.fo.sales_stopped()
         items = [_cached_item(row, stopped) for row in self.fo.released_products()]
@@ -137,6 +140,25 @@ class FinanceOperationsTarget(BusinessCentralTarget):
         self.store.replace_items(items)
         self.store.set_value(ITEMS_FULL_REFRESH_KEY, now.isoformat())
         return ItemRefresh(full=True, fetched=len(items), requests=requests)
+
+    def _refresh_not_found(self, dry_run: bool) -> ItemRefresh:
+        """The items of SKUs held as not found, looked up by number (at most
+        :data:`NOT_FOUND_PER_RUN` a run), added to the mirror when F&O has them now."""
+        skus = [sku for sku, _count in self.store.unmapped_skus()][:NOT_FOUND_PER_RUN]
+        if not skus:
+            return ItemRefresh(full=False, fetched=0, requests=0)
+        before = self.fo.request_count
+        rows = self.fo.released_products(skus)
+        stopped = (
+            self.fo.sales_stopped([str(r.get("ItemNumber", "")) for r in rows]) if rows else set()
+        )
+        items = [_cached_item(row, stopped) for row in rows]
+        requests = self.fo.request_count - before
+        if dry_run:
+            view = ItemOverlay(self.store, items, replace=False)
+            return ItemRefresh(full=False, fetched=len(items), requests=requests, items=view)
+        self.store.upsert_items(items)
+        return ItemRefresh(full=False, fetched=len(items), requests=requests)
 
     # -- checks ---------------------------------------------------------------------------------
     def external_number(self, order: Order) -> str:
