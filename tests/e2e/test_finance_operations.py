@@ -401,3 +401,30 @@ def test_an_item_released_in_fo_after_the_full_refresh_is_found_by_the_next_run(
     assert all(_states(world)[i][0] == "pushed" for i in held), "no map-sku needed"
     item_reads = [r for r in fo.requests if "ReleasedProductsV2" in r.path]
     assert len(item_reads) == 1, "a lookup of the SKUs not found, not a full refresh"
+
+
+def test_in_mode_sequence_two_headers_with_the_reference_hold_the_order_not_a_third(
+    world: Sandbox,
+) -> None:
+    fo = _fo(world)
+    fo.set_manual_numbers(False)
+    customer = fo.add_fo_customer(
+        {"CustomerGroupId": "WEB", "SalesCurrencyCode": "EUR", "OrganizationName": "By hand"}
+    )
+    taken = sorted(
+        i for i, o in world.shop.orders.items() if o["status"] in ("processing", "completed")
+    )
+    reference = f"WC-{world.shop.orders[taken[0]]['number']}"
+    for _ in range(2):  # entered by hand in F&O, twice: the reference is not unique there
+        fo.data.create(
+            "SalesOrderHeadersV2",
+            {
+                "dataAreaId": FO_LEGAL_ENTITY,
+                "OrderingCustomerAccountNumber": customer["CustomerAccount"],
+                "CustomersOrderReference": reference,
+            },
+        )
+    _run(world, "sync", **SEQUENCE)
+    state, reason = _states(world)[taken[0]]
+    assert state == "held" and "2 sales orders carry CustomersOrderReference" in reason
+    assert _references(world)[reference] == 2, "no third header"
