@@ -138,3 +138,50 @@ def test_a_second_run_while_one_holds_the_lock_exits_4_and_sends_nothing(world: 
         assert world.documents() == []
     finally:
         store.close()
+
+
+def _plant_twice(sandbox: Sandbox, reference: str) -> None:
+    """Two sales orders carrying ``reference``, entered by hand in Dynamics."""
+    if sandbox.fo is None:
+        customer = sandbox.bc.add_customer("By hand")
+        for _ in range(2):
+            sandbox.bc.add_sales_order(
+                {
+                    "customerNumber": customer["number"],
+                    "externalDocumentNumber": reference,
+                    "salesOrderLines": [
+                        {"lineType": "Item", "lineObjectNumber": "WIDGET-001", "quantity": 1}
+                    ],
+                }
+            )
+        return
+    fo = sandbox.fo
+    customer = fo.add_fo_customer(
+        {"CustomerGroupId": "WEB", "SalesCurrencyCode": "EUR", "OrganizationName": "By hand"}
+    )
+    for number in ("HAND-1", "HAND-2"):
+        fo.data.create(
+            "SalesOrderHeadersV2",
+            {
+                "dataAreaId": fo.legal_entity,
+                "SalesOrderNumber": number,
+                "OrderingCustomerAccountNumber": customer["CustomerAccount"],
+                "CustomersOrderReference": reference,
+            },
+        )
+
+
+def test_two_documents_with_an_orders_key_hold_the_order_and_nothing_is_created(
+    world: Sandbox,
+) -> None:
+    taken = sorted(
+        i for i, o in world.shop.orders.items() if o["status"] in ("processing", "completed")
+    )
+    reference = f"WC-{world.shop.orders[taken[0]]['number']}"
+    _plant_twice(world, reference)
+    result = run_woo2d365(world, "sync")
+    assert result.exit_code == 1
+    status = json.loads(run_woo2d365(world, "status", str(taken[0]), "--json").stdout)
+    assert status["state"] == "held"
+    assert f"2 sales orders in Dynamics 365 carry {reference}" in status["reason"]
+    assert _documents(world)[reference] == 2, "no third"

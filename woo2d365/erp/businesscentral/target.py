@@ -238,14 +238,9 @@ class BusinessCentralTarget:
         found = self.client.find_sales_orders(external_number)
         if not found:
             return None
-        if len(found) > 1:
-            log.warning(
-                "%d sales orders carry externalDocumentNumber %s: %s",
-                len(found),
-                external_number,
-                ", ".join(str(entry.get("number")) for entry in found),
-            )
-        return _created(found[0], external_number)
+        found.sort(key=lambda entry: str(entry.get("number", "")))
+        others = tuple(str(entry.get("number", "")) for entry in found[1:])
+        return _created(found[0], external_number, others)
 
     def find_number(self, number: str) -> CreatedDocument | None:
         """The sales order with this number (Business Central stores numbers upper-case)."""
@@ -261,13 +256,16 @@ class BusinessCentralTarget:
 
     def find_many(self, external_numbers: Sequence[str]) -> dict[str, CreatedDocument]:
         """Sales orders of these external numbers (``or`` filters of ~50 keys per request)."""
-        found: dict[str, CreatedDocument] = {}
+        grouped: dict[str, list[dict[str, Any]]] = {}
         rows = self.client.find_sales_orders_by_external_numbers(external_numbers)
         for row in sorted(rows, key=lambda entry: str(entry.get("number", ""))):
             key = str(row.get("externalDocumentNumber") or "")
-            if key and key not in found:
-                found[key] = _created(row, key)
-        return found
+            if key:
+                grouped.setdefault(key, []).append(row)
+        return {
+            key: _created(rows[0], key, tuple(str(r.get("number", "")) for r in rows[1:]))
+            for key, rows in grouped.items()
+        }
 
     # -- customers ------------------------------------------------------------------------------
     def prefetch_customers(self, addresses: Iterable[str], *, dry_run: bool = False) -> int:
@@ -475,7 +473,9 @@ def _cached_item(entry: dict[str, Any]) -> CachedItem:
     )
 
 
-def _created(raw: dict[str, Any], external_number: str) -> CreatedDocument:
+def _created(
+    raw: dict[str, Any], external_number: str, others: tuple[str, ...] = ()
+) -> CreatedDocument:
     total = raw.get("totalAmountIncludingTax")
     amount: Decimal | None = None
     if total is not None and not isinstance(total, bool):
@@ -488,6 +488,7 @@ def _created(raw: dict[str, Any], external_number: str) -> CreatedDocument:
         number=str(raw.get("number", "")),
         external_number=str(raw.get("externalDocumentNumber") or external_number),
         total_including_tax=amount,
+        others=others,
     )
 
 

@@ -5,8 +5,9 @@ One legal entity (``dynamics.legal_entity``). What differs from Business Central
 * **Items** are mirrored by a full paged read of ``ReleasedProductsV2`` (plus the stopped flags of
   ``ProductDefaultOrderSettings``): F&O items have no modification time to read incrementally.
   The mirror is replaced every :data:`FULL_REFRESH_EVERY`, and on the next run after F&O refused
-  an order over an item; between full reads each run looks up the SKUs held orders did not find. The mirror's key is the item number upper-cased (how validation looks
-  items up); the exact ``ItemNumber`` is kept as the item's id and sent as it is, never trimmed.
+  an order over an item; between full reads each run looks up the SKUs held orders did not
+  find. The mirror's key is the item number upper-cased (how validation looks items up); the
+  exact ``ItemNumber`` is kept as the item's id and sent as it is, never trimmed.
   An item whose sales are stopped, or a product master (it needs a variant), is blocked.
 * **Countries** are F&O's own ids, mapped from ISO-2 through ``AddressCountryRegions``.
 * **Customers** are found by ``PrimaryContactEmail`` (per-email) or fixed; created with
@@ -363,21 +364,17 @@ class FinanceOperationsTarget(BusinessCentralTarget):
         return bool(lines)  # no record of the count: a header without lines is never complete
 
     def find(self, external_number: str) -> CreatedDocument | None:
-        """The sales order with this ``CustomersOrderReference`` (the lowest number if more)."""
-        found = [
-            r for r in self.fo.find_orders_by_references([external_number]) if self._complete(r)
-        ]
+        """The sales order with this ``CustomersOrderReference``; any further ones as ``others``
+        (the field is not unique in F&O)."""
+        found = self.fo.find_orders_by_references([external_number])
+        found = sorted(
+            (row for row in found if self._complete(row)),
+            key=lambda row: str(row.get("SalesOrderNumber", "")),
+        )
         if not found:
             return None
-        found.sort(key=lambda row: str(row.get("SalesOrderNumber", "")))
-        if len(found) > 1:
-            log.warning(
-                "%d sales orders carry CustomersOrderReference %s: %s",
-                len(found),
-                external_number,
-                ", ".join(str(row.get("SalesOrderNumber")) for row in found),
-            )
-        return _created(found[0], external_number, None)
+        others = tuple(str(row.get("SalesOrderNumber", "")) for row in found[1:])
+        return _created(found[0], external_number, None, others)
 
     def find_number(self, number: str) -> CreatedDocument | None:
         """The sales order with this ``SalesOrderNumber``."""
@@ -402,18 +399,19 @@ class FinanceOperationsTarget(BusinessCentralTarget):
 
     def find_many(self, external_numbers: Sequence[str]) -> dict[str, CreatedDocument]:
         """Sales orders of these references (``or`` filters, one request per ~25 keys)."""
-        found: dict[str, CreatedDocument] = {}
         wanted = {n.upper(): n for n in external_numbers}
-        rows = [
-            r
-            for r in self.fo.find_orders_by_references(list(external_numbers))
-            if self._complete(r)
-        ]
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        rows = self.fo.find_orders_by_references(list(external_numbers))
         for row in sorted(rows, key=lambda r: str(r.get("SalesOrderNumber", ""))):
             key = wanted.get(str(row.get("CustomersOrderReference") or "").upper())
-            if key and key not in found:
-                found[key] = _created(row, key, None)
-        return found
+            if key and self._complete(row):
+                grouped.setdefault(key, []).append(row)
+        return {
+            key: _created(
+                rows[0], key, None, tuple(str(r.get("SalesOrderNumber", "")) for r in rows[1:])
+            )
+            for key, rows in grouped.items()
+        }
 
 
 def _line_number(line: dict[str, Any]) -> Decimal:
@@ -436,7 +434,12 @@ def _cached_item(row: dict[str, Any], stopped: set[str]) -> CachedItem:
     )
 
 
-def _created(row: dict[str, Any], reference: str, shop_tax: Decimal | None) -> CreatedDocument:
+def _created(
+    row: dict[str, Any],
+    reference: str,
+    shop_tax: Decimal | None,
+    others: tuple[str, ...] = (),
+) -> CreatedDocument:
     number = str(row.get("SalesOrderNumber", ""))
     lines = row.get("SalesOrderLines")
     total: Decimal | None = None
@@ -449,6 +452,7 @@ def _created(row: dict[str, Any], reference: str, shop_tax: Decimal | None) -> C
         number=number,
         external_number=str(row.get("CustomersOrderReference") or reference),
         total_including_tax=total,
+        others=others,
     )
 
 
