@@ -428,3 +428,25 @@ def test_in_mode_sequence_two_headers_with_the_reference_hold_the_order_not_a_th
     state, reason = _states(world)[taken[0]]
     assert state == "held" and "2 sales orders carry CustomersOrderReference" in reason
     assert _references(world)[reference] == 2, "no third header"
+
+
+def test_with_a_fixed_customer_every_order_is_on_it_and_no_customer_is_created(
+    world: Sandbox,
+) -> None:
+    fo = _fo(world)
+    account = fo.add_fo_customer(
+        {"CustomerGroupId": "WEB", "SalesCurrencyCode": "EUR", "OrganizationName": "Web shop"}
+    )["CustomerAccount"]
+    env = {
+        "WOO2D365_ORDERS__CUSTOMER_MODE": "fixed",
+        "WOO2D365_ORDERS__CUSTOMER_NUMBER": account,
+        "COLUMNS": "1000",
+    }
+    doctor = _run(world, "doctor", **env)
+    assert doctor.returncode == 0, doctor.stdout
+    assert f"{account} exists" in doctor.stdout
+    result = _run(world, "sync", **env)
+    assert result.returncode == 1, result.stderr
+    orders = fo.sales_orders()
+    assert orders and {o["OrderingCustomerAccountNumber"] for o in orders} == {account}
+    assert len(fo.customers()) == 1
