@@ -276,6 +276,7 @@ class FinanceOperationsClient:
         self._limiter = limiter or SlidingWindowLimiter(settings.requests_per_5_minutes)
         self._count_lock = threading.Lock()
         self.request_count = 0
+        self.error_count = 0  # requests without an answer or answered with status >= 400
         self._timeout = (min(10.0, settings.timeout_seconds), settings.timeout_seconds)
         self._retrying = retrying(
             self.retry,
@@ -311,6 +312,10 @@ class FinanceOperationsClient:
                 self.request_count += 1
             yield
 
+    def _count_error(self) -> None:
+        with self._count_lock:
+            self.error_count += 1
+
     # -- the one request path -------------------------------------------------------------------
     def _send(
         self,
@@ -335,9 +340,12 @@ class FinanceOperationsClient:
                         method, url, data=data, headers=headers, timeout=self._timeout
                     )
             except requests.RequestException as exc:
+                self._count_error()
                 if guard is not None and not _was_sent(exc):
                     guard.not_sent()
                 raise self._transport_error(method, exc) from None
+            if response.status_code >= 400:
+                self._count_error()
             if response.status_code == 401:
                 if guard is not None:
                     guard.not_sent()
