@@ -149,7 +149,10 @@ class _Woo2D365Group(TyperGroup):
 
 app = typer.Typer(
     cls=_Woo2D365Group,
-    help="Move WooCommerce orders into Microsoft Dynamics 365 Business Central, exactly once.",
+    help=(
+        "Move WooCommerce orders into Microsoft Dynamics 365 (Business Central or Finance & "
+        "Operations), exactly once."
+    ),
     epilog="Example: woo2d365 --config /etc/woo2d365.toml sync",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -357,7 +360,7 @@ def _render_order(state: CliState, order: Any, events: list[Any]) -> None:
 def map_sku_add(
     ctx: typer.Context,
     sku: Annotated[str, typer.Argument(help="The shop SKU, exactly as in WooCommerce.")],
-    item: Annotated[str, typer.Argument(help="The Business Central item number (max 20).")],
+    item: Annotated[str, typer.Argument(help="The Dynamics item number (max 20).")],
     note: Annotated[
         str, typer.Option("--note", metavar="TEXT", help="Why, for the next person.")
     ] = "",

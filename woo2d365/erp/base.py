@@ -1,8 +1,8 @@
 """The ERP target interface the pipeline talks to.
 
 A target turns canonical :class:`~woo2d365.model.Order` objects into documents of one ERP and
-creates them exactly once. Business Central is the one implementation
-(:mod:`woo2d365.erp.businesscentral`) and Finance & Operations
+creates them exactly once. Business Central (:mod:`woo2d365.erp.businesscentral`) and
+Finance & Operations
 (:mod:`woo2d365.erp.financeoperations`: header and lines, ``CustomersOrderReference`` as the
 idempotency key) implement it; ``dynamics.product`` picks one in ``Runtime.erp``.
 
