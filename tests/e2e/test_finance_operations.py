@@ -450,3 +450,26 @@ def test_with_a_fixed_customer_every_order_is_on_it_and_no_customer_is_created(
     orders = fo.sales_orders()
     assert orders and {o["OrderingCustomerAccountNumber"] for o in orders} == {account}
     assert len(fo.customers()) == 1
+
+
+def test_in_mode_sequence_a_header_whose_answer_was_lost_gets_its_lines_not_a_twin(
+    world: Sandbox,
+) -> None:
+    fo = _fo(world)
+    fo.set_manual_numbers(False)
+    fo.drop_after_commit_next(1, path_contains="SalesOrderHeadersV2")
+    env = {
+        **SEQUENCE,
+        "WOO2D365_DYNAMICS__TIMEOUT_SECONDS": "1",
+        "WOO2D365_DYNAMICS__REQUEST_LIMIT_SECONDS": "2",
+    }
+    first = _run(world, "sync", **env)
+    assert first.returncode in (1, 3), first.stderr
+    pushing = [i for i, (state, _) in _states(world).items() if state == "pushing"]
+    assert len(pushing) == 1
+    time.sleep(2.5)
+    second = _run(world, "sync", **env)
+    assert second.returncode in (0, 1), second.stderr
+    assert _states(world)[pushing[0]][0] == "pushed"
+    assert set(_references(world).values()) == {1}
+    assert all(order["lines"] for order in fo.sales_orders()), "every header has its lines"
