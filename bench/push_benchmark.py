@@ -18,6 +18,11 @@ list). Targets: Dynamics requests ≤ 1.05 × (orders + new customers); wall tim
 A target that is missed is reported as missed. Usage:
 
     .venv/bin/python bench/push_benchmark.py [--orders 2000] [--latency 0.05] [--skip-push-only]
+        [--erp business-central|finance-operations]
+
+With ``--erp finance-operations`` the Dynamics side is the F&O emulator: an order is one
+``POST $batch`` (header and lines in one changeset) and the fixed reads are the legal entities,
+the released products, their order settings, the countries and the customer lookups.
 """
 
 from __future__ import annotations
@@ -39,12 +44,23 @@ sys.path.insert(0, str(ROOT))
 
 from woo2d365.sandbox import shop as shop_emulator  # noqa: E402
 from woo2d365.sandbox.shop_data import CATALOGUE, realistic_orders  # noqa: E402
-from woo2d365.sandbox.world import Sandbox  # noqa: E402
+from woo2d365.sandbox.world import BUSINESS_CENTRAL, ERPS, Sandbox  # noqa: E402
 
 CONCURRENCY = 5
 SEED = 7
 TAKEN = ("processing", "completed")
-FIXED_REQUESTS = ("GET companies", "GET items", "GET countriesRegions", "GET customers (list)")
+FIXED_REQUESTS = (
+    "GET companies",
+    "GET items",
+    "GET countriesRegions",
+    "GET customers (list)",
+    "GET LegalEntities",
+    "GET ReleasedProductsV2",
+    "GET ProductDefaultOrderSettings",
+    "GET AddressCountryRegions",
+    "GET CustomersV3 (list)",
+)
+NEW_CUSTOMERS = ("POST customers", "POST CustomersV3")
 
 
 @dataclass
@@ -148,8 +164,9 @@ def request_kinds(sandbox: Sandbox) -> Counter[str]:
     kinds: Counter[str] = Counter()
     for request in sandbox.bc.requests:
         entity = request.path.rstrip("/").rsplit("/", 1)[-1].split("(")[0]
-        if entity == "customers" and request.method == "GET":
-            entity = "customers (by e-mail)" if "email" in request.query else "customers (list)"
+        if entity in ("customers", "CustomersV3") and request.method == "GET":
+            by_email = "email" in request.query or "PrimaryContactEmail" in request.query
+            entity += " (by e-mail)" if by_email else " (list)"
         kinds[f"{request.method} {entity}"] += 1
     return kinds
 
@@ -164,7 +181,9 @@ def answer_in_one_write() -> None:
     shop_emulator._Handler.wbufsize = 1 << 16
 
 
-def make_sandbox(directory: Path, orders: int, latency: float) -> Sandbox:
+def make_sandbox(
+    directory: Path, orders: int, latency: float, erp: str = BUSINESS_CENTRAL
+) -> Sandbox:
     """Both emulators with ``orders`` realistic shop orders; latency set after seeding."""
     answer_in_one_write()
     sandbox = Sandbox(
@@ -173,6 +192,7 @@ def make_sandbox(directory: Path, orders: int, latency: float) -> Sandbox:
         seed=SEED,
         unmapped_orders=0,
         start_gmt=(datetime.now(UTC) - timedelta(days=30)).replace(microsecond=0),
+        erp=erp,
     )
     sandbox.start()
     sandbox.shop.latency = latency
@@ -182,7 +202,7 @@ def make_sandbox(directory: Path, orders: int, latency: float) -> Sandbox:
 
 def check_exactly_once(sandbox: Sandbox, expected: int) -> str:
     """Every pushable order exactly once in Dynamics, or what is wrong."""
-    numbers = Counter(o["externalDocumentNumber"] for o in sandbox.bc.sales_orders())
+    numbers = Counter(number for number, _ in sandbox.documents())
     twice = [n for n, c in numbers.items() if c > 1]
     if twice:
         return f"DUPLICATES: {twice[:5]}"
@@ -217,10 +237,11 @@ def measure(
     *,
     write_back: bool,
     push_only: bool,
+    erp: str = BUSINESS_CENTRAL,
 ) -> Measured:
     """A sync in one fresh sandbox; with ``push_only``, pull + validate + timed push in another."""
     env = {"WOO2D365_WOOCOMMERCE__WRITE_BACK": "true" if write_back else "false"}
-    sandbox = make_sandbox(workdir / "sync", shop_orders, latency)
+    sandbox = make_sandbox(workdir / "sync", shop_orders, latency, erp)
     try:
         sync = run_cli(sandbox, "sync", env_extra=env)
         kinds = request_kinds(sandbox)
@@ -232,7 +253,7 @@ def measure(
         raise SystemExit(f"sync exited {sync.exit_code}: {sync.stdout}{sync.stderr[-2000:]}")
     result = Measured(write_back, sync, kinds, once, shop_requests)
     if push_only:
-        other = make_sandbox(workdir / "push", shop_orders, latency)
+        other = make_sandbox(workdir / "push", shop_orders, latency, erp)
         try:
             for step in ("pull", "validate"):
                 done = run_cli(other, step, env_extra=env)
@@ -252,14 +273,14 @@ def measure(
 def fewest_requests(kinds: Counter[str], orders: int) -> tuple[int, int]:
     """``(fewest possible, fixed per run)``: orders + new customers + the fixed reads."""
     fixed = sum(kinds[k] for k in FIXED_REQUESTS)
-    return orders + kinds["POST customers"] + fixed, fixed
+    return orders + sum(kinds[k] for k in NEW_CUSTOMERS) + fixed, fixed
 
 
 def report(measured: Measured, orders: int, shop_orders: int, latency: float) -> None:
     """The table of one write-back mode."""
     kinds, sync = measured.kinds, measured.sync
     push_kinds = measured.push_kinds or Counter()
-    new_customers = kinds["POST customers"]
+    new_customers = sum(kinds[k] for k in NEW_CUSTOMERS)
     total = sum(kinds.values())
     fewest, fixed = fewest_requests(kinds, orders)
     floor = fewest * latency / CONCURRENCY
@@ -319,13 +340,14 @@ def main() -> None:
         help="woocommerce.write_back for the runs (default: both, one after the other)",
     )
     parser.add_argument("--skip-push-only", action="store_true", help="only the sync runs")
+    parser.add_argument("--erp", choices=ERPS, default=BUSINESS_CENTRAL, help="Dynamics product")
     options = parser.parse_args()
     shop_orders = shop_orders_for(options.orders)
     modes = {"on": [True], "off": [False], "both": [True, False]}[options.write_back]
     print(
         f"woo2d365 sync: {options.orders} orders ({shop_orders} in the shop), "
-        f"latency {options.latency * 1000:g} ms per request (shop and Business Central), "
-        f"{CONCURRENCY} Business Central requests at once\n"
+        f"latency {options.latency * 1000:g} ms per request (shop and {options.erp}), "
+        f"{CONCURRENCY} Dynamics requests at once\n"
     )
     for write_back in modes:
         with tempfile.TemporaryDirectory(prefix="woo2d365-bench-") as tmp:
@@ -336,6 +358,7 @@ def main() -> None:
                 options.latency,
                 write_back=write_back,
                 push_only=not options.skip_push_only,
+                erp=options.erp,
             )
         report(measured, options.orders, shop_orders, options.latency)
 

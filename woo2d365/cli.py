@@ -157,7 +157,10 @@ class _Woo2D365Group(TyperGroup):
 
 app = typer.Typer(
     cls=_Woo2D365Group,
-    help="Move WooCommerce orders into Microsoft Dynamics 365 Business Central, exactly once.",
+    help=(
+        "Move WooCommerce orders into Microsoft Dynamics 365 (Business Central or Finance & "
+        "Operations), exactly once."
+    ),
     epilog="Example: woo2d365 --config /etc/woo2d365.toml sync",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -446,7 +449,7 @@ def _render_order(
 def map_sku_add(
     ctx: typer.Context,
     sku: Annotated[str, typer.Argument(help="The shop SKU, exactly as in WooCommerce.")],
-    item: Annotated[str, typer.Argument(help="The Business Central item number (max 20).")],
+    item: Annotated[str, typer.Argument(help="The Dynamics item number (max 20).")],
     note: Annotated[
         str, typer.Option("--note", metavar="TEXT", help="Why, for the next person.")
     ] = "",
@@ -845,19 +848,30 @@ def demo(
     orders: Annotated[
         int, typer.Option("--orders", metavar="N", help="Orders in the sandbox shop.")
     ] = 50,
+    erp: Annotated[
+        str,
+        typer.Option(
+            "--erp",
+            metavar="PRODUCT",
+            help="business-central (default) or finance-operations.",
+        ),
+    ] = "business-central",
 ) -> None:
     """A full sync against built-in sandboxes: no set-up, no network, under 30 seconds.
 
-    Example: woo2d365 demo --keep
+    Example: woo2d365 demo --keep, woo2d365 demo --erp finance-operations
     """
     from woo2d365.sandbox.demo import run_demo
+    from woo2d365.sandbox.world import ERPS
 
     state = _state(ctx)
     if orders < 5:
         raise _usage("--orders must be at least 5")
+    if erp not in ERPS:
+        raise _usage(f"--erp must be one of {', '.join(ERPS)}")
     if not state.verbose:
         configure_logging(quiet=True, log_format=state.log_format)  # the demo tells its story
-    outcome = run_demo(state.out, orders=orders, keep=keep)
+    outcome = run_demo(state.out, orders=orders, keep=keep, erp=erp)
     raise typer.Exit(ExitCode.OK if outcome.ok else ExitCode.ATTENTION)
 
 

@@ -31,7 +31,7 @@ from woo2d365.errors import (
     Woo2D365Error,
 )
 from woo2d365.logs import clean
-from woo2d365.runtime import DYNAMICS_KEYS, SHOP_KEYS
+from woo2d365.runtime import FINANCE_OPERATIONS, SHOP_KEYS, dynamics_keys
 from woo2d365.settings import LoadedSettings, Settings, resolve_config_path
 
 Result = Literal["ok", "warn", "fail", "skip"]
@@ -122,10 +122,7 @@ def run_doctor(
     path, _named = resolve_config_path(config)
     _check_config(report, loaded, path)
     shop_ready = _required(report, loaded, "WooCommerce", SHOP_KEYS)
-    dynamics_keys: tuple[str, ...] = DYNAMICS_KEYS
-    if loaded.settings.orders.customer_mode == "fixed":
-        dynamics_keys = (*DYNAMICS_KEYS, "orders.customer_number")
-    dynamics_ready = _required(report, loaded, "Dynamics 365", dynamics_keys)
+    dynamics_ready = _required(report, loaded, "Dynamics 365", dynamics_keys(loaded.settings))
     _check_store(report, loaded.settings)
     if shop_ready:
         _check_shop(report, loaded.settings)
@@ -370,6 +367,11 @@ def _check_shop(report: DoctorReport, settings: Settings) -> None:
 
 
 def _check_dynamics(report: DoctorReport, settings: Settings) -> None:
+    if settings.dynamics.product == FINANCE_OPERATIONS:
+        from woo2d365.erp.financeoperations.doctor import check_finance_operations
+
+        check_finance_operations(report.add, settings, tries=DOCTOR_TRIES)
+        return
     from woo2d365.erp.businesscentral.auth import MsalTokenProvider
     from woo2d365.erp.businesscentral.client import BusinessCentralClient
     from woo2d365.retries import RetryPolicy

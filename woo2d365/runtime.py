@@ -28,6 +28,22 @@ DYNAMICS_KEYS = (
     "dynamics.client_secret",
     "dynamics.company",
 )
+FINANCE_OPERATIONS = "finance-operations"
+
+
+def dynamics_keys(settings: Settings) -> tuple[str, ...]:
+    """The settings the configured Dynamics product needs before it can be reached."""
+    if settings.dynamics.product == FINANCE_OPERATIONS:
+        from woo2d365.erp.financeoperations import REQUIRED_KEYS
+
+        keys: tuple[str, ...] = REQUIRED_KEYS
+        if settings.orders.customer_mode == "per-email":
+            keys = (*keys, "dynamics.customer_group")
+    else:
+        keys = DYNAMICS_KEYS
+    if settings.orders.customer_mode == "fixed":
+        keys = (*keys, "orders.customer_number")
+    return keys
 
 
 @dataclass
@@ -56,12 +72,15 @@ class Runtime:
         return WooClient(self.settings.woocommerce)
 
     def erp(self) -> ErpTarget:
-        """The Business Central target; :class:`ConfigError` naming a missing key and the file."""
+        """The target of ``dynamics.product`` (the one place it is chosen); :class:`ConfigError`
+        naming a missing key and the file."""
+        self.loaded.require(*dynamics_keys(self.settings))
+        if self.settings.dynamics.product == FINANCE_OPERATIONS:
+            from woo2d365.erp.financeoperations import open_target as open_fo
+
+            return open_fo(self.settings, self.store, clock=self.clock)
         from woo2d365.erp.businesscentral import open_target
 
-        self.loaded.require(*DYNAMICS_KEYS)
-        if self.settings.orders.customer_mode == "fixed":
-            self.loaded.require("orders.customer_number")
         return open_target(self.settings, self.store, clock=self.clock)
 
     @contextmanager

@@ -64,8 +64,9 @@ class WooCommerceSettings(_Section):
 
 
 class DynamicsSettings(_Section):
-    """``[dynamics]``: the Business Central tenant, app registration and limits."""
+    """``[dynamics]``: the Dynamics 365 product, tenant, app registration and limits."""
 
+    product: Literal["business-central", "finance-operations"] = "business-central"
     tenant_id: str = ""
     client_id: str = ""
     client_secret: SecretStr = SecretStr("")
@@ -78,11 +79,27 @@ class DynamicsSettings(_Section):
     timeout_seconds: float = Field(default=60, gt=0)
     request_limit_seconds: float = Field(default=600, gt=0)
     requests_per_5_minutes: int = Field(default=6000, ge=1, le=1_000_000)
+    # finance-operations only
+    fo_url: str = ""
+    legal_entity: str = ""
+    customer_group: str = ""
+    fo_order_numbers: Literal["own", "sequence"] = "own"
 
-    @field_validator("api_url", "authority_host")
+    @field_validator("api_url", "authority_host", "fo_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.strip().rstrip("/")
+
+    @field_validator("legal_entity")
+    @classmethod
+    def _data_area(cls, value: str) -> str:
+        # F&O answers dataAreaId in lower case and compares it case-insensitively.
+        return value.strip().lower()
+
+    @property
+    def fo_scope(self) -> str:
+        """The F&O token scope: the environment URL, lower case, no trailing slash."""
+        return self.fo_url.strip().rstrip("/").lower() + "/.default"
 
 
 class OrdersSettings(_Section):

@@ -63,3 +63,18 @@ def test_sync_runs_the_enabled_steps_after_the_push_and_counts_them(tmp_path: Pa
             assert "refunds_attention" not in counts, "refunds is off"
         finally:
             store.close()
+
+
+@pytest.mark.parametrize("step", ["shipments", "stock"])
+def test_a_step_not_built_for_finance_and_operations_says_so_in_one_line(
+    tmp_path: Path, step: str
+) -> None:
+    from woo2d365.sandbox.world import FINANCE_OPERATIONS
+
+    with running_sandbox(tmp_path / "sandbox", orders=5, seed=2, erp=FINANCE_OPERATIONS) as sandbox:
+        with_config(sandbox, **{step: {"enabled": True}})
+        result = run_woo2d365(sandbox, step)
+        assert result.exit_code == 2, result.stdout + result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert lines[-1].endswith(f"set [{step}] enabled = false"), lines
+        assert 'dynamics.product = "finance-operations"' in lines[-1]

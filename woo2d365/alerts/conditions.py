@@ -32,7 +32,7 @@ from woo2d365.store.base import Event, OrderRecord, StateStore
 UNREACHABLE_RUNS = 3
 MESSAGE_LIMIT = 1000  # characters of a reason or event text quoted in an alert
 ONE_SHOT_KINDS = frozenset({"changed", "mismatch"})
-SYSTEMS: dict[str, str] = {"shop": "WooCommerce", "dynamics": "Dynamics 365 Business Central"}
+SYSTEMS: dict[str, str] = {"shop": "WooCommerce", "dynamics": "Dynamics 365"}
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # pull: "changed in the shop after it was pushed as SO-1 (...)" and, when push claimed the order

@@ -1,9 +1,10 @@
 """The ERP target interface the pipeline talks to.
 
 A target turns canonical :class:`~woo2d365.model.Order` objects into documents of one ERP and
-creates them exactly once. Business Central is the one implementation
-(:mod:`woo2d365.erp.businesscentral`); a Finance & Operations target would implement the same
-protocol (header then lines, ``CustomersOrderReference`` as the idempotency key).
+creates them exactly once. Business Central (:mod:`woo2d365.erp.businesscentral`) and
+Finance & Operations
+(:mod:`woo2d365.erp.financeoperations`: header and lines, ``CustomersOrderReference`` as the
+idempotency key) implement it; ``dynamics.product`` picks one in ``Runtime.erp``.
 
 How the pipeline uses it:
 
@@ -11,9 +12,10 @@ How the pipeline uses it:
   then per order :meth:`ErpTarget.check_order` (document number, countries: cached data only, never
   a request per order) beside its own line resolution against the item mirror.
 * ``push``: :meth:`ErpTarget.find_many` for a batch of orders about to be created (what exists
-  is adopted, never created again), :meth:`ErpTarget.prepare` (may look up or create the
-  customer), then exactly one :meth:`ErpTarget.create` fenced by a :class:`SendGuard`; an order
-  left in doubt is resolved with :meth:`ErpTarget.find`.
+  is adopted, never created again; more than one document with the key holds the order),
+  :meth:`ErpTarget.prepare` (may look up or create the customer), then exactly one
+  :meth:`ErpTarget.create` fenced by a :class:`SendGuard`; an order left in doubt is resolved
+  with :meth:`ErpTarget.find`.
 
 A target raises the errors of :mod:`woo2d365.errors` (``DocumentRefused``, ``DocumentInDoubt``,
 ``WaitingForDynamics``, ``DynamicsUnreachable``, ``OrderDataError``...); what each means for the
@@ -53,12 +55,17 @@ class PreparedDocument:
 
 @dataclass(frozen=True)
 class CreatedDocument:
-    """A document that exists in the ERP."""
+    """A document that exists in the ERP.
+
+    ``others`` are the numbers of further documents carrying the same external number (a key
+    the ERP does not keep unique): the pipeline then holds the order for a person to choose.
+    """
 
     id: str
     number: str
     external_number: str
     total_including_tax: Decimal | None = None
+    others: tuple[str, ...] = ()
 
 
 class SendGuard(Protocol):

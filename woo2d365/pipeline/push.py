@@ -350,7 +350,9 @@ def _claim_chunk(run: _Run, ids: list[int]) -> list[_Claim]:
     for claim in claimed:
         found = existing.get(claim.key)
         recorded = claim.order.recorded_document if claim.order else ""
-        if found is not None:
+        if found is not None and found.others:
+            _settle(run, claim, OrderState.HELD, _several(run, found), bucket=run.result.held)
+        elif found is not None:
             _adopt(run, claim, found)
         elif recorded and recorded != _deleted_document(run, claim.woo_id):
             _settle(
@@ -366,6 +368,16 @@ def _claim_chunk(run: _Run, ids: list[int]) -> list[_Claim]:
         else:
             to_create.append(claim)
     return to_create
+
+
+def _several(run: _Run, found: CreatedDocument) -> str:
+    """The reason of an order whose key more than one document carries."""
+    numbers = ", ".join((found.number, *found.others))
+    return (
+        f"{len(found.others) + 1} sales orders in {run.erp.display_name} carry "
+        f"{found.external_number} ({numbers}): keep one, then `woo2d365 resolve ID --document "
+        "NUMBER`"
+    )
 
 
 def _deleted_document(run: _Run, woo_id: int) -> str:
@@ -613,6 +625,11 @@ def _settle_in_doubt(
             return
     assert external_number
     found = run.erp.find(external_number)
+    if found is not None and found.others:
+        if not dry_run and (take_over is None or take_over()):
+            _settle(run, claim, OrderState.HELD, _several(run, found), bucket=None)
+        run.record(run.result.held, woo_id, _several(run, found))
+        return
     if found is not None:
         if take_over is not None and not take_over():
             return  # another process took it over meanwhile

@@ -161,7 +161,7 @@ def _resolve_item(
         )
     if item.blocked:
         via = f"SKU {sku} → item {number}" if how == "mapped" else f"item {number}"
-        return None, f"{via} is blocked in Dynamics", False
+        return None, f"{via} is {item.blocked_reason or 'blocked'} in Dynamics", False
     return number, None, False
 
 

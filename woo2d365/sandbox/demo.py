@@ -1,10 +1,11 @@
 """``woo2d365 demo``: the whole job on a fresh machine, against the built-in sandboxes.
 
-Starts the shop and Business Central emulators (real HTTPS, real msal), seeds about 50 orders,
-then goes through the normal code path exactly as cron would: ``sync``, ``status``, the held
-orders explained and released with ``map-sku add``, ``sync`` again, a reconciliation of every
-order against the emulated Business Central, and one order shipped and invoiced there reaching the
-shop through ``shipments``.
+Starts the shop and a Dynamics emulator — Business Central, or Finance & Operations with
+``--erp finance-operations`` — (real HTTPS, real msal), seeds about 50 orders, then goes through
+the normal code path exactly as cron would: ``sync``, ``status``, the held orders explained and
+released with ``map-sku add``, ``sync`` again, and a reconciliation of every order against the
+emulated Dynamics; with Business Central, one order shipped and invoiced there
+reaching the shop through ``shipments``.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from woo2d365.pipeline.context import utc_now
 from woo2d365.pipeline.followup import FollowUpOptions
 from woo2d365.pipeline.sync import SyncResult
 from woo2d365.runtime import Runtime
-from woo2d365.sandbox.world import UNMAPPED, Sandbox
+from woo2d365.sandbox.world import BUSINESS_CENTRAL, FINANCE_OPERATIONS, UNMAPPED, Sandbox
 from woo2d365.settings import LoadedSettings, load_settings
 from woo2d365.store import open_store
+
+PRODUCT_NAMES = {BUSINESS_CENTRAL: "Business Central", FINANCE_OPERATIONS: "Finance & Operations"}
 
 
 @dataclass
@@ -64,6 +67,7 @@ def run_demo(
     directory: Path | None = None,
     keep: bool = False,
     wait_forever: Callable[[], None] | None = None,
+    erp: str = BUSINESS_CENTRAL,
 ) -> DemoOutcome:
     """Run the demo; with ``keep`` the sandboxes stay up until ``wait_forever`` returns."""
     started = time.perf_counter()
@@ -72,19 +76,22 @@ def run_demo(
         temporary = tempfile.TemporaryDirectory(prefix="woo2d365-demo-")
         directory = Path(temporary.name)
     outcome = DemoOutcome(directory=directory)
-    sandbox = Sandbox(directory, orders=orders, pushable_only=True)
+    sandbox = Sandbox(directory, orders=orders, pushable_only=True, erp=erp)
+    name = PRODUCT_NAMES[erp]
+    where = "legal entity wcnl" if erp == FINANCE_OPERATIONS else "company CRONUS NL"
     try:
-        with console.status("Starting the WooCommerce and Business Central sandboxes…"):
+        with console.status(f"Starting the WooCommerce and {name} sandboxes…"):
             sandbox.start()
         console.print(
             f"[bold]Sandboxes up[/bold]: shop {sandbox.shop.url} ({len(sandbox.shop.orders)} "
-            f"orders), Business Central {sandbox.bc.url} (company CRONUS NL), "
-            f"config {sandbox.config_path}"
+            f"orders), {name} {sandbox.bc.url} ({where}), "
+            f"config {sandbox.config_path}",
+            highlight=False,
         )
         with sandbox.trusted():
             _walk_through(console, sandbox, outcome)
             outcome.seconds = time.perf_counter() - started
-            _conclude(console, outcome)
+            _conclude(console, outcome, name)
             if keep:
                 _explain_keep(console, sandbox)
                 (wait_forever or _wait_for_interrupt)()
@@ -127,11 +134,12 @@ def _walk_through(console: Console, sandbox: Sandbox, outcome: DemoOutcome) -> N
         console.print(runs.sync_summary(second), markup=False, highlight=False)
         _show_status(console, store)
 
-        console.rule("4. Reconciliation against Business Central")
+        console.rule(f"4. Reconciliation against {PRODUCT_NAMES[sandbox.erp]}")
         _reconcile(console, sandbox, runtime, outcome)
 
-        console.rule("5. Business Central ships and invoices; woo2d365 shipments tells the shop")
-        _ship_and_invoice(console, sandbox, runtime, outcome)
+        if sandbox.erp == BUSINESS_CENTRAL:  # shipments are built for Business Central only
+            console.rule("5. Business Central ships and invoices; shipments tells the shop")
+            _ship_and_invoice(console, sandbox, runtime, outcome)
     finally:
         store.close()
 
@@ -206,17 +214,16 @@ def _reconcile(console: Console, sandbox: Sandbox, runtime: Runtime, outcome: De
     outcome.taken = len(taken)
     prefix = runtime.settings.orders.document_prefix
     tolerance = Decimal(str(runtime.settings.orders.total_tolerance))
-    documents = sandbox.bc.sales_orders()
-    by_number = Counter(d["externalDocumentNumber"] for d in documents)
+    name = PRODUCT_NAMES[sandbox.erp]
+    documents = sandbox.documents()
+    by_number = Counter(number for number, _ in documents)
     outcome.duplicates = sum(n - 1 for n in by_number.values() if n > 1)
-    totals = {
-        d["externalDocumentNumber"]: Decimal(str(d["totalAmountIncludingTax"])) for d in documents
-    }
+    totals = dict(documents)
     for woo_id in taken:
         shop_order = sandbox.shop.orders[woo_id]
         number = (prefix + str(shop_order["number"])).upper()
         if number not in totals:
-            outcome.problems.append(f"order {woo_id} is not in Business Central")
+            outcome.problems.append(f"order {woo_id} is not in {name}")
             continue
         outcome.in_dynamics += 1
         difference = abs(totals[number] - Decimal(shop_order["total"]))
@@ -224,23 +231,23 @@ def _reconcile(console: Console, sandbox: Sandbox, runtime: Runtime, outcome: De
         outcome.within_tolerance += difference <= tolerance
         if difference > tolerance:
             outcome.problems.append(
-                f"order {woo_id}: Business Central total {totals[number]} differs from the shop "
+                f"order {woo_id}: {name} total {totals[number]} differs from the shop "
                 f"total {shop_order['total']}"
             )
     console.print(
-        f"{outcome.in_dynamics} of {outcome.taken} taken shop orders are sales orders in Business "
-        f"Central, {outcome.duplicates} duplicates; totals: {outcome.exact_totals} equal to the "
+        f"{outcome.in_dynamics} of {outcome.taken} taken shop orders are sales orders in "
+        f"{name}, {outcome.duplicates} duplicates; totals: {outcome.exact_totals} equal to the "
         f"cent, {outcome.within_tolerance} within orders.total_tolerance ({tolerance})"
     )
     for problem in outcome.problems:
         console.print(f"[red]✗[/red] {problem}", highlight=False)
 
 
-def _conclude(console: Console, outcome: DemoOutcome) -> None:
+def _conclude(console: Console, outcome: DemoOutcome, name: str) -> None:
     if outcome.ok:
         console.print(
             f"[bold green]Done[/bold green] in {outcome.seconds:.1f} s: every order is in "
-            "Business Central exactly once and the totals reconcile."
+            f"{name} exactly once and the totals reconcile."
         )
     else:
         console.print(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from woo2d365.sandbox.businesscentral import TRACKING_API, BusinessCentralEmulator
+from woo2d365.sandbox.financeoperations import FinanceOperationsEmulator
 from woo2d365.sandbox.shop import ShopEmulator
 from woo2d365.sandbox.shop_data import CATALOGUE, Product, build_order, realistic_orders
 from woo2d365.sandbox.shop_products import sandbox_inventory, seed_catalogue
@@ -30,6 +31,14 @@ ROUNDING_ACCOUNT = "8490"
 #: The shop's VAT rates and the emulator's VAT product posting groups (``taxCode``) for them.
 TAX_CODES = {"21": "VAT21", "9": "VAT9", "0": "VAT0"}
 COMPANY = "CRONUS NL"
+BUSINESS_CENTRAL = "business-central"
+FINANCE_OPERATIONS = "finance-operations"
+ERPS = (BUSINESS_CENTRAL, FINANCE_OPERATIONS)
+#: F&O: the service items shipping and fees are booked on, the legal entity, the customer group.
+FO_SHIPPING_ITEM = "FREIGHT"
+FO_FEE_ITEM = "WEBFEE"
+FO_LEGAL_ENTITY = "wcnl"
+FO_CUSTOMER_GROUP = "WEB"
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,12 @@ UNMAPPED = (
 
 
 class Sandbox:
-    """A running shop emulator and Business Central emulator with matching data."""
+    """A running shop emulator and Dynamics emulator with matching data.
+
+    ``erp`` picks Business Central (default) or Finance & Operations. With F&O, :attr:`fo` is its
+    emulator and :attr:`bc` the same object (the F&O emulator is built on the Business Central
+    one's server and identity provider): use :attr:`fo` for its data.
+    """
 
     def __init__(
         self,
@@ -69,7 +83,11 @@ class Sandbox:
         latency: float = 0.0,
         start_gmt: datetime | None = None,
         pushable_only: bool = False,
+        erp: str = BUSINESS_CENTRAL,
     ) -> None:
+        if erp not in ERPS:
+            raise ValueError(f"erp must be one of {', '.join(ERPS)}")
+        self.erp = erp
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.order_count = orders
@@ -80,9 +98,18 @@ class Sandbox:
         self.start_gmt = start_gmt or (datetime.now(UTC) - timedelta(days=3)).replace(microsecond=0)
         self.ca = SandboxCA(self.directory)
         self.shop = ShopEmulator(https=True, ca=self.ca)
-        self.bc = BusinessCentralEmulator(
-            ca=self.ca, client_secret=secrets.token_urlsafe(24), companies=(COMPANY,)
-        )
+        self.fo: FinanceOperationsEmulator | None = None
+        if erp == FINANCE_OPERATIONS:
+            self.fo = FinanceOperationsEmulator(
+                ca=self.ca,
+                client_secret=secrets.token_urlsafe(24),
+                legal_entities=((FO_LEGAL_ENTITY, "Woo2D365 Sandbox NL"),),
+            )
+            self.bc: BusinessCentralEmulator = self.fo
+        else:
+            self.bc = BusinessCentralEmulator(
+                ca=self.ca, client_secret=secrets.token_urlsafe(24), companies=(COMPANY,)
+            )
         self.shop.latency = latency
         self.bc.latency = latency
         self.config_path = self.directory / "woo2d365.toml"
@@ -112,6 +139,9 @@ class Sandbox:
 
     # -- seed ------------------------------------------------------------------------------
     def _seed_dynamics(self) -> None:
+        if self.fo is not None:
+            self._seed_finance_operations(self.fo)
+            return
         seen: set[str] = set()
         for product in CATALOGUE:
             if product.sku and product.sku not in seen:
@@ -134,6 +164,46 @@ class Sandbox:
         self.bc.add_account(SHIPPING_ACCOUNT, "Verzendkosten", vat_percent=Decimal("21"))
         self.bc.add_account(FEE_ACCOUNT, "Overige opbrengsten", vat_percent=Decimal("21"))
         self.bc.add_account(ROUNDING_ACCOUNT, "Afrondingsverschillen", vat_percent=Decimal("0"))
+
+    def _seed_finance_operations(self, fo: FinanceOperationsEmulator) -> None:
+        seen: set[str] = set()
+        for product in CATALOGUE:
+            if product.sku and product.sku not in seen:
+                seen.add(product.sku)
+                fo.add_product(product.sku, product.name, price=product.price)
+        for unmapped in UNMAPPED:
+            fo.add_product(
+                unmapped.item_number, unmapped.product.name, price=unmapped.product.price
+            )
+        fo.add_product(FO_SHIPPING_ITEM, "Freight", service=True)
+        fo.add_product(FO_FEE_ITEM, "Web shop fees", service=True)
+
+    def documents(self) -> list[tuple[str, Decimal]]:
+        """``(external document number, total incl. tax)`` of every sales order in Dynamics.
+
+        F&O calculates no totals when an order is created: its total is the lines'
+        ``LineAmount`` sum, plus the shop order's tax when the prices exclude tax.
+        """
+        if self.fo is None:
+            return [
+                (d["externalDocumentNumber"], Decimal(str(d["totalAmountIncludingTax"])))
+                for d in self.bc.sales_orders()
+            ]
+        taxes = {str(o["number"]): Decimal(str(o["total_tax"])) for o in self.shop.orders.values()}
+        prefix = "WC-"
+        found = []
+        for header in self.fo.sales_orders():
+            reference = str(header["CustomersOrderReference"])
+            total = Decimal(header["total"])
+            if header["ArePricesIncludingSalesTax"] != "Yes":
+                total += taxes.get(reference.removeprefix(prefix), Decimal(0))
+            found.append((reference, total))
+        return found
+
+    @property
+    def create_path(self) -> str:
+        """What the URL of an order's create contains (for fault injection in tests)."""
+        return "$batch" if self.fo is not None else "salesOrders"
 
     def _seed_shop(self) -> None:
         count = self.order_count - self.unmapped_orders
@@ -171,6 +241,8 @@ class Sandbox:
 
     def settings_dict(self) -> dict[str, Any]:
         """The config as a dictionary (what :meth:`config_text` writes)."""
+        if self.fo is not None:
+            return self._fo_settings(self.fo)
         return {
             "woocommerce": {
                 "url": self.shop.url,
@@ -204,6 +276,36 @@ class Sandbox:
                 "tracking_api": TRACKING_API,
                 "carriers": {"DHL": "DHL Parcel|https://www.dhl.com/track?tracking-id=%1"},
             },
+        }
+
+    def _fo_settings(self, fo: FinanceOperationsEmulator) -> dict[str, Any]:
+        return {
+            "woocommerce": {
+                "url": self.shop.url,
+                "consumer_key": self.shop.consumer_key,
+                "consumer_secret": self.shop.consumer_secret,
+                "auth": "basic",
+                "statuses": ["processing", "completed"],
+                "start_date": (self.start_gmt - timedelta(days=1)).isoformat(),
+                "timeout_seconds": 10,
+            },
+            "dynamics": {
+                "product": FINANCE_OPERATIONS,
+                "tenant_id": fo.tenant_id,
+                "client_id": fo.client_id,
+                "client_secret": fo.client_secret,
+                "authority_host": fo.authority_host,
+                "fo_url": fo.url,
+                "legal_entity": FO_LEGAL_ENTITY,
+                "customer_group": FO_CUSTOMER_GROUP,
+                "timeout_seconds": 10,
+            },
+            "orders": {
+                "shipping_account": FO_SHIPPING_ITEM,
+                "fee_account": FO_FEE_ITEM,
+                "sku_match": "map-then-direct",
+            },
+            "state": {"url": f"sqlite:///{self.state_path}"},
         }
 
     def config_text(self) -> str:

@@ -103,6 +103,7 @@ class CachedItem:
     display_name: str
     blocked: bool
     last_modified: str = ""  # Dynamics' lastModifiedDateTime, verbatim
+    blocked_reason: str = ""  # why it is blocked, when Dynamics says more than "blocked"
 
 
 @dataclass(frozen=True)

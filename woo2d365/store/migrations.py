@@ -267,4 +267,13 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        version=9,
+        description="why a mirrored item is blocked (F&O: stopped for sales, a product master)",
+        tables=(),
+        columns=(Column("bc_items", "blocked_reason", "VARCHAR(100) NOT NULL DEFAULT ''"),),
+    ),
+)
+
 LATEST_VERSION = max(migration.version for migration in MIGRATIONS)

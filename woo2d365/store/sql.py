@@ -1008,11 +1008,18 @@ class SqlStore(StockStoreMixin, ShipmentLedgers):
         return None if row is None else str(row[0])
 
     # -- Dynamics caches -------------------------------------------------------------------
-    _ITEM_COLUMNS = ("number", "id", "display_name", "blocked", "last_modified")
+    _ITEM_COLUMNS = ("number", "id", "display_name", "blocked", "last_modified", "blocked_reason")
 
     def _item_rows(self, items: list[CachedItem]) -> list[tuple[Any, ...]]:
         return [
-            (i.number, i.id, i.display_name[:255], int(i.blocked), i.last_modified[:40])
+            (
+                i.number,
+                i.id,
+                i.display_name[:255],
+                int(i.blocked),
+                i.last_modified[:40],
+                i.blocked_reason[:100],
+            )
             for i in items
         ]
 
@@ -1041,7 +1048,8 @@ class SqlStore(StockStoreMixin, ShipmentLedgers):
                 chunk = unique[start : start + _CHUNK]
                 self._exec(
                     cur,
-                    "SELECT number, id, display_name, blocked, last_modified FROM bc_items "
+                    "SELECT number, id, display_name, blocked, last_modified, blocked_reason "
+                    "FROM bc_items "
                     f"WHERE number IN ({', '.join('?' for _ in chunk)})",
                     chunk,
                 )
@@ -1052,6 +1060,7 @@ class SqlStore(StockStoreMixin, ShipmentLedgers):
                         display_name=r[2],
                         blocked=bool(r[3]),
                         last_modified=r[4],
+                        blocked_reason=r[5] or "",
                     )
         return found
 

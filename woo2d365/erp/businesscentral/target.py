@@ -30,6 +30,7 @@ from woo2d365.erp.base import (
 from woo2d365.erp.businesscentral import postings
 from woo2d365.erp.businesscentral.client import BusinessCentralClient
 from woo2d365.erp.businesscentral.payload import (
+    Draft,
     build_customer,
     build_sales_order,
     country_problems,
@@ -280,14 +281,9 @@ class BusinessCentralTarget:
         found = self.client.find_sales_orders(external_number)
         if not found:
             return None
-        if len(found) > 1:
-            log.warning(
-                "%d sales orders carry externalDocumentNumber %s: %s",
-                len(found),
-                external_number,
-                ", ".join(str(entry.get("number")) for entry in found),
-            )
-        return _created(found[0], external_number)
+        found.sort(key=lambda entry: str(entry.get("number", "")))
+        others = tuple(str(entry.get("number", "")) for entry in found[1:])
+        return _created(found[0], external_number, others)
 
     def find_number(self, number: str) -> CreatedDocument | None:
         """The sales order with this number (Business Central stores numbers upper-case)."""
@@ -303,13 +299,16 @@ class BusinessCentralTarget:
 
     def find_many(self, external_numbers: Sequence[str]) -> dict[str, CreatedDocument]:
         """Sales orders of these external numbers (``or`` filters of ~50 keys per request)."""
-        found: dict[str, CreatedDocument] = {}
+        grouped: dict[str, list[dict[str, Any]]] = {}
         rows = self.client.find_sales_orders_by_external_numbers(external_numbers)
         for row in sorted(rows, key=lambda entry: str(entry.get("number", ""))):
             key = str(row.get("externalDocumentNumber") or "")
-            if key and key not in found:
-                found[key] = _created(row, key)
-        return found
+            if key:
+                grouped.setdefault(key, []).append(row)
+        return {
+            key: _created(rows[0], key, tuple(str(r.get("number", "")) for r in rows[1:]))
+            for key, rows in grouped.items()
+        }
 
     # -- customers ------------------------------------------------------------------------------
     def prefetch_customers(self, addresses: Iterable[str], *, dry_run: bool = False) -> int:
@@ -395,7 +394,7 @@ class BusinessCentralTarget:
                     self.store.put_customer(found)
                     guard.clear()
                 return found.number, None, []
-            draft = build_customer(order)
+            draft = self._customer_draft(order)
             if dry_run:
                 return None, draft.payload, list(draft.warnings)
             guard.check_request_limit(
@@ -430,6 +429,10 @@ class BusinessCentralTarget:
                     *draft.warnings,
                 ],
             )
+
+    def _customer_draft(self, order: Order) -> Draft:
+        """The body of the customer create for the order's buyer."""
+        return build_customer(order)
 
     def _lookup_customer(self, address: str) -> CachedCustomer | None:
         """An existing customer with this e-mail (as given, then lower-case); lowest number."""
@@ -513,7 +516,9 @@ def _cached_item(entry: dict[str, Any]) -> CachedItem:
     )
 
 
-def _created(raw: dict[str, Any], external_number: str) -> CreatedDocument:
+def _created(
+    raw: dict[str, Any], external_number: str, others: tuple[str, ...] = ()
+) -> CreatedDocument:
     total = raw.get("totalAmountIncludingTax")
     amount: Decimal | None = None
     if total is not None and not isinstance(total, bool):
@@ -526,6 +531,7 @@ def _created(raw: dict[str, Any], external_number: str) -> CreatedDocument:
         number=str(raw.get("number", "")),
         external_number=str(raw.get("externalDocumentNumber") or external_number),
         total_including_tax=amount,
+        others=others,
     )
 
 
