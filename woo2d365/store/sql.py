@@ -31,6 +31,7 @@ from woo2d365.store.base import (
     UpsertOutcome,
 )
 from woo2d365.store.migrations import MIGRATIONS, Index
+from woo2d365.store.refunds import RefundStoreMixin
 
 _TS_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 _CHUNK = 500
@@ -106,7 +107,7 @@ class Dialect(ABC):
         return self.name
 
 
-class SqlStore:
+class SqlStore(RefundStoreMixin):
     """:class:`~woo2d365.store.base.StateStore` on any :class:`Dialect`."""
 
     def __init__(self, dialect: Dialect, *, clock: Callable[[], datetime] | None = None) -> None:
