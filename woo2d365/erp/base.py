@@ -22,12 +22,12 @@ order, the run and the exit code is the one table :data:`woo2d365.errors.OUTCOME
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-from woo2d365.model import Order
+from woo2d365.model import Order, Refund
 from woo2d365.store.base import CachedItem
 
 
@@ -58,6 +58,7 @@ class CreatedDocument:
     number: str
     external_number: str
     total_including_tax: Decimal | None = None
+    status: str = ""  # the ERP's document status where it has one ("Draft", "Open"...)
 
 
 class SendGuard(Protocol):
@@ -171,4 +172,37 @@ class ErpTarget(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+    # -- credit memos for shop refunds (pipeline/refunds.py) -----------------------------------
+    def credit_memo_number(self, order: Order, refund_id: int) -> str:
+        """The idempotency key of a refund's credit memo; :class:`OrderDataError` if none."""
+        ...
+
+    def prepare_credit_memo(
+        self,
+        refund: Refund,
+        order: Order,
+        item_numbers: Mapping[int, str | None],
+        *,
+        sales_order_id: str | None,
+        key: str,
+    ) -> PreparedDocument:
+        """The credit memo of ``refund``, for the customer of the order's sales order
+        (``sales_order_id``); ``item_numbers`` maps the order's line ids to item numbers.
+        Reads Dynamics (customer, price basis) but creates nothing."""
+        ...
+
+    def create_credit_memo(
+        self, document: PreparedDocument, guard: SendGuard | None = None
+    ) -> CreatedDocument:
+        """Create the credit memo with one create request, fenced like :meth:`create`."""
+        ...
+
+    def find_credit_memo(self, external_number: str) -> CreatedDocument | None:
+        """The credit memo with this external number (draft or posted), if any."""
+        ...
+
+    def post_credit_memo(self, document_id: str) -> CreatedDocument:
+        """Post a draft credit memo; the posted document (its number changes)."""
         ...

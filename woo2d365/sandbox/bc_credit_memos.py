@@ -172,6 +172,8 @@ def create_credit_memo(
             raise m.table_relation_error(
                 "Sell-to Country/Region Code", "Sales Header", value, "Country/Region"
             )
+        elif name in ("currencyId", "currencyCode"):
+            continue  # after the customer (the page's currency triggers)
         elif name in ("invoiceId", "invoiceNumber") and value not in ("", m.ZERO_GUID):
             raise m.app_error(
                 f'The "{name}" does not match to a specific Invoice.'
@@ -192,6 +194,7 @@ def create_credit_memo(
     memo["_currency"] = sell_to["_currency"]
     memo["currencyCode"] = sell_to["currencyCode"]
     memo["currencyId"] = sell_to["currencyId"]
+    m._resolve_currency(company, values, memo)
     bill = bill_to or sell_to
     memo["billToCustomerId"], memo["billToCustomerNumber"] = bill["id"], bill["number"]
     memo["billToName"] = bill["displayName"]
