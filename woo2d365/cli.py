@@ -272,10 +272,19 @@ def status(
         if order is None:
             raise _usage(f"order {order_id} is not in the state store")
         events = store.events(order_id)
+        refunds = store.list_refunds(woo_ids=[order_id])
         if as_json:
-            _print_json(state, monitoring.order_detail_json(order, events))
+            _print_json(state, monitoring.order_detail_json(order, events, refunds))
         else:
             _render_order(state, order, events)
+            for refund in refunds:
+                state.out.print(
+                    f"Refund {refund.refund_id} ({refund.amount}): {refund.state.value}"
+                    + (f", credit memo {refund.d365_number}" if refund.d365_number else "")
+                    + (f" – {refund.reason}" if refund.reason else ""),
+                    markup=False,
+                    highlight=False,
+                )
         return
     report = monitoring.status_report(
         store, state=wanted, limit=limit if (limit is not None or as_json) else 20
@@ -293,6 +302,9 @@ def _render_status(state: CliState, report: monitoring.StatusReport, *, limited:
         counts.add_column(name, justify="right")
     counts.add_row(*(str(v) for v in report.counts.values()))
     out.print(counts)
+    if any(report.refund_counts.values()):
+        refunds = ", ".join(f"{n} {state}" for state, n in report.refund_counts.items() if n)
+        out.print(f"Refunds: {refunds}")
     last = report.last_sync
     if last is None:
         out.print("Last sync: never")

@@ -37,6 +37,7 @@ from woo2d365.errors import (
 from woo2d365.logs import clean
 from woo2d365.model import OrderState
 from woo2d365.store.base import Event, OrderRecord, RunRecord, StateStore
+from woo2d365.store.refunds import RefundRecord
 
 if TYPE_CHECKING:
     from woo2d365.pipeline.sync import SyncResult
@@ -55,6 +56,7 @@ class StatusReport:
     oldest_waiting: OrderRecord | None
     orders: list[OrderRecord]
     changed_after_push: list[int] = field(default_factory=list)  # not acknowledged yet
+    refund_counts: dict[str, int] = field(default_factory=dict)  # refunds per state
 
 
 def parse_state(value: str | None) -> OrderState | None:
@@ -153,6 +155,7 @@ def status_report(
         oldest_waiting=store.oldest_waiting(),
         orders=store.list_orders(states=[state] if state else None, limit=limit),
         changed_after_push=store.changed_after_push_ids(),
+        refund_counts=store.refund_counts(),
     )
 
 
@@ -206,15 +209,31 @@ def report_json(report: StatusReport) -> dict[str, Any]:
         "oldest_waiting": order_json(report.oldest_waiting) if report.oldest_waiting else None,
         "orders": [order_json(o) for o in report.orders],
         "changed_after_push": report.changed_after_push,
+        "refund_counts": report.refund_counts,
     }
 
 
-def order_detail_json(order: OrderRecord, events: list[Event]) -> dict[str, Any]:
+def order_detail_json(
+    order: OrderRecord, events: list[Event], refunds: Sequence[RefundRecord] = ()
+) -> dict[str, Any]:
     """``status ID --json``."""
     data = order_json(order)
     data["external_number"] = order.external_number
     data["events"] = [event_json(e) for e in events]
+    data["refunds"] = [refund_json(refund) for refund in refunds]
     return data
+
+
+def refund_json(refund: RefundRecord) -> dict[str, Any]:
+    """A refund of ``status ID --json`` (refund states as order states)."""
+    return {
+        "refund_id": refund.refund_id,
+        "state": refund.state.value,
+        "reason": refund.reason,
+        "d365_number": refund.d365_number,
+        "amount": refund.amount,
+        "external_number": refund.external_number,
+    }
 
 
 # -- durations ----------------------------------------------------------------------------------
@@ -348,6 +367,11 @@ def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> Check
         attention = ["woo2d365 status --state held" if held else "woo2d365 status --state failed"]
     else:
         attention = []
+    refunds = store.refund_counts()
+    held_refunds, failed_refunds = refunds.get("held", 0), refunds.get("failed", 0)
+    if held_refunds or failed_refunds:
+        warning.append(f"refunds: {held_refunds} held, {failed_refunds} failed")
+        attention.append("woo2d365 status (refunds per order: woo2d365 status ID)")
     changed = store.changed_after_push_ids()
     if changed:
         warning.append(f"{len(changed)} changed in the shop after the push")
