@@ -313,3 +313,15 @@ def test_status_check_warns_about_a_held_refund(shop_excl: Sandbox) -> None:
     assert "refunds.account" in result.stderr
     check = run_cli(sandbox, "status", "--check")
     assert check.exit_code == 1 and "refunds: 1 held" in check.stdout, check.stdout
+
+
+def test_a_shop_older_than_9_0_is_asked_per_changed_order(shop_excl: Sandbox) -> None:
+    sandbox = shop_excl
+    sandbox.shop.serves_all_refunds = False  # no GET /refunds before WooCommerce 9.0
+    _sync(sandbox)
+    sandbox.shop.add_refund(ORDER_ID, amount="2.50", reason="old shop")
+    _sync(sandbox)  # the pull sees the order change; refunds reads that order's refunds
+    (memo,) = _memos(sandbox).values()
+    assert Decimal(str(memo["totalAmountIncludingTax"])) == Decimal("2.50")
+    asked = {r.path for r in sandbox.shop.requests if "refunds" in r.path}
+    assert f"/wp-json/wc/v3/orders/{ORDER_ID}/refunds" in asked

@@ -5,8 +5,8 @@ docs/architecture.md, "Refunds". A run:
 1. **Finds refunds** without a request per order: ``GET /refunds`` (WooCommerce 9.0 and later)
    created after the cursor (the newest ``date_created_gmt`` seen, the shop's own clock) less
    :data:`CURSOR_OVERLAP`; a shop without that endpoint (404) is asked per order instead, for the
-   orders the pull saw change since the cursor. Refunds of orders the store does not know are
-   not ours. Each new refund is stored raw as ``new``.
+   orders the pull saw change since the last orders asked (:data:`ORDERS_CURSOR_KEY`). Refunds
+   of orders the store does not know are not ours. Each new refund is stored raw as ``new``.
 2. **Waits for the order**: a ``new`` refund becomes ``ready`` once its order is ``pushed``; it
    is ``skipped`` with its order.
 3. **In doubt** (``pushing``, claim older than ``dynamics.timeout_seconds`` or its process ended):
@@ -57,6 +57,8 @@ from woo2d365.store.refunds import RefundRecord
 STEP = "refunds"
 CURSOR_KEY = "refunds.cursor"
 """Store key: the newest refund ``date_created_gmt`` seen (ISO 8601, UTC)."""
+ORDERS_CURSOR_KEY = "refunds.orders.cursor"
+"""Store key, shops before WooCommerce 9.0: the newest order change whose refunds were read."""
 CURSOR_OVERLAP = timedelta(minutes=10)  # refunds committed late with an older stamp are not missed
 TOLERANCE = Decimal("0.005")  # "to the cent"
 
@@ -165,19 +167,25 @@ def _discover(state: _Run) -> None:
         if exc.status != 404:
             raise
         ctx.log.info("the shop has no GET /refunds (WooCommerce before 9.0): asked per order")
-        for woo_id in _changed_orders(state, after):
-            for raw in state.shop.list_order_refunds(woo_id):
-                take(raw, woo_id)
+        checked = store.get_value(ORDERS_CURSOR_KEY) or ""
+        since = datetime.fromisoformat(checked) - CURSOR_OVERLAP if checked else None
+        changed = _changed_orders(state, since)
+        for record in changed:
+            for raw in state.shop.list_order_refunds(record.woo_id):
+                take(raw, record.woo_id)
+        if changed and not state.options.dry_run:
+            newest_change = max(record.shop_modified_at for record in changed)
+            store.set_value(ORDERS_CURSOR_KEY, newest_change.isoformat())
     if newest is not None and newest != cursor and not state.options.dry_run:
         store.set_value(CURSOR_KEY, newest.isoformat())
 
 
-def _changed_orders(state: _Run, after: datetime | None) -> list[int]:
+def _changed_orders(state: _Run, after: datetime | None) -> list[OrderRecord]:
     """Orders the pull saw change since ``after`` that may have refunds (older shops)."""
     records = state.ctx.store.list_orders(
         states=[s for s in OrderState if s is not OrderState.SKIPPED]
     )
-    return [r.woo_id for r in records if after is None or r.shop_modified_at > after]
+    return [r for r in records if after is None or r.shop_modified_at > after]
 
 
 # -- 2. wait for the order --------------------------------------------------------------------

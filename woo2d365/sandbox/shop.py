@@ -673,6 +673,7 @@ class ShopEmulator:
         self.orders: dict[int, dict[str, Any]] = {}
         self.notes: dict[int, list[dict[str, Any]]] = {}
         self.refunds: dict[int, dict[str, Any]] = {}  # refund id -> refund (with parent_id)
+        self.serves_all_refunds = True  # GET /refunds exists since WooCommerce 9.0
         self.requests: list[RecordedRequest] = []
         self.url = ""
         self.ca_path: str | None = None
@@ -1259,7 +1260,11 @@ class ShopEmulator:
                 {"GET": self._get_note, "DELETE": self._delete_note},
             ),
             (r"/wc/v3/system_status", {"GET": self._system_status}),
-            (r"/wc/v3/refunds", {"GET": self._list_all_refunds}),
+            *(
+                [(r"/wc/v3/refunds", {"GET": self._list_all_refunds})]
+                if self.serves_all_refunds
+                else []
+            ),
             (r"/wc/v3/orders/(\d+)/refunds", {"GET": self._list_order_refunds}),
             (r"/wc/v3/orders/(\d+)/refunds/(\d+)", {"GET": self._get_refund}),
         ]
