@@ -5,15 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from tests.sandbox.test_bc_emulator import (  # noqa: F401 - fixtures
-    Api,
-    _error,
-    _trust_sandbox_ca,
-    api,
-    bc,
-    ca,
-)
+from tests.sandbox import test_bc_emulator as base
+from tests.sandbox.test_bc_emulator import Api, _error
 from woo2d365.sandbox.businesscentral import BusinessCentralEmulator
+
+# The emulator module's fixtures: a CA, a seeded emulator, an authorised client.
+ca, bc, api, _trust_sandbox_ca = base.ca, base.bc, base.api, base._trust_sandbox_ca
 
 
 def _memo(**header: Any) -> dict[str, Any]:

@@ -7,16 +7,10 @@ from decimal import Decimal
 import pytest
 import requests
 
-from tests.sandbox.test_shop_emulator import (  # noqa: F401 - fixtures
-    API,
-    NOW,
-    Clock,
-    ShopFactory,
-    ca,
-    call,
-    make_shop,
-    sample_order,
-)
+from tests.sandbox import test_shop_emulator as base
+from tests.sandbox.test_shop_emulator import API, NOW, Clock, ShopFactory, call, sample_order
+
+ca, make_shop = base.ca, base.make_shop  # the emulator module's fixtures
 
 
 def _refunded_item(line: dict) -> str:
