@@ -1,4 +1,4 @@
-"""Sales credit memos for the Business Central emulator (docs/systems.md, "Credit memos").
+"""Sales credit memos for the Business Central emulator (docs/systems.md B5).
 
 ``POST salesCreditMemos`` with deep-inserted ``salesCreditMemoLines`` (atomic, like sales
 orders); the customer is required; ``pricesIncludeTax`` is read-only and comes from the

@@ -839,7 +839,7 @@ class ShopEmulator:
             self.notes.setdefault(order_id, []).append(entry)
             return entry
 
-    # -- refunds (docs/systems.md, "Refunds") ----------------------------------------------
+    # -- refunds (docs/systems.md W5) ----------------------------------------------
 
     def add_refund(
         self,

@@ -1,4 +1,4 @@
-"""Refunds as WooCommerce 9.9 builds them (docs/systems.md, "Refunds"), for the shop emulator.
+"""Refunds as WooCommerce 9.9 builds them (docs/systems.md W5), for the shop emulator.
 
 ``wc_create_refund()`` copies each refunded order line (line items, shipping, fees) with its
 quantity and amounts negated and the meta ``_refunded_item_id`` naming the order's line; the

@@ -296,7 +296,7 @@ class WooClient:
             return
         self.add_order_note(order_id, note)
 
-    # -- refunds (docs/systems.md, "Refunds") --------------------------------------------------
+    # -- refunds (docs/systems.md W5) --------------------------------------------------
     def iter_refunds_created_after(
         self, after: datetime | None, *, page_size: int | None = None
     ) -> Iterator[list[dict[str, Any]]]:

@@ -1,4 +1,4 @@
-"""Shop refunds → canonical :class:`~woo2d365.model.Refund` (docs/systems.md, "Refunds").
+"""Shop refunds → canonical :class:`~woo2d365.model.Refund` (docs/systems.md W5).
 
 WooCommerce copies each refunded order line into the refund with its quantity and amounts
 negated and the meta ``_refunded_item_id`` naming the order line; the refund's ``amount`` is

@@ -2,7 +2,7 @@
 
 The order's payload rules apply (:mod:`woo2d365.erp.businesscentral.payload`): line prices to
 the cent by :func:`line_price`, the shop's VAT per line and the rounding line by
-:func:`with_shop_vat`. What differs (docs/systems.md, "Credit memos"):
+:func:`with_shop_vat`. What differs (docs/systems.md B5):
 
 * ``externalDocumentNumber`` = ``orders.document_prefix`` + shop number + ``-R`` + refund id;
 * ``pricesIncludeTax`` cannot be set: it is the customer card's, so every amount is sent in the
