@@ -35,6 +35,7 @@ from woo2d365.logs import (
     tracking_steps,
 )
 from woo2d365.pipeline.followup import FollowUpOptions
+from woo2d365.pipeline.retry import retry_refunds
 from woo2d365.runtime import Runtime
 from woo2d365.settings import LoadedSettings, load_settings
 from woo2d365.store import SqlStore, open_store
@@ -606,6 +607,10 @@ def retry(
             "--force", help="Send again pushed orders whose Dynamics document was deleted."
         ),
     ] = False,
+    refund: Annotated[
+        list[int] | None,
+        typer.Option("--refund", metavar="ID", help="A held or failed shop refund (repeatable)."),
+    ] = None,
 ) -> None:
     """Give failed or held orders another go (attempts reset; who and when recorded).
 
@@ -613,8 +618,21 @@ def retry(
     is sent again.
 
     Example: woo2d365 retry --failed
+    Example: woo2d365 retry --refund 1240
     """
     state = _state(ctx)
+    if refund:
+        if ids or failed or held or everything or now or force:
+            raise _usage("--refund goes alone: retry --refund ID [--refund ID ...]")
+        refunds = retry_refunds(state.store(), refund)
+        for refund_id, why in refunds.refused:
+            state.err.print(f"refund {refund_id}: not retried: {why}", markup=False)
+        _print_line(
+            state,
+            f"retry: {len(refunds.retried)} refund(s) ready for the next refunds run",
+            attention=bool(refunds.refused),
+        )
+        raise typer.Exit(1 if refunds.refused else 0)
     outcome = runs.run_retry(
         _runtime(state),
         ids=ids or [],

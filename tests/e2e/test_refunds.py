@@ -303,7 +303,7 @@ def test_post_true_posts_each_credit_memo_once_under_its_new_number(shop_excl: S
     assert len(_memos(sandbox)) == 1
 
 
-def test_status_check_warns_about_a_held_refund(shop_excl: Sandbox) -> None:
+def test_a_held_refund_is_reported_by_status_check_and_sent_after_retry(shop_excl: Sandbox) -> None:
     sandbox = shop_excl
     with_config(sandbox, refunds={"enabled": True, "account": ""})  # no account for amounts
     _sync(sandbox)
@@ -313,6 +313,22 @@ def test_status_check_warns_about_a_held_refund(shop_excl: Sandbox) -> None:
     assert "refunds.account" in result.stderr
     check = run_cli(sandbox, "status", "--check")
     assert check.exit_code == 1 and "refunds: 1 held" in check.stdout, check.stdout
+
+    with_config(sandbox, refunds=REFUNDS_ON)  # the account is set: a person retries it
+    (refund_id,) = [r["refund_id"] for r in _status_refunds(sandbox, ORDER_ID)]
+    retried = run_cli(sandbox, "retry", "--refund", str(refund_id))
+    assert retried.exit_code == 0, retried.stdout + retried.stderr
+    again = run_cli(sandbox, "retry", "--refund", str(refund_id))
+    assert again.exit_code == 1 and "not retried" in again.stderr
+    assert run_cli(sandbox, "refunds").exit_code == 0
+    assert [r["state"] for r in _status_refunds(sandbox, ORDER_ID)] == ["pushed"]
+    assert len(_memos(sandbox)) == 1
+
+
+def _status_refunds(sandbox: Sandbox, order_id: int) -> list[dict[str, Any]]:
+    result = run_cli(sandbox, "status", str(order_id), "--json")
+    refunds: list[dict[str, Any]] = json.loads(result.stdout)["refunds"]
+    return refunds
 
 
 def test_a_shop_older_than_9_0_is_asked_per_changed_order(shop_excl: Sandbox) -> None:
