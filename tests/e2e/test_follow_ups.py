@@ -49,7 +49,9 @@ def test_a_step_exits_4_and_records_nothing_while_another_run_holds_the_lock(
 
 
 def test_sync_runs_the_enabled_steps_after_the_push_and_counts_them(tmp_path: Path) -> None:
-    with running_sandbox(tmp_path / "sandbox", orders=5, unmapped_orders=0, seed=2, pushable_only=True) as sandbox:
+    with running_sandbox(
+        tmp_path / "sandbox", orders=5, unmapped_orders=0, seed=2, pushable_only=True
+    ) as sandbox:
         with_config(sandbox, shipments={"enabled": True}, stock={"enabled": True})
         assert run_woo2d365(sandbox, "sync").exit_code == 0
         store = open_store(f"sqlite:///{sandbox.state_path}")
