@@ -23,7 +23,7 @@ order, the run and the exit code is the one table :data:`woo2d365.errors.OUTCOME
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -58,7 +58,8 @@ class CreatedDocument:
     number: str
     external_number: str
     total_including_tax: Decimal | None = None
-    status: str = ""  # the ERP's document status where it has one ("Draft", "Open"...)
+    # The ERP's status where it has one ("Draft", "Open"...); not part of the document's identity.
+    status: str = field(default="", compare=False)
 
 
 class SendGuard(Protocol):
