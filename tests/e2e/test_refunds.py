@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -341,3 +342,31 @@ def test_a_shop_older_than_9_0_is_asked_per_changed_order(shop_excl: Sandbox) ->
     assert Decimal(str(memo["totalAmountIncludingTax"])) == Decimal("2.50")
     asked = {r.path for r in sandbox.shop.requests if "refunds" in r.path}
     assert f"/wp-json/wc/v3/orders/{ORDER_ID}/refunds" in asked
+
+
+def test_random_refunds_of_realistic_orders_are_credited_to_the_cent(tmp_path: Path) -> None:
+    rng = random.Random(17)
+    with running_sandbox(tmp_path / "sandbox", orders=24, unmapped_orders=0, seed=5,
+                         pushable_only=True) as sandbox:  # fmt: skip
+        with_config(sandbox, refunds=REFUNDS_ON)
+        _sync(sandbox)
+        shop = sandbox.shop
+        amounts: dict[int, Decimal] = {}
+        for order_id in sandbox.taken_order_ids():
+            order = shop.orders[order_id]
+            line = rng.choice(order["line_items"])
+            first = shop.add_refund(order_id, quantities={line["id"]: 1}, reason="random line")
+            amounts[first["id"]] = Decimal(first["amount"])
+            left = Decimal(order["total"]) + sum(Decimal(r["total"]) for r in order["refunds"])
+            if left > Decimal("0.05"):
+                value = (left * Decimal(rng.randint(1, 90)) / 100).quantize(Decimal("0.01"))
+                second = shop.add_refund(order_id, amount=str(value), reason="random amount")
+                amounts[second["id"]] = value
+        result = run_cli(sandbox, "refunds")
+        assert result.exit_code == 0, result.stdout + result.stderr
+        memos = _memos(sandbox)
+        totals = {
+            int(key.rpartition("-R")[2]): Decimal(str(memo["totalAmountIncludingTax"]))
+            for key, memo in memos.items()
+        }
+        assert {rid: totals.get(rid) for rid in amounts} == amounts

@@ -15,10 +15,12 @@ the cent by :func:`line_price`, the shop's VAT per line and the rounding line by
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from woo2d365.erp.businesscentral.normalize import FieldNormalizer
 from woo2d365.erp.businesscentral.payload import (
+    ROUNDING_DESCRIPTION,
     Draft,
     amount_precision,
     external_document_number,
@@ -34,6 +36,7 @@ from woo2d365.model import ZERO, Line, LineKind, Order, Refund
 from woo2d365.settings import OrdersSettings
 
 UNALLOCATED_DESCRIPTION = "Refund"
+_RATE_KEY = "_taxCode"  # an unallocated part's own tax code, until the shop VAT rules ran
 
 
 def credit_memo_number(prefix: str, order_number: str, refund_id: int) -> str:
@@ -62,7 +65,12 @@ def build_credit_memo(
     """
     norm = FieldNormalizer()
     account = account.strip().upper()
-    lines = [*refund.lines, *_unallocated_lines(refund, order, orders)]
+    unallocated = _unallocated_lines(refund, order, orders, prices_include_tax)
+    lines = [*refund.lines, *(line for line, _ in unallocated)]
+    codes = tax_codes_of(orders)
+    # The unallocated parts carry the rate they were split by: a cent or two of VAT on a small
+    # part would fit several rates.
+    rates = {len(refund.lines) + index: rate for index, (_, rate) in enumerate(unallocated)}
     built: list[tuple[Line, dict[str, object]]] = []
     for position, line in enumerate(lines, 1):
         label = f'refund line {position} "{line.name or line.kind.value}"'
@@ -106,6 +114,9 @@ def build_credit_memo(
                 "quantity": 1,
                 "unitPrice": json_number(after),
             }
+            rate = rates.get(position - 1)
+            if rate is not None and rate in codes:
+                entry[_RATE_KEY] = codes[rate]
         built.append((line, entry))
     if not built:
         raise OrderDataError("the refund has nothing to credit")
@@ -133,19 +144,81 @@ def build_credit_memo(
     heading = f"Shop refund {refund.refund_id} of order {order.number}"
     if refund.reason:
         heading += f": {refund.reason}"
+    priced = with_shop_vat(as_order, built, orders)
+    for entry in priced:
+        code = entry.pop(_RATE_KEY, None)
+        if code is not None:
+            entry["taxCode"] = code
+    if not prices_include_tax:
+        _settle_rounding(priced, refund.amount, orders, amount_precision(order.currency))
     body["salesCreditMemoLines"] = [
         {"lineType": "Comment", "description": norm.text("refund reason", heading, 100)},
-        *with_shop_vat(as_order, built, orders),
+        *priced,
     ]
     return Draft(body, tuple(norm.warnings))
 
 
-def _unallocated_lines(refund: Refund, order: Order, orders: OrdersSettings) -> list[Line]:
+def _settle_rounding(
+    entries: list[dict[str, Any]], amount: Decimal, orders: OrdersSettings, precision: Decimal
+) -> None:
+    """Make Business Central's total the refund amount with prices excl. VAT: it rounds VAT once
+    per rate over the document, so the cent the lines cannot reach goes on
+    ``orders.rounding_account`` (the rounding line the order rules may have added, else a new
+    one), as for orders. Nothing changes when a line's rate is unknown or no account is set."""
+    account = orders.rounding_account.strip().upper()
+    codes = tax_codes_of(orders)
+    rate_of = {code: rate for rate, code in codes.items()}
+    if not account:
+        return
+    net = ZERO
+    per_rate: dict[Decimal, Decimal] = {}
+    for entry in entries:
+        rate = rate_of.get(str(entry.get("taxCode", "")))
+        if rate is None:
+            return
+        quantity = Decimal(str(entry["quantity"]))
+        amount_of_line = (quantity * Decimal(str(entry["unitPrice"]))).quantize(
+            precision, rounding=ROUND_HALF_UP
+        ) - Decimal(str(entry.get("discountAmount", 0)))
+        net += amount_of_line
+        per_rate[rate] = per_rate.get(rate, ZERO) + amount_of_line
+    predicted = net + sum(
+        ((value * rate / 100).quantize(precision, rounding=ROUND_HALF_UP)
+         for rate, value in per_rate.items()),
+        ZERO,
+    )  # fmt: skip
+    difference = amount - predicted
+    if difference == ZERO or abs(difference) > precision * len(entries):
+        return  # nothing to settle, or more than rounding: left to the total check
+    for entry in entries:
+        if (
+            entry.get("description") == ROUNDING_DESCRIPTION
+            and entry["lineObjectNumber"] == account
+        ):
+            entry["unitPrice"] = json_number(Decimal(str(entry["unitPrice"])) + difference)
+            return
+    line: dict[str, Any] = {
+        "lineType": "Account",
+        "lineObjectNumber": account,
+        "description": ROUNDING_DESCRIPTION,
+        "quantity": 1,
+        "unitPrice": json_number(difference),
+    }
+    if ZERO in codes:
+        line["taxCode"] = codes[ZERO]
+    entries.append(line)
+
+
+def _unallocated_lines(
+    refund: Refund, order: Order, orders: OrdersSettings, prices_include_tax: bool
+) -> list[tuple[Line, Decimal | None]]:
     """What the refund amount holds beyond its lines, as fee-like lines with the order's VAT.
 
     Split over the order's VAT rates (``orders.tax_codes``) in proportion to the order's lines
     including tax; each part's VAT is what the shop would charge on it. Without the table (or
-    with an order whose lines match none of its rates) one line without VAT information.
+    with an order whose lines match none of its rates) one line without VAT information. In the
+    price basis excl. VAT each part's net is what Business Central turns back into the part to
+    the cent, the cent a part cannot reach carried to the next part.
     """
     rest = refund.unallocated
     if rest == ZERO:
@@ -159,16 +232,24 @@ def _unallocated_lines(refund: Refund, order: Order, orders: OrdersSettings) -> 
             per_rate[rate] = per_rate.get(rate, ZERO) + line.gross_total
     whole = sum(per_rate.values(), ZERO)
     if whole <= ZERO:
-        return [_amount_line(rest, ZERO)]
-    parts: list[Line] = []
+        return [(_amount_line(rest, ZERO), None)]
+    parts: list[tuple[Line, Decimal | None]] = []
     left = rest
+    carried = ZERO
     for index, (rate, gross) in enumerate(sorted(per_rate.items(), reverse=True)):
         last = index == len(per_rate) - 1
         part = left if last else (rest * gross / whole).quantize(precision)
         left -= part
-        tax = (part * rate / (100 + rate)).quantize(precision)
-        parts.append(_amount_line(part - tax, tax))
-    return [line for line in parts if line.gross_total != ZERO]
+        wanted = part + carried
+        if prices_include_tax:
+            tax = (wanted * rate / (100 + rate)).quantize(precision, rounding=ROUND_HALF_UP)
+            net = wanted - tax
+        else:
+            net = (wanted * 100 / (100 + rate)).quantize(precision, rounding=ROUND_HALF_UP)
+            tax = (net * rate / 100).quantize(precision, rounding=ROUND_HALF_UP)
+        carried = wanted - (net + tax)
+        parts.append((_amount_line(net, tax), rate))
+    return [(line, rate) for line, rate in parts if line.gross_total != ZERO]
 
 
 def _amount_line(net: Decimal, tax: Decimal) -> Line:
