@@ -59,6 +59,7 @@ def main() -> None:
         try:
             with_config(sandbox, refunds={"enabled": True, "account": REFUND_ACCOUNT})
             _, pushed = _run(sandbox, "sync")
+            before = {m["externalDocumentNumber"] for m in sandbox.bc.credit_memos()}
             refunds = 0
             for order_id in sandbox.taken_order_ids():
                 try:
@@ -70,7 +71,9 @@ def main() -> None:
             sandbox.shop.reset_requests()
             sandbox.bc.reset_requests()
             seconds, done = _run(sandbox, "refunds")
-            memos = sandbox.bc.credit_memos()
+            memos = [
+                m for m in sandbox.bc.credit_memos() if m["externalDocumentNumber"] not in before
+            ]
             bc = Counter(_kind(r.method, r.path) for r in sandbox.bc.requests)
             shop = Counter(_kind(r.method, r.path) for r in sandbox.shop.requests)
         finally:

@@ -26,8 +26,10 @@ docs/architecture.md, "Refunds". A run:
 from __future__ import annotations
 
 import json
+import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -77,12 +79,42 @@ class _Run:
     result: FollowUpResult
     counts: dict[str, int] = field(default_factory=dict)
     found: list[tuple[Refund, dict[str, Any]]] = field(default_factory=list)  # dry run
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)  # an outage: send no more
 
     def count(self, name: str, by: int = 1) -> None:
-        self.counts[name] = self.counts.get(name, 0) + by
+        with self.lock:
+            self.counts[name] = self.counts.get(name, 0) + by
 
     def attention(self, refund: RefundRecord | Refund, text: str) -> None:
-        self.result.attention.append(f"refund {refund.refund_id} of order {refund.woo_id}: {text}")
+        line = f"refund {refund.refund_id} of order {refund.woo_id}: {text}"
+        with self.lock:
+            self.result.attention.append(line)
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop.is_set() or self.ctx.lease_lost.is_set()
+
+
+def _each(state: _Run, work: Callable[[_Run, Any], None], items: list[Any], workers: int) -> None:
+    """``work`` for every item on up to ``workers`` threads; the first error is raised at the end
+    (after the items in flight are settled) and stops the items not started yet."""
+    if not items:
+        return
+
+    def guarded(item: Any) -> None:
+        if state.stopping:
+            return
+        try:
+            work(state, item)
+        except BaseException:
+            state.stop.set()
+            raise
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
+        futures = [pool.submit(guarded, item) for item in items]
+    for future in futures:
+        future.result()
 
 
 def run(
@@ -294,11 +326,10 @@ class _Guard:
 
 
 def _create_ready(state: _Run) -> None:
+    """Every ready refund, as many at once as Dynamics takes requests (``max_concurrency``)."""
     ctx = state.ctx
-    for record in ctx.store.list_refunds(states=[OrderState.READY], woo_ids=_narrowed(state)):
-        if ctx.lease_lost.is_set():
-            return
-        _create_one(state, record)
+    ready = ctx.store.list_refunds(states=[OrderState.READY], woo_ids=_narrowed(state))
+    _each(state, _create_one, ready, ctx.settings.dynamics.max_concurrency)
 
 
 def _loaded(state: _Run, record: RefundRecord) -> tuple[Refund, Order, OrderRecord]:
@@ -504,18 +535,21 @@ def _post_pending(state: _Run) -> None:
 
 
 def _note_pending(state: _Run) -> None:
-    store = state.ctx.store
-    for record in _pushed(state, lambda r: r.note_pending and not r.post_pending):
-        note = refund_note(record.refund_id, record.d365_number or "", state.erp.display_name)
-        try:
-            state.shop.add_note_once(record.woo_id, note)
-        except ShopError as exc:
-            if getattr(exc, "retryable", False):
-                raise
-            state.attention(record, f"shop note not written: {exc}")
-            continue
-        store.set_refund_note_done(record.refund_id)
-        state.count("noted")
+    pending = list(_pushed(state, lambda r: r.note_pending and not r.post_pending))
+    _each(state, _note_one, pending, state.ctx.settings.woocommerce.max_concurrency)
+
+
+def _note_one(state: _Run, record: RefundRecord) -> None:
+    note = refund_note(record.refund_id, record.d365_number or "", state.erp.display_name)
+    try:
+        state.shop.add_note_once(record.woo_id, note)
+    except ShopError as exc:
+        if getattr(exc, "retryable", False):
+            raise
+        state.attention(record, f"shop note not written: {exc}")
+        return
+    state.ctx.store.set_refund_note_done(record.refund_id)
+    state.count("noted")
 
 
 def _pushed(state: _Run, wanted: Any) -> Iterable[RefundRecord]:
