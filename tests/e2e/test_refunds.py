@@ -9,6 +9,7 @@ customer card. Every credit memo total must equal its refund amount to the cent.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import signal
@@ -370,3 +371,24 @@ def test_random_refunds_of_realistic_orders_are_credited_to_the_cent(tmp_path: P
             for key, memo in memos.items()
         }
         assert {rid: totals.get(rid) for rid in amounts} == amounts
+
+
+def test_a_new_state_store_adopts_every_credit_memo_and_creates_none(shop_excl: Sandbox) -> None:
+    sandbox = shop_excl
+    _sync(sandbox)
+    for order_id in sandbox.taken_order_ids():
+        sandbox.shop.add_refund(order_id, amount="1.00", reason="before the restore")
+    _sync(sandbox)
+    before = _memos(sandbox)
+    sandbox.state_path.unlink()  # a lost or restored state store
+    sandbox.bc.reset_requests()
+    result = run_cli(sandbox, "sync")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert _memos(sandbox).keys() == before.keys(), "nothing created twice"
+    lookups = [r for r in sandbox.bc.requests if r.method == "GET" and "salesCreditMemos" in r.path]
+    assert len(lookups) <= 2 * math.ceil(len(before) / 50), "batched lookups, not one per refund"
+    store = _store(sandbox)
+    try:
+        assert {r.state for r in store.list_refunds()} == {OrderState.PUSHED}
+    finally:
+        store.close()

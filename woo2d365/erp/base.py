@@ -204,6 +204,10 @@ class ErpTarget(Protocol):
         """The credit memo with this external number (draft or posted), if any."""
         ...
 
+    def find_credit_memos(self, external_numbers: Sequence[str]) -> dict[str, CreatedDocument]:
+        """The credit memos of these external numbers that exist, in batched requests."""
+        ...
+
     def post_credit_memo(self, document_id: str) -> CreatedDocument:
         """Post a draft credit memo; the posted document (its number changes)."""
         ...

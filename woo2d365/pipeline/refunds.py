@@ -63,6 +63,7 @@ ORDERS_CURSOR_KEY = "refunds.orders.cursor"
 """Store key, shops before WooCommerce 9.0: the newest order change whose refunds were read."""
 CURSOR_OVERLAP = timedelta(minutes=10)  # refunds committed late with an older stamp are not missed
 TOLERANCE = Decimal("0.005")  # "to the cent"
+CHUNK = 50  # refunds claimed and looked up in Dynamics together (one lookup request)
 
 
 def refund_note(refund_id: int, number: str, display_name: str) -> str:
@@ -326,10 +327,27 @@ class _Guard:
 
 
 def _create_ready(state: _Run) -> None:
-    """Every ready refund, as many at once as Dynamics takes requests (``max_concurrency``)."""
+    """Every ready refund: claimed and looked up :data:`CHUNK` at a time (one lookup request),
+    then created on as many threads as Dynamics takes requests (``max_concurrency``)."""
     ctx = state.ctx
     ready = ctx.store.list_refunds(states=[OrderState.READY], woo_ids=_narrowed(state))
-    _each(state, _create_one, ready, ctx.settings.dynamics.max_concurrency)
+    for start in range(0, len(ready), CHUNK):
+        if state.stopping:
+            return
+        claimed = _claim_chunk(state, ready[start : start + CHUNK])
+        _each(state, _send_one, claimed, ctx.settings.dynamics.max_concurrency)
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """A refund this run claimed, read and keyed, not found in Dynamics."""
+
+    record: RefundRecord
+    token: str
+    key: str
+    refund: Refund
+    order: Order
+    order_record: OrderRecord
 
 
 def _loaded(state: _Run, record: RefundRecord) -> tuple[Refund, Order, OrderRecord]:
@@ -351,36 +369,68 @@ def _item_numbers(state: _Run, order: Order) -> dict[int, str | None]:
     }
 
 
-def _create_one(state: _Run, record: RefundRecord) -> None:
+def _claim_chunk(state: _Run, records: list[RefundRecord]) -> list[_Claimed]:
+    """Claim these refunds, adopt the credit memos Dynamics has already, return the rest."""
     ctx, erp, store = state.ctx, state.erp, state.ctx.store
+    claimed: list[_Claimed] = []
+    for record in records:
+        try:
+            refund, order, order_record = _loaded(state, record)
+            key = record.external_number or erp.credit_memo_number(order, refund.refund_id)
+        except OrderDataError as exc:
+            _hold(state, record, None, exc.message)
+            continue
+        if refund.amount == 0:
+            reason = "worth 0.00 in the shop: no credit memo"
+            if store.set_refund_state(
+                record.refund_id, OrderState.SKIPPED, reason=reason, expect=[OrderState.READY]
+            ):
+                ctx.event(STEP, f"refund {record.refund_id}: {reason}", woo_id=record.woo_id)
+            continue
+        token = uuid.uuid4().hex
+        if store.claim_refund(record.refund_id, ctx.worker, ctx.clock(), token=token, key=key):
+            fixed = store.get_refund(record.refund_id) or record  # the key stored at first claim
+            key = fixed.external_number or key
+            claimed.append(_Claimed(fixed, token, key, refund, order, order_record))
+    if not claimed:
+        return []
     try:
-        refund, order, order_record = _loaded(state, record)
-        key = record.external_number or erp.credit_memo_number(order, refund.refund_id)
-    except OrderDataError as exc:
-        _hold(state, record, None, exc.message)
-        return
-    if refund.amount == 0:
-        reason = "worth 0.00 in the shop: no credit memo"
-        if store.set_refund_state(
-            record.refund_id, OrderState.SKIPPED, reason=reason, expect=[OrderState.READY]
-        ):
-            ctx.event(STEP, f"refund {record.refund_id}: {reason}", woo_id=record.woo_id)
-        return
-    token = uuid.uuid4().hex
-    if not store.claim_refund(record.refund_id, ctx.worker, ctx.clock(), token=token, key=key):
-        return  # another process took it
+        existing = erp.find_credit_memos([c.key for c in claimed])
+    except DynamicsError:
+        for claim in claimed:  # nothing may be created without the lookup: ready again
+            store.set_refund_state(
+                claim.record.refund_id,
+                OrderState.READY,
+                reason=claim.record.reason,
+                expect=[OrderState.PUSHING],
+                token=claim.token,
+                uncount_attempt=True,
+            )
+        raise
+    to_send: list[_Claimed] = []
+    for claim in claimed:
+        found = existing.get(claim.key)
+        if found is None:
+            to_send.append(claim)
+        elif _mark_pushed(state, claim.record, claim.token, found):
+            state.count("adopted")
+            ctx.event(
+                STEP,
+                f"refund {claim.record.refund_id} already in {erp.display_name} as credit memo "
+                f"{found.number} ({claim.key}): adopted, not created again",
+                woo_id=claim.record.woo_id,
+            )
+    return to_send
+
+
+def _send_one(state: _Run, claim: _Claimed) -> None:
+    """Prepare and create one claimed refund's credit memo, then settle it."""
+    ctx, erp = state.ctx, state.erp
+    record, token, key, refund, order = (
+        claim.record, claim.token, claim.key, claim.refund, claim.order,
+    )  # fmt: skip
+    order_record = claim.order_record
     try:
-        found = erp.find_credit_memo(key)
-        if found is not None:
-            if _mark_pushed(state, record, token, found):
-                state.count("adopted")
-                ctx.event(
-                    STEP,
-                    f"refund {record.refund_id} already in {erp.display_name} as credit memo "
-                    f"{found.number} ({key}): adopted, not created again",
-                    woo_id=record.woo_id,
-                )
-            return
         document = erp.prepare_credit_memo(
             refund,
             order,

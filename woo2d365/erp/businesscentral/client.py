@@ -624,6 +624,24 @@ class BusinessCentralClient:
         }
         return list(self.get_all(self.company_path(entity_set), params))
 
+    def find_documents_by_external_numbers(
+        self, entity_set: str, external_numbers: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """Documents of ``entity_set`` whose ``externalDocumentNumber`` is one of these: one
+        request per :data:`KEYS_PER_LOOKUP` keys."""
+        if entity_set == "salesOrders":
+            return self.find_sales_orders_by_external_numbers(external_numbers)
+        found: list[dict[str, Any]] = []
+        for batch in _filter_batches(
+            "externalDocumentNumber",
+            external_numbers,
+            max_characters=KEY_FILTER_CHARACTERS,
+            max_terms=KEYS_PER_LOOKUP,
+        ):
+            params = {"$filter": batch, "$select": CREDIT_MEMO_FIELDS}
+            found.extend(self.get_all(self.company_path(entity_set), params))
+        return found
+
     # -- credit memos (refunds) -----------------------------------------------------------------
     def get_credit_memo(self, document_id: str) -> dict[str, Any]:
         """One credit memo by id (its number changes when it is posted, its id does not)."""

@@ -337,6 +337,15 @@ class BusinessCentralTarget:
         found = self.client.find_documents("salesCreditMemos", external_number)
         return _created(found[0], external_number) if found else None
 
+    def find_credit_memos(self, external_numbers: Sequence[str]) -> dict[str, CreatedDocument]:
+        """Credit memos by ``externalDocumentNumber``, one request per 50 keys."""
+        rows = self.client.find_documents_by_external_numbers("salesCreditMemos", external_numbers)
+        found: dict[str, CreatedDocument] = {}
+        for row in rows:
+            key = str(row.get("externalDocumentNumber") or "")
+            found.setdefault(key, _created(row, key))
+        return found
+
     def post_credit_memo(self, document_id: str) -> CreatedDocument:
         """``Microsoft.NAV.post``, then the credit memo read again for its posted number."""
         self.client.post_credit_memo(document_id)
