@@ -392,3 +392,34 @@ def test_a_new_state_store_adopts_every_credit_memo_and_creates_none(shop_excl: 
         assert {r.state for r in store.list_refunds()} == {OrderState.PUSHED}
     finally:
         store.close()
+
+
+def test_a_refund_deleted_in_the_shop_gets_no_credit_memo_or_its_memo_is_named_for_review(
+    tmp_path: Path,
+) -> None:
+    with running_sandbox(tmp_path / "sandbox", orders=3, unmapped_orders=1, seed=2,
+                         pushable_only=True) as sandbox:  # fmt: skip
+        with_config(sandbox, refunds=REFUNDS_ON)
+        held = max(sandbox.shop.orders)
+        pushed = sandbox.taken_order_ids()[0]
+        assert run_cli(sandbox, "sync").exit_code == 1, "one order is held"
+        early = sandbox.shop.add_refund(held, amount="2.00", reason="deleted before the push")
+        late = sandbox.shop.add_refund(pushed, amount="3.00", reason="deleted after its memo")
+        assert run_cli(sandbox, "sync").exit_code == 1
+        assert len(_memos(sandbox)) == 1, "the pushed order's refund has its credit memo"
+
+        sandbox.shop.delete_refund(early["id"])
+        sandbox.shop.delete_refund(late["id"])
+        assert run_cli(sandbox, "map-sku", "add", "MUG-DELFTS-BLAUW", "1996-S").exit_code == 0
+        result = run_cli(sandbox, "sync")
+        assert result.exit_code == 1, "a credit memo to review needs a person"
+        assert "review the credit memo by hand" in result.stderr
+        assert len(_memos(sandbox)) == 1, "no credit memo for the refund deleted before it"
+        (skipped,) = _status_refunds(sandbox, held)
+        assert (skipped["state"], skipped["reason"]) == (
+            "skipped",
+            "deleted in the shop: no credit memo",
+        )
+        (reviewed,) = _status_refunds(sandbox, pushed)
+        assert reviewed["state"] == "pushed" and "deleted in the shop" in reviewed["reason"]
+        assert run_cli(sandbox, "sync").exit_code == 0, "reported once"

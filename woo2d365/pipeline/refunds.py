@@ -20,6 +20,9 @@ docs/architecture.md, "Refunds". A run:
    shows as no longer a draft is recorded as posted, not posted again.
 6. **Notes** the credit memo on the shop order (a private note, once).
 
+A refund deleted in the shop (gone from its order's ``refunds`` in the copy the pull saved) gets
+no credit memo; one deleted after its credit memo was made is reported for a person to review.
+
 ``--dry-run`` reads both systems and prints the credit memos it would create; it writes nothing.
 """
 
@@ -51,7 +54,7 @@ from woo2d365.pipeline.followup import FollowUpOptions, FollowUpResult
 from woo2d365.pipeline.push import process_has_ended
 from woo2d365.pipeline.validate import resolve_lines
 from woo2d365.shop.client import WooClient
-from woo2d365.shop.mapping import order_from_shop
+from woo2d365.shop.mapping import modified_at_of, order_from_shop
 from woo2d365.shop.refunds import refund_from_shop
 from woo2d365.store.base import OrderRecord
 from woo2d365.store.refunds import RefundRecord
@@ -61,6 +64,8 @@ CURSOR_KEY = "refunds.cursor"
 """Store key: the newest refund ``date_created_gmt`` seen (ISO 8601, UTC)."""
 ORDERS_CURSOR_KEY = "refunds.orders.cursor"
 """Store key, shops before WooCommerce 9.0: the newest order change whose refunds were read."""
+DELETED_CHECKED_KEY = "refunds.deleted.checked"
+"""Store key: when the saved orders were last compared with their refunds (deleted refunds)."""
 CURSOR_OVERLAP = timedelta(minutes=10)  # refunds committed late with an older stamp are not missed
 TOLERANCE = Decimal("0.005")  # "to the cent"
 CHUNK = 50  # refunds claimed and looked up in Dynamics together (one lookup request)
@@ -129,6 +134,7 @@ def run(
     if options.dry_run:
         _dry_run(state)
     else:
+        _notice_deleted(state)
         _promote(state)
         _resolve_in_doubt(state)
         _create_ready(state)
@@ -219,6 +225,63 @@ def _changed_orders(state: _Run, after: datetime | None) -> list[OrderRecord]:
         states=[s for s in OrderState if s is not OrderState.SKIPPED]
     )
     return [r for r in records if after is None or r.shop_modified_at > after]
+
+
+def _notice_deleted(state: _Run) -> None:
+    """Refunds deleted in the shop: gone from their order's ``refunds`` list in the copy the pull
+    saved (a copy modified after the refund was made, so it could have listed it). Without a
+    credit memo yet they are ``skipped``; with one, the credit memo is named for a person to
+    review (once: the refund's reason says so)."""
+    ctx, store = state.ctx, state.ctx.store
+    checked = store.get_value(DELETED_CHECKED_KEY) or ""
+    now = ctx.clock()
+    if not checked:  # the first run: a refund deleted before it was ever seen is not listed
+        store.set_value(DELETED_CHECKED_KEY, now.isoformat())
+        return
+    start = datetime.fromisoformat(checked) - CURSOR_OVERLAP
+    for order_state in OrderState:
+        after: tuple[datetime, int] | None = None
+        while True:
+            rows = store.order_raws_updated_between(order_state, start, now, after=after)
+            for woo_id, updated_at, raw in rows:
+                after = (updated_at, woo_id)
+                _check_order_refunds(state, woo_id, raw)
+            if len(rows) < 500:
+                break
+    store.set_value(DELETED_CHECKED_KEY, now.isoformat())
+
+
+def _check_order_refunds(state: _Run, woo_id: int, raw: dict[str, Any]) -> None:
+    ctx, store = state.ctx, state.ctx.store
+    listed = {int(entry.get("id") or 0) for entry in raw.get("refunds") or []}
+    try:
+        modified = modified_at_of(raw)
+    except OrderDataError:
+        return
+    for refund in store.list_refunds(woo_ids=[woo_id]):
+        if refund.refund_id in listed or modified < refund.shop_created_at:
+            continue
+        if refund.state is OrderState.PUSHED:
+            if refund.reason:
+                continue  # reported before
+            reason = (
+                f"deleted in the shop after credit memo {refund.d365_number} was created: "
+                "review the credit memo by hand"
+            )
+            if store.set_refund_state(
+                refund.refund_id, OrderState.PUSHED, reason=reason, expect=[OrderState.PUSHED]
+            ):
+                state.count("deleted_in_shop")
+                state.attention(refund, reason)
+                ctx.event(STEP, f"refund {refund.refund_id} {reason}", level="warning",
+                          woo_id=woo_id)  # fmt: skip
+        elif refund.state in (OrderState.NEW, OrderState.READY, OrderState.HELD,
+                              OrderState.FAILED):  # fmt: skip
+            reason = "deleted in the shop: no credit memo"
+            if store.set_refund_state(
+                refund.refund_id, OrderState.SKIPPED, reason=reason, expect=[refund.state]
+            ):
+                ctx.event(STEP, f"refund {refund.refund_id}: {reason}", woo_id=woo_id)
 
 
 # -- 2. wait for the order --------------------------------------------------------------------
