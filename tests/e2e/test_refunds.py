@@ -371,6 +371,10 @@ def test_random_refunds_of_realistic_orders_are_credited_to_the_cent(tmp_path: P
             for key, memo in memos.items()
         }
         assert {rid: totals.get(rid) for rid in amounts} == amounts
+        _sync(sandbox)  # the pull saves the orders with their refunds: none looks deleted
+        assert {
+            r["state"] for o in sandbox.taken_order_ids() for r in _status_refunds(sandbox, o)
+        } == {"pushed"}
 
 
 def test_a_new_state_store_adopts_every_credit_memo_and_creates_none(shop_excl: Sandbox) -> None:

@@ -54,7 +54,7 @@ from woo2d365.pipeline.followup import FollowUpOptions, FollowUpResult
 from woo2d365.pipeline.push import process_has_ended
 from woo2d365.pipeline.validate import resolve_lines
 from woo2d365.shop.client import WooClient
-from woo2d365.shop.mapping import modified_at_of, order_from_shop
+from woo2d365.shop.mapping import order_from_shop
 from woo2d365.shop.refunds import refund_from_shop
 from woo2d365.store.base import OrderRecord
 from woo2d365.store.refunds import RefundRecord
@@ -229,7 +229,7 @@ def _changed_orders(state: _Run, after: datetime | None) -> list[OrderRecord]:
 
 def _notice_deleted(state: _Run) -> None:
     """Refunds deleted in the shop: gone from their order's ``refunds`` list in the copy the pull
-    saved (a copy modified after the refund was made, so it could have listed it). Without a
+    saved (a copy saved after the refund was found, so it would have listed it). Without a
     credit memo yet they are ``skipped``; with one, the credit memo is named for a person to
     review (once: the refund's reason says so)."""
     ctx, store = state.ctx, state.ctx.store
@@ -245,21 +245,18 @@ def _notice_deleted(state: _Run) -> None:
             rows = store.order_raws_updated_between(order_state, start, now, after=after)
             for woo_id, updated_at, raw in rows:
                 after = (updated_at, woo_id)
-                _check_order_refunds(state, woo_id, raw)
+                _check_order_refunds(state, woo_id, updated_at, raw)
             if len(rows) < 500:
                 break
     store.set_value(DELETED_CHECKED_KEY, now.isoformat())
 
 
-def _check_order_refunds(state: _Run, woo_id: int, raw: dict[str, Any]) -> None:
+def _check_order_refunds(state: _Run, woo_id: int, saved_at: datetime, raw: dict[str, Any]) -> None:
     ctx, store = state.ctx, state.ctx.store
     listed = {int(entry.get("id") or 0) for entry in raw.get("refunds") or []}
-    try:
-        modified = modified_at_of(raw)
-    except OrderDataError:
-        return
     for refund in store.list_refunds(woo_ids=[woo_id]):
-        if refund.refund_id in listed or modified < refund.shop_created_at:
+        # Only a copy of the order saved after the refund was found could have listed it.
+        if refund.refund_id in listed or saved_at <= refund.created_at:
             continue
         if refund.state is OrderState.PUSHED:
             if refund.reason:
