@@ -43,6 +43,7 @@ from woo2d365.logs import (
     tracking_steps,
 )
 from woo2d365.pipeline.followup import FollowUpOptions
+from woo2d365.pipeline.retry import retry_refunds
 from woo2d365.runtime import Runtime
 from woo2d365.settings import LoadedSettings, load_settings
 from woo2d365.store import SqlStore, open_store
@@ -321,10 +322,19 @@ def status(
         if order is None:
             raise _usage(f"order {order_id} is not in the state store")
         events = store.events(order_id)
+        refunds = store.list_refunds(woo_ids=[order_id])
         if as_json:
-            _print_json(state, monitoring.order_detail_json(order, events, store))
+            _print_json(state, monitoring.order_detail_json(order, events, store, refunds))
         else:
             _render_order(state, order, events, when, monitoring.documents_json(store, order_id))
+            for refund in refunds:
+                state.out.print(
+                    f"Refund {refund.refund_id} ({refund.amount}): {refund.state.value}"
+                    + (f", credit memo {refund.d365_number}" if refund.d365_number else "")
+                    + (f" – {refund.reason}" if refund.reason else ""),
+                    markup=False,
+                    highlight=False,
+                )
         return
     report = monitoring.status_report(
         store,
@@ -689,6 +699,10 @@ def retry(
             "--force", help="Send again pushed orders whose Dynamics document was deleted."
         ),
     ] = False,
+    refund: Annotated[
+        list[int] | None,
+        typer.Option("--refund", metavar="ID", help="A held or failed shop refund (repeatable)."),
+    ] = None,
 ) -> None:
     """Give failed or held orders another go (attempts reset; who and when recorded).
 
@@ -696,8 +710,21 @@ def retry(
     is sent again.
 
     Example: woo2d365 retry --failed
+    Example: woo2d365 retry --refund 1240
     """
     state = _state(ctx)
+    if refund:
+        if ids or failed or held or everything or now or force:
+            raise _usage("--refund goes alone: retry --refund ID [--refund ID ...]")
+        refunds = retry_refunds(state.store(), refund)
+        for refund_id, why in refunds.refused:
+            state.err.print(f"refund {refund_id}: not retried: {why}", markup=False)
+        _print_line(
+            state,
+            f"retry: {len(refunds.retried)} refund(s) ready for the next refunds run",
+            attention=bool(refunds.refused),
+        )
+        raise typer.Exit(1 if refunds.refused else 0)
     outcome = runs.run_retry(
         _runtime(state),
         ids=ids or [],

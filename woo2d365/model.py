@@ -143,3 +143,34 @@ class Order:
     def lines_gross_total(self) -> Decimal:
         """Sum of every line including tax; equals ``total`` for a consistent shop order."""
         return sum((line.gross_total for line in self.lines), ZERO)
+
+
+# -- refunds ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refund:
+    """A shop refund of an order, in positive amounts (docs/architecture.md, "Refunds").
+
+    ``lines`` are the refunded order lines: ``shop_line_id`` is the order line they refund,
+    ``quantity`` and amounts are positive, ``subtotal == total`` (refunds carry no discount).
+    ``amount`` is the money refunded; it wins over the lines, and what the lines do not explain
+    (an amount-only refund, or a refund above its lines) is :attr:`unallocated`.
+    """
+
+    refund_id: int
+    woo_id: int
+    amount: Decimal
+    reason: str
+    created_at: datetime
+    lines: tuple[Line, ...] = ()
+
+    @property
+    def lines_gross_total(self) -> Decimal:
+        """What the refunded lines are worth, tax included."""
+        return sum((line.gross_total for line in self.lines), ZERO)
+
+    @property
+    def unallocated(self) -> Decimal:
+        """The part of the amount no refunded line explains."""
+        return self.amount - self.lines_gross_total

@@ -38,6 +38,7 @@ from woo2d365.errors import (
 from woo2d365.logs import clean
 from woo2d365.model import OrderState
 from woo2d365.store.base import Event, OrderRecord, RunRecord, StateStore
+from woo2d365.store.refunds import RefundRecord
 from woo2d365.store.stock import StockRunSummary, last_stock_run
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class StatusReport:
     write_backs_pending: int = 0
     last_stock: StockRunSummary | None = None  # woo2d365 stock
     fulfilment: dict[str, int] = field(default_factory=dict)  # shipped, partly_shipped, invoiced
+    refund_counts: dict[str, int] = field(default_factory=dict)  # refunds per state
 
     @property
     def total(self) -> int:
@@ -217,6 +219,7 @@ def status_report(
         write_backs_pending=len(store.write_back_pending_ids()),
         last_stock=last_stock_run(store),
         fulfilment=store.fulfilment_counts(),
+        refund_counts=store.refund_counts(),
     )
 
 
@@ -246,6 +249,9 @@ def summary_lines(
             f"Pushed orders: {f.get('shipped', 0)} shipped, {f.get('partly_shipped', 0)} partly "
             f"shipped, {f.get('invoiced', 0)} invoiced"
         )
+    if any(report.refund_counts.values()):
+        refunds = ", ".join(f"{n} {state}" for state, n in report.refund_counts.items() if n)
+        lines.append(f"Refunds: {refunds}")
     last = report.last_sync
     if last is None:
         lines.append("Last sync: never")
@@ -342,11 +348,15 @@ def report_json(report: StatusReport) -> dict[str, Any]:
         "changed_after_push": report.changed_after_push,
         "last_stock": report.last_stock.as_json() if report.last_stock else None,
         "fulfilment": report.fulfilment,
+        "refund_counts": report.refund_counts,
     }
 
 
 def order_detail_json(
-    order: OrderRecord, events: list[Event], store: StateStore | None = None
+    order: OrderRecord,
+    events: list[Event],
+    store: StateStore | None = None,
+    refunds: Sequence[RefundRecord] = (),
 ) -> dict[str, Any]:
     """``status ID --json``; with ``store`` also the order's shipments and invoices."""
     data = order_json(order)
@@ -354,6 +364,7 @@ def order_detail_json(
     data["events"] = [event_json(e) for e in events]
     if store is not None:
         data.update(documents_json(store, order.woo_id))
+    data["refunds"] = [refund_json(refund) for refund in refunds]
     return data
 
 
@@ -371,6 +382,18 @@ def documents_json(store: StateStore, woo_id: int) -> dict[str, Any]:
         "invoices": [
             {"number": r.number, "status": r.status} for r in store.invoice_records([woo_id])
         ],
+    }
+
+
+def refund_json(refund: RefundRecord) -> dict[str, Any]:
+    """A refund of ``status ID --json`` (refund states as order states)."""
+    return {
+        "refund_id": refund.refund_id,
+        "state": refund.state.value,
+        "reason": refund.reason,
+        "d365_number": refund.d365_number,
+        "amount": refund.amount,
+        "external_number": refund.external_number,
     }
 
 
@@ -538,6 +561,11 @@ def check_status(store: StateStore, limits: CheckLimits, now: datetime) -> Check
     stock_warning = _stock_warning(store, limits, now)
     if stock_warning:
         warning.append(stock_warning)
+    refunds = store.refund_counts()
+    held_refunds, failed_refunds = refunds.get("held", 0), refunds.get("failed", 0)
+    if held_refunds or failed_refunds:
+        warning.append(f"refunds: {held_refunds} held, {failed_refunds} failed")
+        attention.append("woo2d365 status (refunds per order: woo2d365 status ID)")
     changed = store.changed_after_push_ids()
     if changed:
         warning.append(f"{len(changed)} changed in the shop after the push")

@@ -65,7 +65,7 @@ def test_sync_runs_the_enabled_steps_after_the_push_and_counts_them(tmp_path: Pa
             store.close()
 
 
-@pytest.mark.parametrize("step", ["shipments", "stock"])
+@pytest.mark.parametrize("step", ["shipments", "refunds", "stock"])
 def test_a_step_not_built_for_finance_and_operations_says_so_in_one_line(
     tmp_path: Path, step: str
 ) -> None:

@@ -5,6 +5,7 @@ Standing conditions last until they clear, and then earn a recovery line:
 * ``held:<woo_id>`` and ``failed:<woo_id>``: the order is in that state (from the store);
 * ``waiting:<woo_id>``: the order has been ``new``, ``ready`` or ``pushing`` (not held or failed:
   those alert already) for longer than ``[alerts] max_wait_hours``;
+* ``refund:<woo_id>:<refund_id>``: a shop refund of the order is held or failed (no credit memo);
 * ``unreachable:shop`` and ``unreachable:dynamics``: the system could not be reached in
   :data:`UNREACHABLE_RUNS` runs in a row (consecutive failures counted in the store's key/value
   table under ``alerts.unreachable.<system>.count``).
@@ -150,6 +151,23 @@ def waiting_conditions(
     return conditions
 
 
+def refund_conditions(store: StateStore) -> list[Condition]:
+    """A ``refund`` condition for every held or failed shop refund, by order and refund."""
+    conditions = []
+    for record in store.list_refunds(states=[OrderState.HELD, OrderState.FAILED]):
+        reason = clean_text(record.reason or "no reason recorded")
+        conditions.append(
+            Condition(
+                f"refund:{record.woo_id}:{record.refund_id}",
+                "refund",
+                f"refund {record.refund_id} of {order_label(record.woo_id, None)} is "
+                f"{record.state.value}: {reason}",
+                commands=(f"woo2d365 retry --refund {record.refund_id}",),
+            )
+        )
+    return conditions
+
+
 def is_changed_after_push(event: Event) -> bool:
     """True for pull's warning that a pushed (or being pushed) order changed in the shop."""
     return (
@@ -284,6 +302,9 @@ def recovery_text(key: str, orders: Mapping[int, OrderRecord]) -> str:
     woo_id = woo_id_of(key)
     if woo_id is None:
         return f"{key} has cleared"
+    if kind == "refund":
+        refund_id = key.rpartition(":")[2]
+        return f"refund {refund_id} of {order_label(woo_id, None)} is no longer held or failed"
     record = orders.get(woo_id)
     if record is None:
         return f"{order_label(woo_id, None)} is no longer {kind}"

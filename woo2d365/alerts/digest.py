@@ -38,6 +38,7 @@ from woo2d365.alerts.conditions import (
     order_conditions,
     record_reachability,
     recovery_text,
+    refund_conditions,
     unreachable_condition,
     waiting_conditions,
     woo_id_of,
@@ -63,14 +64,16 @@ _HEADINGS: dict[str, str] = {
     ),
     "mismatch": "Totals that differ between the shop and Dynamics (check the sales order):",
     "waiting": "Orders waiting longer than [alerts] max_wait_hours (check why they do not move):",
+    "refund": "Refunds held or failed (no credit memo yet: fix the cause, then retry):",
 }
-_KIND_ORDER = ("unreachable", "held", "failed", "waiting", "changed", "mismatch")
+_KIND_ORDER = ("unreachable", "held", "failed", "refund", "waiting", "changed", "mismatch")
 _SUBJECT_WORDS: dict[str, str] = {
     "held": "held",
     "failed": "failed",
     "changed": "changed after push",
     "mismatch": "with a total mismatch",
     "waiting": "waiting too long",
+    "refund": "refund(s) held or failed",
 }
 
 
@@ -147,7 +150,7 @@ class AlertCenter:
             "shop": record_reachability(self.store, "shop", shop_reachable, now),
             "dynamics": record_reachability(self.store, "dynamics", dynamics_reachable, now),
         }
-        standing = order_conditions(self.store)
+        standing = [*order_conditions(self.store), *refund_conditions(self.store)]
         max_wait = timedelta(hours=self.settings.max_wait_hours)
         standing += waiting_conditions(self.store, max_wait, now)
         for system, count in counts.items():
@@ -456,7 +459,7 @@ def _tally(conditions: list[Condition]) -> list[str]:
     tally = Counter(c.kind for c in conditions if c.kind != "unreachable")
     for position, kind in enumerate(sorted(tally, key=_kind_rank)):
         count = tally[kind]
-        noun = f" order{'s' if count != 1 else ''}" if position == 0 else ""
+        noun = f" order{'s' if count != 1 else ''}" if position == 0 and kind != "refund" else ""
         parts.append(f"{count}{noun} {_SUBJECT_WORDS.get(kind, kind)}")
     return parts
 

@@ -24,13 +24,13 @@ order, the run and the exit code is the one table :data:`woo2d365.errors.OUTCOME
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from woo2d365.model import Order
+from woo2d365.model import Order, Refund
 from woo2d365.store.base import CachedItem
 
 
@@ -66,6 +66,8 @@ class CreatedDocument:
     external_number: str
     total_including_tax: Decimal | None = None
     others: tuple[str, ...] = ()
+    # The ERP's status where it has one ("Draft", "Open"...); not part of the document's identity.
+    status: str = field(default="", compare=False)
 
 
 class SendGuard(Protocol):
@@ -258,6 +260,48 @@ class ErpTarget(Protocol):
         to ship before the order is complete); computed from the order, no request."""
         ...
 
+    def check_follow_up(self, step: str) -> None:
+        """Raise :class:`~woo2d365.errors.ConfigError` when this ERP cannot do the follow-up
+        ``step`` (``shipments``, ``refunds``, ``stock``), before the step reads anything."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
+        ...
+
+    # -- credit memos for shop refunds (pipeline/refunds.py) -----------------------------------
+    def credit_memo_number(self, order: Order, refund_id: int) -> str:
+        """The idempotency key of a refund's credit memo; :class:`OrderDataError` if none."""
+        ...
+
+    def prepare_credit_memo(
+        self,
+        refund: Refund,
+        order: Order,
+        item_numbers: Mapping[int, str | None],
+        *,
+        sales_order_id: str | None,
+        key: str,
+    ) -> PreparedDocument:
+        """The credit memo of ``refund``, for the customer of the order's sales order
+        (``sales_order_id``); ``item_numbers`` maps the order's line ids to item numbers.
+        Reads Dynamics (customer, price basis) but creates nothing."""
+        ...
+
+    def create_credit_memo(
+        self, document: PreparedDocument, guard: SendGuard | None = None
+    ) -> CreatedDocument:
+        """Create the credit memo with one create request, fenced like :meth:`create`."""
+        ...
+
+    def find_credit_memo(self, external_number: str) -> CreatedDocument | None:
+        """The credit memo with this external number (draft or posted), if any."""
+        ...
+
+    def find_credit_memos(self, external_numbers: Sequence[str]) -> dict[str, CreatedDocument]:
+        """The credit memos of these external numbers that exist, in batched requests."""
+        ...
+
+    def post_credit_memo(self, document_id: str) -> CreatedDocument:
+        """Post a draft credit memo; the posted document (its number changes)."""
         ...

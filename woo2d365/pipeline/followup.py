@@ -65,11 +65,20 @@ StepFunction = Callable[[RunContext, WooClient, ErpTarget, FollowUpOptions], Fol
 
 
 def step_function(name: str) -> StepFunction:
-    """The ``run`` function of the follow-up step ``name``."""
+    """The ``run`` function of the follow-up step ``name``, after the ERP target said it can
+    do it (:meth:`~woo2d365.erp.base.ErpTarget.check_follow_up`)."""
     if name not in FOLLOW_UPS:
         raise ValueError(f"unknown follow-up step {name!r}")
     module = importlib.import_module(f"woo2d365.pipeline.{name}")
-    return cast(StepFunction, module.run)
+    step = cast(StepFunction, module.run)
+
+    def checked(
+        ctx: RunContext, shop: WooClient, erp: ErpTarget, options: FollowUpOptions
+    ) -> FollowUpResult:
+        erp.check_follow_up(name)
+        return step(ctx, shop, erp, options)
+
+    return checked
 
 
 def is_enabled(settings: Settings, name: str) -> bool:

@@ -73,3 +73,29 @@ def _why_not(state: OrderState) -> str:
         OrderState.NEW: "not validated yet; the next run takes it",
         OrderState.READY: "already waiting to be pushed",
     }.get(state, f"state {state.value} cannot be retried")
+
+
+def retry_refunds(store: StateStore, refund_ids: list[int]) -> RetryResult:
+    """``retry --refund ID``: held and failed refunds are sent on the next ``refunds`` run."""
+    result = RetryResult()
+    who = current_operator()
+    for refund_id in dict.fromkeys(refund_ids):
+        refund = store.get_refund(refund_id)
+        if refund is None:
+            result.refused.append((refund_id, "not in the state store (run refunds first)"))
+            continue
+        if refund.state not in (OrderState.HELD, OrderState.FAILED):
+            result.refused.append((refund_id, _why_not(refund.state).replace("push", "refunds")))
+            continue
+        if store.set_refund_state(
+            refund_id, OrderState.READY, expect=[refund.state], reset_attempts=True
+        ):
+            store.add_event(
+                "retry",
+                f"retry of refund {refund_id} requested by {who}: {refund.state.value} → ready",
+                woo_id=refund.woo_id,
+            )
+            result.retried.append(refund_id)
+        else:
+            result.refused.append((refund_id, "changed state meanwhile; look again with status"))
+    return result

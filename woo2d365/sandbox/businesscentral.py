@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from woo2d365.sandbox import bc_credit_memos as cm
 from woo2d365.sandbox import bc_model as m
 from woo2d365.sandbox import bc_postings as posted
 from woo2d365.sandbox.bc_odata import (
@@ -138,6 +139,21 @@ _SETS: dict[str, _EntitySet] = {
         "Sales Invoice Line Aggregate",
     ),
     "accounts": _EntitySet("accounts", "account", m.ACCOUNT_SCHEMA, "number", "G/L Account"),
+    # -- credit memos (refunds) --
+    "salesCreditMemos": _EntitySet(
+        "salesCreditMemos",
+        "salesCreditMemo",
+        cm.CREDIT_MEMO_SCHEMA,
+        "number",
+        "Sales Cr. Memo Entity Buffer",
+    ),
+    "salesCreditMemoLines": _EntitySet(
+        "salesCreditMemoLines",
+        "salesCreditMemoLine",
+        cm.CREDIT_MEMO_LINE_SCHEMA,
+        "sequence",
+        "Sales Invoice Line Aggregate",
+    ),
     "countriesRegions": _EntitySet(
         "countriesRegions", "countryRegion", m.COUNTRY_SCHEMA, "code", "Country/Region"
     ),
@@ -170,7 +186,6 @@ _READ_ONLY_SETS = frozenset({"salesShipments", "salesShipmentLines", "taxGroups"
 _UNSERVED_SETS = frozenset(
     {
         "salesQuotes",
-        "salesCreditMemos",
         "vendors",
         "purchaseInvoices",
         "currencies",
@@ -325,6 +340,7 @@ class BusinessCentralEmulator:
         self._apps: dict[str, _AppLimits] = {}
         self._faults: list[_Fault] = []
         self._companies: dict[str, m.Company] = {}
+        self._credit_memos: dict[str, cm.CreditMemoBook] = {}  # company id -> its credit memos
         created = m.now_ms()
         country_codes = [c.upper() for c in countries]
         for name in companies:
@@ -551,6 +567,32 @@ class BusinessCentralEmulator:
             ids = comp.order_by_ext.get(str(order.get("externalDocumentNumber") or ""), [])
             if order_id in ids:
                 ids.remove(order_id)
+
+    # -- credit memos (refunds)
+    def set_customer_prices_include_tax(
+        self, number: str, value: bool, company: str | None = None
+    ) -> None:
+        """Set "Prices Including VAT" on a customer card (the API does not show it)."""
+        with self._lock:
+            customer = self._company(company).customer_by_no(number.strip().upper())
+            if customer is None:
+                raise KeyError(f"no customer {number!r}")
+            customer["_pricesIncludeTax"] = value
+
+    def credit_memos(self, company: str | None = None) -> list[dict[str, Any]]:
+        """Every credit memo (drafts and posted) with its lines, by id of creation."""
+        with self._lock:
+            comp = self._company(company)
+            book = self._book(comp)
+            result = []
+            for memo in book.memos.values():
+                doc = m.render(memo, cm.CREDIT_MEMO_SCHEMA, None)
+                doc[cm.LINES] = [
+                    m.render(line, cm.CREDIT_MEMO_LINE_SCHEMA, None)
+                    for line in book.lines.get(memo["id"], [])
+                ]
+                result.append(doc)
+            return result
 
     def sales_orders(self, company: str | None = None) -> list[dict[str, Any]]:
         """Every sales order as ``GET salesOrders?$expand=salesOrderLines`` shows it."""
@@ -1353,6 +1395,10 @@ class BusinessCentralEmulator:
         body: bytes,
     ) -> tuple[int, Any, dict[str, str]]:
         name, key = segments[0]
+        if name in ("salesCreditMemos", "salesCreditMemoLines"):
+            return self._credit_memo_resource(
+                handler, method, company, segments, options, root, path, context, body
+            )
         if name not in _SETS or name == "companies":
             if name in _UNSERVED_SETS:
                 raise ODataError(
@@ -1447,6 +1493,103 @@ class BusinessCentralEmulator:
             lines_spec, list(lines), {}, options, handler, root, path, nav_context, company
         )
 
+    # ------------------------------------------------------------------ credit memos (refunds)
+    def _book(self, company: m.Company) -> cm.CreditMemoBook:
+        return self._credit_memos.setdefault(company.id, cm.CreditMemoBook())
+
+    def _credit_memo_resource(
+        self,
+        handler: _Handler,
+        method: str,
+        company: m.Company,
+        segments: list[tuple[str, str | None]],
+        options: QueryOptions,
+        root: str,
+        path: str,
+        context: str,
+        body: bytes,
+    ) -> tuple[int, Any, dict[str, str]]:
+        """``salesCreditMemos``: list, filter, get, deep-insert POST, lines and ``post``."""
+        book = self._book(company)
+        name, key = segments[0]
+        spec = _SETS[name]
+        if len(segments) > 2:
+            raise ODataError(
+                404,
+                "BadRequest_ResourceNotFound",
+                f"Resource not found for the segment '{segments[2][0]}'.",
+            )
+        if name == cm.LINES:
+            if method == "POST" or key is not None or len(segments) > 1:
+                raise m.app_error("You must specify an id or a Document Id to get the lines.")
+            flt = options.options.get("$filter")
+            fields = parse_filter(flt, spec.schema, spec.entity).fields if flt else frozenset()
+            if not fields & {"documentId", "id"}:
+                raise m.app_error("You must specify an id or a Document Id to get the lines.")
+            rows = [line for lines in book.lines.values() for line in lines]
+            return self._collection(
+                spec, rows, {}, options, handler, root, path, f"{context}{name}", company
+            )
+        if key is None:
+            if len(segments) > 1:
+                raise ODataError(
+                    404,
+                    "BadRequest_ResourceNotFound",
+                    f"Resource not found for the segment '{segments[1][0]}'.",
+                )
+            if method == "POST":
+                for option in ("$filter", "$top", "$skip", "$orderby", "$count", "$skiptoken"):
+                    if option in options.options:
+                        raise query_syntax_error(
+                            f"The query option '{option}' is not allowed on a POST."
+                        )
+                select = parse_select(options.options.get("$select"), spec.schema, spec.entity)
+                expand = self._expand_names(spec, options)
+                self._require_json(handler)
+                memo = cm.create_credit_memo(
+                    company, book, self._json_body(body), self._ieee754(handler)
+                )
+                doc = self._render(spec, memo, select, expand, company)
+                document = {"@odata.context": f"{root}/$metadata#{context}{name}/$entity", **doc}
+                return 201, document, {"Location": f"{root}/{context}{name}({memo['id']})"}
+            indexes = {"externalDocumentNumber": book.by_external_number}
+            rows = list(book.memos.values())
+            return self._collection(
+                spec, rows, indexes, options, handler, root, path, f"{context}{name}", company
+            )
+        memo_id = self._guid_key(key)
+        if memo_id not in book.memos:
+            raise self._not_found(spec, memo_id)
+        memo = book.memos[memo_id]
+        own = f"{context}{name}({memo_id})"
+        if len(segments) == 1:
+            if method != "GET":
+                raise self._method_not_allowed(method, name)
+            return self._single(spec, memo, options, root, own, company)
+        nav, nav_key = segments[1]
+        if nav == "Microsoft.NAV.post":
+            if method != "POST":
+                raise self._method_not_allowed(method, nav)
+            cm.post_credit_memo(book, memo)
+            return 204, None, {}
+        if nav != cm.LINES:
+            raise ODataError(
+                404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{nav}'."
+            )
+        lines_spec = _SETS[cm.LINES]
+        lines = book.lines.get(memo_id, [])
+        if method != "GET":
+            raise self._method_not_allowed(method, nav)
+        if nav_key is not None:
+            line_id = self._guid_key(nav_key)
+            match = [line for line in lines if line["id"] == line_id]
+            if not match:
+                raise self._not_found(lines_spec, line_id)
+            return self._single(lines_spec, match[0], options, root, f"{own}/{nav}", company)
+        return self._collection(
+            lines_spec, list(lines), {}, options, handler, root, path, f"{own}/{nav}", company
+        )
+
     def _rows(
         self, company: m.Company, spec: _EntitySet
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -1533,7 +1676,11 @@ class BusinessCentralEmulator:
 
     # ------------------------------------------------------------------ API: reading
     def _expand_names(self, spec: _EntitySet, options: QueryOptions) -> set[str]:
-        navs = {"salesOrders": ["salesOrderLines"], "salesShipments": ["salesShipmentLines"]}
+        navs = {
+            "salesOrders": ["salesOrderLines"],
+            "salesShipments": ["salesShipmentLines"],
+            "salesCreditMemos": [cm.LINES],
+        }
         unserved = m.UNSERVED_NAVIGATIONS.get(spec.entity) or posted.NAVIGATIONS.get(spec.entity)
         return parse_expand(
             options.options.get("$expand"),
@@ -1559,6 +1706,11 @@ class BusinessCentralEmulator:
             doc["salesShipmentLines"] = [
                 m.render(line, posted.SHIPMENT_LINE_SCHEMA, None)
                 for line in self._postings[company.id].shipment_lines.get(entity["id"], [])
+            ]
+        if cm.LINES in expand and company is not None:
+            doc[cm.LINES] = [
+                m.render(line, cm.CREDIT_MEMO_LINE_SCHEMA, None)
+                for line in self._book(company).lines.get(entity["id"], [])
             ]
         return doc
 

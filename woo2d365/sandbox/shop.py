@@ -57,6 +57,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
+from woo2d365.sandbox import shop_refunds
 from woo2d365.sandbox.shop_data import WC_VERSION, format_money, order_links, status_label
 from woo2d365.sandbox.tls import SandboxCA
 
@@ -671,6 +672,8 @@ class ShopEmulator:
         self.on_list_page: Callable[[int], None] | None = None
         self.orders: dict[int, dict[str, Any]] = {}
         self.notes: dict[int, list[dict[str, Any]]] = {}
+        self.refunds: dict[int, dict[str, Any]] = {}  # refund id -> refund (with parent_id)
+        self.serves_all_refunds = True  # GET /refunds exists since WooCommerce 9.0
         self.requests: list[RecordedRequest] = []
         self.url = ""
         self.ca_path: str | None = None
@@ -761,6 +764,25 @@ class ShopEmulator:
         with self._lock:
             self.orders[order_id] = stored
             self.notes.setdefault(order_id, [])
+            for entry in stored.get("refunds") or []:
+                # A seeded order's refunds exist as refund objects too (amount only).
+                if int(entry["id"]) not in self.refunds:
+                    self.refunds[int(entry["id"])] = {
+                        "id": int(entry["id"]),
+                        "parent_id": order_id,
+                        "date_created": stored.get("date_modified") or stored["date_created"],
+                        "date_created_gmt": stored.get("date_modified_gmt")
+                        or stored["date_created_gmt"],
+                        "amount": format_money(-_decimal(entry.get("total")), self.price_decimals),
+                        "reason": entry.get("reason", ""),
+                        "refunded_by": 1,
+                        "refunded_payment": False,
+                        "meta_data": [],
+                        "line_items": [],
+                        "shipping_lines": [],
+                        "tax_lines": [],
+                        "fee_lines": [],
+                    }
             meta_ids = [
                 m.get("id", 0) for m in stored.get("meta_data") or [] if isinstance(m, dict)
             ]
@@ -820,6 +842,91 @@ class ShopEmulator:
             self._next_note_id += 1
             self.notes.setdefault(order_id, []).append(entry)
             return entry
+
+    # -- refunds (docs/systems.md W7) ----------------------------------------------
+
+    def add_refund(
+        self,
+        order_id: int,
+        *,
+        amount: Decimal | str | None = None,
+        reason: str = "",
+        quantities: Mapping[int, int] | None = None,
+        whole_lines: Iterable[int] = (),
+        at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Refund as a shop manager does in wp-admin (``wc_create_refund``), no gateway call.
+
+        ``quantities`` maps order line item ids to the quantity refunded (at their price, tax
+        included); ``whole_lines`` refunds whole shipping, fee or item lines by id; ``amount``
+        (positive) wins over the lines, and alone makes an amount-only refund. The order's
+        ``refunds`` list and ``date_modified`` change; a refund of the whole rest makes the
+        order ``refunded``. ``ValueError`` for an amount above what is left.
+        """
+        moment = (at or self.now()).astimezone(UTC).replace(microsecond=0)
+        with self._lock:
+            order = self.orders[order_id]
+            refund_id = self._next_object_id()
+            refund = shop_refunds.build_refund(
+                order,
+                refund_id,
+                stamps=self._stamps(moment),
+                first_item_id=refund_id * 100 + 1,
+                first_meta_id=self._next_meta_id,
+                amount=None if amount is None else Decimal(str(amount)),
+                reason=reason,
+                quantities=dict(quantities or {}),
+                whole_lines=tuple(whole_lines),
+                dp=self.price_decimals,
+            )
+            self._next_meta_id += 50
+            self._store_refund(order, refund)
+            if shop_refunds.refunded_so_far(order) >= _decimal(order.get("total")):
+                self._change_status(order, "refunded")
+            self._bump(order)
+            self.add_note(
+                order_id,
+                f"Refunded {refund['amount']} {order.get('currency', '')} – "
+                f"{reason or 'no reason given'}",
+                at=moment,
+            )
+            return copy.deepcopy(refund)
+
+    def delete_refund(self, refund_id: int) -> None:
+        """Delete a refund (``DELETE /orders/{id}/refunds/{rid}``): gone from every list."""
+        with self._lock:
+            refund = self.refunds.pop(refund_id)
+            order = self.orders[int(refund["parent_id"])]
+            order["refunds"] = [r for r in order.get("refunds") or [] if r.get("id") != refund_id]
+            self._bump(order)
+
+    def _next_object_id(self) -> int:
+        """Refunds take their ids from the same sequence as orders (both are posts)."""
+        return max([0, *self.orders, *self.refunds]) + 1
+
+    def _store_refund(self, order: dict[str, Any], refund: dict[str, Any]) -> None:
+        self.refunds[int(refund["id"])] = {**refund, "parent_id": int(order["id"])}
+        entry = {"id": refund["id"], "reason": refund["reason"], "total": "-" + refund["amount"]}
+        order["refunds"] = [entry, *(order.get("refunds") or [])]  # newest first
+
+    def _refund_the_rest(self, order: dict[str, Any]) -> None:
+        """Status ``refunded`` refunds what is left, without lines (``wc_order_fully_refunded``)."""
+        left = _decimal(order.get("total")) - shop_refunds.refunded_so_far(order)
+        if left <= 0:
+            return
+        refund = shop_refunds.build_refund(
+            order,
+            self._next_object_id(),
+            stamps=self._stamps(self.now()),
+            first_item_id=0,
+            first_meta_id=0,
+            amount=left,
+            reason=shop_refunds.FULLY_REFUNDED_REASON,
+            quantities={},
+            whole_lines=(),
+            dp=self.price_decimals,
+        )
+        self._store_refund(order, refund)
 
     @contextlib.contextmanager
     def in_flight(self) -> Iterator[None]:
@@ -1158,6 +1265,13 @@ class ShopEmulator:
             ),
             (r"/wc/v3/system_status", {"GET": self._system_status}),
             *self.catalogue.routes(),  # products and variations (shop_products.py)
+            *(
+                [(r"/wc/v3/refunds", {"GET": self._list_all_refunds})]
+                if self.serves_all_refunds
+                else []
+            ),
+            (r"/wc/v3/orders/(\d+)/refunds", {"GET": self._list_order_refunds}),
+            (r"/wc/v3/orders/(\d+)/refunds/(\d+)", {"GET": self._get_refund}),
         ]
         for pattern, methods in table:
             match = re.fullmatch(pattern, route, flags=re.IGNORECASE)
@@ -1363,6 +1477,120 @@ class ShopEmulator:
         base = self._rest_url("/wc/v3/orders")
         return base + ("&" if "?" in base else "?") + urlencode(pairs)
 
+    # -- refunds (class-wc-rest-refunds-controller.php, …-order-refunds-v2-controller.php) ---
+
+    def _list_all_refunds(self, req: _Request, authenticated: bool) -> _Response:
+        return self._list_refunds(req, authenticated, None)
+
+    def _list_order_refunds(self, req: _Request, authenticated: bool, order_id: int) -> _Response:
+        return self._list_refunds(req, authenticated, order_id)
+
+    def _list_refunds(self, req: _Request, authenticated: bool, order_id: int | None) -> _Response:
+        invalid = _Invalid()
+        invalid.enum(req, "context", "view", ("view", "edit"))
+        dp = invalid.integer(req, "dp", self.price_decimals)
+        fields_value = req.param("_fields")
+        fields = _wp_list(fields_value) if fields_value is not None else None
+        page = invalid.integer(req, "page", 1, minimum=1) or 1
+        per_page = invalid.integer(req, "per_page", 10, minimum=1, maximum=100) or 10
+        after = invalid.date(req, "after")
+        before = invalid.date(req, "before")
+        dates_are_gmt = invalid.boolean(req, "dates_are_gmt", False)
+        exclude = invalid.int_list(req, "exclude")
+        include = invalid.int_list(req, "include")
+        offset = invalid.integer(req, "offset", None)
+        direction = invalid.enum(req, "order", "desc", ("asc", "desc"))
+        orderby = invalid.enum(
+            req, "orderby", "date", ("date", "id", "include", "title", "slug", "modified")
+        )
+        parent = invalid.int_list(req, "parent")
+        parent_exclude = invalid.int_list(req, "parent_exclude")
+        invalid.raise_if_any()
+        if not authenticated:
+            raise ApiError(401, "woocommerce_rest_cannot_view", "Sorry, you cannot list resources.")
+        if order_id is not None and order_id not in self.orders:
+            raise ApiError(404, "woocommerce_rest_order_invalid_id", "Invalid order ID.")
+        with self._lock:
+            matching = []
+            for refund in self.refunds.values():
+                refund_id, owner = int(refund["id"]), int(refund["parent_id"])
+                if order_id is not None and owner != order_id:
+                    continue
+                if (include and refund_id not in include) or refund_id in exclude:
+                    continue
+                if (parent and owner not in parent) or owner in parent_exclude:
+                    continue
+                if not (
+                    self._date_ok(refund, "date_created", after, dates_are_gmt, True)
+                    and self._date_ok(refund, "date_created", before, dates_are_gmt, False)
+                ):
+                    continue
+                matching.append(refund)
+            descending = direction == "desc" and not (orderby == "include" and include)
+            # Refunds have no modified date of their own: "modified" sorts as their creation.
+            key_name = "date" if orderby == "modified" else orderby
+            matching.sort(key=_sort_key(key_name, include), reverse=descending)
+            total = len(matching)
+            pages = math.ceil(total / per_page)
+            start = offset if offset is not None else (page - 1) * per_page
+            shown = abs(dp if dp is not None else self.price_decimals)
+            body = [
+                shop_refunds.present_refund(
+                    self._money(refund, shown), self.url, with_parent=order_id is None,
+                    fields=fields,
+                )
+                for refund in matching[start : start + per_page]
+            ]  # fmt: skip
+        route = "/wc/v3/refunds" if order_id is None else f"/wc/v3/orders/{order_id}/refunds"
+        headers = [("X-WP-Total", str(total)), ("X-WP-TotalPages", str(pages))]
+        links = []
+        base = self._rest_url(route)
+        pairs = [(k, v) for k, v in req.query_pairs if k not in ("page", "rest_route")]
+        for rel, number in (("prev", min(page - 1, pages)), ("next", page + 1)):
+            if (rel == "prev" and page > 1) or (rel == "next" and pages > page):
+                query = urlencode([*pairs, ("page", str(number))])
+                links.append(f'<{base}{"&" if "?" in base else "?"}{query}>; rel="{rel}"')
+        if links:
+            headers.append(("Link", ", ".join(links)))
+        return _json_response(200, body, headers)
+
+    def _get_refund(
+        self, req: _Request, authenticated: bool, order_id: int, refund_id: int
+    ) -> _Response:
+        invalid = _Invalid()
+        dp = invalid.integer(req, "dp", self.price_decimals)
+        fields_value = req.param("_fields")
+        fields = _wp_list(fields_value) if fields_value is not None else None
+        invalid.raise_if_any()
+        if not authenticated:
+            raise ApiError(
+                401, "woocommerce_rest_cannot_view", "Sorry, you cannot view this resource."
+            )
+        if order_id not in self.orders:
+            raise ApiError(404, "woocommerce_rest_order_invalid_id", "Invalid order ID.")
+        with self._lock:
+            refund = self.refunds.get(refund_id)
+            if refund is None or int(refund["parent_id"]) != order_id:
+                raise ApiError(404, "woocommerce_rest_invalid_id", "Invalid resource ID.")
+            shown = abs(dp if dp is not None else self.price_decimals)
+            return _json_response(
+                200,
+                shop_refunds.present_refund(
+                    self._money(refund, shown), self.url, with_parent=False, fields=fields
+                ),
+            )
+
+    @staticmethod
+    def _money(refund: dict[str, Any], dp: int) -> dict[str, Any]:
+        out = copy.deepcopy(refund)
+        out["amount"] = _reformat(out.get("amount"), dp)
+        for group in ("line_items", "shipping_lines", "fee_lines"):
+            for line in out.get(group) or []:
+                for name in _LINE_MONEY[group]:
+                    if name in line:
+                        line[name] = _reformat(line[name], dp)
+        return out
+
     def _order_or_none(self, order_id: int) -> dict[str, Any] | None:
         with self._lock:
             return self.orders.get(order_id)
@@ -1545,6 +1773,8 @@ class ShopEmulator:
         if old == status:
             return
         order["status"] = status
+        if status == "refunded":
+            self._refund_the_rest(order)
         now = self.now()
         local, gmt = self._stamps(now)
         if status in ("processing", "completed") and not order.get("date_paid_gmt"):

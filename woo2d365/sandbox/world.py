@@ -28,6 +28,7 @@ from woo2d365.sandbox.tls import SandboxCA
 SHIPPING_ACCOUNT = "8400"
 FEE_ACCOUNT = "8410"
 ROUNDING_ACCOUNT = "8490"
+REFUND_ACCOUNT = "8420"  # [refunds] account: refunded shipping, fees and amounts
 #: The shop's VAT rates and the emulator's VAT product posting groups (``taxCode``) for them.
 TAX_CODES = {"21": "VAT21", "9": "VAT9", "0": "VAT0"}
 COMPANY = "CRONUS NL"
@@ -164,6 +165,7 @@ class Sandbox:
         self.bc.add_account(SHIPPING_ACCOUNT, "Verzendkosten", vat_percent=Decimal("21"))
         self.bc.add_account(FEE_ACCOUNT, "Overige opbrengsten", vat_percent=Decimal("21"))
         self.bc.add_account(ROUNDING_ACCOUNT, "Afrondingsverschillen", vat_percent=Decimal("0"))
+        self.bc.add_account(REFUND_ACCOUNT, "Terugbetalingen", vat_percent=Decimal("21"))
 
     def _seed_finance_operations(self, fo: FinanceOperationsEmulator) -> None:
         seen: set[str] = set()

@@ -437,6 +437,55 @@ class WooClient:
 
     # -- end products and stock ---------------------------------------------------------------
 
+    # -- refunds (docs/systems.md W7) --------------------------------------------------
+    def iter_refunds_created_after(
+        self, after: datetime | None, *, page_size: int | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Every refund created after ``after`` (``GET /refunds``, WooCommerce 9.0 and later),
+        page by page, oldest id first; :class:`ShopError` with status 404 on an older shop."""
+        size = self.settings.page_size if page_size is None else page_size
+        params: dict[str, Any] = {
+            "dates_are_gmt": "true",
+            "orderby": "id",
+            "order": "asc",
+            "per_page": size,
+        }
+        if after is not None:
+            params["after"] = naive_utc(after)
+        page, last_page = 1, 1
+        while page <= last_page:
+            response, body = self._request("GET", "/refunds", params={**params, "page": page})
+            if not isinstance(body, list):
+                raise ShopError(f"WooCommerce answered GET /refunds with {_kind(body)}, not a list")
+            pages = _int_header(response, "X-WP-TotalPages")
+            last_page = max(last_page, pages if pages is not None else page + (len(body) >= size))
+            yield [refund for refund in body if isinstance(refund, dict)]
+            page += 1
+
+    def list_order_refunds(self, order_id: int) -> list[dict[str, Any]]:
+        """The refunds of one order (``GET /orders/{id}/refunds``), all pages."""
+        found: list[dict[str, Any]] = []
+        page, last_page = 1, 1
+        while page <= last_page:
+            response, body = self._request(
+                "GET", f"/orders/{int(order_id)}/refunds", params={"per_page": 100, "page": page}
+            )
+            if not isinstance(body, list):
+                raise ShopError(
+                    f"WooCommerce answered the refunds of order {order_id} with {_kind(body)}"
+                )
+            pages = _int_header(response, "X-WP-TotalPages")
+            last_page = max(last_page, pages if pages is not None else page)
+            found.extend(refund for refund in body if isinstance(refund, dict))
+            page += 1
+        return found
+
+    def add_note_once(self, order_id: int, note: str) -> None:
+        """A private note, unless the order carries this very note already."""
+        if any(entry.get("note") == note for entry in self.list_order_notes(order_id)):
+            return
+        self.add_order_note(order_id, note)
+
     def check_access(self, *, probe_write: bool = True) -> ShopInfo:
         """Check that the shop answers and accepts the key; discover what can be discovered.
 

@@ -7,12 +7,16 @@ the one of an open :meth:`StateStore.batch`) and safe to call from several threa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from woo2d365.model import OrderState
+
+if TYPE_CHECKING:
+    from woo2d365.store.refunds import RefundRecord
 
 UpsertOutcome = Literal["added", "updated", "unchanged"]
 
@@ -663,3 +667,94 @@ class StateStore(Protocol):
     ) -> tuple[int, list[int]]:
         """Pushed orders pushed before ``moment`` with nothing shipped: how many, and some ids."""
         ...
+
+    # -- refunds (woo2d365/store/refunds.py) ----------------------------------------------
+    def save_refund(
+        self, refund_id: int, woo_id: int, amount: str, shop_created_at: datetime, raw: Any
+    ) -> bool:
+        """Record a shop refund as ``new``; True if it was not known."""
+        ...
+
+    def get_refund(self, refund_id: int, *, with_raw: bool = False) -> RefundRecord | None:
+        """One refund, or None."""
+        ...
+
+    def list_refunds(
+        self,
+        *,
+        states: Sequence[OrderState] | None = None,
+        woo_ids: Sequence[int] | None = None,
+        refund_ids: Sequence[int] | None = None,
+        with_raw: bool = False,
+    ) -> list[RefundRecord]:
+        """Refunds filtered by state, order and id; oldest refund first."""
+        ...
+
+    def refund_counts(self) -> dict[str, int]:
+        """Refunds per state."""
+        ...
+
+    def set_refund_state(
+        self,
+        refund_id: int,
+        state: OrderState,
+        *,
+        reason: str | None = None,
+        expect: Sequence[OrderState] | None = None,
+        token: str | None = None,
+        uncount_attempt: bool = False,
+        reset_attempts: bool = False,
+    ) -> bool:
+        """Move a refund to ``state`` (only from ``expect``; only under ``token``)."""
+        ...
+
+    def claim_refund(
+        self, refund_id: int, claimer: str, now: datetime, *, token: str, key: str
+    ) -> bool:
+        """``ready`` → ``pushing`` under ``token``; the key is fixed at the first claim."""
+        ...
+
+    def claim_refund_in_doubt(
+        self, refund_id: int, claimer: str, now: datetime, older_than: datetime, *, token: str
+    ) -> bool:
+        """Take over a ``pushing`` refund claimed before ``older_than``."""
+        ...
+
+    def confirm_refund_claim(
+        self, refund_id: int, token: str, now: datetime, *, sending: bool = False
+    ) -> bool:
+        """Renew the claim if ``token`` still holds it (with ``sending``, stamp the send)."""
+        ...
+
+    def set_refund_last_sent(self, refund_id: int, token: str, sent_at: datetime | None) -> bool:
+        """Put back the time of the last send."""
+        ...
+
+    def mark_refund_pushed(
+        self,
+        refund_id: int,
+        *,
+        d365_id: str,
+        d365_number: str,
+        external_number: str,
+        now: datetime,
+        token: str,
+        post: bool,
+        note: bool,
+    ) -> bool:
+        """Record the credit memo of a refund while ``token`` holds it."""
+        ...
+
+    def set_refund_posted(self, refund_id: int, d365_number: str) -> bool:
+        """The credit memo is posted under ``d365_number``."""
+        ...
+
+    def set_refund_note_done(self, refund_id: int) -> None:
+        """The shop note naming the credit memo is written."""
+        ...
+
+    def in_doubt_refund_ids(self, older_than: datetime) -> list[int]:
+        """``pushing`` refunds claimed before ``older_than``."""
+        ...
+
+    # -- end of refunds ---------------------------------------------------------------------

@@ -242,6 +242,41 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        version=7,
+        description="shop refunds and their credit memos (refund states as order states)",
+        tables=(
+            """CREATE TABLE IF NOT EXISTS refunds (
+                refund_id BIGINT NOT NULL PRIMARY KEY,
+                woo_id BIGINT NOT NULL,
+                state VARCHAR(16) NOT NULL,
+                reason TEXT NULL,
+                amount VARCHAR(32) NOT NULL,
+                shop_created_at {ts} NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                external_number VARCHAR(64) NULL,
+                d365_id VARCHAR(64) NULL,
+                d365_number VARCHAR(64) NULL,
+                claimed_by VARCHAR(128) NULL,
+                claimed_at {ts} NULL,
+                claim_token VARCHAR(64) NULL,
+                last_sent_at {ts} NULL,
+                post_pending INTEGER NOT NULL DEFAULT 0,
+                note_pending INTEGER NOT NULL DEFAULT 0,
+                created_at {ts} NOT NULL,
+                updated_at {ts} NOT NULL,
+                pushed_at {ts} NULL,
+                raw_json {longtext} NOT NULL
+            ) {opts}""",
+        ),
+        indexes=(
+            Index("ix_refunds_state_updated", "refunds", ("state", "updated_at")),
+            Index("ix_refunds_order", "refunds", ("woo_id", "refund_id")),
+        ),
+    ),
+)
+
 # -- stock (woo2d365 stock): the shop's products by SKU, and what was written -----------------
 MIGRATIONS += (
     Migration(

@@ -32,6 +32,7 @@ from woo2d365.store.base import (
     UpsertOutcome,
 )
 from woo2d365.store.migrations import MIGRATIONS, Index
+from woo2d365.store.refunds import RefundStoreMixin
 from woo2d365.store.shipments import ShipmentLedgers
 from woo2d365.store.stock import StockStoreMixin
 
@@ -112,7 +113,7 @@ class Dialect(ABC):
         return self.name
 
 
-class SqlStore(StockStoreMixin, ShipmentLedgers):
+class SqlStore(StockStoreMixin, ShipmentLedgers, RefundStoreMixin):
     """:class:`~woo2d365.store.base.StateStore` on any :class:`Dialect`."""
 
     def __init__(self, dialect: Dialect, *, clock: Callable[[], datetime] | None = None) -> None:

@@ -251,6 +251,11 @@ def _was_sent(exc: requests.RequestException) -> bool:
     return True
 
 
+CREDIT_MEMO_FIELDS = (
+    "id,number,externalDocumentNumber,status,pricesIncludeTax,totalAmountIncludingTax"
+)
+
+
 class BusinessCentralClient:
     """The Business Central API v2.0 endpoints the tool uses; share one instance between threads."""
 
@@ -598,21 +603,27 @@ class BusinessCentralClient:
     def create_sales_order(
         self, payload: dict[str, Any], guard: SendGuard | None = None
     ) -> dict[str, Any]:
-        """One deep-insert ``POST salesOrders``, repeated only when proven not processed.
+        """One deep-insert ``POST salesOrders`` (see :meth:`create_document`)."""
+        return self.create_document("salesOrders", payload, guard)
+
+    def create_document(
+        self, entity_set: str, payload: dict[str, Any], guard: SendGuard | None = None
+    ) -> dict[str, Any]:
+        """One deep-insert ``POST`` of a document, repeated only when proven not processed.
 
         One retry loop (the client's policy): a throttled or refused-before-running POST is sent
-        again; after a 500/408 answer the order is looked up by ``externalDocumentNumber`` first:
-        found, it is returned; not found, the POST is sent again.
+        again; after a 500/408 answer the document is looked up by ``externalDocumentNumber``
+        first: found, it is returned; not found, the POST is sent again.
         """
         external_number = str(payload["externalDocumentNumber"])
-        url = f"{self.base_url}/{self.company_path('salesOrders')}"
+        url = f"{self.base_url}/{self.company_path(entity_set)}"
 
         def once() -> dict[str, Any]:
             try:
                 return _created_record(self._attempt("POST", url, payload, {}, guard))
             except AnsweredInDoubt as exc:
                 try:
-                    found = self.find_sales_orders(external_number)
+                    found = self.find_documents(entity_set, external_number)
                 except DynamicsError:
                     raise DocumentInDoubt(
                         f"{exc}; the lookup by externalDocumentNumber failed too"
@@ -624,6 +635,77 @@ class BusinessCentralClient:
                 ) from None
 
         return self._retrying(once)()
+
+    def find_documents(self, entity_set: str, external_number: str) -> list[dict[str, Any]]:
+        """Documents of ``entity_set`` with this ``externalDocumentNumber``."""
+        if entity_set == "salesOrders":
+            return self.find_sales_orders(external_number)
+        params = {
+            "$filter": f"externalDocumentNumber eq {odata_string(external_number)}",
+            "$select": CREDIT_MEMO_FIELDS,
+        }
+        return list(self.get_all(self.company_path(entity_set), params))
+
+    def find_documents_by_external_numbers(
+        self, entity_set: str, external_numbers: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """Documents of ``entity_set`` whose ``externalDocumentNumber`` is one of these: one
+        request per :data:`KEYS_PER_LOOKUP` keys."""
+        if entity_set == "salesOrders":
+            return self.find_sales_orders_by_external_numbers(external_numbers)
+        found: list[dict[str, Any]] = []
+        for batch in _filter_batches(
+            "externalDocumentNumber",
+            external_numbers,
+            max_characters=KEY_FILTER_CHARACTERS,
+            max_terms=KEYS_PER_LOOKUP,
+        ):
+            params = {"$filter": batch, "$select": CREDIT_MEMO_FIELDS}
+            found.extend(self.get_all(self.company_path(entity_set), params))
+        return found
+
+    # -- credit memos (refunds) -----------------------------------------------------------------
+    def get_credit_memo(self, document_id: str) -> dict[str, Any]:
+        """One credit memo by id (its number changes when it is posted, its id does not)."""
+        result = self.request(
+            "GET",
+            f"{self.company_path('salesCreditMemos')}({document_id})"
+            + query_string({"$select": CREDIT_MEMO_FIELDS}),
+        )
+        return result if isinstance(result, dict) else {}
+
+    def credit_memo_prices_include_tax(self, customer_number: str) -> bool | None:
+        """``pricesIncludeTax`` of the customer's credit memos (the card's), None if it has none."""
+        params = {
+            "$filter": f"customerNumber eq {odata_string(customer_number)}",
+            "$select": "id,pricesIncludeTax",
+            "$top": "1",
+        }
+        for row in self.get_all(self.company_path("salesCreditMemos"), params):
+            value = row.get("pricesIncludeTax")
+            return value if isinstance(value, bool) else None
+        return None
+
+    def post_credit_memo(self, document_id: str) -> None:
+        """``Microsoft.NAV.post`` on a draft credit memo."""
+        self.request(
+            "POST", f"{self.company_path('salesCreditMemos')}({document_id})/Microsoft.NAV.post"
+        )
+
+    def sales_order_customer(self, document_id: str) -> str | None:
+        """The customer number of a sales order, None when Dynamics has no such order."""
+        try:
+            result = self.request(
+                "GET",
+                f"{self.company_path('salesOrders')}({document_id})"
+                + query_string({"$select": "id,customerNumber"}),
+            )
+        except DynamicsError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        number = result.get("customerNumber") if isinstance(result, dict) else None
+        return str(number) if number else None
 
     def _create(
         self, path: str, body: dict[str, Any], guard: SendGuard | None = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -29,6 +29,7 @@ from woo2d365.erp.base import (
 )
 from woo2d365.erp.businesscentral import postings
 from woo2d365.erp.businesscentral.client import BusinessCentralClient
+from woo2d365.erp.businesscentral.credit_memo import build_credit_memo, credit_memo_number
 from woo2d365.erp.businesscentral.payload import (
     Draft,
     build_customer,
@@ -47,7 +48,7 @@ from woo2d365.errors import (
     WaitingForDynamics,
 )
 from woo2d365.logs import mask_contact
-from woo2d365.model import Order
+from woo2d365.model import Order, Refund
 from woo2d365.settings import Settings
 from woo2d365.store.base import CachedCustomer, CachedItem, StateStore
 
@@ -116,6 +117,9 @@ class BusinessCentralTarget:
     def posted_invoices(self, prefix: str, since: datetime | None) -> list[PostedInvoice]:
         """Posted invoices of this tool's orders changed after ``since``."""
         return postings.posted_invoices(self.client, prefix, since)
+
+    def check_follow_up(self, step: str) -> None:
+        """Business Central does every follow-up step."""
 
     def goods_lines(self, order: Order) -> dict[int, Decimal]:
         """Sequence → quantity of the pushed item lines."""
@@ -311,6 +315,88 @@ class BusinessCentralTarget:
         }
 
     # -- customers ------------------------------------------------------------------------------
+    # -- credit memos (refunds) -----------------------------------------------------------------
+    def credit_memo_number(self, order: Order, refund_id: int) -> str:
+        """``orders.document_prefix`` + shop number + ``-R`` + refund id."""
+        return credit_memo_number(self.orders.document_prefix, order.number, refund_id)
+
+    def prepare_credit_memo(
+        self,
+        refund: Refund,
+        order: Order,
+        item_numbers: Mapping[int, str | None],
+        *,
+        sales_order_id: str | None,
+        key: str,
+    ) -> PreparedDocument:
+        """The credit memo body, for the sales order's customer in the card's price basis.
+
+        The customer is the pushed sales order's; once Dynamics no longer shows that order
+        (invoiced and deleted), the one ``orders.customer_mode`` gives. ``pricesIncludeTax`` is
+        read-only on credit memos: it is taken from the customer's credit memos, and is false
+        (Business Central's default for a customer card) when the customer has none yet.
+        """
+        customer = self.client.sales_order_customer(sales_order_id) if sales_order_id else None
+        if customer is None:
+            customer = self._known_customer(order)
+        basis = self.client.credit_memo_prices_include_tax(customer)
+        draft = build_credit_memo(
+            refund,
+            order,
+            item_numbers=item_numbers,
+            customer_number=customer,
+            prices_include_tax=bool(basis),
+            orders=self.orders,
+            account=self.settings.refunds.account,
+            external_number=key,
+        )
+        return PreparedDocument(
+            woo_id=order.woo_id,
+            external_number=key,
+            payload=draft.payload,
+            warnings=draft.warnings,
+        )
+
+    def _known_customer(self, order: Order) -> str:
+        if self.orders.customer_mode == "fixed":
+            return self.orders.customer_number.strip().upper()
+        key = order.email.lower()
+        cached = self.store.get_customer(key) if key else None
+        found = cached or (self._lookup_customer(order.email) if key else None)
+        if found is None:
+            raise OrderDataError(
+                "the customer of the order is not found in Dynamics (no sales order, no "
+                f"customer with e-mail {mask_contact(order.email)})"
+            )
+        return found.number
+
+    def create_credit_memo(
+        self, document: PreparedDocument, guard: SendGuard | None = None
+    ) -> CreatedDocument:
+        """One deep-insert ``POST salesCreditMemos``."""
+        raw = self.client.create_document("salesCreditMemos", document.payload, guard)
+        return _created(raw, document.external_number)
+
+    def find_credit_memo(self, external_number: str) -> CreatedDocument | None:
+        """The credit memo with this ``externalDocumentNumber`` (drafts and posted ones)."""
+        found = self.client.find_documents("salesCreditMemos", external_number)
+        return _created(found[0], external_number) if found else None
+
+    def find_credit_memos(self, external_numbers: Sequence[str]) -> dict[str, CreatedDocument]:
+        """Credit memos by ``externalDocumentNumber``, one request per 50 keys."""
+        rows = self.client.find_documents_by_external_numbers("salesCreditMemos", external_numbers)
+        found: dict[str, CreatedDocument] = {}
+        for row in rows:
+            key = str(row.get("externalDocumentNumber") or "")
+            found.setdefault(key, _created(row, key))
+        return found
+
+    def post_credit_memo(self, document_id: str) -> CreatedDocument:
+        """``Microsoft.NAV.post``, then the credit memo read again for its posted number."""
+        self.client.post_credit_memo(document_id)
+        raw = self.client.get_credit_memo(document_id)
+        return _created(raw, str(raw.get("externalDocumentNumber") or ""))
+
     def prefetch_customers(self, addresses: Iterable[str], *, dry_run: bool = False) -> int:
         """Look up, in batches, the customers of e-mail addresses the store does not know yet.
 
@@ -532,6 +618,7 @@ def _created(
         external_number=str(raw.get("externalDocumentNumber") or external_number),
         total_including_tax=amount,
         others=others,
+        status=str(raw.get("status") or ""),
     )
 
 

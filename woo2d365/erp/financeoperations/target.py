@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -74,7 +74,7 @@ from woo2d365.errors import (
     OrderDataError,
 )
 from woo2d365.logs import mask_contact
-from woo2d365.model import Order
+from woo2d365.model import Order, Refund
 from woo2d365.settings import Settings
 from woo2d365.store.base import CachedItem, StateStore
 
@@ -122,6 +122,10 @@ class FinanceOperationsTarget(BusinessCentralTarget):
         """Close the HTTP session."""
         self.fo.close()
 
+    def check_follow_up(self, step: str) -> None:
+        """No follow-up step is built for F&O yet."""
+        raise _not_yet(step)
+
     # -- after the push: not built for F&O yet (docs/architecture.md, "Two Dynamics products") --
     def item_inventory(self) -> dict[str, Decimal]:
         """Not available for F&O yet: ``[stock]`` needs Business Central."""
@@ -144,6 +148,40 @@ class FinanceOperationsTarget(BusinessCentralTarget):
     def goods_lines(self, order: Order) -> dict[int, Decimal]:
         """Not available for F&O yet."""
         raise _not_yet("shipments")
+
+    def credit_memo_number(self, order: Order, refund_id: int) -> str:
+        """Not available for F&O yet: ``[refunds]`` needs Business Central."""
+        raise _not_yet("refunds")
+
+    def prepare_credit_memo(
+        self,
+        refund: Refund,
+        order: Order,
+        item_numbers: Mapping[int, str | None],
+        *,
+        sales_order_id: str | None,
+        key: str,
+    ) -> PreparedDocument:
+        """Not available for F&O yet."""
+        raise _not_yet("refunds")
+
+    def create_credit_memo(
+        self, document: PreparedDocument, guard: SendGuard | None = None
+    ) -> CreatedDocument:
+        """Not available for F&O yet."""
+        raise _not_yet("refunds")
+
+    def find_credit_memo(self, external_number: str) -> CreatedDocument | None:
+        """Not available for F&O yet."""
+        raise _not_yet("refunds")
+
+    def find_credit_memos(self, external_numbers: Sequence[str]) -> dict[str, CreatedDocument]:
+        """Not available for F&O yet."""
+        raise _not_yet("refunds")
+
+    def post_credit_memo(self, document_id: str) -> CreatedDocument:
+        """Not available for F&O yet."""
+        raise _not_yet("refunds")
 
     def connect(self) -> None:
         """A token, and the legal entity exists (one request)."""
