@@ -545,9 +545,10 @@ def _goods_lines(erp: ErpTarget, order: OrderRecord) -> dict[int, Decimal] | Non
     if order.raw is None:
         return None
     try:
-        return erp.goods_lines(order_from_shop(order.raw))
+        lines = erp.goods_lines(order_from_shop(order.raw))
     except OrderDataError:
         return None
+    return {sequence: line.quantity for sequence, line in lines.items()}
 
 
 def _skip_closed(

@@ -47,7 +47,7 @@ from woo2d365.errors import (
     WaitingForDynamics,
 )
 from woo2d365.logs import mask_contact
-from woo2d365.model import Order
+from woo2d365.model import Line, Order
 from woo2d365.settings import Settings
 from woo2d365.store.base import CachedCustomer, CachedItem, StateStore
 
@@ -117,7 +117,7 @@ class BusinessCentralTarget:
         """Posted invoices of this tool's orders changed after ``since``."""
         return postings.posted_invoices(self.client, prefix, since)
 
-    def goods_lines(self, order: Order) -> dict[int, Decimal]:
+    def goods_lines(self, order: Order) -> dict[int, Line]:
         """Sequence → quantity of the pushed item lines."""
         return postings.goods_lines(order)
 
