@@ -292,3 +292,32 @@ def test_a_tracking_page_that_is_not_installed_is_a_configuration_error(
     result = run_woo2d365(shipping, "shipments")
     assert result.exit_code == 2, result.stdout + result.stderr
     assert "shipments.tracking_api" in result.stderr
+
+
+def test_switched_on_late_it_tells_no_customer_about_orders_the_shop_already_completed(
+    tmp_path: Path,
+) -> None:
+    with running_sandbox(
+        tmp_path / "sandbox", orders=5, unmapped_orders=0, seed=2, pushable_only=True
+    ) as sandbox:
+        assert run_woo2d365(sandbox, "sync").exit_code == 0  # shipments off
+        done_id, done_number = _order_with_two_units(sandbox)
+        sandbox.shop.modify_order(done_id, status="completed")  # settled by hand, long ago
+        sandbox.bc.ship(done_number)
+        open_id = next(i for i, o in sandbox.shop.orders.items() if o["status"] == "processing")
+        open_number = next(
+            o["number"]
+            for o in sandbox.bc.sales_orders()
+            if o["externalDocumentNumber"] == f"WC-{sandbox.shop.orders[open_id]['number']}"
+        )
+        sandbox.bc.ship(open_number)
+        assert run_woo2d365(sandbox, "sync").exit_code == 0  # a change after push: no news
+
+        with_config(sandbox, shipments={"enabled": True})
+        result = run_woo2d365(sandbox, "shipments")
+        assert result.exit_code == 0, result.stdout + result.stderr
+        assert _notes(sandbox, done_id, "Dynamics 365 shipment") == [], "no late e-mail"
+        assert len(_notes(sandbox, open_id, "Dynamics 365 shipment")) == 1, "open: told"
+        assert "1 already complete" in result.stdout
+        again = run_woo2d365(sandbox, "shipments")
+        assert again.exit_code == 0 and _notes(sandbox, done_id, "Dynamics 365 shipment") == []

@@ -155,6 +155,29 @@ def test_unshipped_pushed_orders_and_the_reserve_are_subtracted_never_below_zero
     assert shown(sandbox, widget.product_id) == (True, 18 - 3 - 2)
 
 
+def test_what_dynamics_shipped_is_not_subtracted_again_while_the_shop_order_is_open(
+    sandbox: Sandbox,
+) -> None:
+    with_config(sandbox, stock={"enabled": True}, shipments={"enabled": True})
+    widget = product_by_sku("WIDGET-001")
+    order = build_order(2101, items=[(widget, 3)], created_gmt=datetime.now(UTC))
+    order["_links"] = {}
+    sandbox.shop.add_orders([order])
+    sandbox.bc.set_inventory("WIDGET-001", 20)
+    assert run_cli(sandbox, "sync").exit_code == 0
+    assert shown(sandbox, widget.product_id) == (True, 20 - 3)
+
+    sales_order = next(
+        o for o in sandbox.bc.sales_orders() if o["externalDocumentNumber"] == "WC-2101"
+    )
+    sequence = sales_order["salesOrderLines"][0]["sequence"]
+    sandbox.bc.ship(sales_order["number"], {sequence: 1})  # posting lowers inventory to 19
+    assert inventory(sandbox, "WIDGET-001") == 19
+    assert run_cli(sandbox, "sync").exit_code == 0
+    assert sandbox.shop.orders[2101]["status"] == "processing", "partly shipped: still open"
+    assert shown(sandbox, widget.product_id) == (True, 19 - 2), "only the 2 not shipped yet"
+
+
 def test_a_refused_product_is_reported_and_the_others_are_written(sandbox: Sandbox) -> None:
     sandbox.shop.catalogue.refuse(10, "Stock is locked by the warehouse plugin.")
     result = stock(sandbox)

@@ -79,6 +79,22 @@ def test_a_partial_then_a_full_shipment_are_two_postings_and_the_order_stays(
     assert api.post(f"{api.company}/salesShipments", {}).status_code == 405
 
 
+def test_a_posted_shipment_lowers_the_items_inventory_and_not_their_modification_time(
+    bc: BusinessCentralEmulator,
+) -> None:
+    bc.set_inventory("1000", 10)
+    before = next(i for i in bc.items() if i["number"] == "1000")
+    number = _order(bc)
+    assert next(i for i in bc.items() if i["number"] == "1000")["inventory"] == 10, (
+        "an order does not lower inventory; a shipment does"
+    )
+    bc.ship(number, {10000: 1})
+    bc.ship(number)
+    after = next(i for i in bc.items() if i["number"] == "1000")
+    assert after["inventory"] == 7
+    assert after["lastModifiedDateTime"] == before["lastModifiedDateTime"]
+
+
 def test_ship_and_invoice_in_one_go_deletes_the_order_but_the_invoice_keeps_its_id(
     bc: BusinessCentralEmulator, api: Api
 ) -> None:

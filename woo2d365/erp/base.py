@@ -30,7 +30,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from woo2d365.model import Order, Refund
+from woo2d365.model import Line, Order, Refund
 from woo2d365.store.base import CachedItem
 
 
@@ -255,9 +255,9 @@ class ErpTarget(Protocol):
         """Posted invoices of this tool's documents changed after ``since``; paged reads."""
         ...
 
-    def goods_lines(self, order: Order) -> dict[int, Decimal]:
-        """Line sequence → quantity of the goods lines of the order's pushed document (what has
-        to ship before the order is complete); computed from the order, no request."""
+    def goods_lines(self, order: Order) -> dict[int, Line]:
+        """Line sequence → the order's goods line on the pushed document (what has to ship
+        before the order is complete); computed from the order, no request."""
         ...
 
     def check_follow_up(self, step: str) -> None:

@@ -57,6 +57,7 @@ CURSOR_KEYS = {
     "invoices": "shipments.cursor.invoices",
 }
 INVOICE_META_KEY = OWN_META_PREFIX + "invoice"
+SWITCHED_ON_KEY = "shipments.switched_on"  # when the first run ended: later shipments are news
 CLOSED_STATUSES = frozenset({"cancelled", "refunded", "failed", "trash"})
 """Shop statuses after which the tool writes nothing to the order (a person decides)."""
 # What setting the status changes in the order besides ``date_modified`` (docs/systems.md W6).
@@ -175,6 +176,7 @@ class _Work:
     shipments: list[ShipmentReport] = field(default_factory=list)
     invoices: list[InvoiceRecord] = field(default_factory=list)
     fulfilment: Fulfilment | None = None
+    baseline: bool = False  # first run, order already complete in the shop: nothing to tell
 
 
 def run(
@@ -199,6 +201,13 @@ def run(
         ctx.store.observe_invoices(seen_invoices)
 
     work = _work(ctx, seen_shipments, seen_invoices, options)
+    first_run = ctx.store.get_value(SWITCHED_ON_KEY) is None
+    if first_run:
+        # Switched on for the first time: every shipment ever posted is read. Orders the shop
+        # already shows complete were settled long ago; their customers get no late e-mails.
+        complete = ctx.settings.shipments.complete_status
+        for item in work.values():
+            item.baseline = item.order.shop_status == complete
     carriers = {k.strip().upper(): v for k, v in ctx.settings.shipments.carriers.items()}
     _report_all(ctx, shop, erp, work, carriers, options, result)
     _write_invoice_meta(ctx, shop, work, options, result)
@@ -210,6 +219,8 @@ def run(
             ("invoices", invoices),
         ):
             _advance(ctx, CURSOR_KEYS[name], cursors[name], rows or [])
+        if first_run:
+            ctx.store.set_value(SWITCHED_ON_KEY, ctx.clock().isoformat())
     return result
 
 
@@ -502,6 +513,9 @@ def _report_order(
             if closed:
                 _skip_closed(ctx, report, order, options, result)
                 continue
+            if work.baseline:
+                _skip_settled(ctx, report, order, options, result)
+                continue
             partial = goods is None or any(shipped.get(s, Decimal(0)) < q for s, q in goods.items())
             if report.note_state in ("pending", "claimed"):
                 _shipment_once(ctx, shop, report, partial, carriers, options, result)
@@ -531,9 +545,10 @@ def _goods_lines(erp: ErpTarget, order: OrderRecord) -> dict[int, Decimal] | Non
     if order.raw is None:
         return None
     try:
-        return erp.goods_lines(order_from_shop(order.raw))
+        lines = erp.goods_lines(order_from_shop(order.raw))
     except OrderDataError:
         return None
+    return {sequence: line.quantity for sequence, line in lines.items()}
 
 
 def _skip_closed(
@@ -559,6 +574,30 @@ def _skip_closed(
     ):
         ctx.event(STEP, message, level="warning", woo_id=order.woo_id)
     _count(result, "skipped")
+
+
+def _skip_settled(
+    ctx: RunContext,
+    report: ShipmentReport,
+    order: OrderRecord,
+    options: FollowUpOptions,
+    result: FollowUpResult,
+) -> None:
+    """A shipment of an order the shop already showed complete when shipments was switched on."""
+    if report.note_state not in ("pending", "claimed"):
+        return
+    message = (
+        f"shipment {report.number} of {report.posted_on} not reported: order {order.number} was "
+        f"already {order.shop_status} in the shop when shipments was switched on"
+    )
+    _count(result, "already_complete")
+    if options.dry_run:
+        result.lines.append(f"would record {message}")
+        return
+    if ctx.store.set_shipment_note_state(
+        report.shipment_id, "skipped", expect=["pending", "claimed"]
+    ):
+        ctx.event(STEP, message, woo_id=order.woo_id)
 
 
 def _shipment_once(

@@ -24,10 +24,12 @@ from decimal import Decimal
 from typing import Any
 
 from woo2d365.erp.base import ErpTarget
+from woo2d365.errors import OrderDataError
 from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.followup import FollowUpOptions, FollowUpResult
 from woo2d365.pipeline.validate import item_for_sku
 from woo2d365.shop.client import BATCH_LIMIT, StockAnswer, WooClient
+from woo2d365.shop.mapping import order_from_shop
 from woo2d365.store.base import CachedItem, StateStore, StockTarget
 from woo2d365.store.stock import StockRunSummary, save_stock_run
 
@@ -63,7 +65,7 @@ def run(
     targets, listed = refresh_targets(ctx, shop, dry_run=options.dry_run)
     inventory = erp.item_inventory()
     resolve = sku_resolver(ctx, inventory)
-    pending = unshipped_quantities(store, resolve)
+    pending = unshipped_quantities(store, resolve, erp)
     wanted = set(options.skus)
     if wanted:
         targets = [t for t in targets if t.sku in wanted]
@@ -194,21 +196,34 @@ def sku_resolver(ctx: RunContext, inventory: dict[str, Decimal]) -> Resolve:
     return resolve
 
 
-def unshipped_quantities(store: StateStore, resolve: Resolve) -> dict[str, Decimal]:
+def unshipped_quantities(store: StateStore, resolve: Resolve, erp: ErpTarget) -> dict[str, Decimal]:
     """Per item number, the quantity on orders this tool pushed that Dynamics has not shipped.
 
     Dynamics lowers inventory only when a shipment is posted, while the shop lowered its stock
-    when the order was placed. Until a shipments ledger tells ordered − shipped per line, an order
-    counts as unshipped while its shop status is one of :data:`UNSHIPPED_SHOP_STATUSES`.
+    when the order was placed. An order counts while its shop status is one of
+    :data:`UNSHIPPED_SHOP_STATUSES` (the shop calls it done otherwise), each goods line less what
+    the shipments ledger has recorded as shipped for it (``woo2d365 shipments``: a partly shipped
+    order counts only its rest, a shipped one nothing, even before the shop shows it complete).
     """
+    raws = store.pushed_order_raws(list(UNSHIPPED_SHOP_STATUSES))
+    ids = [int(raw["id"]) for raw in raws if isinstance(raw.get("id"), int)]
+    shipped: dict[int, dict[int, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for start in range(0, len(ids), 500):
+        for report in store.shipment_reports(ids[start : start + 500]):
+            for sequence, quantity in report.lines.items():
+                shipped[report.woo_id][int(sequence)] += Decimal(quantity)
     held: dict[str, Decimal] = defaultdict(Decimal)
-    for raw in store.pushed_order_raws(list(UNSHIPPED_SHOP_STATUSES)):
-        for line in raw.get("line_items") or []:
-            if not isinstance(line, dict) or not line.get("sku"):
-                continue
-            number = resolve(str(line["sku"]))
-            if number is not None:
-                held[number] += _decimal(line.get("quantity"))
+    for raw in raws:
+        try:
+            lines = erp.goods_lines(order_from_shop(raw))
+        except OrderDataError:
+            continue  # a shop order that cannot be read was never pushed as it stands
+        done = shipped.get(int(raw.get("id") or 0), {})
+        for sequence, line in lines.items():
+            left = line.quantity - done.get(sequence, Decimal(0))
+            number = resolve(line.sku) if line.sku else None
+            if number is not None and left > 0:
+                held[number] += left
     return dict(held)
 
 
@@ -321,13 +336,6 @@ def _int(value: Any) -> int:
         return int(Decimal(str(value)))
     except (ArithmeticError, ValueError):
         return 0
-
-
-def _decimal(value: Any) -> Decimal:
-    try:
-        return Decimal(str(value))
-    except ArithmeticError:
-        return Decimal(0)
 
 
 def _parse_time(text: str) -> datetime | None:

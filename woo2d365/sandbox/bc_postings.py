@@ -283,6 +283,11 @@ def _post_shipment(
         if quantity is None:
             continue
         line["shippedQuantity"] += quantity
+        if line["lineType"] == "Item":  # a posted shipment lowers inventory (docs/systems.md B4)
+            item_id = company.item_by_number.get(str(line["lineObjectNumber"]).upper())
+            if item_id is not None:
+                item = company.items[item_id]
+                item["inventory"] = Decimal(str(item.get("inventory") or 0)) - quantity
         posted.append(
             {
                 "id": m.new_guid(),

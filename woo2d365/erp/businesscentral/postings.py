@@ -16,7 +16,7 @@ from typing import Any
 from woo2d365.erp.base import PostedInvoice, PostedShipment, ShipmentTracking
 from woo2d365.erp.businesscentral.client import BusinessCentralClient, odata_datetime, odata_string
 from woo2d365.errors import ConfigError, DynamicsError
-from woo2d365.model import LineKind, Order
+from woo2d365.model import Line, LineKind, Order
 
 LINE_STEP = 10000  # Business Central numbers the lines of a deep insert 10000, 20000, ...
 
@@ -134,8 +134,8 @@ def posted_invoices(
     return found
 
 
-def goods_lines(order: Order) -> dict[int, Decimal]:
-    """Sequence → quantity of the item lines as the push sent them.
+def goods_lines(order: Order) -> dict[int, Line]:
+    """Sequence → the item lines as the push sent them.
 
     The push sends the item lines first, in the shop's order, leaving out only those without a
     quantity (see payload.build_sales_order); Business Central numbers deep-inserted lines
@@ -144,4 +144,4 @@ def goods_lines(order: Order) -> dict[int, Decimal]:
     items = [
         line for line in order.lines if line.kind is LineKind.ITEM and line.quantity > Decimal(0)
     ]
-    return {LINE_STEP * (index + 1): line.quantity for index, line in enumerate(items)}
+    return {LINE_STEP * (index + 1): line for index, line in enumerate(items)}

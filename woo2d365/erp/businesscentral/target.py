@@ -48,7 +48,7 @@ from woo2d365.errors import (
     WaitingForDynamics,
 )
 from woo2d365.logs import mask_contact
-from woo2d365.model import Order, Refund
+from woo2d365.model import Line, Order, Refund
 from woo2d365.settings import Settings
 from woo2d365.store.base import CachedCustomer, CachedItem, StateStore
 
@@ -121,7 +121,7 @@ class BusinessCentralTarget:
     def check_follow_up(self, step: str) -> None:
         """Business Central does every follow-up step."""
 
-    def goods_lines(self, order: Order) -> dict[int, Decimal]:
+    def goods_lines(self, order: Order) -> dict[int, Line]:
         """Sequence → quantity of the pushed item lines."""
         return postings.goods_lines(order)
 

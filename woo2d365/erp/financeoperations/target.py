@@ -74,7 +74,7 @@ from woo2d365.errors import (
     OrderDataError,
 )
 from woo2d365.logs import mask_contact
-from woo2d365.model import Order, Refund
+from woo2d365.model import Line, Order, Refund
 from woo2d365.settings import Settings
 from woo2d365.store.base import CachedItem, StateStore
 
@@ -145,7 +145,7 @@ class FinanceOperationsTarget(BusinessCentralTarget):
         """Not available for F&O yet."""
         raise _not_yet("shipments")
 
-    def goods_lines(self, order: Order) -> dict[int, Decimal]:
+    def goods_lines(self, order: Order) -> dict[int, Line]:
         """Not available for F&O yet."""
         raise _not_yet("shipments")
 
