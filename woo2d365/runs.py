@@ -177,6 +177,7 @@ def run_follow_up(runtime: Runtime, name: str, options: FollowUpOptions) -> Foll
                 counts={**result.counts, "attention": len(result.attention)},
             )
             if lost.is_set():
+                result.lease_lost = True
                 record["outcome"] = "error"
                 ctx.event(name, "the run lock was lost while this step ran", level="error")
         return result

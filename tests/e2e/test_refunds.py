@@ -427,3 +427,27 @@ def test_a_refund_deleted_in_the_shop_gets_no_credit_memo_or_its_memo_is_named_f
         (reviewed,) = _status_refunds(sandbox, pushed)
         assert reviewed["state"] == "pushed" and "deleted in the shop" in reviewed["reason"]
         assert run_cli(sandbox, "sync").exit_code == 0, "reported once"
+
+
+def test_a_refund_of_an_order_pull_has_not_stored_yet_is_read_again_until_it_is(
+    shop_excl: Sandbox,
+) -> None:
+    sandbox = shop_excl
+    _sync(sandbox)
+    late = 7001
+    _add_order(sandbox, late)  # placed in the shop, not pulled yet
+    early = sandbox.shop.add_refund(
+        late, amount="5.00", at=datetime.now(UTC) - timedelta(minutes=30)
+    )
+    sandbox.shop.add_refund(ORDER_ID, amount="3.00")
+    alone = run_cli(sandbox, "refunds")  # no pull: order 7001 is unknown to the store
+    assert alone.exit_code == 0, alone.stdout + alone.stderr
+    assert list(_memos(sandbox)) == [f"WC-{ORDER_ID}-R{_refund_ids(sandbox, ORDER_ID)[0]}"]
+
+    sandbox.shop.modify_order(late, customer_note="please hurry")  # pull sees it now
+    _sync(sandbox)
+    assert f"WC-{late}-R{early['id']}" in _memos(sandbox), "not lost behind the refund cursor"
+
+
+def _refund_ids(sandbox: Sandbox, order_id: int) -> list[int]:
+    return [int(r["id"]) for r in sandbox.shop.orders[order_id]["refunds"]]

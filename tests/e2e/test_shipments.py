@@ -232,6 +232,24 @@ def test_a_lost_answer_to_the_note_is_settled_by_reading_the_notes_not_by_writin
     assert sum(shipment_marker(shipment["number"]) in e["message"] for e in events) == 1
 
 
+def test_a_note_that_landed_without_the_tracking_number_is_followed_by_the_tracking_note(
+    shipping: Sandbox,
+) -> None:
+    woo_id, number = _order_with_two_units(shipping)
+    shipment = shipping.bc.ship(number)
+    assert shipment is not None
+    shipping.shop.drop_next(
+        path_prefix=f"/wp-json/wc/v3/orders/{woo_id}/notes", method="POST", after_processing=True
+    )
+    assert run_woo2d365(shipping, "shipments").exit_code == 3  # the note landed, no tracking
+    shipping.bc.set_tracking(shipment["number"], "DHL", "JVGL0123456789")
+    for _ in range(2):
+        done = run_woo2d365(shipping, "shipments")
+        assert done.exit_code == 0, done.stdout + done.stderr
+    assert len(_notes(shipping, woo_id, "Shipped")) == 1, "the shipment note, once"
+    assert len(_notes(shipping, woo_id, "JVGL0123456789")) == 1, "the tracking note, once"
+
+
 def _wait_for(condition: Any, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -314,10 +332,12 @@ def test_switched_on_late_it_tells_no_customer_about_orders_the_shop_already_com
         assert run_woo2d365(sandbox, "sync").exit_code == 0  # a change after push: no news
 
         with_config(sandbox, shipments={"enabled": True})
+        narrowed = run_woo2d365(sandbox, "shipments", "--order", str(open_id))
+        assert narrowed.exit_code == 0, narrowed.stdout + narrowed.stderr
         result = run_woo2d365(sandbox, "shipments")
         assert result.exit_code == 0, result.stdout + result.stderr
         assert _notes(sandbox, done_id, "Dynamics 365 shipment") == [], "no late e-mail"
         assert len(_notes(sandbox, open_id, "Dynamics 365 shipment")) == 1, "open: told"
-        assert "1 already complete" in result.stdout
+        assert "1 already complete" in result.stdout, "a narrowed first run is no first run"
         again = run_woo2d365(sandbox, "shipments")
         assert again.exit_code == 0 and _notes(sandbox, done_id, "Dynamics 365 shipment") == []

@@ -178,6 +178,26 @@ def test_what_dynamics_shipped_is_not_subtracted_again_while_the_shop_order_is_o
     assert shown(sandbox, widget.product_id) == (True, 19 - 2), "only the 2 not shipped yet"
 
 
+def test_with_shipments_off_stock_still_reads_what_dynamics_shipped(sandbox: Sandbox) -> None:
+    with_config(sandbox, stock={"enabled": True})  # [shipments] stays off
+    widget = product_by_sku("WIDGET-001")
+    order = build_order(2102, items=[(widget, 3)], created_gmt=datetime.now(UTC))
+    order["_links"] = {}
+    sandbox.shop.add_orders([order])
+    sandbox.bc.set_inventory("WIDGET-001", 20)
+    assert run_cli(sandbox, "sync").exit_code == 0
+    assert shown(sandbox, widget.product_id) == (True, 17)
+    sales_order = next(
+        o for o in sandbox.bc.sales_orders() if o["externalDocumentNumber"] == "WC-2102"
+    )
+    sandbox.bc.ship(sales_order["number"])  # inventory 17; the shop still says processing
+    assert run_cli(sandbox, "stock").exit_code == 0
+    assert shown(sandbox, widget.product_id) == (True, 17), "shipped once, not subtracted again"
+    assert sandbox.shop.notes.get(2102, []) == [] or not any(
+        "Dynamics 365 shipment" in str(n.get("note")) for n in sandbox.shop.notes[2102]
+    ), "the shop is told nothing while [shipments] is off"
+
+
 def test_a_refused_product_is_reported_and_the_others_are_written(sandbox: Sandbox) -> None:
     sandbox.shop.catalogue.refuse(10, "Stock is locked by the warehouse plugin.")
     result = stock(sandbox)

@@ -48,10 +48,13 @@ class FollowUpResult:
     attention: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     dry_run: bool = False
+    lease_lost: bool = False  # the run lock was lost meanwhile: never a success
 
     @property
     def exit_code(self) -> ExitCode:
-        """1 when something of this run needs a person, else 0."""
+        """3 when the run lock was lost, 1 when something of this run needs a person, else 0."""
+        if self.lease_lost:
+            return ExitCode.UNREACHABLE
         return ExitCode.ATTENTION if self.attention else ExitCode.OK
 
     def summary(self) -> str:

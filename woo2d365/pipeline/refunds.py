@@ -51,6 +51,7 @@ from woo2d365.errors import (
 from woo2d365.model import Order, OrderState, Refund
 from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.followup import FollowUpOptions, FollowUpResult
+from woo2d365.pipeline.pull import read_cursor as read_pull_cursor
 from woo2d365.pipeline.push import process_has_ended
 from woo2d365.pipeline.validate import resolve_lines
 from woo2d365.shop.client import WooClient
@@ -167,15 +168,22 @@ def _discover(state: _Run) -> None:
             known[woo_id] = record
         return known[woo_id]
 
+    pulled_until = read_pull_cursor(ctx)
+    hold: datetime | None = None  # the oldest refund of an order pull may not have stored yet
+
     def take(raw: dict[str, Any], woo_id: int) -> None:
-        nonlocal newest
-        record = order_of(woo_id)
-        if record is None:
-            return  # not an order of this tool
+        nonlocal newest, hold
         try:
             refund = refund_from_shop(raw, woo_id)
         except OrderDataError as exc:
             ctx.log.warning("refund %s of order %s not read: %s", raw.get("id"), woo_id, exc)
+            return
+        record = order_of(woo_id)
+        if record is None:
+            # Not an order of this tool, or one pull has not stored yet (a refund moves its
+            # order's date_modified, so once pull has passed this moment the order is known).
+            if pulled_until is None or refund.created_at > pulled_until:
+                hold = refund.created_at if hold is None else min(hold, refund.created_at)
             return
         if newest is None or refund.created_at > newest:
             newest = refund.created_at
@@ -215,7 +223,9 @@ def _discover(state: _Run) -> None:
         if changed and not state.options.dry_run:
             newest_change = max(record.shop_modified_at for record in changed)
             store.set_value(ORDERS_CURSOR_KEY, newest_change.isoformat())
-    if newest is not None and newest != cursor and not state.options.dry_run:
+    if hold is not None and newest is not None and newest >= hold:
+        newest = hold - timedelta(microseconds=1)  # read that refund again next run
+    if newest is not None and (cursor is None or newest > cursor) and not state.options.dry_run:
         store.set_value(CURSOR_KEY, newest.isoformat())
 
 

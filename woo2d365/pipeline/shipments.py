@@ -219,12 +219,32 @@ def run(
             ("invoices", invoices),
         ):
             _advance(ctx, CURSOR_KEYS[name], cursors[name], rows or [])
-        if first_run:
+        if first_run and not options.order_ids:  # a narrowed run saw only some orders
             ctx.store.set_value(SWITCHED_ON_KEY, ctx.clock().isoformat())
     return result
 
 
 # -- reading and matching ----------------------------------------------------------------------
+
+
+def record_shipped(ctx: RunContext, erp: ErpTarget, *, dry_run: bool) -> list[ShipmentReport]:
+    """Read new posted shipments into the ledger without telling the shop anything.
+
+    For ``stock`` while this step is switched off: Dynamics lowers inventory when it posts a
+    shipment, so stock must know what was shipped. The shipments cursor moves as when this step
+    runs; a shipment recorded here is reported to the shop only once the step is switched on
+    (and not at all for orders the shop already shows complete, see :func:`run`).
+    """
+    prefix = ctx.settings.orders.document_prefix.strip().upper()
+    cursor = _cursor(ctx, CURSOR_KEYS["shipments"])
+    shipments = erp.posted_shipments(prefix, _since(cursor))
+    orders = _match_orders(ctx, shipments, [], [])
+    seen, _, _ = _observations(orders, shipments, None, [])
+    if not dry_run:
+        ctx.store.observe_shipments(seen)
+        if not ctx.lease_lost.is_set():
+            _advance(ctx, CURSOR_KEYS["shipments"], cursor, shipments)
+    return seen
 
 
 def _cursor(ctx: RunContext, key: str) -> datetime | None:
@@ -618,8 +638,11 @@ def _shipment_once(
         _count(result, "shipments")
         return
     marker = shipment_marker(report.number)
+    told_tracking = bool(report.tracking)
     if report.note_state == "claimed" and _has_note(shop, woo_id, marker):
-        pass  # the earlier run's note landed; only its record was lost
+        # The earlier run's note landed; only its record was lost. It carried today's tracking
+        # number only if it says so: else the tracking note is still to come.
+        told_tracking = bool(report.tracking) and _has_note(shop, woo_id, marker, report.tracking)
     else:
         if report.note_state == "pending" and not ctx.store.set_shipment_note_state(
             report.shipment_id, "claimed", expect=["pending"]
@@ -627,7 +650,7 @@ def _shipment_once(
             return
         shop.add_order_note(woo_id, text, customer_note=customer)
     ctx.store.set_shipment_note_state(report.shipment_id, "noted", expect=["claimed"])
-    if report.tracking:
+    if told_tracking:
         ctx.store.set_tracking_note(report.shipment_id, claim="", noted=report.tracking)
     ctx.event(STEP, f"shop told: {text}", woo_id=woo_id)
     _count(result, "shipments")

@@ -27,10 +27,11 @@ from woo2d365.erp.base import ErpTarget
 from woo2d365.errors import OrderDataError
 from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.followup import FollowUpOptions, FollowUpResult
+from woo2d365.pipeline.shipments import record_shipped
 from woo2d365.pipeline.validate import item_for_sku
 from woo2d365.shop.client import BATCH_LIMIT, StockAnswer, WooClient
 from woo2d365.shop.mapping import order_from_shop
-from woo2d365.store.base import CachedItem, StateStore, StockTarget
+from woo2d365.store.base import CachedItem, ShipmentReport, StateStore, StockTarget
 from woo2d365.store.stock import StockRunSummary, save_stock_run
 
 STEP = "stock"
@@ -65,7 +66,11 @@ def run(
     targets, listed = refresh_targets(ctx, shop, dry_run=options.dry_run)
     inventory = erp.item_inventory()
     resolve = sku_resolver(ctx, inventory)
-    pending = unshipped_quantities(store, resolve, erp)
+    if not ctx.settings.shipments.enabled:  # else the shipments step keeps the ledger current
+        shipped_now = record_shipped(ctx, erp, dry_run=options.dry_run)
+    else:
+        shipped_now = []
+    pending = unshipped_quantities(store, resolve, erp, also=shipped_now)
     wanted = set(options.skus)
     if wanted:
         targets = [t for t in targets if t.sku in wanted]
@@ -196,7 +201,13 @@ def sku_resolver(ctx: RunContext, inventory: dict[str, Decimal]) -> Resolve:
     return resolve
 
 
-def unshipped_quantities(store: StateStore, resolve: Resolve, erp: ErpTarget) -> dict[str, Decimal]:
+def unshipped_quantities(
+    store: StateStore,
+    resolve: Resolve,
+    erp: ErpTarget,
+    *,
+    also: Iterable[ShipmentReport] = (),
+) -> dict[str, Decimal]:
     """Per item number, the quantity on orders this tool pushed that Dynamics has not shipped.
 
     Dynamics lowers inventory only when a shipment is posted, while the shop lowered its stock
@@ -208,8 +219,13 @@ def unshipped_quantities(store: StateStore, resolve: Resolve, erp: ErpTarget) ->
     raws = store.pushed_order_raws(list(UNSHIPPED_SHOP_STATUSES))
     ids = [int(raw["id"]) for raw in raws if isinstance(raw.get("id"), int)]
     shipped: dict[int, dict[int, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    reports: dict[str, ShipmentReport] = {r.shipment_id: r for r in also}  # a dry run's read
     for start in range(0, len(ids), 500):
         for report in store.shipment_reports(ids[start : start + 500]):
+            reports.setdefault(report.shipment_id, report)
+    wanted = set(ids)
+    for report in reports.values():
+        if report.woo_id in wanted:
             for sequence, quantity in report.lines.items():
                 shipped[report.woo_id][int(sequence)] += Decimal(quantity)
     held: dict[str, Decimal] = defaultdict(Decimal)

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from woo2d365.errors import ConfigError, StoreUnavailable
 from woo2d365.store.base import StateStore
-from woo2d365.store.migrations import LATEST_VERSION
+from woo2d365.store.migrations import MIGRATIONS
 from woo2d365.store.sql import SqlStore
 
 __all__ = ["SqlStore", "StateStore", "naming_state_url", "open_store"]
@@ -36,7 +36,9 @@ def open_store(
         raise ConfigError(f"state.url: unsupported scheme {scheme!r}")
     # Checking first keeps every later start to one query (DDL is not free on MySQL).
     try:
-        if migrate and store.schema_version() < LATEST_VERSION:
+        # Every version, not the highest: migrations of features built side by side may be
+        # numbered out of the order they were applied in.
+        if migrate and not {m.version for m in MIGRATIONS} <= store.applied_versions():
             store.migrate()
     except StoreUnavailable as exc:
         store.close()

@@ -264,6 +264,14 @@ class SqlStore(StockStoreMixin, ShipmentLedgers, RefundStoreMixin):
         cur.fetchall()
         return {str(column[0]).lower() for column in cur.description or ()}
 
+    def applied_versions(self) -> set[int]:
+        """The schema versions applied to this database (empty for a new one)."""
+        with self._tx() as cur:
+            if not self.dialect.table_exists(cur, "schema_migrations"):
+                return set()
+            self._exec(cur, "SELECT version FROM schema_migrations")
+            return {int(row[0]) for row in cur.fetchall()}
+
     def schema_version(self) -> int:
         """The version of the applied schema (0 for an empty database)."""
         with self._tx() as cur:
