@@ -10,6 +10,7 @@ waits go through an injected ``sleep``, so tests never wait.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Generator
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import backoff
+
+log = logging.getLogger("woo2d365")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,6 +44,12 @@ def retry_after_of(exc: BaseException | None) -> float | None:
     """The ``Retry-After`` (seconds) an error carries, if any."""
     value = getattr(exc, "retry_after", None)
     return None if value is None else float(value)
+
+
+def log_retry(exc: BaseException, wait: float, tries: int) -> None:
+    """``on_retry`` of the Dynamics clients: at info (-v), since a request that then succeeds is
+    no news and an outage is said once, by the step that gives up."""
+    log.info("Dynamics request failed (try %s), retrying in %.1f s: %s", tries, wait, exc)
 
 
 def retrying(

@@ -50,8 +50,8 @@ from woo2d365.errors import (
     DynamicsUnreachable,
     DynamicsUntrusted,
 )
-from woo2d365.http import TrustingSession, retry_after_seconds
-from woo2d365.retries import RetryPolicy, retrying
+from woo2d365.http import api_session, retry_after_seconds
+from woo2d365.retries import RetryPolicy, log_retry, retrying
 from woo2d365.settings import DynamicsSettings
 
 log = logging.getLogger("woo2d365.dynamics")
@@ -271,7 +271,11 @@ class FinanceOperationsClient:
         self.retry = retry or RetryPolicy()
         self.base_url = f"{settings.fo_url.rstrip('/')}/data"
         self.legal_entity = settings.legal_entity.strip().lower()
-        self._session = session or self._new_session()
+        self._session = session or api_session(
+            self.base_url,
+            settings.max_concurrency,
+            {"Accept": "application/json", "OData-Version": "4.0"},
+        )
         self._slots = threading.BoundedSemaphore(settings.max_concurrency)
         self._limiter = limiter or SlidingWindowLimiter(settings.requests_per_5_minutes)
         self._count_lock = threading.Lock()
@@ -283,22 +287,8 @@ class FinanceOperationsClient:
             retry_on=DynamicsError,
             is_retryable=_worth_another_try,
             sleep=sleep,
-            on_retry=_log_retry,
+            on_retry=log_retry,
         )
-
-    def _new_session(self) -> requests.Session:
-        session = TrustingSession()
-        session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
-        session.trust_env = False
-        adapter = requests.adapters.HTTPAdapter(
-            pool_maxsize=max(10, self.settings.max_concurrency * 2), max_retries=0
-        )
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        session.headers.update(
-            {"Accept": "application/json", "OData-Version": "4.0", "User-Agent": "woo2d365"}
-        )
-        return session
 
     def close(self) -> None:
         """Close the HTTP session."""
@@ -663,7 +653,3 @@ def _worth_another_try(exc: BaseException) -> bool:
     if isinstance(exc, DocumentInDoubt | DynamicsAuthenticationError):
         return False
     return bool(getattr(exc, "retryable", False))
-
-
-def _log_retry(exc: BaseException, wait: float, tries: int) -> None:
-    log.warning("Dynamics request failed (try %s), retrying in %.1f s: %s", tries, wait, exc)
