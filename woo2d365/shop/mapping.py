@@ -313,27 +313,28 @@ def _text(value: Any) -> str:
 
 def _money(value: Any, where: str) -> Decimal:
     """A money string (``"58.38"``) as Decimal; a number is read through its text, not as float."""
-    amount = _decimal(value)
-    if amount is None:
-        raise OrderDataError(f"{where} is not an amount: {value!r:.40}")
-    if not _fits(amount, MAX_AMOUNT_DIGITS, MAX_AMOUNT_DECIMALS):
-        raise OrderDataError(
-            f"{where} is not an amount Business Central can book: {value!r:.40} (more than "
-            f"{MAX_AMOUNT_DIGITS} digits before or {MAX_AMOUNT_DECIMALS} after the point)"
-        )
-    return amount
+    return _bookable(value, where, ("an amount", "an amount"), MAX_AMOUNT_DECIMALS)
 
 
 def _quantity(value: Any, where: str) -> Decimal:
-    quantity = _decimal(value)
-    if quantity is None:
-        raise OrderDataError(f"{where} is not a number: {value!r:.40}")
-    if not _fits(quantity, MAX_AMOUNT_DIGITS, MAX_QUANTITY_DECIMALS):
+    return _bookable(value, where, ("a number", "a quantity"), MAX_QUANTITY_DECIMALS)
+
+
+def _bookable(value: Any, where: str, names: tuple[str, str], decimals: int) -> Decimal:
+    """``value`` as Decimal, or OrderDataError when it is no number or too long to book.
+
+    ``names`` says what the value is when unreadable and what Dynamics books, for the message.
+    """
+    unreadable, what = names
+    number = _decimal(value)
+    if number is None:
+        raise OrderDataError(f"{where} is not {unreadable}: {value!r:.40}")
+    if not _fits(number, MAX_AMOUNT_DIGITS, decimals):
         raise OrderDataError(
-            f"{where} is not a quantity Business Central can book: {value!r:.40} (more than "
-            f"{MAX_AMOUNT_DIGITS} digits before or {MAX_QUANTITY_DECIMALS} after the point)"
+            f"{where} is not {what} Business Central can book: {value!r:.40} (more than "
+            f"{MAX_AMOUNT_DIGITS} digits before or {decimals} after the point)"
         )
-    return quantity
+    return number
 
 
 def _fits(value: Decimal, digits: int, decimals: int) -> bool:
