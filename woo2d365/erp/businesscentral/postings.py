@@ -28,6 +28,21 @@ def _filter(prefix: str, since: datetime | None) -> str:
     return " and ".join(parts)
 
 
+def _text(row: dict[str, Any], field: str) -> str:
+    """A field of an API row as text, "" when absent or null."""
+    return str(row.get(field) or "")
+
+
+def _document_keys(row: dict[str, Any]) -> dict[str, str]:
+    """The keys every posted document carries: its id, number, and the order's numbers."""
+    return {
+        "id": _text(row, "id"),
+        "number": _text(row, "number"),
+        "external_number": _text(row, "externalDocumentNumber"),
+        "order_number": _text(row, "orderNumber"),
+    }
+
+
 def _decimal(value: Any) -> Decimal:
     try:
         return Decimal(str(value))
@@ -51,12 +66,9 @@ def posted_shipments(
                 lines[line["sequence"]] = lines.get(line["sequence"], Decimal(0)) + quantity
         found.append(
             PostedShipment(
-                id=str(row.get("id") or ""),
-                number=str(row.get("number") or ""),
-                external_number=str(row.get("externalDocumentNumber") or ""),
-                order_number=str(row.get("orderNumber") or ""),
-                posted_on=str(row.get("postingDate") or ""),
-                modified=str(row.get("lastModifiedDateTime") or ""),
+                **_document_keys(row),
+                posted_on=_text(row, "postingDate"),
+                modified=_text(row, "lastModifiedDateTime"),
                 lines=lines,
             )
         )
@@ -88,13 +100,10 @@ def shipment_tracking(
     for row in rows:
         found.append(
             ShipmentTracking(
-                id=str(row.get("id") or ""),
-                number=str(row.get("number") or ""),
-                external_number=str(row.get("externalDocumentNumber") or ""),
-                order_number=str(row.get("orderNumber") or ""),
-                agent=str(row.get("shippingAgentCode") or "").strip(),
-                tracking=str(row.get("packageTrackingNumber") or "").strip(),
-                modified=str(row.get("lastModifiedDateTime") or ""),
+                **_document_keys(row),
+                agent=_text(row, "shippingAgentCode").strip(),
+                tracking=_text(row, "packageTrackingNumber").strip(),
+                modified=_text(row, "lastModifiedDateTime"),
             )
         )
     return found
@@ -112,23 +121,20 @@ def posted_invoices(
     }
     found = []
     for row in client.get_all(client.company_path("salesInvoices"), params):
-        status = str(row.get("status") or "").replace("_x0020_", " ").strip()
+        status = _text(row, "status").replace("_x0020_", " ").strip()
         if status in ("", "Draft", "In Review"):
             continue  # not posted
         found.append(
             PostedInvoice(
-                id=str(row.get("id") or ""),
-                number=str(row.get("number") or ""),
-                external_number=str(row.get("externalDocumentNumber") or ""),
-                order_number=str(row.get("orderNumber") or ""),
-                order_id=str(row.get("orderId") or "").lower(),
+                **_document_keys(row),
+                order_id=_text(row, "orderId").lower(),
                 status=status,
-                currency=str(row.get("currencyCode") or ""),
+                currency=_text(row, "currencyCode"),
                 total_including_tax=_decimal(row.get("totalAmountIncludingTax")),
                 total_excluding_tax=_decimal(row.get("totalAmountExcludingTax")),
                 remaining=_decimal(row.get("remainingAmount")),
-                posted_on=str(row.get("postingDate") or ""),
-                modified=str(row.get("lastModifiedDateTime") or ""),
+                posted_on=_text(row, "postingDate"),
+                modified=_text(row, "lastModifiedDateTime"),
             )
         )
     return found
