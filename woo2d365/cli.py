@@ -365,7 +365,7 @@ def _clock_format(*, utc: bool) -> Callable[[datetime | None], str]:
 
 
 def _zone_name(*, utc: bool) -> str:
-    return "UTC" if utc else (datetime.now().astimezone().tzname() or "local time")
+    return "UTC" if utc else (utc_now().astimezone().tzname() or "local time")
 
 
 def _render_status(
