@@ -14,7 +14,7 @@ import base64
 import json
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -391,6 +391,80 @@ def _cannot_convert(spec: FieldSpec) -> ODataError:
     )
 
 
+def _bind_string(name: str, spec: FieldSpec, value: Any, ieee754: bool) -> Any:
+    if not isinstance(value, str):
+        raise _cannot_convert(spec)
+    return value
+
+
+def _bind_enum(name: str, spec: FieldSpec, value: Any, ieee754: bool) -> Any:
+    if not isinstance(value, str):
+        raise _cannot_convert(spec)
+    if value not in spec.enum:
+        raise bad_request(
+            f"Cannot convert the literal '{value}' to the expected type of the enum "
+            f"property '{name}'. Valid values: {', '.join(spec.enum)}."
+        )
+    return value
+
+
+def _bind_guid(name: str, spec: FieldSpec, value: Any, ieee754: bool) -> Any:
+    if not isinstance(value, str) or not GUID_RE.match(value):
+        raise bad_request(f"Cannot convert the literal '{value}' to the expected type 'Edm.Guid'.")
+    return value.lower()
+
+
+def _bind_date(name: str, spec: FieldSpec, value: Any, ieee754: bool) -> Any:
+    invalid = bad_request(f"Cannot convert the literal '{value}' to the expected type 'Edm.Date'.")
+    if not isinstance(value, str) or not _DATE_RE.match(value):
+        raise invalid
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise invalid from None
+
+
+def _bind_decimal(name: str, spec: FieldSpec, value: Any, ieee754: bool) -> Any:
+    if isinstance(value, bool):
+        raise _cannot_convert(spec)
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, str) and ieee754:  # a string is a number with IEEE754Compatible=true
+        try:
+            value = Decimal(value)
+        except InvalidOperation:
+            raise _cannot_convert(spec) from None
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise _cannot_convert(spec)
+    return value
+
+
+def _bind_int(name: str, spec: FieldSpec, value: Any, ieee754: bool) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _cannot_convert(spec)
+    if not -(2**31) <= value < 2**31:
+        raise _cannot_convert(spec)
+    return value
+
+
+def _bind_bool(name: str, spec: FieldSpec, value: Any, ieee754: bool) -> Any:
+    if not isinstance(value, bool):
+        raise _cannot_convert(spec)
+    return value
+
+
+_BINDERS: dict[str, Callable[[str, FieldSpec, Any, bool], Any]] = {
+    "string": _bind_string,
+    "code": _bind_string,
+    "enum": _bind_enum,
+    "guid": _bind_guid,
+    "date": _bind_date,
+    "decimal": _bind_decimal,
+    "int": _bind_int,
+    "bool": _bind_bool,
+}
+
+
 def bind_value(name: str, spec: FieldSpec, value: Any, ieee754: bool) -> Any:
     """Convert one JSON value to the field's type, as strictly as BC's OData reader."""
     if value is None:
@@ -402,66 +476,10 @@ def bind_value(name: str, spec: FieldSpec, value: Any, ieee754: bool) -> Any:
         )
     if isinstance(value, (dict, list)):
         raise bad_request("Invalid Request Body")
-    kind = spec.type
-    if kind in ("string", "code"):
-        if not isinstance(value, str):
-            raise _cannot_convert(spec)
-        return value
-    if kind == "enum":
-        if not isinstance(value, str):
-            raise _cannot_convert(spec)
-        if value not in spec.enum:
-            raise bad_request(
-                f"Cannot convert the literal '{value}' to the expected type of the enum "
-                f"property '{name}'. Valid values: {', '.join(spec.enum)}."
-            )
-        return value
-    if kind == "guid":
-        if not isinstance(value, str) or not GUID_RE.match(value):
-            raise bad_request(
-                f"Cannot convert the literal '{value}' to the expected type 'Edm.Guid'."
-            )
-        return value.lower()
-    if kind == "date":
-        if not isinstance(value, str) or not _DATE_RE.match(value):
-            raise bad_request(
-                f"Cannot convert the literal '{value}' to the expected type 'Edm.Date'."
-            )
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            raise bad_request(
-                f"Cannot convert the literal '{value}' to the expected type 'Edm.Date'."
-            ) from None
-    if kind == "decimal":
-        if isinstance(value, bool):
-            raise _cannot_convert(spec)
-        if isinstance(value, int):
-            return Decimal(value)
-        if isinstance(value, Decimal):
-            if not value.is_finite():
-                raise _cannot_convert(spec)
-            return value
-        if isinstance(value, str) and ieee754:
-            try:
-                number = Decimal(value)
-            except InvalidOperation:
-                raise _cannot_convert(spec) from None
-            if not number.is_finite():
-                raise _cannot_convert(spec)
-            return number
-        raise _cannot_convert(spec)
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _cannot_convert(spec)
-        if not -(2**31) <= value < 2**31:
-            raise _cannot_convert(spec)
-        return value
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise _cannot_convert(spec)
-        return value
-    raise _cannot_convert(spec)  # datetime fields are all read-only
+    binder = _BINDERS.get(spec.type)
+    if binder is None:
+        raise _cannot_convert(spec)  # datetime fields are all read-only
+    return binder(name, spec, value, ieee754)
 
 
 def bind_body(
@@ -798,15 +816,27 @@ def _resolve_currency(company: Company, values: Mapping[str, Any], entity: dict[
         entity["currencyId"] = company.currencies.get(chosen, ZERO_GUID) if chosen else ZERO_GUID
 
 
-def _reject_unknown_id(values: Mapping[str, Any], name: str, message: str) -> None:
+_UNKNOWN_ID_MESSAGES = {
+    "paymentTermsId": 'The "paymentTermsId" does not match to a Payment Terms.',
+    "shipmentMethodId": 'The "shipmentMethodId" does not match to a Shipment Method.',
+    "paymentMethodId": 'The "paymentMethodId" does not match to a Payment Method.',
+}
+
+
+def _reject_unknown_id(values: Mapping[str, Any], name: str) -> None:
     if name in values and values[name] != ZERO_GUID:
-        raise app_error(message)
+        raise app_error(_UNKNOWN_ID_MESSAGES[name])
 
 
-def create_customer(company: Company, body: Mapping[str, Any], ieee754: bool) -> dict[str, Any]:
-    """POST customers: bind, validate in page order, insert; returns the new entity."""
-    values = bind_body(body, CUSTOMER_SCHEMA, "customer", ieee754)
-    customer: dict[str, Any] = {
+def _normalised(name: str, spec: FieldSpec, value: Any) -> Any:
+    """A Code or Text value as the page stores it (trimmed, Code upper-cased); others as given."""
+    if isinstance(value, str) and spec.type in ("string", "code"):
+        return normalise_text(name, spec, value)
+    return value
+
+
+def _new_customer() -> dict[str, Any]:
+    return {
         "id": new_guid(),
         "number": "",
         "displayName": "",
@@ -832,48 +862,74 @@ def create_customer(company: Company, body: Mapping[str, Any], ieee754: bool) ->
         "paymentMethodId": ZERO_GUID,
         "blocked": "_x0020_",
     }
+
+
+def _check_display_name(company: Company, customer: Mapping[str, Any], value: Any) -> None:
+    if value == "":
+        raise app_error('The blank "displayName" is not allowed.')
+
+
+def _check_customer_country(company: Company, customer: Mapping[str, Any], value: Any) -> None:
+    if value and value not in company.countries:
+        raise table_relation_error("Country/Region Code", "Customer", value, "Country/Region")
+
+
+def _check_customer_phone(company: Company, customer: Mapping[str, Any], value: Any) -> None:
+    check_phone(value, "Phone No.", f"Customer No.='{customer['number']}'")
+
+
+def _check_customer_email(company: Company, customer: Mapping[str, Any], value: Any) -> None:
+    check_email(value)
+
+
+def _check_tax_area(company: Company, customer: Mapping[str, Any], value: Any) -> None:
+    if value != ZERO_GUID:
+        raise table_relation_error("Tax Area ID", "Customer", value, "Tax Area")
+
+
+# The OnValidate checks of the customer page, per field.
+_CUSTOMER_CHECKS: dict[str, Callable[[Company, Mapping[str, Any], Any], None]] = {
+    "displayName": _check_display_name,
+    "country": _check_customer_country,
+    "phoneNumber": _check_customer_phone,
+    "email": _check_customer_email,
+    "taxAreaId": _check_tax_area,
+}
+
+
+def _number_customer(company: Company, customer: dict[str, Any]) -> None:
+    """Keep a given customer No. that is free, or take the next one of the number series."""
+    if not customer["number"]:
+        customer["number"] = company.next_customer_number()
+    elif customer["number"] in company.customer_by_number:
+        raise ODataError(
+            400,
+            "Internal_EntityWithSameKeyExists",
+            "The record in table Customer already exists. Identification fields and values: "
+            f"No.='{customer['number']}'",
+        )
+
+
+def create_customer(company: Company, body: Mapping[str, Any], ieee754: bool) -> dict[str, Any]:
+    """POST customers: bind, validate in page order, insert; returns the new entity."""
+    values = bind_body(body, CUSTOMER_SCHEMA, "customer", ieee754)
+    customer = _new_customer()
     for name, spec in CUSTOMER_SCHEMA.items():
         if name not in values:
             continue
         check_read_only(name, spec)
-        value = values[name]
-        if isinstance(value, str) and spec.type in ("string", "code"):
-            value = normalise_text(name, spec, value)
-        if name == "displayName" and value == "":
-            raise app_error('The blank "displayName" is not allowed.')
-        if name == "country" and value and value not in company.countries:
-            raise table_relation_error("Country/Region Code", "Customer", value, "Country/Region")
-        if name == "phoneNumber":
-            check_phone(value, "Phone No.", f"Customer No.='{customer['number']}'")
-        if name == "email":
-            check_email(value)
-        if name == "taxAreaId" and value != ZERO_GUID:
-            raise table_relation_error("Tax Area ID", "Customer", value, "Tax Area")
-        if name in ("currencyId", "currencyCode"):
-            continue
-        customer[name] = value
+        value = _normalised(name, spec, values[name])
+        check = _CUSTOMER_CHECKS.get(name)
+        if check is not None:
+            check(company, customer, value)
+        if name not in ("currencyId", "currencyCode"):
+            customer[name] = value
     _resolve_currency(company, values, customer)
-    _reject_unknown_id(
-        values, "paymentTermsId", 'The "paymentTermsId" does not match to a Payment Terms.'
-    )
-    _reject_unknown_id(
-        values, "shipmentMethodId", 'The "shipmentMethodId" does not match to a Shipment Method.'
-    )
-    _reject_unknown_id(
-        values, "paymentMethodId", 'The "paymentMethodId" does not match to a Payment Method.'
-    )
+    for name in ("paymentTermsId", "shipmentMethodId", "paymentMethodId"):
+        _reject_unknown_id(values, name)
     if not customer["displayName"]:
         raise app_error('A "displayName" must be provided.')
-    if customer["number"]:
-        if customer["number"] in company.customer_by_number:
-            raise ODataError(
-                400,
-                "Internal_EntityWithSameKeyExists",
-                "The record in table Customer already exists. Identification fields and values: "
-                f"No.='{customer['number']}'",
-            )
-    else:
-        customer["number"] = company.next_customer_number()
+    _number_customer(company, customer)
     touch(customer)
     company.index_customer(customer)
     return customer
@@ -881,12 +937,6 @@ def create_customer(company: Company, body: Mapping[str, Any], ieee754: bool) ->
 
 # ---------------------------------------------------------------------------------------------
 # sales orders POST (deep insert) and lines POST
-
-
-@dataclass
-class _LineDraft:
-    values: dict[str, Any]
-    entity: dict[str, Any]
 
 
 def _new_order(company: Company) -> dict[str, Any]:
@@ -1009,49 +1059,53 @@ def _party(
     return found
 
 
-def create_sales_order(
-    company: Company, body: Mapping[str, Any], ieee754: bool
+def _bind_order_body(
+    body: Mapping[str, Any], ieee754: bool
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """POST salesOrders, with or without a deep-inserted ``salesOrderLines`` array.
-
-    Nothing is stored unless the header and every line pass (one transaction).
-    """
+    """The bound header values and the bound values of each deep-inserted line."""
     values = bind_body(body, ORDER_SCHEMA, "salesOrder", ieee754, ("salesOrderLines",))
     raw_lines = values.pop("salesOrderLines", [])
     if not isinstance(raw_lines, list) or any(not isinstance(x, dict) for x in raw_lines):
         raise bad_request("Invalid Request Body: 'salesOrderLines' must be an array of objects.")
-    line_values = [bind_body(raw, LINE_SCHEMA, "salesOrderLine", ieee754) for raw in raw_lines]
-    order = _new_order(company)
+    return values, [bind_body(raw, LINE_SCHEMA, "salesOrderLine", ieee754) for raw in raw_lines]
+
+
+def _check_header_field(company: Company, values: Mapping[str, Any], name: str, value: Any) -> None:
+    """Table relations and unknown ids of one header field (page order)."""
+    if name in _HEADER_RELATIONS and value:
+        caption, related = _HEADER_RELATIONS[name]
+        if related != "Country/Region" or value not in company.countries:
+            raise table_relation_error(caption, "Sales Header", value, related)
+    elif name in ("paymentTermsId", "shipmentMethodId"):
+        _reject_unknown_id(values, name)
+
+
+def _order_parties(
+    company: Company, values: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Validate the header fields in page order; the sell-to and the bill-to customer (if any)."""
     sell_to: dict[str, Any] | None = None
     bill_to: dict[str, Any] | None = None
     for name, spec in ORDER_SCHEMA.items():
         if name not in values:
             continue
         check_read_only(name, spec)
-        value = values[name]
-        if isinstance(value, str) and spec.type in ("string", "code"):
-            value = normalise_text(name, spec, value)
+        value = _normalised(name, spec, values[name])
         if name in ("customerId", "customerNumber"):
             sell_to = _party(company, sell_to, name == "customerId", value, "sell-to")
         elif name in ("billToCustomerId", "billToCustomerNumber"):
             bill_to = _party(company, bill_to, name == "billToCustomerId", value, "bill-to")
-        elif name in _HEADER_RELATIONS and value:
-            caption, related = _HEADER_RELATIONS[name]
-            if related != "Country/Region" or value not in company.countries:
-                raise table_relation_error(caption, "Sales Header", value, related)
-        elif name == "paymentTermsId":
-            _reject_unknown_id(
-                values, name, 'The "paymentTermsId" does not match to a Payment Terms.'
-            )
-        elif name == "shipmentMethodId":
-            _reject_unknown_id(
-                values, name, 'The "shipmentMethodId" does not match to a Shipment Method.'
-            )
+        else:
+            _check_header_field(company, values, name, value)
     if sell_to is None:
         raise app_error('A "customerNumber" or a "customerId" must be provided.')
+    return sell_to, bill_to
 
-    # Sales Header: validating the sell-to customer copies its data, then the fields the
-    # client set are applied on top (TransferFieldsWithValidate, in registration order).
+
+def _apply_customers(
+    order: dict[str, Any], sell_to: Mapping[str, Any], bill_to: Mapping[str, Any] | None
+) -> None:
+    """Validating the sell-to (and bill-to) customer copies its data into the header."""
     _check_customer_not_blocked(sell_to)
     order["customerId"] = sell_to["id"]
     order["customerNumber"] = sell_to["number"]
@@ -1068,40 +1122,55 @@ def create_sales_order(
     order["billToCustomerId"] = bill["id"]
     order["billToCustomerNumber"] = bill["number"]
     order["billToName"] = bill["displayName"]
-    for name in ORDER_SCHEMA:
-        if name in values and name not in (
-            "customerId",
-            "customerNumber",
-            "billToCustomerId",
-            "billToCustomerNumber",
-            "currencyId",
-            "currencyCode",
-        ):
-            value = values[name]
-            spec = ORDER_SCHEMA[name]
-            if isinstance(value, str) and spec.type in ("string", "code"):
-                value = normalise_text(name, spec, value)
-            if name == "phoneNumber":
-                check_phone(value, "Sell-to Phone No.", "Sales Header Document Type='Order',No.=''")
-            if name == "email":
-                check_email(value)
-            order[name] = value
-    _resolve_currency(company, values, order)
+
+
+_PARTY_AND_CURRENCY_FIELDS = (
+    "customerId",
+    "customerNumber",
+    "billToCustomerId",
+    "billToCustomerNumber",
+    "currencyId",
+    "currencyCode",
+)
+
+
+def _apply_header_values(order: dict[str, Any], values: Mapping[str, Any]) -> None:
+    """The fields the client set, on top of the customer's (TransferFieldsWithValidate)."""
+    for name, spec in ORDER_SCHEMA.items():
+        if name not in values or name in _PARTY_AND_CURRENCY_FIELDS:
+            continue
+        value = _normalised(name, spec, values[name])
+        if name == "phoneNumber":
+            check_phone(value, "Sell-to Phone No.", "Sales Header Document Type='Order',No.=''")
+        if name == "email":
+            check_email(value)
+        order[name] = value
+
+
+_BILL_TO_FROM_CUSTOMER = {
+    "billToAddressLine1": "addressLine1",
+    "billToAddressLine2": "addressLine2",
+    "billToCity": "city",
+    "billToCountry": "country",
+    "billToState": "state",
+    "billToPostCode": "postalCode",
+}
+
+
+def _apply_bill_to_address(order: dict[str, Any], bill_to: Mapping[str, Any] | None) -> None:
+    """The bill-to address: the bill-to customer's, else the sell-to address of the header."""
     if bill_to is None:
         for target, source in _BILL_TO_FROM_SELL_TO.items():
             order[target] = order[source]
     else:
-        for target, source in (
-            ("billToAddressLine1", "addressLine1"),
-            ("billToAddressLine2", "addressLine2"),
-            ("billToCity", "city"),
-            ("billToCountry", "country"),
-            ("billToState", "state"),
-            ("billToPostCode", "postalCode"),
-        ):
+        for target, source in _BILL_TO_FROM_CUSTOMER.items():
             order[target] = bill_to[source]
-    order["number"] = f"S-ORD{company.next_order_no}"
 
+
+def _build_deep_lines(
+    company: Company, order: dict[str, Any], line_values: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The deep-inserted lines, numbered 10000, 20000, ..."""
     lines: list[dict[str, Any]] = []
     for index, lv in enumerate(line_values):
         if "sequence" in lv:
@@ -1114,9 +1183,11 @@ def create_sales_order(
                 f"Line No.='{(index + 1) * 10000}'",
             )
         lines.append(_build_line(company, order, lv, (index + 1) * 10000))
-    recalculate(company, order, lines)
+    return lines
 
-    # commit
+
+def _store_order(company: Company, order: dict[str, Any], lines: list[dict[str, Any]]) -> None:
+    """Commit a new order with its lines."""
     company.next_order_no += 1
     touch(order)
     for line in lines:
@@ -1127,6 +1198,28 @@ def create_sales_order(
     company.lines[order["id"]] = lines
     for line in lines:
         company.line_index[line["id"]] = order["id"]
+
+
+def create_sales_order(
+    company: Company, body: Mapping[str, Any], ieee754: bool
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """POST salesOrders, with or without a deep-inserted ``salesOrderLines`` array.
+
+    Nothing is stored unless the header and every line pass (one transaction).
+    """
+    values, line_values = _bind_order_body(body, ieee754)
+    order = _new_order(company)
+    sell_to, bill_to = _order_parties(company, values)
+    # Sales Header: validating the sell-to customer copies its data, then the fields the
+    # client set are applied on top (TransferFieldsWithValidate, in registration order).
+    _apply_customers(order, sell_to, bill_to)
+    _apply_header_values(order, values)
+    _resolve_currency(company, values, order)
+    _apply_bill_to_address(order, bill_to)
+    order["number"] = f"S-ORD{company.next_order_no}"
+    lines = _build_deep_lines(company, order, line_values)
+    recalculate(company, order, lines)
+    _store_order(company, order, lines)
     return order, lines
 
 
@@ -1170,11 +1263,8 @@ def _line_key(order: Mapping[str, Any], line_no: int) -> str:
     return f"Sales Line Document Type='Order',Document No.='{order['number']}',Line No.='{line_no}'"
 
 
-def _build_line(
-    company: Company, order: dict[str, Any], values: Mapping[str, Any], line_no: int
-) -> dict[str, Any]:
-    """Validate one line in page order, then as the Sales Line table does."""
-    line: dict[str, Any] = {
+def _new_line(order: Mapping[str, Any], line_no: int) -> dict[str, Any]:
+    return {
         "id": new_guid(),
         "documentId": order["id"],
         "sequence": line_no,
@@ -1199,132 +1289,202 @@ def _build_line(
         "itemVariantId": ZERO_GUID,
         "locationId": ZERO_GUID,
     }
+
+
+@dataclass
+class _LineFields:
+    """A sales line while the page validates its fields: the item or account chosen so far."""
+
+    company: Company
+    line: dict[str, Any]
     item: dict[str, Any] | None = None
     account: dict[str, Any] | None = None
-    for name, spec in LINE_SCHEMA.items():
-        if name not in values:
-            continue
-        check_read_only(name, spec)
-        value = values[name]
-        if isinstance(value, str) and spec.type in ("string", "code"):
-            value = normalise_text(name, spec, value)
-        if name in ("documentId", "sequence"):
-            continue  # set by the parent (SubPageLink) / by the caller
-        if name == "itemId":
-            item = company.items.get(value)
-            if item is None:
-                raise app_error("Item does not exist.")
-            line["lineType"] = "Item"
-            line["lineObjectNumber"] = item["number"]
-        elif name == "accountId":
-            if item is not None and value != ZERO_GUID:
-                raise app_error(
-                    'Both "itemId" and "accountId" are specified. Specify only one of them.'
-                )
-            account = company.accounts.get(value)
-            if account is None:
-                raise app_error("Account does not exist.")
-            line["lineType"] = "Account"
-            line["lineObjectNumber"] = account["number"]
-        elif name == "lineType":
-            line["lineType"] = value
-        elif name == "lineObjectNumber":
-            if line["lineType"] == "Item":
-                item_id = company.item_by_number.get(value)
-                if item_id is None:
-                    raise app_error("Item does not exist.")
-                item = company.items[item_id]
-            elif line["lineType"] == "Account":
-                account_id = company.account_by_number.get(value)
-                if account_id is None:
-                    raise app_error("Account does not exist.")
-                account = company.accounts[account_id]
-            line["lineObjectNumber"] = value
-        elif name in ("unitOfMeasureId", "unitOfMeasureCode"):
-            if line["lineType"] != "Item":
-                raise app_error("Unit of Measure can be set only for lines with type Item.")
-            code = value
-            if name == "unitOfMeasureId":
-                match = [c for c, uid in company.units.items() if uid == value]
-                if not match:
-                    raise table_relation_error(
-                        "Unit of Measure Id", "Sales Line", value, "Unit of Measure"
-                    )
-                code = match[0]
-            line["unitOfMeasureCode"] = code
-        elif name == "taxCode":
-            if value and value not in company.vat_groups:
-                raise table_relation_error(
-                    "VAT Prod. Posting Group", "Sales Line", value, "VAT Product Posting Group"
-                )
-            line["taxCode"] = value
-        elif name in ("itemVariantId", "locationId"):
-            if value != ZERO_GUID:
-                caption, related = (
-                    ("Variant Code", "Item Variant")
-                    if name == "itemVariantId"
-                    else ("Location Code", "Location")
-                )
-                raise table_relation_error(caption, "Sales Line", value, related)
-        else:
-            line[name] = value
 
-    # Sales Line: No. validation against the table of the line type.
-    line_type = line["lineType"]
+
+def _keep_parent_field(fields: _LineFields, name: str, value: Any) -> None:
+    """documentId and sequence are set by the parent (SubPageLink) / by the caller."""
+
+
+def _set_item_id(fields: _LineFields, name: str, value: Any) -> None:
+    item = fields.company.items.get(value)
+    if item is None:
+        raise app_error("Item does not exist.")
+    fields.item = item
+    fields.line["lineType"] = "Item"
+    fields.line["lineObjectNumber"] = item["number"]
+
+
+def _set_account_id(fields: _LineFields, name: str, value: Any) -> None:
+    if fields.item is not None and value != ZERO_GUID:
+        raise app_error('Both "itemId" and "accountId" are specified. Specify only one of them.')
+    account = fields.company.accounts.get(value)
+    if account is None:
+        raise app_error("Account does not exist.")
+    fields.account = account
+    fields.line["lineType"] = "Account"
+    fields.line["lineObjectNumber"] = account["number"]
+
+
+def _set_line_object_number(fields: _LineFields, name: str, value: Any) -> None:
+    company = fields.company
+    if fields.line["lineType"] == "Item":
+        item_id = company.item_by_number.get(value)
+        if item_id is None:
+            raise app_error("Item does not exist.")
+        fields.item = company.items[item_id]
+    elif fields.line["lineType"] == "Account":
+        account_id = company.account_by_number.get(value)
+        if account_id is None:
+            raise app_error("Account does not exist.")
+        fields.account = company.accounts[account_id]
+    fields.line["lineObjectNumber"] = value
+
+
+def _set_unit_of_measure(fields: _LineFields, name: str, value: Any) -> None:
+    if fields.line["lineType"] != "Item":
+        raise app_error("Unit of Measure can be set only for lines with type Item.")
+    code = value
+    if name == "unitOfMeasureId":
+        match = [c for c, uid in fields.company.units.items() if uid == value]
+        if not match:
+            raise table_relation_error("Unit of Measure Id", "Sales Line", value, "Unit of Measure")
+        code = match[0]
+    fields.line["unitOfMeasureCode"] = code
+
+
+def _set_tax_code(fields: _LineFields, name: str, value: Any) -> None:
+    if value and value not in fields.company.vat_groups:
+        raise table_relation_error(
+            "VAT Prod. Posting Group", "Sales Line", value, "VAT Product Posting Group"
+        )
+    fields.line["taxCode"] = value
+
+
+_LINE_UNSUPPORTED_RELATIONS = {
+    "itemVariantId": ("Variant Code", "Item Variant"),
+    "locationId": ("Location Code", "Location"),
+}
+
+
+def _reject_variant_or_location(fields: _LineFields, name: str, value: Any) -> None:
+    """The sandbox has no item variants or locations: only the blank GUID is accepted."""
+    if value != ZERO_GUID:
+        caption, related = _LINE_UNSUPPORTED_RELATIONS[name]
+        raise table_relation_error(caption, "Sales Line", value, related)
+
+
+def _set_line_field(fields: _LineFields, name: str, value: Any) -> None:
+    fields.line[name] = value
+
+
+# The OnValidate triggers of the sales line page, per field (others are stored as given).
+_LINE_FIELD_SETTERS: dict[str, Callable[[_LineFields, str, Any], None]] = {
+    "documentId": _keep_parent_field,
+    "sequence": _keep_parent_field,
+    "itemId": _set_item_id,
+    "accountId": _set_account_id,
+    "lineObjectNumber": _set_line_object_number,
+    "unitOfMeasureId": _set_unit_of_measure,
+    "unitOfMeasureCode": _set_unit_of_measure,
+    "taxCode": _set_tax_code,
+    "itemVariantId": _reject_variant_or_location,
+    "locationId": _reject_variant_or_location,
+}
+
+
+@dataclass(frozen=True)
+class _NumberedTable:
+    """The table a line of type Item or Account takes its No. from."""
+
+    caption: str  # as BC names the table in messages
+    id_field: str  # the line's field that links the record
+    by_number: Callable[[Company], Mapping[str, str]]
+    rows: Callable[[Company], Mapping[str, dict[str, Any]]]
+    chosen: Callable[[_LineFields], dict[str, Any] | None]
+
+
+_NUMBERED_TABLES = {
+    "Item": _NumberedTable(
+        "Item", "itemId", lambda c: c.item_by_number, lambda c: c.items, lambda f: f.item
+    ),
+    "Account": _NumberedTable(
+        "G/L Account",
+        "accountId",
+        lambda c: c.account_by_number,
+        lambda c: c.accounts,
+        lambda f: f.account,
+    ),
+}
+_UNSUPPORTED_LINE_TABLES = {
+    "Resource": "Resource",
+    "Fixed_x0020_Asset": "Fixed Asset",
+    "Charge": "Item Charge",
+}
+
+
+def _validate_numbered_line(
+    fields: _LineFields,
+    table: _NumberedTable,
+    order: Mapping[str, Any],
+    values: Mapping[str, Any],
+    line_no: int,
+) -> None:
+    """Sales Line "No." of an Item or G/L Account line, then the defaults it copies."""
+    company, line = fields.company, fields.line
     number = line["lineObjectNumber"]
-    if line_type == "Item":
-        if item is None or item["number"] != number:
-            item_id = company.item_by_number.get(number)
-            if not number:
-                raise _no_must_have_value(order, line_no)
-            if item_id is None:
-                raise record_not_found("Item", "No.", number)
-            item = company.items[item_id]
-        if item["blocked"]:
-            raise app_error(
-                f"Blocked must be equal to 'No'  in Item: No.={item['number']}. Current value "
-                "is 'Yes'.",
-                "Application_FieldValidationException",
-            )
-        line["itemId"] = item["id"]
-        _apply_defaults(company, order, line, values, item)
-    elif line_type == "Account":
-        if account is None or account["number"] != number:
-            if not number:
-                raise _no_must_have_value(order, line_no)
-            account_id = company.account_by_number.get(number)
-            if account_id is None:
-                raise record_not_found("G/L Account", "No.", number)
-            account = company.accounts[account_id]
-        if account["blocked"]:
-            raise app_error(
-                f"Blocked must be equal to 'No'  in G/L Account: No.={account['number']}. "
-                "Current value is 'Yes'.",
-                "Application_FieldValidationException",
-            )
-        line["accountId"] = account["id"]
-        _apply_defaults(company, order, line, values, account)
-    elif line_type == "Comment":
-        if number:
-            raise record_not_found("Standard Text", "Code", number)
-        for name in ("quantity", "unitPrice", "discountAmount", "discountPercent"):
-            if values.get(name, Decimal("0")) != 0:
-                raise app_error(
-                    f"Type must not be   in {_line_key(order, line_no)}.",
-                    "Application_FieldValidationException",
-                )
-    else:
-        table = {
-            "Resource": "Resource",
-            "Fixed_x0020_Asset": "Fixed Asset",
-            "Charge": "Item Charge",
-        }[line_type]
+    record = table.chosen(fields)
+    if record is None or record["number"] != number:
         if not number:
             raise _no_must_have_value(order, line_no)
-        raise record_not_found(table, "No.", number)
+        record_id = table.by_number(company).get(number)
+        if record_id is None:
+            raise record_not_found(table.caption, "No.", number)
+        record = table.rows(company)[record_id]
+    if record["blocked"]:
+        raise app_error(
+            f"Blocked must be equal to 'No'  in {table.caption}: No.={record['number']}. "
+            "Current value is 'Yes'.",
+            "Application_FieldValidationException",
+        )
+    line[table.id_field] = record["id"]
+    _apply_defaults(company, order, line, values, record)
 
-    line["quantity"] = round_amount(line["quantity"], QUANTITY_PRECISION)
-    line["unitPrice"] = round_amount(line["unitPrice"], UNIT_AMOUNT_PRECISION)
+
+def _validate_comment_line(
+    line: Mapping[str, Any], order: Mapping[str, Any], values: Mapping[str, Any], line_no: int
+) -> None:
+    """A comment line has no No. and no amounts."""
+    number = line["lineObjectNumber"]
+    if number:
+        raise record_not_found("Standard Text", "Code", number)
+    for name in ("quantity", "unitPrice", "discountAmount", "discountPercent"):
+        if values.get(name, Decimal("0")) != 0:
+            raise app_error(
+                f"Type must not be   in {_line_key(order, line_no)}.",
+                "Application_FieldValidationException",
+            )
+
+
+def _validate_line_number(
+    fields: _LineFields, order: Mapping[str, Any], values: Mapping[str, Any], line_no: int
+) -> None:
+    """Sales Line: No. validation against the table of the line type."""
+    line_type = fields.line["lineType"]
+    table = _NUMBERED_TABLES.get(line_type)
+    if table is not None:
+        _validate_numbered_line(fields, table, order, values, line_no)
+        return
+    if line_type == "Comment":
+        _validate_comment_line(fields.line, order, values, line_no)
+        return
+    caption = _UNSUPPORTED_LINE_TABLES[line_type]
+    number = fields.line["lineObjectNumber"]
+    if not number:
+        raise _no_must_have_value(order, line_no)
+    raise record_not_found(caption, "No.", number)
+
+
+def _check_line_discount(line: Mapping[str, Any], values: Mapping[str, Any]) -> None:
     if "discountPercent" in values:
         pct = values["discountPercent"]
         if pct < 0:
@@ -1333,6 +1493,25 @@ def _build_line(
             raise app_error("Line discount percentage must be below 100.")
     elif line["discountAmount"] < 0:
         raise app_error("Line discount amount must be positive.")
+
+
+def _build_line(
+    company: Company, order: dict[str, Any], values: Mapping[str, Any], line_no: int
+) -> dict[str, Any]:
+    """Validate one line in page order, then as the Sales Line table does."""
+    fields = _LineFields(company, _new_line(order, line_no))
+    for name, spec in LINE_SCHEMA.items():
+        if name not in values:
+            continue
+        check_read_only(name, spec)
+        value = _normalised(name, spec, values[name])
+        _LINE_FIELD_SETTERS.get(name, _set_line_field)(fields, name, value)
+    _validate_line_number(fields, order, values, line_no)
+
+    line = fields.line
+    line["quantity"] = round_amount(line["quantity"], QUANTITY_PRECISION)
+    line["unitPrice"] = round_amount(line["unitPrice"], UNIT_AMOUNT_PRECISION)
+    _check_line_discount(line, values)
     line["shipQuantity"] = values.get("shipQuantity", line["quantity"])
     line["invoiceQuantity"] = values.get("invoiceQuantity", line["quantity"])
     line["_has_pct"] = "discountPercent" in values
@@ -1378,6 +1557,83 @@ def _apply_defaults(
         line["unitPrice"] = price
 
 
+_LINE_AMOUNT_FIELDS = (
+    "amountExcludingTax",
+    "totalTaxAmount",
+    "amountIncludingTax",
+    "invoiceDiscountAllocation",
+    "netAmount",
+    "netTaxAmount",
+    "netAmountIncludingTax",
+)
+
+
+def _price_line(line: dict[str, Any], precision: Decimal) -> None:
+    """Line Amount = Round(Quantity x Unit Price) - Line Discount Amount."""
+    gross = round_amount(line["quantity"] * line["unitPrice"], precision)
+    if line["_has_pct"]:
+        line["discountAmount"] = round_amount(gross * line["discountPercent"] / 100, precision)
+    else:
+        line["discountAmount"] = round_amount(line["discountAmount"], precision)
+        line["discountPercent"] = (
+            round_amount(line["discountAmount"] / gross * 100, Decimal("0.00001"))
+            if gross
+            else Decimal("0")
+        )
+    if line["discountPercent"] > 100:
+        raise app_error("Line discount percentage must be below 100.")
+    line["_line_amount"] = gross - line["discountAmount"]
+
+
+def _allocate_invoice_discount(
+    order: Mapping[str, Any], priced: Sequence[dict[str, Any]], precision: Decimal
+) -> None:
+    """The header ``discountAmount`` spread over the item lines by amount."""
+    discount = order["discountAmount"]
+    eligible = [line for line in priced if line["lineType"] == "Item"]
+    base = sum((line["_line_amount"] for line in eligible), Decimal("0"))
+    for line in priced:
+        line["_inv_disc"] = Decimal("0")
+    if not discount:
+        return
+    if discount < 0 or discount > base:
+        raise app_error(
+            f"The discount amount {discount} must be between 0 and the amount of the lines "
+            f"that allow an invoice discount ({base})."
+        )
+    running = Decimal("0")
+    allocated = Decimal("0")
+    for line in eligible:
+        running += line["_line_amount"]
+        share = round_amount(discount * running / base, precision) - allocated
+        line["_inv_disc"] = share
+        allocated += share
+
+
+def _vat_pass(
+    priced: Sequence[Mapping[str, Any]], *, incl: bool, precision: Decimal, net: bool
+) -> dict[str, tuple[Decimal, Decimal]]:
+    """(amount excl. VAT, amount incl. VAT) per line id, VAT rounded over each rate's total."""
+    # per VAT rate: running [basis, amount excl. VAT, amount incl. VAT]
+    totals: dict[Decimal, list[Decimal]] = {}
+    result: dict[str, tuple[Decimal, Decimal]] = {}
+    for line in priced:
+        rate = line["taxPercent"]
+        acc = totals.setdefault(rate, [Decimal("0"), Decimal("0"), Decimal("0")])
+        basis = line["_line_amount"] - (line["_inv_disc"] if net else Decimal("0"))
+        acc[0] += basis
+        if incl:
+            excl = round_amount(acc[0] / (1 + rate / 100), precision) - acc[1]
+            inc = basis
+        else:
+            excl = basis
+            inc = acc[0] + round_amount(acc[0] * rate / 100, precision) - acc[2]
+        acc[1] += excl
+        acc[2] += inc
+        result[line["id"]] = (excl, inc)
+    return result
+
+
 def recalculate(company: Company, order: dict[str, Any], lines: list[dict[str, Any]]) -> None:
     """Line amounts, invoice discount and VAT the way BC's Sales Line does it.
 
@@ -1390,74 +1646,15 @@ def recalculate(company: Company, order: dict[str, Any], lines: list[dict[str, A
     priced: list[dict[str, Any]] = []
     for line in lines:
         if line["lineType"] == "Comment":
-            for name in (
-                "amountExcludingTax",
-                "totalTaxAmount",
-                "amountIncludingTax",
-                "invoiceDiscountAllocation",
-                "netAmount",
-                "netTaxAmount",
-                "netAmountIncludingTax",
-            ):
+            for name in _LINE_AMOUNT_FIELDS:
                 line[name] = Decimal("0")
             continue
-        gross = round_amount(line["quantity"] * line["unitPrice"], precision)
-        if line["_has_pct"]:
-            line["discountAmount"] = round_amount(gross * line["discountPercent"] / 100, precision)
-        else:
-            line["discountAmount"] = round_amount(line["discountAmount"], precision)
-            line["discountPercent"] = (
-                round_amount(line["discountAmount"] / gross * 100, Decimal("0.00001"))
-                if gross
-                else Decimal("0")
-            )
-        if line["discountPercent"] > 100:
-            raise app_error("Line discount percentage must be below 100.")
-        line["_line_amount"] = gross - line["discountAmount"]
+        _price_line(line, precision)
         priced.append(line)
+    _allocate_invoice_discount(order, priced, precision)
 
-    # invoice discount (header discountAmount), spread over item lines by amount
-    discount = order["discountAmount"]
-    eligible = [line for line in priced if line["lineType"] == "Item"]
-    base = sum((line["_line_amount"] for line in eligible), Decimal("0"))
-    for line in priced:
-        line["_inv_disc"] = Decimal("0")
-    if discount:
-        if discount < 0 or discount > base:
-            raise app_error(
-                f"The discount amount {discount} must be between 0 and the amount of the lines "
-                f"that allow an invoice discount ({base})."
-            )
-        running = Decimal("0")
-        allocated = Decimal("0")
-        for line in eligible:
-            running += line["_line_amount"]
-            share = round_amount(discount * running / base, precision) - allocated
-            line["_inv_disc"] = share
-            allocated += share
-
-    def vat_pass(net: bool) -> dict[str, tuple[Decimal, Decimal]]:
-        # per VAT rate: running [basis, amount excl. VAT, amount incl. VAT]
-        totals: dict[Decimal, list[Decimal]] = {}
-        result: dict[str, tuple[Decimal, Decimal]] = {}
-        for line in priced:
-            rate = line["taxPercent"]
-            acc = totals.setdefault(rate, [Decimal("0"), Decimal("0"), Decimal("0")])
-            basis = line["_line_amount"] - (line["_inv_disc"] if net else Decimal("0"))
-            acc[0] += basis
-            if incl:
-                excl = round_amount(acc[0] / (1 + rate / 100), precision) - acc[1]
-                inc = basis
-            else:
-                excl = basis
-                inc = acc[0] + round_amount(acc[0] * rate / 100, precision) - acc[2]
-            acc[1] += excl
-            acc[2] += inc
-            result[line["id"]] = (excl, inc)
-        return result
-
-    before = vat_pass(net=False)
-    after = vat_pass(net=True)
+    before = _vat_pass(priced, incl=incl, precision=precision, net=False)
+    after = _vat_pass(priced, incl=incl, precision=precision, net=True)
     total_excl = total_incl = Decimal("0")
     for line in priced:
         excl, inc = before[line["id"]]
