@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from woo2d365.sandbox import bc_model as m
+from woo2d365.sandbox import bc_sales_orders as so
 from woo2d365.sandbox.bc_odata import ODataError, Schema
 
 _f = m._f
@@ -165,9 +166,9 @@ def create_credit_memo(
         if isinstance(value, str) and spec.type in ("string", "code"):
             value = m.normalise_text(name, spec, value)
         if name in ("customerId", "customerNumber"):
-            sell_to = m._party(company, sell_to, name == "customerId", value, "sell-to")
+            sell_to = so.find_party(company, sell_to, name == "customerId", value, "sell-to")
         elif name in ("billToCustomerId", "billToCustomerNumber"):
-            bill_to = m._party(company, bill_to, name == "billToCustomerId", value, "bill-to")
+            bill_to = so.find_party(company, bill_to, name == "billToCustomerId", value, "bill-to")
         elif name == "sellToCountry" and value and value not in company.countries:
             raise m.table_relation_error(
                 "Sell-to Country/Region Code", "Sales Header", value, "Country/Region"
@@ -184,7 +185,7 @@ def create_credit_memo(
             memo[name] = value
     if sell_to is None:
         raise m.app_error('A "customerNumber" or a "customerId" must be provided.')
-    m._check_customer_not_blocked(sell_to)
+    so.check_customer_not_blocked(sell_to)
     memo["customerId"], memo["customerNumber"] = sell_to["id"], sell_to["number"]
     for target, source in _SELL_TO_FROM_CUSTOMER.items():
         if target not in values:
@@ -194,7 +195,7 @@ def create_credit_memo(
     memo["_currency"] = sell_to["_currency"]
     memo["currencyCode"] = sell_to["currencyCode"]
     memo["currencyId"] = sell_to["currencyId"]
-    m._resolve_currency(company, values, memo)
+    m.resolve_currency(company, values, memo)
     bill = bill_to or sell_to
     memo["billToCustomerId"], memo["billToCustomerNumber"] = bill["id"], bill["number"]
     memo["billToName"] = bill["displayName"]
@@ -209,10 +210,10 @@ def create_credit_memo(
         memo[target] = bill[source]
     memo["number"] = f"S-CR{book.next_draft_no}"
     lines = [
-        m._build_line(company, memo, lv, (index + 1) * 10000)
+        so.build_line(company, memo, lv, (index + 1) * 10000)
         for index, lv in enumerate(line_values)
     ]
-    m.recalculate(company, memo, lines)
+    so.recalculate(company, memo, lines)
     book.next_draft_no += 1
     m.touch(memo)
     for line in lines:

@@ -38,6 +38,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from woo2d365.sandbox import bc_credit_memos as cm
 from woo2d365.sandbox import bc_model as m
 from woo2d365.sandbox import bc_postings as posted
+from woo2d365.sandbox import bc_sales_orders as so
 from woo2d365.sandbox.bc_odata import (
     Filter,
     ODataError,
@@ -498,7 +499,7 @@ class BusinessCentralEmulator:
         salesOrders``, with ``salesOrderLines`` deep-inserted; API field names)."""
         with self._lock:
             try:
-                order, _lines = m.create_sales_order(self._company(company), body, ieee754=False)
+                order, _lines = so.create_sales_order(self._company(company), body, ieee754=False)
             except ODataError as error:
                 raise ValueError(f"{error.code}: {error.message}") from None
             return m.render(order, m.ORDER_SCHEMA, None)
@@ -1485,7 +1486,7 @@ class BusinessCentralEmulator:
         if method == "POST":
             self._require_json(handler)
             values = self._json_body(body)
-            line = m.add_sales_order_line(company, entity, values, self._ieee754(handler))
+            line = so.add_sales_order_line(company, entity, values, self._ieee754(handler))
             doc = m.render(line, m.LINE_SCHEMA, None)
             doc = {"@odata.context": f"{root}/$metadata#{nav_context}/$entity", **doc}
             return 201, doc, {"Location": f"{root}/{nav_context}({line['id']})"}
@@ -1862,7 +1863,7 @@ class BusinessCentralEmulator:
         if spec.name == "customers":
             entity = m.create_customer(company, values, ieee754)
         else:
-            entity, _lines = m.create_sales_order(company, values, ieee754)
+            entity, _lines = so.create_sales_order(company, values, ieee754)
         doc = self._render(spec, entity, select, expand, company)
         location = f"{root}/{context}{spec.name}({entity['id']})"
         document = {"@odata.context": f"{root}/$metadata#{context}{spec.name}/$entity", **doc}
