@@ -96,20 +96,6 @@ class CreditMemoBook:
         return [memo for memo in self.memos.values() if memo["externalDocumentNumber"] == value]
 
 
-_SELL_TO_FROM_CUSTOMER = {
-    "customerName": "displayName",
-    "sellToAddressLine1": "addressLine1",
-    "sellToAddressLine2": "addressLine2",
-    "sellToCity": "city",
-    "sellToCountry": "country",
-    "sellToState": "state",
-    "sellToPostCode": "postalCode",
-    "phoneNumber": "phoneNumber",
-    "email": "email",
-}
-_PARTY_FIELDS = ("customerId", "customerNumber", "billToCustomerId", "billToCustomerNumber")
-
-
 def _new_memo() -> dict[str, Any]:
     today = datetime.now(UTC).date()
     memo: dict[str, Any] = {
@@ -143,28 +129,27 @@ def _new_memo() -> dict[str, Any]:
     return memo
 
 
-def create_credit_memo(
-    company: m.Company, book: CreditMemoBook, body: Mapping[str, Any], ieee754: bool
-) -> dict[str, Any]:
-    """``POST salesCreditMemos`` with or without deep-inserted lines; all or nothing."""
-    values = m.bind_body(body, CREDIT_MEMO_SCHEMA, "salesCreditMemo", ieee754, (LINES,))
-    raw_lines = values.pop(LINES, [])
-    if not isinstance(raw_lines, list) or any(not isinstance(x, dict) for x in raw_lines):
-        raise m.bad_request(f"Invalid Request Body: '{LINES}' must be an array of objects.")
-    line_values = [
-        m.bind_body(raw, CREDIT_MEMO_LINE_SCHEMA, "salesCreditMemoLine", ieee754)
-        for raw in raw_lines
-    ]
-    memo = _new_memo()
+def _reject_invoice(name: str, value: Any) -> None:
+    """The sandbox has no posted invoices: a credit memo cannot name one."""
+    if name in ("invoiceId", "invoiceNumber") and value not in ("", m.ZERO_GUID):
+        raise m.app_error(
+            f'The "{name}" does not match to a specific Invoice.'
+            if name == "invoiceNumber"
+            else 'The "invoiceId" does not match to a specific Invoice.'
+        )
+
+
+def _memo_parties(
+    company: m.Company, memo: dict[str, Any], values: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Validate and set the header fields in page order; the sell-to and bill-to customers."""
     sell_to: dict[str, Any] | None = None
     bill_to: dict[str, Any] | None = None
     for name, spec in CREDIT_MEMO_SCHEMA.items():
         if name not in values:
             continue
         m.check_read_only(name, spec)
-        value = values[name]
-        if isinstance(value, str) and spec.type in ("string", "code"):
-            value = m.normalise_text(name, spec, value)
+        value = m.normalised(name, spec, values[name])
         if name in ("customerId", "customerNumber"):
             sell_to = so.find_party(company, sell_to, name == "customerId", value, "sell-to")
         elif name in ("billToCustomerId", "billToCustomerNumber"):
@@ -173,21 +158,25 @@ def create_credit_memo(
             raise m.table_relation_error(
                 "Sell-to Country/Region Code", "Sales Header", value, "Country/Region"
             )
-        elif name in ("currencyId", "currencyCode"):
-            continue  # after the customer (the page's currency triggers)
-        elif name in ("invoiceId", "invoiceNumber") and value not in ("", m.ZERO_GUID):
-            raise m.app_error(
-                f'The "{name}" does not match to a specific Invoice.'
-                if name == "invoiceNumber"
-                else 'The "invoiceId" does not match to a specific Invoice.'
-            )
-        else:
+        elif name not in ("currencyId", "currencyCode"):  # after the customer (page triggers)
+            _reject_invoice(name, value)
             memo[name] = value
     if sell_to is None:
         raise m.app_error('A "customerNumber" or a "customerId" must be provided.')
+    return sell_to, bill_to
+
+
+def _apply_memo_customers(
+    company: m.Company,
+    memo: dict[str, Any],
+    values: Mapping[str, Any],
+    sell_to: Mapping[str, Any],
+    bill_to: Mapping[str, Any] | None,
+) -> None:
+    """What validating the customers copies into the header (set fields stay)."""
     so.check_customer_not_blocked(sell_to)
     memo["customerId"], memo["customerNumber"] = sell_to["id"], sell_to["number"]
-    for target, source in _SELL_TO_FROM_CUSTOMER.items():
+    for target, source in so.SELL_TO_FROM_CUSTOMER.items():
         if target not in values:
             memo[target] = sell_to[source]
     # Prices Including VAT comes from the customer card: the page cannot set it.
@@ -199,15 +188,20 @@ def create_credit_memo(
     bill = bill_to or sell_to
     memo["billToCustomerId"], memo["billToCustomerNumber"] = bill["id"], bill["number"]
     memo["billToName"] = bill["displayName"]
-    for target, source in (
-        ("billToAddressLine1", "addressLine1"),
-        ("billToAddressLine2", "addressLine2"),
-        ("billToCity", "city"),
-        ("billToCountry", "country"),
-        ("billToState", "state"),
-        ("billToPostCode", "postalCode"),
-    ):
+    for target, source in so.BILL_TO_FROM_CUSTOMER.items():
         memo[target] = bill[source]
+
+
+def create_credit_memo(
+    company: m.Company, book: CreditMemoBook, body: Mapping[str, Any], ieee754: bool
+) -> dict[str, Any]:
+    """``POST salesCreditMemos`` with or without deep-inserted lines; all or nothing."""
+    values, line_values = so.bind_document_body(
+        body, CREDIT_MEMO_SCHEMA, "salesCreditMemo", LINES, CREDIT_MEMO_LINE_SCHEMA, ieee754
+    )
+    memo = _new_memo()
+    sell_to, bill_to = _memo_parties(company, memo, values)
+    _apply_memo_customers(company, memo, values, sell_to, bill_to)
     memo["number"] = f"S-CR{book.next_draft_no}"
     lines = [
         so.build_line(company, memo, lv, (index + 1) * 10000)

@@ -38,7 +38,7 @@ from woo2d365.sandbox.bc_model import (
     table_relation_error,
     touch,
 )
-from woo2d365.sandbox.bc_odata import ODataError
+from woo2d365.sandbox.bc_odata import ODataError, Schema
 
 
 def _new_order(company: Company) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def _new_order(company: Company) -> dict[str, Any]:
     }
 
 
-_SELL_TO_FROM_CUSTOMER = {
+SELL_TO_FROM_CUSTOMER = {
     "customerName": "displayName",
     "sellToAddressLine1": "addressLine1",
     "sellToAddressLine2": "addressLine2",
@@ -161,15 +161,22 @@ def find_party(
     return found
 
 
-def _bind_order_body(
-    body: Mapping[str, Any], ieee754: bool
+def bind_document_body(
+    body: Mapping[str, Any],
+    schema: Schema,
+    entity: str,
+    lines_key: str,
+    line_schema: Schema,
+    ieee754: bool,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The bound header values and the bound values of each deep-inserted line."""
-    values = bind_body(body, ORDER_SCHEMA, "salesOrder", ieee754, ("salesOrderLines",))
-    raw_lines = values.pop("salesOrderLines", [])
+    """The bound header values of a document and the bound values of each deep-inserted line
+    (``lines_key``; each line's entity type is ``entity + "Line"``)."""
+    values = bind_body(body, schema, entity, ieee754, (lines_key,))
+    raw_lines = values.pop(lines_key, [])
     if not isinstance(raw_lines, list) or any(not isinstance(x, dict) for x in raw_lines):
-        raise bad_request("Invalid Request Body: 'salesOrderLines' must be an array of objects.")
-    return values, [bind_body(raw, LINE_SCHEMA, "salesOrderLine", ieee754) for raw in raw_lines]
+        raise bad_request(f"Invalid Request Body: '{lines_key}' must be an array of objects.")
+    line_entity = entity + "Line"
+    return values, [bind_body(raw, line_schema, line_entity, ieee754) for raw in raw_lines]
 
 
 def _check_header_field(company: Company, values: Mapping[str, Any], name: str, value: Any) -> None:
@@ -211,7 +218,7 @@ def _apply_customers(
     check_customer_not_blocked(sell_to)
     order["customerId"] = sell_to["id"]
     order["customerNumber"] = sell_to["number"]
-    for target, source in _SELL_TO_FROM_CUSTOMER.items():
+    for target, source in SELL_TO_FROM_CUSTOMER.items():
         order[target] = sell_to[source]
     for target, source in _SHIP_TO_FROM_CUSTOMER.items():
         order[target] = sell_to[source]
@@ -249,7 +256,7 @@ def _apply_header_values(order: dict[str, Any], values: Mapping[str, Any]) -> No
         order[name] = value
 
 
-_BILL_TO_FROM_CUSTOMER = {
+BILL_TO_FROM_CUSTOMER = {
     "billToAddressLine1": "addressLine1",
     "billToAddressLine2": "addressLine2",
     "billToCity": "city",
@@ -265,7 +272,7 @@ def _apply_bill_to_address(order: dict[str, Any], bill_to: Mapping[str, Any] | N
         for target, source in _BILL_TO_FROM_SELL_TO.items():
             order[target] = order[source]
     else:
-        for target, source in _BILL_TO_FROM_CUSTOMER.items():
+        for target, source in BILL_TO_FROM_CUSTOMER.items():
             order[target] = bill_to[source]
 
 
@@ -309,7 +316,9 @@ def create_sales_order(
 
     Nothing is stored unless the header and every line pass (one transaction).
     """
-    values, line_values = _bind_order_body(body, ieee754)
+    values, line_values = bind_document_body(
+        body, ORDER_SCHEMA, "salesOrder", "salesOrderLines", LINE_SCHEMA, ieee754
+    )
     order = _new_order(company)
     sell_to, bill_to = _order_parties(company, values)
     # Sales Header: validating the sell-to customer copies its data, then the fields the
