@@ -26,7 +26,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -292,6 +292,141 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.emulator._handle(self)
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One API request on its way through the routes."""
+
+    handler: _Handler
+    method: str
+    options: QueryOptions
+    root: str
+    path: str
+    body: bytes
+
+
+def _segment_not_found(segment: str) -> ODataError:
+    return ODataError(
+        404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{segment}'."
+    )
+
+
+def _check_depth(segments: Sequence[tuple[str, str | None]]) -> None:
+    """An entity set, one entity and one navigation below it: no deeper path is served."""
+    if len(segments) > 2:
+        raise _segment_not_found(segments[2][0])
+
+
+def _served_set(name: str) -> _EntitySet:
+    """The entity set below a company; 501 for one BC has but the emulator does not serve."""
+    if name not in _SETS or name == "companies":
+        if name in _UNSERVED_SETS:
+            raise ODataError(
+                501,
+                "BadRequest_MethodNotImplemented",
+                f"The entity set '{name}' is not served by the sandbox emulator.",
+            )
+        raise _segment_not_found(name)
+    return _SETS[name]
+
+
+def _require_document_filter(options: QueryOptions, spec: _EntitySet, message: str) -> None:
+    """Document lines are listed only with a ``$filter`` on ``documentId`` or ``id``."""
+    flt = options.options.get("$filter")
+    fields = parse_filter(flt, spec.schema, spec.entity).fields if flt else frozenset()
+    if not fields & {"documentId", "id"}:
+        raise m.app_error(message)
+
+
+_Rows = tuple[list[dict[str, Any]], dict[str, Any]]
+
+
+def _item_rows(company: m.Company, postings: posted.Postings) -> _Rows:
+    return list(company.items.values()), {
+        "number": lambda v: [company.items[i] for i in [company.item_by_number.get(v)] if i]
+    }
+
+
+def _customer_rows(company: m.Company, postings: posted.Postings) -> _Rows:
+    return list(company.customers.values()), {
+        "number": lambda v: [
+            company.customers[i] for i in [company.customer_by_number.get(v)] if i
+        ],
+        "email": lambda v: [company.customers[i] for i in company.customer_by_email.get(v, [])],
+    }
+
+
+def _order_rows(company: m.Company, postings: posted.Postings) -> _Rows:
+    return list(company.orders.values()), {
+        "externalDocumentNumber": lambda v: [
+            company.orders[i] for i in company.order_by_ext.get(v, [])
+        ],
+        "number": lambda v: [company.orders[i] for i in [company.order_by_number.get(v)] if i],
+    }
+
+
+# The rows of each entity set below a company, with the indexes that narrow an ``eq`` filter.
+_ROW_SOURCES: dict[str, Callable[[m.Company, posted.Postings], _Rows]] = {
+    "items": _item_rows,
+    "customers": _customer_rows,
+    "salesOrders": _order_rows,
+    "salesOrderLines": lambda c, p: ([line for lines in c.lines.values() for line in lines], {}),
+    "accounts": lambda c, p: (list(c.accounts.values()), {}),
+    "countriesRegions": lambda c, p: (list(c.countries.values()), {}),
+    "taxGroups": lambda c, p: (c.tax_groups(), {}),
+    "salesShipments": lambda c, p: (list(p.shipments.values()), {}),
+    "salesShipmentLines": lambda c, p: (p.all_shipment_lines(), {}),
+    "salesInvoices": lambda c, p: (list(p.invoices.values()), {}),
+}
+
+
+# (HTTP status, AADSTS error, AADSTS code, description) of a refused token request
+_AadProblem = tuple[int, str, int, str]
+
+
+def _form_body(handler: _Handler, body: bytes) -> dict[str, str]:
+    """A form-encoded request body (anything else reads as an empty form)."""
+    content_type = handler.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        return {}
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        return {}
+
+
+def _client_credentials(handler: _Handler, form: Mapping[str, str]) -> tuple[str, str | None]:
+    """(client id, secret) from HTTP Basic authentication, else from the form."""
+    client_id = form.get("client_id", "")
+    client_secret = form.get("client_secret")
+    auth = handler.headers.get("Authorization", "")
+    if auth[:6].lower() == "basic ":
+        try:
+            user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+            client_id, client_secret = unquote(user), unquote(password)
+        except (binascii.Error, UnicodeDecodeError):
+            pass
+    return client_id, client_secret
+
+
+def _grant_problem(form: Mapping[str, str]) -> _AadProblem | None:
+    """Only the client credentials grant is served."""
+    if not form.get("grant_type"):
+        return (
+            400,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'grant_type'.",
+        )
+    if form["grant_type"] != "client_credentials":
+        return (
+            400,
+            "unsupported_grant_type",
+            70003,
+            f"The app requested an unsupported grant type '{form['grant_type']}'.",
+        )
+    return None
 
 
 class BusinessCentralEmulator:
@@ -931,46 +1066,17 @@ class BusinessCentralEmulator:
             "cloud_instance_name": "microsoftonline.com",
         }
 
-    def _token(self, handler: _Handler, body: bytes) -> tuple[int, dict[str, Any]]:
-        content_type = handler.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        form: dict[str, str] = {}
-        if content_type == "application/x-www-form-urlencoded":
-            try:
-                form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-            except UnicodeDecodeError:
-                form = {}
-        if not form.get("grant_type"):
-            return self._aad_error(
-                400,
-                "invalid_request",
-                900144,
-                "The request body must contain the following parameter: 'grant_type'.",
-            )
-        if form["grant_type"] != "client_credentials":
-            return self._aad_error(
-                400,
-                "unsupported_grant_type",
-                70003,
-                f"The app requested an unsupported grant type '{form['grant_type']}'.",
-            )
-        client_id = form.get("client_id", "")
-        client_secret = form.get("client_secret")
-        auth = handler.headers.get("Authorization", "")
-        if auth[:6].lower() == "basic ":
-            try:
-                user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
-                client_id, client_secret = unquote(user), unquote(password)
-            except (binascii.Error, UnicodeDecodeError):
-                pass
+    def _client_problem(self, client_id: str, client_secret: str | None) -> _AadProblem | None:
+        """Why Entra ID refuses this client id and secret, or None."""
         if not client_id:
-            return self._aad_error(
+            return (
                 400,
                 "invalid_request",
                 900144,
                 "The request body must contain the following parameter: 'client_id'.",
             )
         if client_id != self.client_id:
-            return self._aad_error(
+            return (
                 400,
                 "unauthorized_client",
                 700016,
@@ -980,7 +1086,7 @@ class BusinessCentralEmulator:
                 "You may have sent your authentication request to the wrong tenant.",
             )
         if not client_secret:
-            return self._aad_error(
+            return (
                 401,
                 "invalid_client",
                 7000216,
@@ -988,7 +1094,7 @@ class BusinessCentralEmulator:
                 "'client_credentials' grant type.",
             )
         if not secrets.compare_digest(client_secret, self.client_secret):
-            return self._aad_error(
+            return (
                 401,
                 "invalid_client",
                 7000215,
@@ -996,9 +1102,12 @@ class BusinessCentralEmulator:
                 "the client secret value, not the client secret ID, for a secret added to app "
                 f"'{self.client_id}'.",
             )
-        scope = form.get("scope", "")
+        return None
+
+    def _scope_problem(self, scope: str) -> _AadProblem | None:
+        """Why Entra ID refuses this scope (one ``<resource>/.default``), or None."""
         if not scope:
-            return self._aad_error(
+            return (
                 400,
                 "invalid_request",
                 900144,
@@ -1006,7 +1115,7 @@ class BusinessCentralEmulator:
             )
         scopes = scope.split()
         if len(scopes) != 1 or not scopes[0].endswith("/.default"):
-            return self._aad_error(
+            return (
                 400,
                 "invalid_scope",
                 1002012,
@@ -1016,7 +1125,7 @@ class BusinessCentralEmulator:
             )
         if scopes[0] != self.scope:
             resource = scopes[0][: -len("/.default")]
-            return self._aad_error(
+            return (
                 400,
                 "invalid_scope",
                 500011,
@@ -1025,6 +1134,18 @@ class BusinessCentralEmulator:
                 "the administrator of the tenant or consented to by any user in the tenant. You "
                 "might have sent your authentication request to the wrong tenant.",
             )
+        return None
+
+    def _token(self, handler: _Handler, body: bytes) -> tuple[int, dict[str, Any]]:
+        form = _form_body(handler, body)
+        client_id, client_secret = _client_credentials(handler, form)
+        problem = (
+            _grant_problem(form)
+            or self._client_problem(client_id, client_secret)
+            or self._scope_problem(form.get("scope", ""))
+        )
+        if problem is not None:
+            return self._aad_error(*problem)
         token = secrets.token_urlsafe(48)
         with self._lock:
             self._tokens[token] = _Token(
@@ -1219,17 +1340,30 @@ class BusinessCentralEmulator:
             return self._custom_api(handler, method, prefix, rest, options, root, path)
         segments = [self._segment(s) for s in rest if s != ""] if rest != [""] else []
         if not segments:
-            if method != "GET":
-                raise self._method_not_allowed(method, "service document")
-            return (
-                200,
-                {
-                    "@odata.context": f"{root}/$metadata",
-                    "value": [{"name": name, "kind": "EntitySet", "url": name} for name in _SETS],
-                },
-                {},
-            )
-        name, key = segments[0]
+            return self._service_document(method, root)
+        name = segments[0][0]
+        self._check_served(method, name)
+        call = _Call(handler, method, options, root, path, body)
+        with self._lock:
+            if name == "companies":
+                return self._companies_route(call, segments)
+            company = self._company_from_option(options)
+            return self._company_resource(call, company, segments, "")
+
+    def _service_document(self, method: str, root: str) -> tuple[int, Any, dict[str, str]]:
+        if method != "GET":
+            raise self._method_not_allowed(method, "service document")
+        return (
+            200,
+            {
+                "@odata.context": f"{root}/$metadata",
+                "value": [{"name": name, "kind": "EntitySet", "url": name} for name in _SETS],
+            },
+            {},
+        )
+
+    def _check_served(self, method: str, name: str) -> None:
+        """Only GET and POST on entity sets: ``$metadata``, ``$batch`` and updates are 501."""
         if name in ("$metadata", "$batch"):
             raise ODataError(
                 501,
@@ -1244,49 +1378,36 @@ class BusinessCentralEmulator:
             )
         if method not in ("GET", "POST"):
             raise self._method_not_allowed(method, name)
-        with self._lock:
-            if name == "companies":
-                if key is None:
-                    if len(segments) > 1:
-                        raise query_syntax_error("A key is needed after 'companies'.")
-                    if method != "GET":
-                        raise self._method_not_allowed(method, "companies")
-                    rows = [c.entity() for c in self._companies.values()]
-                    return self._collection(
-                        _SETS["companies"],
-                        rows,
-                        {},
-                        options,
-                        handler,
-                        root,
-                        path,
-                        "companies",
-                        None,
-                    )
-                company = self._companies.get(self._guid_key(key))
-                if company is None:
-                    raise ODataError(
-                        404, "Internal_CompanyNotFound", f"The company '{key}' does not exist."
-                    )
-                if len(segments) == 1:
-                    if method != "GET":
-                        raise self._method_not_allowed(method, "companies")
-                    return self._single(
-                        _SETS["companies"],
-                        company.entity(),
-                        options,
-                        root,
-                        f"companies({company.id})",
-                        company,
-                    )
-                segments = segments[1:]
-                context = f"companies({company.id})/"
-            else:
-                company = self._company_from_option(options)
-                context = ""
-            return self._company_resource(
-                handler, method, company, segments, options, root, path, context, body
+
+    def _companies_route(
+        self, call: _Call, segments: list[tuple[str, str | None]]
+    ) -> tuple[int, Any, dict[str, str]]:
+        """``companies``, ``companies({id})`` and everything below a company."""
+        key = segments[0][1]
+        if key is None:
+            if len(segments) > 1:
+                raise query_syntax_error("A key is needed after 'companies'.")
+            if call.method != "GET":
+                raise self._method_not_allowed(call.method, "companies")
+            rows = [c.entity() for c in self._companies.values()]
+            return self._list(call, _SETS["companies"], rows, {}, "companies", None)
+        company = self._companies.get(self._guid_key(key))
+        if company is None:
+            raise ODataError(
+                404, "Internal_CompanyNotFound", f"The company '{key}' does not exist."
             )
+        if len(segments) == 1:
+            if call.method != "GET":
+                raise self._method_not_allowed(call.method, "companies")
+            return self._single(
+                _SETS["companies"],
+                company.entity(),
+                call.options,
+                call.root,
+                f"companies({company.id})",
+                company,
+            )
+        return self._company_resource(call, company, segments[1:], f"companies({company.id})/")
 
     def _custom_api(
         self,
@@ -1385,114 +1506,111 @@ class BusinessCentralEmulator:
 
     def _company_resource(
         self,
-        handler: _Handler,
-        method: str,
+        call: _Call,
         company: m.Company,
         segments: list[tuple[str, str | None]],
-        options: QueryOptions,
-        root: str,
-        path: str,
         context: str,
-        body: bytes,
     ) -> tuple[int, Any, dict[str, str]]:
         name, key = segments[0]
         if name in ("salesCreditMemos", "salesCreditMemoLines"):
-            return self._credit_memo_resource(
-                handler, method, company, segments, options, root, path, context, body
-            )
-        if name not in _SETS or name == "companies":
-            if name in _UNSERVED_SETS:
-                raise ODataError(
-                    501,
-                    "BadRequest_MethodNotImplemented",
-                    f"The entity set '{name}' is not served by the sandbox emulator.",
-                )
-            raise ODataError(
-                404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{name}'."
-            )
-        spec = _SETS[name]
-        if len(segments) > 2:
-            raise ODataError(
-                404,
-                "BadRequest_ResourceNotFound",
-                f"Resource not found for the segment '{segments[2][0]}'.",
-            )
+            return self._credit_memo_resource(call, company, segments, context)
+        spec = _served_set(name)
+        _check_depth(segments)
         if key is None:
             if len(segments) > 1:
-                raise ODataError(
-                    404,
-                    "BadRequest_ResourceNotFound",
-                    f"Resource not found for the segment '{segments[1][0]}'.",
-                )
-            if method == "POST":
-                if name in _READ_ONLY_SETS:
-                    raise self._method_not_allowed(method, name)
-                if name == "salesInvoices":
-                    raise ODataError(
-                        501,
-                        "BadRequest_MethodNotImplemented",
-                        "Creating sales invoices is not supported by the sandbox emulator.",
-                    )
-                return self._post(handler, company, spec, options, root, context, body)
-            rows, indexes = self._rows(company, spec)
-            if name == "salesOrderLines":
-                flt = options.options.get("$filter")
-                fields = parse_filter(flt, spec.schema, spec.entity).fields if flt else frozenset()
-                if not fields & {"documentId", "id"}:
-                    raise m.app_error("You must specify an Id or a Document Id to get the lines.")
-            return self._collection(
-                spec, rows, indexes, options, handler, root, path, f"{context}{name}", company
-            )
+                raise _segment_not_found(segments[1][0])
+            return self._entity_set(call, company, spec, context)
         entity = self._find(company, spec, self._guid_key(key))
         if len(segments) == 1:
-            if method != "GET":
-                raise self._method_not_allowed(method, name)
+            if call.method != "GET":
+                raise self._method_not_allowed(call.method, name)
             return self._single(
-                spec, entity, options, root, f"{context}{name}({entity['id']})", company
+                spec, entity, call.options, call.root, f"{context}{name}({entity['id']})", company
             )
         nav, nav_key = segments[1]
         if name == "salesShipments" and nav == "salesShipmentLines" and nav_key is None:
-            if method != "GET":
-                raise self._method_not_allowed(method, nav)
-            shipment_lines = self._postings[company.id].shipment_lines.get(entity["id"], [])
-            return self._collection(
-                _SETS["salesShipmentLines"],
-                list(shipment_lines),
-                {},
-                options,
-                handler,
-                root,
-                path,
-                f"{context}salesShipments({entity['id']})/salesShipmentLines",
-                company,
-            )
+            return self._shipment_lines(call, company, entity, context)
         if name != "salesOrders" or nav != "salesOrderLines":
-            raise ODataError(
-                404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{nav}'."
+            raise _segment_not_found(nav)
+        return self._order_lines(call, company, entity, nav_key, context)
+
+    def _entity_set(
+        self, call: _Call, company: m.Company, spec: _EntitySet, context: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        """GET (list) or POST (create) on an entity set of a company."""
+        name = spec.name
+        if call.method == "POST":
+            if name in _READ_ONLY_SETS:
+                raise self._method_not_allowed(call.method, name)
+            if name == "salesInvoices":
+                raise ODataError(
+                    501,
+                    "BadRequest_MethodNotImplemented",
+                    "Creating sales invoices is not supported by the sandbox emulator.",
+                )
+            return self._post(
+                call.handler, company, spec, call.options, call.root, context, call.body
             )
-        lines_spec = _SETS["salesOrderLines"]
-        lines = company.lines.get(entity["id"], [])
-        nav_context = f"{context}salesOrders({entity['id']})/salesOrderLines"
-        if nav_key is not None:
-            line_id = self._guid_key(nav_key)
-            match = [line for line in lines if line["id"] == line_id]
-            if not match:
-                raise self._not_found(lines_spec, line_id)
-            if method != "GET":
-                raise self._method_not_allowed(method, nav)
-            return self._single(
-                lines_spec, match[0], options, root, f"{nav_context}({line_id})", company
+        rows, indexes = self._rows(company, spec)
+        if name == "salesOrderLines":
+            _require_document_filter(
+                call.options, spec, "You must specify an Id or a Document Id to get the lines."
             )
-        if method == "POST":
-            self._require_json(handler)
-            values = self._json_body(body)
-            line = so.add_sales_order_line(company, entity, values, self._ieee754(handler))
-            doc = m.render(line, m.LINE_SCHEMA, None)
-            doc = {"@odata.context": f"{root}/$metadata#{nav_context}/$entity", **doc}
-            return 201, doc, {"Location": f"{root}/{nav_context}({line['id']})"}
-        return self._collection(
-            lines_spec, list(lines), {}, options, handler, root, path, nav_context, company
+        return self._list(call, spec, rows, indexes, f"{context}{name}", company)
+
+    def _shipment_lines(
+        self, call: _Call, company: m.Company, shipment: Mapping[str, Any], context: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        """``salesShipments({id})/salesShipmentLines``."""
+        if call.method != "GET":
+            raise self._method_not_allowed(call.method, "salesShipmentLines")
+        shipment_lines = self._postings[company.id].shipment_lines.get(shipment["id"], [])
+        return self._list(
+            call,
+            _SETS["salesShipmentLines"],
+            list(shipment_lines),
+            {},
+            f"{context}salesShipments({shipment['id']})/salesShipmentLines",
+            company,
         )
+
+    def _order_lines(
+        self,
+        call: _Call,
+        company: m.Company,
+        order: dict[str, Any],
+        line_key: str | None,
+        context: str,
+    ) -> tuple[int, Any, dict[str, str]]:
+        """``salesOrders({id})/salesOrderLines``: list, one line, or POST one more."""
+        lines_spec = _SETS["salesOrderLines"]
+        lines = company.lines.get(order["id"], [])
+        nav_context = f"{context}salesOrders({order['id']})/salesOrderLines"
+        if line_key is not None:
+            line_id, line = self._line_by_key(lines_spec, lines, line_key)
+            if call.method != "GET":
+                raise self._method_not_allowed(call.method, "salesOrderLines")
+            return self._single(
+                lines_spec, line, call.options, call.root, f"{nav_context}({line_id})", company
+            )
+        if call.method == "POST":
+            self._require_json(call.handler)
+            values = self._json_body(call.body)
+            line = so.add_sales_order_line(company, order, values, self._ieee754(call.handler))
+            doc = m.render(line, m.LINE_SCHEMA, None)
+            doc = {"@odata.context": f"{call.root}/$metadata#{nav_context}/$entity", **doc}
+            return 201, doc, {"Location": f"{call.root}/{nav_context}({line['id']})"}
+        return self._list(call, lines_spec, list(lines), {}, nav_context, company)
+
+    def _line_by_key(
+        self, spec: _EntitySet, lines: Sequence[dict[str, Any]], key: str
+    ) -> tuple[str, dict[str, Any]]:
+        """(id, line) of the document line with this key; 404 when the document has none."""
+        line_id = self._guid_key(key)
+        match = [line for line in lines if line["id"] == line_id]
+        if not match:
+            raise self._not_found(spec, line_id)
+        return line_id, match[0]
 
     # ------------------------------------------------------------------ credit memos (refunds)
     def _book(self, company: m.Company) -> cm.CreditMemoBook:
@@ -1500,139 +1618,109 @@ class BusinessCentralEmulator:
 
     def _credit_memo_resource(
         self,
-        handler: _Handler,
-        method: str,
+        call: _Call,
         company: m.Company,
         segments: list[tuple[str, str | None]],
-        options: QueryOptions,
-        root: str,
-        path: str,
         context: str,
-        body: bytes,
     ) -> tuple[int, Any, dict[str, str]]:
         """``salesCreditMemos``: list, filter, get, deep-insert POST, lines and ``post``."""
         book = self._book(company)
         name, key = segments[0]
         spec = _SETS[name]
-        if len(segments) > 2:
-            raise ODataError(
-                404,
-                "BadRequest_ResourceNotFound",
-                f"Resource not found for the segment '{segments[2][0]}'.",
-            )
+        _check_depth(segments)
         if name == cm.LINES:
-            if method == "POST" or key is not None or len(segments) > 1:
-                raise m.app_error("You must specify an id or a Document Id to get the lines.")
-            flt = options.options.get("$filter")
-            fields = parse_filter(flt, spec.schema, spec.entity).fields if flt else frozenset()
-            if not fields & {"documentId", "id"}:
-                raise m.app_error("You must specify an id or a Document Id to get the lines.")
-            rows = [line for lines in book.lines.values() for line in lines]
-            return self._collection(
-                spec, rows, {}, options, handler, root, path, f"{context}{name}", company
-            )
+            return self._all_credit_memo_lines(call, company, book, segments, context)
         if key is None:
             if len(segments) > 1:
-                raise ODataError(
-                    404,
-                    "BadRequest_ResourceNotFound",
-                    f"Resource not found for the segment '{segments[1][0]}'.",
-                )
-            if method == "POST":
-                for option in ("$filter", "$top", "$skip", "$orderby", "$count", "$skiptoken"):
-                    if option in options.options:
-                        raise query_syntax_error(
-                            f"The query option '{option}' is not allowed on a POST."
-                        )
-                select = parse_select(options.options.get("$select"), spec.schema, spec.entity)
-                expand = self._expand_names(spec, options)
-                self._require_json(handler)
-                memo = cm.create_credit_memo(
-                    company, book, self._json_body(body), self._ieee754(handler)
-                )
-                doc = self._render(spec, memo, select, expand, company)
-                document = {"@odata.context": f"{root}/$metadata#{context}{name}/$entity", **doc}
-                return 201, document, {"Location": f"{root}/{context}{name}({memo['id']})"}
+                raise _segment_not_found(segments[1][0])
+            if call.method == "POST":
+                return self._post_credit_memo(call, company, book, context)
             indexes = {"externalDocumentNumber": book.by_external_number}
             rows = list(book.memos.values())
-            return self._collection(
-                spec, rows, indexes, options, handler, root, path, f"{context}{name}", company
-            )
+            return self._list(call, spec, rows, indexes, f"{context}{name}", company)
         memo_id = self._guid_key(key)
         if memo_id not in book.memos:
             raise self._not_found(spec, memo_id)
         memo = book.memos[memo_id]
         own = f"{context}{name}({memo_id})"
         if len(segments) == 1:
-            if method != "GET":
-                raise self._method_not_allowed(method, name)
-            return self._single(spec, memo, options, root, own, company)
-        nav, nav_key = segments[1]
+            if call.method != "GET":
+                raise self._method_not_allowed(call.method, name)
+            return self._single(spec, memo, call.options, call.root, own, company)
+        return self._credit_memo_navigation(call, company, book, memo, segments[1], own)
+
+    def _all_credit_memo_lines(
+        self,
+        call: _Call,
+        company: m.Company,
+        book: cm.CreditMemoBook,
+        segments: list[tuple[str, str | None]],
+        context: str,
+    ) -> tuple[int, Any, dict[str, str]]:
+        """``salesCreditMemoLines``: only a GET filtered by document or line id."""
+        name, key = segments[0]
+        spec = _SETS[name]
+        message = "You must specify an id or a Document Id to get the lines."
+        if call.method == "POST" or key is not None or len(segments) > 1:
+            raise m.app_error(message)
+        _require_document_filter(call.options, spec, message)
+        rows = [line for lines in book.lines.values() for line in lines]
+        return self._list(call, spec, rows, {}, f"{context}{name}", company)
+
+    def _post_credit_memo(
+        self, call: _Call, company: m.Company, book: cm.CreditMemoBook, context: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        """``POST salesCreditMemos`` (deep insert); only ``$select``/``$expand`` allowed."""
+        name = "salesCreditMemos"
+        spec = _SETS[name]
+        for option in ("$filter", "$top", "$skip", "$orderby", "$count", "$skiptoken"):
+            if option in call.options.options:
+                raise query_syntax_error(f"The query option '{option}' is not allowed on a POST.")
+        select = parse_select(call.options.options.get("$select"), spec.schema, spec.entity)
+        expand = self._expand_names(spec, call.options)
+        self._require_json(call.handler)
+        memo = cm.create_credit_memo(
+            company, book, self._json_body(call.body), self._ieee754(call.handler)
+        )
+        doc = self._render(spec, memo, select, expand, company)
+        document = {"@odata.context": f"{call.root}/$metadata#{context}{name}/$entity", **doc}
+        return 201, document, {"Location": f"{call.root}/{context}{name}({memo['id']})"}
+
+    def _credit_memo_navigation(
+        self,
+        call: _Call,
+        company: m.Company,
+        book: cm.CreditMemoBook,
+        memo: dict[str, Any],
+        segment: tuple[str, str | None],
+        own: str,
+    ) -> tuple[int, Any, dict[str, str]]:
+        """``Microsoft.NAV.post`` and the lines of one credit memo."""
+        nav, nav_key = segment
         if nav == "Microsoft.NAV.post":
-            if method != "POST":
-                raise self._method_not_allowed(method, nav)
+            if call.method != "POST":
+                raise self._method_not_allowed(call.method, nav)
             cm.post_credit_memo(book, memo)
             return 204, None, {}
         if nav != cm.LINES:
-            raise ODataError(
-                404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{nav}'."
-            )
+            raise _segment_not_found(nav)
         lines_spec = _SETS[cm.LINES]
-        lines = book.lines.get(memo_id, [])
-        if method != "GET":
-            raise self._method_not_allowed(method, nav)
+        lines = book.lines.get(memo["id"], [])
+        if call.method != "GET":
+            raise self._method_not_allowed(call.method, nav)
         if nav_key is not None:
-            line_id = self._guid_key(nav_key)
-            match = [line for line in lines if line["id"] == line_id]
-            if not match:
-                raise self._not_found(lines_spec, line_id)
-            return self._single(lines_spec, match[0], options, root, f"{own}/{nav}", company)
-        return self._collection(
-            lines_spec, list(lines), {}, options, handler, root, path, f"{own}/{nav}", company
-        )
+            _line_id, line = self._line_by_key(lines_spec, lines, nav_key)
+            return self._single(lines_spec, line, call.options, call.root, f"{own}/{nav}", company)
+        return self._list(call, lines_spec, list(lines), {}, f"{own}/{nav}", company)
 
     def _rows(
         self, company: m.Company, spec: _EntitySet
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """All rows of an entity set and the indexes that can narrow an ``eq`` filter."""
-        if spec.name == "items":
-            return list(company.items.values()), {
-                "number": lambda v: [company.items[i] for i in [company.item_by_number.get(v)] if i]
-            }
-        if spec.name == "customers":
-            return list(company.customers.values()), {
-                "number": lambda v: [
-                    company.customers[i] for i in [company.customer_by_number.get(v)] if i
-                ],
-                "email": lambda v: [
-                    company.customers[i] for i in company.customer_by_email.get(v, [])
-                ],
-            }
-        if spec.name == "salesOrders":
-            return list(company.orders.values()), {
-                "externalDocumentNumber": lambda v: [
-                    company.orders[i] for i in company.order_by_ext.get(v, [])
-                ],
-                "number": lambda v: [
-                    company.orders[i] for i in [company.order_by_number.get(v)] if i
-                ],
-            }
-        if spec.name == "salesOrderLines":
-            return [line for lines in company.lines.values() for line in lines], {}
-        if spec.name == "accounts":
-            return list(company.accounts.values()), {}
-        if spec.name == "countriesRegions":
-            return list(company.countries.values()), {}
-        if spec.name == "taxGroups":
-            return company.tax_groups(), {}
-        book = self._postings[company.id]
-        if spec.name == "salesShipments":
-            return list(book.shipments.values()), {}
-        if spec.name == "salesShipmentLines":
-            return book.all_shipment_lines(), {}
-        if spec.name == "salesInvoices":
-            return list(book.invoices.values()), {}
-        raise AssertionError(spec.name)
+        source = _ROW_SOURCES.get(spec.name)
+        if source is None:
+            raise AssertionError(spec.name)
+        return source(company, self._postings[company.id])
 
     def _find(self, company: m.Company, spec: _EntitySet, key: str) -> dict[str, Any]:
         table: Mapping[str, dict[str, Any]]
@@ -1733,6 +1821,20 @@ class BusinessCentralEmulator:
         expand = self._expand_names(spec, options)
         doc = self._render(spec, entity, select, expand, company)
         return 200, {"@odata.context": f"{root}/$metadata#{context}/$entity", **doc}, {}
+
+    def _list(
+        self,
+        call: _Call,
+        spec: _EntitySet,
+        rows: list[dict[str, Any]],
+        indexes: Mapping[str, Any],
+        context: str,
+        company: m.Company | None,
+    ) -> tuple[int, Any, dict[str, str]]:
+        """:meth:`_collection` for a routed call."""
+        return self._collection(
+            spec, rows, indexes, call.options, call.handler, call.root, call.path, context, company
+        )
 
     def _collection(
         self,
