@@ -25,7 +25,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -39,6 +39,7 @@ from woo2d365.sandbox.fo_odata import (
     BatchAnswer,
     FoError,
     Row,
+    Schema,
     parse_batch,
     parse_filter,
     parse_select,
@@ -270,6 +271,21 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
             if token is None or token.client_id not in self.entra_applications:
                 raise FoError(401, "", empty=True)
 
+    def _admit(self, handler: _Handler, method: str, target: str) -> None:
+        """Authentication, then throttling and injected failures, before any processing."""
+        self._fo_authenticate(handler)
+        throttle = self._take_throttle(target, in_changeset=False)
+        if throttle is not None:
+            raise FoError(
+                429,
+                THROTTLED.format(throttle.retry_after),
+                headers={"Retry-After": str(throttle.retry_after)},
+            )
+        fault = self._take_fault("fail", method, target)
+        if fault is not None:
+            extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+            raise FoError(fault.status, fault.message, headers=extra)
+
     def _handle_api(
         self, handler: _Handler, method: str, path: str, query: str, body: bytes
     ) -> None:
@@ -283,18 +299,7 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
         content_type = "application/json; odata.metadata=minimal; odata.streaming=true"
         try:
             try:
-                self._fo_authenticate(handler)
-                throttle = self._take_throttle(target, in_changeset=False)
-                if throttle is not None:
-                    raise FoError(
-                        429,
-                        THROTTLED.format(throttle.retry_after),
-                        headers={"Retry-After": str(throttle.retry_after)},
-                    )
-                fault = self._take_fault("fail", method, target)
-                if fault is not None:
-                    extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
-                    raise FoError(fault.status, fault.message, headers=extra)
+                self._admit(handler, method, target)
                 if method != "GET" and self.commit_delay > 0:
                     time.sleep(self.commit_delay)
                 status, payload, content_type = self._route(handler, method, path, query, body)
@@ -445,13 +450,7 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
         if "$filter" in options:
             predicate = parse_filter(options["$filter"], schema, entity)
             rows = [r for r in rows if predicate(r)]
-        order = [o.strip().split() for o in options.get("$orderby", "").split(",") if o.strip()]
-        for words in reversed(order or [[k] for k in key]):
-            if words[0] not in schema:
-                raise query_error(f"Could not find a property named '{words[0]}'.")
-            rows.sort(key=_sort_key(words[0], schema[words[0]].type == "string"))
-            if len(words) > 1 and words[1] == "desc":
-                rows.reverse()
+        _order_rows(rows, options.get("$orderby", ""), key, schema)
         total = len(rows)
         skip = _int(options.get("$skip", "0"), "$skip")
         top = _int(options["$top"], "$top") if "$top" in options else None
@@ -466,15 +465,8 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
         document["value"] = [self._shape(collection, r, select, options) for r in page]
         if rest:
             remaining = None if top is None else top - len(page)
-            pairs = [
-                f"{quote(k, safe='$')}={quote(v, safe='')}"
-                for k, v in {**options, **custom}.items()
-                if k not in ("$skip", "$top")
-            ]
-            pairs.append(f"$skip={skip + len(page)}")
-            if remaining is not None:
-                pairs.append(f"$top={remaining}")
-            document["@odata.nextLink"] = f"{self.url}/data/{resource}?" + "&".join(pairs)
+            query_after = _next_page_query({**options, **custom}, skip + len(page), remaining)
+            document["@odata.nextLink"] = f"{self.url}/data/{resource}?{query_after}"
         return document
 
     def _shape(
@@ -596,6 +588,30 @@ def _answer_of(error: FoError, content_id: str) -> BatchAnswer:
         content_id,
         dict(error.headers),
     )
+
+
+def _order_rows(rows: list[Row], orderby: str, key: Sequence[str], schema: Schema) -> None:
+    """Sort ``rows`` in place by ``$orderby`` (default: the entity key), strings ignoring case."""
+    order = [o.strip().split() for o in orderby.split(",") if o.strip()]
+    for words in reversed(order or [[k] for k in key]):
+        if words[0] not in schema:
+            raise query_error(f"Could not find a property named '{words[0]}'.")
+        rows.sort(key=_sort_key(words[0], schema[words[0]].type == "string"))
+        if len(words) > 1 and words[1] == "desc":
+            rows.reverse()
+
+
+def _next_page_query(options: Mapping[str, str], skip: int, remaining: int | None) -> str:
+    """The query string of the next page: the same options with ``$skip``/``$top`` moved on."""
+    pairs = [
+        f"{quote(k, safe='$')}={quote(v, safe='')}"
+        for k, v in options.items()
+        if k not in ("$skip", "$top")
+    ]
+    pairs.append(f"$skip={skip}")
+    if remaining is not None:
+        pairs.append(f"$top={remaining}")
+    return "&".join(pairs)
 
 
 def _sort_key(name: str, text: bool) -> Callable[[Row], Any]:
