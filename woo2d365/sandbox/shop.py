@@ -624,6 +624,150 @@ def _fault_response(fault: _Fault) -> _Response:
 # --- the emulator ------------------------------------------------------------------------------
 
 
+def _parse_body(content_type: str, body: bytes) -> tuple[dict[str, Any], Any, str | None]:
+    """(``$_POST``, JSON body, JSON error) of a request body."""
+    if body and "application/x-www-form-urlencoded" in content_type:
+        form = _php_parse(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        return form, None, None
+    if body and "json" in content_type:
+        try:
+            return {}, json.loads(body), None
+        except ValueError:
+            return {}, None, "Syntax error"
+    return {}, None, None
+
+
+def _effective_method(method: str, headers: Message, query: Mapping[str, Any]) -> str:
+    """A POST may stand for another method (``X-HTTP-Method-Override`` or ``_method``)."""
+    override = headers.get("X-HTTP-Method-Override") or (
+        query.get("_method") if isinstance(query.get("_method"), str) else None
+    )
+    if method == "POST" and override:
+        return override.upper()
+    return method
+
+
+def _recorded_query(query_pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """The query of a request as recorded, credentials redacted."""
+    recorded: dict[str, list[str]] = {}
+    for key, value in query_pairs:
+        recorded.setdefault(key, []).append(REDACTED if key in _CREDENTIAL_PARAMS else value)
+    return recorded
+
+
+def _https_credentials(req: _Request, authorization: str | None) -> tuple[str, str, str]:
+    """(key, secret, "query" | "basic") a request over HTTPS offers, or empty strings."""
+    query_key, query_secret = req.query.get("consumer_key"), req.query.get("consumer_secret")
+    if query_key and query_secret and isinstance(query_key, str) and isinstance(query_secret, str):
+        return query_key, query_secret, "query"
+    if authorization and authorization[:6].lower() == "basic ":
+        try:
+            user, _, password = base64.b64decode(authorization[6:].strip()).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            user = password = ""
+        if user and password:
+            return user, password, "basic"
+    return "", "", ""
+
+
+def _meta_param(req: _Request, invalid: _Invalid) -> Any:
+    """``meta_data`` of an update: a list (or PHP-style dict) of objects."""
+    meta = req.param("meta_data")
+    if meta is None:
+        return None
+    items = list(meta.values()) if isinstance(meta, dict) else meta
+    if not isinstance(items, list):
+        invalid.add("meta_data", "rest_invalid_type", "meta_data is not of type array.")
+        return meta
+    for index, entry in enumerate(items):
+        if not isinstance(entry, dict):
+            invalid.add(
+                "meta_data", "rest_invalid_type", f"meta_data[{index}] is not of type object."
+            )
+            break
+    return items
+
+
+def _customer_and_product_match(
+    order: Mapping[str, Any], customer: int | None, product: int | None
+) -> bool:
+    """The ``customer`` and ``product`` filters of the orders list."""
+    if customer is not None and int(order.get("customer_id") or 0) != customer:
+        return False
+    return product is None or any(
+        product in (line.get("product_id"), line.get("variation_id"))
+        for line in order.get("line_items") or []
+    )
+
+
+@dataclass(frozen=True)
+class _ListQuery:
+    """The collection parameters the orders and refunds lists share."""
+
+    page: int
+    per_page: int
+    after: tuple[datetime, bool] | None
+    before: tuple[datetime, bool] | None
+    modified_after: tuple[datetime, bool] | None
+    modified_before: tuple[datetime, bool] | None
+    dates_are_gmt: bool
+    exclude: list[int]
+    include: list[int]
+    offset: int | None
+    direction: str
+    orderby: str
+    parent: list[int]
+    parent_exclude: list[int]
+
+    def admits(self, item_id: int, parent_id: int) -> bool:
+        """``include``/``exclude`` by id and ``parent``/``parent_exclude`` by parent id."""
+        if (self.include and item_id not in self.include) or item_id in self.exclude:
+            return False
+        return not (
+            (self.parent and parent_id not in self.parent) or parent_id in self.parent_exclude
+        )
+
+    @property
+    def descending(self) -> bool:
+        """post__in order (orderby=include) ignores the direction, as WP_Query does."""
+        return self.direction == "desc" and not (self.orderby == "include" and self.include)
+
+    def window(self, items: list[dict[str, Any]]) -> tuple[int, int, list[dict[str, Any]]]:
+        """(total, pages, the items of the page asked for, ``offset`` first)."""
+        total = len(items)
+        pages = math.ceil(total / self.per_page)
+        start = self.offset if self.offset is not None else (self.page - 1) * self.per_page
+        return total, pages, items[start : start + self.per_page]
+
+
+def _list_query(req: _Request, invalid: _Invalid, *, with_modified: bool) -> _ListQuery:
+    """Read the shared list parameters in WordPress's order (errors go to ``invalid``)."""
+    page = invalid.integer(req, "page", 1, minimum=1) or 1
+    per_page = invalid.integer(req, "per_page", 10, minimum=1, maximum=100) or 10
+    after = invalid.date(req, "after")
+    before = invalid.date(req, "before")
+    modified_after = invalid.date(req, "modified_after") if with_modified else None
+    modified_before = invalid.date(req, "modified_before") if with_modified else None
+    return _ListQuery(
+        page=page,
+        per_page=per_page,
+        after=after,
+        before=before,
+        modified_after=modified_after,
+        modified_before=modified_before,
+        dates_are_gmt=invalid.boolean(req, "dates_are_gmt", False),
+        exclude=invalid.int_list(req, "exclude"),
+        include=invalid.int_list(req, "include"),
+        offset=invalid.integer(req, "offset", None),
+        direction=invalid.enum(req, "order", "desc", ("asc", "desc")),
+        orderby=invalid.enum(
+            req, "orderby", "date", ("date", "id", "include", "title", "slug", "modified")
+        ),
+        parent=invalid.int_list(req, "parent"),
+        parent_exclude=invalid.int_list(req, "parent_exclude"),
+    )
+
+
 class ShopEmulator:
     """A WooCommerce 9.9.5 shop's REST API v3 on 127.0.0.1 (see the module docstring).
 
@@ -1011,36 +1155,12 @@ class ShopEmulator:
         query_pairs = parse_qsl(parts.query, keep_blank_values=True)
         query = _php_parse(query_pairs)
         path = parts.path or "/"
-        decoded = unquote(path)
-        route: str | None = None
-        if self.pretty_permalinks and (decoded == "/wp-json" or decoded.startswith("/wp-json/")):
-            route = decoded[len("/wp-json") :]
-        elif isinstance(query.get("rest_route"), str):
-            route = query["rest_route"]
-        if route is not None:
-            route = "/" + route.strip("/") if route.strip("/") else "/"
+        route = self._rest_route(path, query)
         effective = "/wp-json" + route if route is not None else path
-
-        content_type = headers.get("Content-Type", "")
-        form: dict[str, Any] = {}
-        json_body: Any = None
-        json_error: str | None = None
-        if body and "application/x-www-form-urlencoded" in content_type:
-            form = _php_parse(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        elif body and "json" in content_type:
-            try:
-                json_body = json.loads(body)
-            except ValueError:
-                json_error = "Syntax error"
-        effective_method = method
-        override = headers.get("X-HTTP-Method-Override") or (
-            query.get("_method") if isinstance(query.get("_method"), str) else None
-        )
-        if method == "POST" and override:
-            effective_method = override.upper()
+        form, json_body, json_error = _parse_body(headers.get("Content-Type", ""), body)
         request = _Request(
             raw_method=method,
-            method=effective_method,
+            method=_effective_method(method, headers, query),
             raw_path=raw_path,
             route=route,
             query_pairs=query_pairs,
@@ -1064,14 +1184,23 @@ class ShopEmulator:
             if fault is not None:
                 response = _DROP
         status = 0 if response is _DROP else response.status
-        recorded_query: dict[str, list[str]] = {}
-        for key, value in query_pairs:
-            recorded_query.setdefault(key, []).append(
-                REDACTED if key in _CREDENTIAL_PARAMS else value
-            )
         with self._lock:
-            self.requests.append(RecordedRequest(method, path, recorded_query, status, auth, body))
+            self.requests.append(
+                RecordedRequest(method, path, _recorded_query(query_pairs), status, auth, body)
+            )
         return response
+
+    def _rest_route(self, path: str, query: Mapping[str, Any]) -> str | None:
+        """The REST route of a request (``/wp-json/...`` or ``?rest_route=``), or None."""
+        decoded = unquote(path)
+        route: str | None = None
+        if self.pretty_permalinks and (decoded == "/wp-json" or decoded.startswith("/wp-json/")):
+            route = decoded[len("/wp-json") :]
+        elif isinstance(query.get("rest_route"), str):
+            route = query["rest_route"]
+        if route is not None:
+            route = "/" + route.strip("/") if route.strip("/") else "/"
+        return route
 
     def _dispatch(self, req: _Request) -> tuple[_Response, str]:
         if req.route is None:
@@ -1100,28 +1229,7 @@ class ShopEmulator:
         error: ApiError | None = None
         authorization = None if self.strip_authorization else req.headers.get("Authorization")
         if req.https:
-            key = secret = ""
-            kind = ""
-            query_key, query_secret = (
-                req.query.get("consumer_key"),
-                req.query.get("consumer_secret"),
-            )
-            if (
-                query_key
-                and query_secret
-                and isinstance(query_key, str)
-                and isinstance(query_secret, str)
-            ):
-                key, secret, kind = query_key, query_secret, "query"
-            if not key and authorization and authorization[:6].lower() == "basic ":
-                try:
-                    user, _, password = (
-                        base64.b64decode(authorization[6:].strip()).decode().partition(":")
-                    )
-                except (binascii.Error, UnicodeDecodeError):
-                    user = password = ""
-                if user and password:
-                    key, secret, kind = user, password, "basic"
+            key, secret, kind = _https_credentials(req, authorization)
             if key and secret and hmac.compare_digest(key.encode(), self.consumer_key.encode()):
                 if hmac.compare_digest(secret.encode(), self.consumer_secret.encode()):
                     return True, kind, None
@@ -1345,23 +1453,8 @@ class ShopEmulator:
     def _list_orders(self, req: _Request, authenticated: bool) -> _Response:
         invalid = _Invalid()
         dp, fields, include_meta, exclude_meta = self._output_options(req, invalid)
-        page = invalid.integer(req, "page", 1, minimum=1) or 1
-        per_page = invalid.integer(req, "per_page", 10, minimum=1, maximum=100) or 10
         search = req.param("search")
-        after = invalid.date(req, "after")
-        before = invalid.date(req, "before")
-        modified_after = invalid.date(req, "modified_after")
-        modified_before = invalid.date(req, "modified_before")
-        dates_are_gmt = invalid.boolean(req, "dates_are_gmt", False)
-        exclude = invalid.int_list(req, "exclude")
-        include = invalid.int_list(req, "include")
-        offset = invalid.integer(req, "offset", None)
-        direction = invalid.enum(req, "order", "desc", ("asc", "desc"))
-        orderby = invalid.enum(
-            req, "orderby", "date", ("date", "id", "include", "title", "slug", "modified")
-        )
-        parent = invalid.int_list(req, "parent")
-        parent_exclude = invalid.int_list(req, "parent_exclude")
+        q = _list_query(req, invalid, with_modified=True)
         statuses = invalid.enum_list(req, "status", ["any"], LIST_STATUSES)
         customer = invalid.integer(req, "customer", None)
         product = invalid.integer(req, "product", None)
@@ -1370,57 +1463,29 @@ class ShopEmulator:
             raise ApiError(401, "woocommerce_rest_cannot_view", "Sorry, you cannot list resources.")
 
         if self.on_list_page is not None:
-            self.on_list_page(page)
+            self.on_list_page(q.page)
 
         wanted = set(statuses)
         if "any" in wanted:
             wanted |= {s for s in ORDER_STATUSES}
-        windows = [
-            ("date_created", after, True),
-            ("date_created", before, False),
-            ("date_modified", modified_after, True),
-            ("date_modified", modified_before, False),
-        ]
         with self._lock:
-            matching = []
-            for order in self.orders.values():
-                if order.get("status") not in wanted:
-                    continue
-                order_id = int(order["id"])
-                if include and order_id not in include:
-                    continue
-                if order_id in exclude:
-                    continue
-                if parent and int(order.get("parent_id") or 0) not in parent:
-                    continue
-                if int(order.get("parent_id") or 0) in parent_exclude:
-                    continue
-                if customer is not None and int(order.get("customer_id") or 0) != customer:
-                    continue
-                if product is not None and not any(
-                    product in (line.get("product_id"), line.get("variation_id"))
-                    for line in order.get("line_items") or []
-                ):
-                    continue
-                if search and not _search_hit(order, str(search)):
-                    continue
-                if not all(self._date_ok(order, column, value, dates_are_gmt, is_after)
-                           for column, value, is_after in windows):  # fmt: skip
-                    continue
-                matching.append(order)
-            # post__in order (orderby=include) ignores the direction, as WP_Query does.
-            descending = direction == "desc" and not (orderby == "include" and include)
-            matching.sort(key=_sort_key(orderby, include), reverse=descending)
-            total = len(matching)
-            pages = math.ceil(total / per_page)
-            start = offset if offset is not None else (page - 1) * per_page
-            body = [
-                self._present(o, dp, fields, include_meta, exclude_meta)
-                for o in matching[start : start + per_page]
+            matching = [
+                order
+                for order in self.orders.values()
+                if order.get("status") in wanted
+                and q.admits(int(order["id"]), int(order.get("parent_id") or 0))
+                and _customer_and_product_match(order, customer, product)
+                and not (search and not _search_hit(order, str(search)))
+                and self._in_date_windows(order, q)
             ]
+            # post__in order (orderby=include) ignores the direction, as WP_Query does.
+            matching.sort(key=_sort_key(q.orderby, q.include), reverse=q.descending)
+            total, pages, shown = q.window(matching)
+            body = [self._present(o, dp, fields, include_meta, exclude_meta) for o in shown]
 
         headers = [("X-WP-Total", str(total)), ("X-WP-TotalPages", str(pages))]
         links = []
+        page = q.page
         if page > 1:
             previous = min(page - 1, pages)  # WooCommerce clamps prev to the last page
             links.append(f'<{self._page_link(req, previous, statuses, dp)}>; rel="prev"')
@@ -1429,6 +1494,19 @@ class ShopEmulator:
         if links:
             headers.append(("Link", ", ".join(links)))
         return _json_response(200, body, headers)
+
+    def _in_date_windows(self, order: dict[str, Any], q: _ListQuery) -> bool:
+        """The order was created and modified within the ``after``/``before`` bounds."""
+        windows = [
+            ("date_created", q.after, True),
+            ("date_created", q.before, False),
+            ("date_modified", q.modified_after, True),
+            ("date_modified", q.modified_before, False),
+        ]
+        return all(
+            self._date_ok(order, column, value, q.dates_are_gmt, is_after)
+            for column, value, is_after in windows
+        )
 
     def _date_ok(
         self,
@@ -1491,58 +1569,42 @@ class ShopEmulator:
         dp = invalid.integer(req, "dp", self.price_decimals)
         fields_value = req.param("_fields")
         fields = _wp_list(fields_value) if fields_value is not None else None
-        page = invalid.integer(req, "page", 1, minimum=1) or 1
-        per_page = invalid.integer(req, "per_page", 10, minimum=1, maximum=100) or 10
-        after = invalid.date(req, "after")
-        before = invalid.date(req, "before")
-        dates_are_gmt = invalid.boolean(req, "dates_are_gmt", False)
-        exclude = invalid.int_list(req, "exclude")
-        include = invalid.int_list(req, "include")
-        offset = invalid.integer(req, "offset", None)
-        direction = invalid.enum(req, "order", "desc", ("asc", "desc"))
-        orderby = invalid.enum(
-            req, "orderby", "date", ("date", "id", "include", "title", "slug", "modified")
-        )
-        parent = invalid.int_list(req, "parent")
-        parent_exclude = invalid.int_list(req, "parent_exclude")
+        q = _list_query(req, invalid, with_modified=False)
         invalid.raise_if_any()
         if not authenticated:
             raise ApiError(401, "woocommerce_rest_cannot_view", "Sorry, you cannot list resources.")
         if order_id is not None and order_id not in self.orders:
             raise ApiError(404, "woocommerce_rest_order_invalid_id", "Invalid order ID.")
         with self._lock:
-            matching = []
-            for refund in self.refunds.values():
-                refund_id, owner = int(refund["id"]), int(refund["parent_id"])
-                if order_id is not None and owner != order_id:
-                    continue
-                if (include and refund_id not in include) or refund_id in exclude:
-                    continue
-                if (parent and owner not in parent) or owner in parent_exclude:
-                    continue
-                if not (
-                    self._date_ok(refund, "date_created", after, dates_are_gmt, True)
-                    and self._date_ok(refund, "date_created", before, dates_are_gmt, False)
-                ):
-                    continue
-                matching.append(refund)
-            descending = direction == "desc" and not (orderby == "include" and include)
+            matching = [
+                refund
+                for refund in self.refunds.values()
+                if (order_id is None or int(refund["parent_id"]) == order_id)
+                and q.admits(int(refund["id"]), int(refund["parent_id"]))
+                and self._date_ok(refund, "date_created", q.after, q.dates_are_gmt, True)
+                and self._date_ok(refund, "date_created", q.before, q.dates_are_gmt, False)
+            ]
             # Refunds have no modified date of their own: "modified" sorts as their creation.
-            key_name = "date" if orderby == "modified" else orderby
-            matching.sort(key=_sort_key(key_name, include), reverse=descending)
-            total = len(matching)
-            pages = math.ceil(total / per_page)
-            start = offset if offset is not None else (page - 1) * per_page
+            key_name = "date" if q.orderby == "modified" else q.orderby
+            matching.sort(key=_sort_key(key_name, q.include), reverse=q.descending)
+            total, pages, shown_refunds = q.window(matching)
             shown = abs(dp if dp is not None else self.price_decimals)
             body = [
                 shop_refunds.present_refund(
                     self._money(refund, shown), self.url, with_parent=order_id is None,
                     fields=fields,
                 )
-                for refund in matching[start : start + per_page]
+                for refund in shown_refunds
             ]  # fmt: skip
         route = "/wc/v3/refunds" if order_id is None else f"/wc/v3/orders/{order_id}/refunds"
         headers = [("X-WP-Total", str(total)), ("X-WP-TotalPages", str(pages))]
+        link = self._refund_links(req, route, q.page, pages)
+        if link:
+            headers.append(("Link", link))
+        return _json_response(200, body, headers)
+
+    def _refund_links(self, req: _Request, route: str, page: int, pages: int) -> str:
+        """The ``Link`` header of a refunds page: the same query with the page moved."""
         links = []
         base = self._rest_url(route)
         pairs = [(k, v) for k, v in req.query_pairs if k not in ("page", "rest_route")]
@@ -1550,9 +1612,7 @@ class ShopEmulator:
             if (rel == "prev" and page > 1) or (rel == "next" and pages > page):
                 query = urlencode([*pairs, ("page", str(number))])
                 links.append(f'<{base}{"&" if "?" in base else "?"}{query}>; rel="{rel}"')
-        if links:
-            headers.append(("Link", ", ".join(links)))
-        return _json_response(200, body, headers)
+        return ", ".join(links)
 
     def _get_refund(
         self, req: _Request, authenticated: bool, order_id: int, refund_id: int
@@ -1624,21 +1684,7 @@ class ShopEmulator:
         _refuse_invalid_json(req)
         options = self._output_options(req, invalid)
         status = invalid.enum(req, "status", "", ORDER_STATUSES) if req.has("status") else None
-        meta = req.param("meta_data")
-        if meta is not None:
-            items = list(meta.values()) if isinstance(meta, dict) else meta
-            if not isinstance(items, list):
-                invalid.add("meta_data", "rest_invalid_type", "meta_data is not of type array.")
-            else:
-                for index, entry in enumerate(items):
-                    if not isinstance(entry, dict):
-                        invalid.add(
-                            "meta_data",
-                            "rest_invalid_type",
-                            f"meta_data[{index}] is not of type object.",
-                        )
-                        break
-                meta = items
+        meta = _meta_param(req, invalid)
         set_paid = invalid.boolean(req, "set_paid", False)
         invalid.raise_if_any()
         order = self._order_or_none(order_id)
@@ -1656,37 +1702,42 @@ class ShopEmulator:
                     501, "sandbox_not_implemented", f"The shop emulator does not write {name}."
                 )
         with self._lock:
-            post_changed = False  # what makes the legacy (CPT) storage touch post_modified
-            if isinstance(meta, list):
-                for entry in meta:
-                    self._update_meta(order, entry)
-            for name in ("billing", "shipping"):
-                value = req.param(name)
-                if isinstance(value, dict):
-                    order[name] = {**(order.get(name) or {}), **value}
-            for name in ("transaction_id", "payment_method", "payment_method_title", "customer_id"):
-                if req.has(name):
-                    order[name] = req.param(name)
-            if req.has("customer_note") and req.param("customer_note") != order.get(
-                "customer_note"
-            ):
-                order["customer_note"] = req.param("customer_note")
-                post_changed = True
-            if set_paid and order.get("status") in (
-                "pending",
-                "failed",
-                "on-hold",
-                "checkout-draft",
-            ):
-                status = status or "processing"
-            if set_paid and not order.get("date_paid_gmt"):
-                order["date_paid"], order["date_paid_gmt"] = self._stamps(self.now())
-            if status and status != order.get("status"):
-                self._change_status(order, status)
-                post_changed = True
-            if self.hpos or post_changed:
+            # post_changed: what makes the legacy (CPT) storage touch post_modified
+            post_changed = self._write_order_fields(order, req, meta)
+            status_changed = self._pay_and_set_status(order, status, set_paid)
+            if self.hpos or post_changed or status_changed:
                 self._bump(order)
             return _json_response(200, self._present(order, *options))
+
+    def _write_order_fields(self, order: dict[str, Any], req: _Request, meta: Any) -> bool:
+        """Meta data, addresses and plain fields of an update; True when the note changed."""
+        if isinstance(meta, list):
+            for entry in meta:
+                self._update_meta(order, entry)
+        for name in ("billing", "shipping"):
+            value = req.param(name)
+            if isinstance(value, dict):
+                order[name] = {**(order.get(name) or {}), **value}
+        for name in ("transaction_id", "payment_method", "payment_method_title", "customer_id"):
+            if req.has(name):
+                order[name] = req.param(name)
+        if req.has("customer_note") and req.param("customer_note") != order.get("customer_note"):
+            order["customer_note"] = req.param("customer_note")
+            return True
+        return False
+
+    def _pay_and_set_status(
+        self, order: dict[str, Any], status: str | None, set_paid: bool
+    ) -> bool:
+        """``set_paid`` (an unpaid order goes to processing) and a new status; True on a change."""
+        if set_paid and order.get("status") in ("pending", "failed", "on-hold", "checkout-draft"):
+            status = status or "processing"
+        if set_paid and not order.get("date_paid_gmt"):
+            order["date_paid"], order["date_paid_gmt"] = self._stamps(self.now())
+        if status and status != order.get("status"):
+            self._change_status(order, status)
+            return True
+        return False
 
     def _batch_orders(self, req: _Request, authenticated: bool) -> _Response:
         """``WC_REST_Controller::batch_items``: each update runs as its own ``PUT``; a failed item
