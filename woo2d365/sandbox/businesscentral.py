@@ -15,35 +15,46 @@ error answers, dropped connections, and a POST that commits but never answers.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
 import json
 import math
-import secrets
-import socket
-import ssl
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from woo2d365.sandbox import bc_credit_memos as cm
 from woo2d365.sandbox import bc_model as m
 from woo2d365.sandbox import bc_postings as posted
 from woo2d365.sandbox import bc_sales_orders as so
+from woo2d365.sandbox.bc_entity_sets import (
+    READ_ONLY_SETS,
+    ROW_SOURCES,
+    SETS,
+    TRACKING_SET,
+    EntitySet,
+    check_depth,
+    require_document_filter,
+    segment_not_found,
+    served_set,
+)
+from woo2d365.sandbox.bc_http import (
+    AppLimits,
+    Dropped,
+    Fault,
+    Handler,
+    RecordedRequest,
+    TLSServer,
+)
+from woo2d365.sandbox.bc_identity import EntraIdentityProvider, IssuedToken
 from woo2d365.sandbox.bc_odata import (
     Filter,
     ODataError,
     QueryOptions,
-    Schema,
     decode_skiptoken,
     encode_skiptoken,
     parse_expand,
@@ -68,150 +79,6 @@ TRACKING_API = "woo2d365/shipping/v1.0/shipmentTrackings"
 _DEFAULT_COUNTRIES = ("NL", "DE", "BE", "FR", "AT", "GB", "US", "ES", "IT", "DK", "SE", "PL", "CH")
 
 
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One API request as the emulator saw it (never the token). ``status`` 0 = no answer."""
-
-    method: str
-    path: str
-    query: str
-    status: int
-    at: float
-
-
-@dataclass
-class _Fault:
-    kind: str  # "fail" | "drop" | "drop_after_commit"
-    remaining: int
-    method: str | None
-    path_contains: str
-    status: int = 503
-    code: str = ""
-    message: str = ""
-    retry_after: int | None = None
-
-    def matches(self, method: str, target: str) -> bool:
-        return (
-            self.remaining > 0
-            and (self.method is None or self.method.upper() == method)
-            and self.path_contains in target
-        )
-
-
-@dataclass
-class _Token:
-    client_id: str
-    tenant: str
-    expires_at: float  # time.monotonic()
-
-
-@dataclass
-class _AppLimits:
-    in_flight: int = 0
-    waiting: int = 0
-    window: deque[float] = field(default_factory=deque)
-
-
-class _Dropped(Exception):
-    """Close the connection without an answer."""
-
-
-@dataclass(frozen=True)
-class _EntitySet:
-    name: str
-    entity: str  # OData entity type name (Microsoft.NAV.<entity>)
-    schema: Schema
-    default_order: str
-    table: str  # BC table caption for "does not exist" messages
-
-
-_SETS: dict[str, _EntitySet] = {
-    "companies": _EntitySet("companies", "company", m.COMPANY_SCHEMA, "name", "Company"),
-    "items": _EntitySet("items", "item", m.ITEM_SCHEMA, "number", "Item"),
-    "customers": _EntitySet("customers", "customer", m.CUSTOMER_SCHEMA, "number", "Customer"),
-    "salesOrders": _EntitySet(
-        "salesOrders", "salesOrder", m.ORDER_SCHEMA, "number", "Sales Order Entity Buffer"
-    ),
-    "salesOrderLines": _EntitySet(
-        "salesOrderLines",
-        "salesOrderLine",
-        m.LINE_SCHEMA,
-        "sequence",
-        "Sales Invoice Line Aggregate",
-    ),
-    "accounts": _EntitySet("accounts", "account", m.ACCOUNT_SCHEMA, "number", "G/L Account"),
-    # -- credit memos (refunds) --
-    "salesCreditMemos": _EntitySet(
-        "salesCreditMemos",
-        "salesCreditMemo",
-        cm.CREDIT_MEMO_SCHEMA,
-        "number",
-        "Sales Cr. Memo Entity Buffer",
-    ),
-    "salesCreditMemoLines": _EntitySet(
-        "salesCreditMemoLines",
-        "salesCreditMemoLine",
-        cm.CREDIT_MEMO_LINE_SCHEMA,
-        "sequence",
-        "Sales Invoice Line Aggregate",
-    ),
-    "countriesRegions": _EntitySet(
-        "countriesRegions", "countryRegion", m.COUNTRY_SCHEMA, "code", "Country/Region"
-    ),
-    "taxGroups": _EntitySet("taxGroups", "taxGroup", m.TAX_GROUP_SCHEMA, "code", "Tax Group"),
-    # -- posted documents (bc_postings) --
-    "salesShipments": _EntitySet(
-        "salesShipments", "salesShipment", posted.SHIPMENT_SCHEMA, "number", "Sales Shipment Header"
-    ),
-    "salesShipmentLines": _EntitySet(
-        "salesShipmentLines",
-        "salesShipmentLine",
-        posted.SHIPMENT_LINE_SCHEMA,
-        "documentNo",
-        "Sales Shipment Line",
-    ),
-    "salesInvoices": _EntitySet(
-        "salesInvoices",
-        "salesInvoice",
-        posted.INVOICE_SCHEMA,
-        "number",
-        "Sales Invoice Entity Aggregate",
-    ),
-}
-# The custom API page with shipping agent and tracking number (a per-tenant extension).
-_TRACKING_SET = _EntitySet(
-    "tracking", "postedShipmentTracking", posted.TRACKING_SCHEMA, "number", "Sales Shipment Header"
-)
-_READ_ONLY_SETS = frozenset({"salesShipments", "salesShipmentLines", "taxGroups"})
-# Entity sets BC has that this emulator does not serve: a 501, so nobody mistakes it for BC.
-_UNSERVED_SETS = frozenset(
-    {
-        "salesQuotes",
-        "vendors",
-        "purchaseInvoices",
-        "currencies",
-        "paymentTerms",
-        "paymentMethods",
-        "shipmentMethods",
-        "itemCategories",
-        "unitsOfMeasure",
-        "dimensions",
-        "dimensionValues",
-        "employees",
-        "journals",
-        "taxAreas",
-        "generalLedgerEntries",
-        "contacts",
-        "locations",
-        "itemVariants",
-        "customerPaymentJournals",
-        "projects",
-        "bankAccounts",
-        "timeRegistrationEntries",
-    }
-)
-
-
 def _correlation(message: str) -> str:
     text = message.rstrip()
     return f"{text}  CorrelationId:  {m.new_guid()}."
@@ -234,71 +101,11 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid JSON constant {name}")
 
 
-class _TLSServer(ThreadingHTTPServer):
-    """Accepts plain TCP, then does the TLS handshake in the connection's own thread."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, emulator: BusinessCentralEmulator, context: ssl.SSLContext) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.emulator = emulator
-        self.context = context
-        self.open_connections: set[ssl.SSLSocket] = set()
-        self.connections_lock = threading.Lock()
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        try:
-            # Headers and body must not wait for a delayed ACK (Nagle): 40 ms per request.
-            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            request.settimeout(10)
-            tls = self.context.wrap_socket(request, server_side=True)
-        except (OSError, ssl.SSLError):
-            return
-        with self.connections_lock:
-            self.open_connections.add(tls)
-        try:
-            _Handler(tls, client_address, self)
-        except (OSError, ssl.SSLError):
-            pass
-        finally:
-            with self.connections_lock:
-                self.open_connections.discard(tls)
-            with contextlib.suppress(OSError):
-                tls.close()
-
-    def shutdown_request(self, request: Any) -> None:
-        with contextlib.suppress(OSError):
-            request.close()
-
-    def close_all_connections(self) -> None:
-        with self.connections_lock:
-            connections = list(self.open_connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 30  # idle keep-alive connections are closed after this
-    wbufsize = 1 << 16  # one write per response (flushed after each request)
-    server: _TLSServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-    def _dispatch(self) -> None:
-        self.server.emulator._handle(self)
-
-    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
-
-
 @dataclass(frozen=True)
 class _Call:
     """One API request on its way through the routes."""
 
-    handler: _Handler
+    handler: Handler
     method: str
     options: QueryOptions
     root: str
@@ -306,130 +113,7 @@ class _Call:
     body: bytes
 
 
-def _segment_not_found(segment: str) -> ODataError:
-    return ODataError(
-        404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{segment}'."
-    )
-
-
-def _check_depth(segments: Sequence[tuple[str, str | None]]) -> None:
-    """An entity set, one entity and one navigation below it: no deeper path is served."""
-    if len(segments) > 2:
-        raise _segment_not_found(segments[2][0])
-
-
-def _served_set(name: str) -> _EntitySet:
-    """The entity set below a company; 501 for one BC has but the emulator does not serve."""
-    if name not in _SETS or name == "companies":
-        if name in _UNSERVED_SETS:
-            raise ODataError(
-                501,
-                "BadRequest_MethodNotImplemented",
-                f"The entity set '{name}' is not served by the sandbox emulator.",
-            )
-        raise _segment_not_found(name)
-    return _SETS[name]
-
-
-def _require_document_filter(options: QueryOptions, spec: _EntitySet, message: str) -> None:
-    """Document lines are listed only with a ``$filter`` on ``documentId`` or ``id``."""
-    flt = options.options.get("$filter")
-    fields = parse_filter(flt, spec.schema, spec.entity).fields if flt else frozenset()
-    if not fields & {"documentId", "id"}:
-        raise m.app_error(message)
-
-
-_Rows = tuple[list[dict[str, Any]], dict[str, Any]]
-
-
-def _item_rows(company: m.Company, postings: posted.Postings) -> _Rows:
-    return list(company.items.values()), {
-        "number": lambda v: [company.items[i] for i in [company.item_by_number.get(v)] if i]
-    }
-
-
-def _customer_rows(company: m.Company, postings: posted.Postings) -> _Rows:
-    return list(company.customers.values()), {
-        "number": lambda v: [
-            company.customers[i] for i in [company.customer_by_number.get(v)] if i
-        ],
-        "email": lambda v: [company.customers[i] for i in company.customer_by_email.get(v, [])],
-    }
-
-
-def _order_rows(company: m.Company, postings: posted.Postings) -> _Rows:
-    return list(company.orders.values()), {
-        "externalDocumentNumber": lambda v: [
-            company.orders[i] for i in company.order_by_ext.get(v, [])
-        ],
-        "number": lambda v: [company.orders[i] for i in [company.order_by_number.get(v)] if i],
-    }
-
-
-# The rows of each entity set below a company, with the indexes that narrow an ``eq`` filter.
-_ROW_SOURCES: dict[str, Callable[[m.Company, posted.Postings], _Rows]] = {
-    "items": _item_rows,
-    "customers": _customer_rows,
-    "salesOrders": _order_rows,
-    "salesOrderLines": lambda c, p: ([line for lines in c.lines.values() for line in lines], {}),
-    "accounts": lambda c, p: (list(c.accounts.values()), {}),
-    "countriesRegions": lambda c, p: (list(c.countries.values()), {}),
-    "taxGroups": lambda c, p: (c.tax_groups(), {}),
-    "salesShipments": lambda c, p: (list(p.shipments.values()), {}),
-    "salesShipmentLines": lambda c, p: (p.all_shipment_lines(), {}),
-    "salesInvoices": lambda c, p: (list(p.invoices.values()), {}),
-}
-
-
-# (HTTP status, AADSTS error, AADSTS code, description) of a refused token request
-_AadProblem = tuple[int, str, int, str]
-
-
-def _form_body(handler: _Handler, body: bytes) -> dict[str, str]:
-    """A form-encoded request body (anything else reads as an empty form)."""
-    content_type = handler.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        return {}
-    try:
-        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-    except UnicodeDecodeError:
-        return {}
-
-
-def _client_credentials(handler: _Handler, form: Mapping[str, str]) -> tuple[str, str | None]:
-    """(client id, secret) from HTTP Basic authentication, else from the form."""
-    client_id = form.get("client_id", "")
-    client_secret = form.get("client_secret")
-    auth = handler.headers.get("Authorization", "")
-    if auth[:6].lower() == "basic ":
-        try:
-            user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
-            client_id, client_secret = unquote(user), unquote(password)
-        except (binascii.Error, UnicodeDecodeError):
-            pass
-    return client_id, client_secret
-
-
-def _grant_problem(form: Mapping[str, str]) -> _AadProblem | None:
-    """Only the client credentials grant is served."""
-    if not form.get("grant_type"):
-        return (
-            400,
-            "invalid_request",
-            900144,
-            "The request body must contain the following parameter: 'grant_type'.",
-        )
-    if form["grant_type"] != "client_credentials":
-        return (
-            400,
-            "unsupported_grant_type",
-            70003,
-            f"The app requested an unsupported grant type '{form['grant_type']}'.",
-        )
-    return None
-
-
-class BusinessCentralEmulator:
+class BusinessCentralEmulator(EntraIdentityProvider):
     """Business Central online (API v2.0) and its Entra ID token endpoint, on 127.0.0.1 over TLS.
 
     Use as a context manager or call :meth:`start` / :meth:`stop`. Point the tool's
@@ -472,9 +156,9 @@ class BusinessCentralEmulator:
         self.max_in_flight_seen = 0
         self._lock = threading.RLock()
         self._slots = threading.Condition(self._lock)
-        self._tokens: dict[str, _Token] = {}
-        self._apps: dict[str, _AppLimits] = {}
-        self._faults: list[_Fault] = []
+        self._tokens: dict[str, IssuedToken] = {}
+        self._apps: dict[str, AppLimits] = {}
+        self._faults: list[Fault] = []
         self._companies: dict[str, m.Company] = {}
         self._credit_memos: dict[str, cm.CreditMemoBook] = {}  # company id -> its credit memos
         created = m.now_ms()
@@ -490,7 +174,7 @@ class BusinessCentralEmulator:
             for code in country_codes:
                 m.make_country(company, code)
             self._companies[company.id] = company
-        self._server: _TLSServer | None = None
+        self._server: TLSServer | None = None
         self._thread: threading.Thread | None = None
         self._postings: dict[str, posted.Postings] = {c: posted.Postings() for c in self._companies}
         self.max_page_size = 20000  # the server's page size (benchmarks lower it to show paging)
@@ -502,7 +186,7 @@ class BusinessCentralEmulator:
         """Bind a free port and serve in a daemon thread."""
         if self._server is not None:
             return self
-        self._server = _TLSServer(self, self.ca.server_context())
+        self._server = TLSServer(self, self.ca.server_context())
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -900,27 +584,27 @@ class BusinessCentralEmulator:
         """Answer the next ``count`` matching API requests with this error (nothing processed)."""
         with self._lock:
             self._faults.append(
-                _Fault("fail", count, method, path_contains, status, code, message, retry_after)
+                Fault("fail", count, method, path_contains, status, code, message, retry_after)
             )
 
     def drop_after_commit_next(self, count: int = 1, *, path_contains: str = "salesOrders") -> None:
         """Process the next ``count`` matching POSTs fully (commit), then close without answer."""
         with self._lock:
-            self._faults.append(_Fault("drop_after_commit", count, "POST", path_contains))
+            self._faults.append(Fault("drop_after_commit", count, "POST", path_contains))
 
     def drop_next(
         self, count: int = 1, *, method: str | None = None, path_contains: str = ""
     ) -> None:
         """Close the next ``count`` matching API connections without processing or answering."""
         with self._lock:
-            self._faults.append(_Fault("drop", count, method, path_contains))
+            self._faults.append(Fault("drop", count, method, path_contains))
 
     def revoke_tokens(self) -> None:
         """Invalidate every issued token: the API answers 401 until a new one is fetched."""
         with self._lock:
             self._tokens.clear()
 
-    def _take_fault(self, kind: str, method: str, target: str) -> _Fault | None:
+    def _take_fault(self, kind: str, method: str, target: str) -> Fault | None:
         with self._lock:
             for fault in self._faults:
                 if fault.kind == kind and fault.matches(method, target):
@@ -931,7 +615,7 @@ class BusinessCentralEmulator:
         return None
 
     # ------------------------------------------------------------------ HTTP plumbing
-    def _handle(self, handler: _Handler) -> None:
+    def _handle(self, handler: Handler) -> None:
         method = handler.command
         split = urlsplit(handler.path)
         if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -955,9 +639,7 @@ class BusinessCentralEmulator:
             return
         self._handle_api(handler, method, split.path, split.query, body)
 
-    def _send(
-        self, handler: _Handler, status: int, body: bytes, headers: Mapping[str, str]
-    ) -> None:
+    def _send(self, handler: Handler, status: int, body: bytes, headers: Mapping[str, str]) -> None:
         handler.send_response(status)
         for name, value in headers.items():
             handler.send_header(name, value)
@@ -971,61 +653,8 @@ class BusinessCentralEmulator:
             self.requests.append(RecordedRequest(method, path, query, status, time.time()))
 
     # ------------------------------------------------------------------ identity provider
-    def _aad_error(
-        self, status: int, error: str, code: int, description: str
-    ) -> tuple[int, dict[str, Any]]:
-        trace, correlation = m.new_guid(), m.new_guid()
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-        return status, {
-            "error": error,
-            "error_description": f"AADSTS{code}: {description} Trace ID: {trace} Correlation ID: "
-            f"{correlation} Timestamp: {stamp}",
-            "error_codes": [code],
-            "timestamp": stamp,
-            "trace_id": trace,
-            "correlation_id": correlation,
-            "error_uri": f"{self.authority_host}/error?code={code}",
-        }
-
-    def _tenant_not_found(self, tenant: str) -> tuple[int, dict[str, Any]]:
-        return self._aad_error(
-            400,
-            "invalid_request",
-            90002,
-            f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and "
-            "are signing into the correct cloud. Check with your subscription administrator, "
-            "this may happen if there are no active subscriptions for the tenant.",
-        )
-
-    def _handle_idp(self, handler: _Handler, method: str, path: str, body: bytes) -> None:
-        segments = path.split("/")
-        tenant = unquote(segments[1])
-        rest = "/".join(segments[2:])
-        known = tenant.lower() == self.tenant_id.lower()
-        status: int
-        doc: dict[str, Any]
-        if rest == "v2.0/.well-known/openid-configuration" and method == "GET":
-            if known:
-                status, doc = 200, self._openid_configuration()
-            else:
-                status, doc = self._tenant_not_found(tenant)
-                doc["error"] = "invalid_tenant"
-        elif rest == "discovery/v2.0/keys" and method == "GET":
-            status, doc = 200, {"keys": []}
-        elif rest == "oauth2/v2.0/token":
-            if method == "POST":
-                with self._lock:
-                    self.token_requests += 1
-            if method != "POST":
-                status, doc = self._aad_error(
-                    400, "invalid_request", 900561, "The endpoint only accepts POST requests."
-                )
-            elif not known:
-                status, doc = self._tenant_not_found(tenant)
-            else:
-                status, doc = self._token(handler, body)
-        else:
-            status, doc = 404, {"error": "not_found", "error_description": "Not found."}
+    def _handle_idp(self, handler: Handler, method: str, path: str, body: bytes) -> None:
+        status, doc = self._idp_answer(handler, method, path, body)
         payload = json.dumps(doc).encode()
         self._send(
             handler,
@@ -1038,128 +667,8 @@ class BusinessCentralEmulator:
             },
         )
 
-    def _openid_configuration(self) -> dict[str, Any]:
-        base = f"{self.authority_host}/{self.tenant_id}"
-        return {
-            "token_endpoint": f"{base}/oauth2/v2.0/token",
-            "token_endpoint_auth_methods_supported": [
-                "client_secret_post",
-                "private_key_jwt",
-                "client_secret_basic",
-            ],
-            "jwks_uri": f"{base}/discovery/v2.0/keys",
-            "response_modes_supported": ["query", "fragment", "form_post"],
-            "subject_types_supported": ["pairwise"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-            "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "issuer": f"{base}/v2.0",
-            "request_uri_parameter_supported": False,
-            "userinfo_endpoint": f"{self.authority_host}/oidc/userinfo",
-            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
-            "http_logout_supported": True,
-            "frontchannel_logout_supported": True,
-            "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "tid", "oid"],
-            "tenant_region_scope": "EU",
-            "cloud_instance_name": "microsoftonline.com",
-        }
-
-    def _client_problem(self, client_id: str, client_secret: str | None) -> _AadProblem | None:
-        """Why Entra ID refuses this client id and secret, or None."""
-        if not client_id:
-            return (
-                400,
-                "invalid_request",
-                900144,
-                "The request body must contain the following parameter: 'client_id'.",
-            )
-        if client_id != self.client_id:
-            return (
-                400,
-                "unauthorized_client",
-                700016,
-                f"Application with identifier '{client_id}' was not found in the directory "
-                f"'{self.tenant_id}'. This can happen if the application has not been installed "
-                "by the administrator of the tenant or consented to by any user in the tenant. "
-                "You may have sent your authentication request to the wrong tenant.",
-            )
-        if not client_secret:
-            return (
-                401,
-                "invalid_client",
-                7000216,
-                "'client_assertion', 'client_secret' or 'request' is required for the "
-                "'client_credentials' grant type.",
-            )
-        if not secrets.compare_digest(client_secret, self.client_secret):
-            return (
-                401,
-                "invalid_client",
-                7000215,
-                "Invalid client secret provided. Ensure the secret being sent in the request is "
-                "the client secret value, not the client secret ID, for a secret added to app "
-                f"'{self.client_id}'.",
-            )
-        return None
-
-    def _scope_problem(self, scope: str) -> _AadProblem | None:
-        """Why Entra ID refuses this scope (one ``<resource>/.default``), or None."""
-        if not scope:
-            return (
-                400,
-                "invalid_request",
-                900144,
-                "The request body must contain the following parameter: 'scope'.",
-            )
-        scopes = scope.split()
-        if len(scopes) != 1 or not scopes[0].endswith("/.default"):
-            return (
-                400,
-                "invalid_scope",
-                1002012,
-                f"The provided value for scope {scope} is not valid. Client credential flows "
-                "must have a scope value with /.default suffixed to the resource identifier "
-                "(application ID URI).",
-            )
-        if scopes[0] != self.scope:
-            resource = scopes[0][: -len("/.default")]
-            return (
-                400,
-                "invalid_scope",
-                500011,
-                f"The resource principal named {resource} was not found in the tenant named "
-                f"{self.tenant_id}. This can happen if the application has not been installed by "
-                "the administrator of the tenant or consented to by any user in the tenant. You "
-                "might have sent your authentication request to the wrong tenant.",
-            )
-        return None
-
-    def _token(self, handler: _Handler, body: bytes) -> tuple[int, dict[str, Any]]:
-        form = _form_body(handler, body)
-        client_id, client_secret = _client_credentials(handler, form)
-        problem = (
-            _grant_problem(form)
-            or self._client_problem(client_id, client_secret)
-            or self._scope_problem(form.get("scope", ""))
-        )
-        if problem is not None:
-            return self._aad_error(*problem)
-        token = secrets.token_urlsafe(48)
-        with self._lock:
-            self._tokens[token] = _Token(
-                client_id, self.tenant_id, time.monotonic() + self.token_lifetime_seconds
-            )
-        return 200, {
-            "token_type": "Bearer",
-            "expires_in": self.token_lifetime_seconds,
-            "ext_expires_in": self.token_lifetime_seconds,
-            "access_token": token,
-        }
-
     # ------------------------------------------------------------------ API: gatekeeping
-    def _authenticate(self, handler: _Handler, url_tenant: str | None) -> str:
+    def _authenticate(self, handler: Handler, url_tenant: str | None) -> str:
         header = handler.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
         token = None
@@ -1185,7 +694,7 @@ class BusinessCentralEmulator:
 
     def _check_rate(self, client: str) -> None:
         with self._lock:
-            limits = self._apps.setdefault(client, _AppLimits())
+            limits = self._apps.setdefault(client, AppLimits())
             now = time.monotonic()
             window = limits.window
             while window and window[0] <= now - self.rate_window_seconds:
@@ -1204,7 +713,7 @@ class BusinessCentralEmulator:
 
     def _acquire_slot(self, client: str) -> None:
         with self._slots:
-            limits = self._apps.setdefault(client, _AppLimits())
+            limits = self._apps.setdefault(client, AppLimits())
             if limits.waiting >= MAX_QUEUED_PER_APP:
                 raise ODataError(
                     429,
@@ -1237,7 +746,7 @@ class BusinessCentralEmulator:
             self._slots.notify_all()
 
     def _handle_api(
-        self, handler: _Handler, method: str, path: str, query: str, body: bytes
+        self, handler: Handler, method: str, path: str, query: str, body: bytes
     ) -> None:
         target = f"{path}?{query}" if query else path
         if self._take_fault("drop", method, target) is not None:
@@ -1274,7 +783,7 @@ class BusinessCentralEmulator:
                     and 200 <= status < 300
                     and self._take_fault("drop_after_commit", method, target) is not None
                 ):
-                    raise _Dropped
+                    raise Dropped
             finally:
                 # The answer leaves ``latency`` after the slot was granted, the emulator's own
                 # processing included (as a service's response time would).
@@ -1282,7 +791,7 @@ class BusinessCentralEmulator:
                 if remaining > 0:
                     time.sleep(remaining)
                 self._release_slot(client)
-        except _Dropped:
+        except Dropped:
             self._record(method, path, query, 0)
             handler.close_connection = True
             return
@@ -1322,7 +831,7 @@ class BusinessCentralEmulator:
     # ------------------------------------------------------------------ API: resources
     def _api(
         self,
-        handler: _Handler,
+        handler: Handler,
         method: str,
         route: tuple[str | None, str, str, list[str]],
         path: str,
@@ -1357,7 +866,7 @@ class BusinessCentralEmulator:
             200,
             {
                 "@odata.context": f"{root}/$metadata",
-                "value": [{"name": name, "kind": "EntitySet", "url": name} for name in _SETS],
+                "value": [{"name": name, "kind": "EntitySet", "url": name} for name in SETS],
             },
             {},
         )
@@ -1390,7 +899,7 @@ class BusinessCentralEmulator:
             if call.method != "GET":
                 raise self._method_not_allowed(call.method, "companies")
             rows = [c.entity() for c in self._companies.values()]
-            return self._list(call, _SETS["companies"], rows, {}, "companies", None)
+            return self._list(call, SETS["companies"], rows, {}, "companies", None)
         company = self._companies.get(self._guid_key(key))
         if company is None:
             raise ODataError(
@@ -1400,7 +909,7 @@ class BusinessCentralEmulator:
             if call.method != "GET":
                 raise self._method_not_allowed(call.method, "companies")
             return self._single(
-                _SETS["companies"],
+                SETS["companies"],
                 company.entity(),
                 call.options,
                 call.root,
@@ -1411,7 +920,7 @@ class BusinessCentralEmulator:
 
     def _custom_api(
         self,
-        handler: _Handler,
+        handler: Handler,
         method: str,
         prefix: str,
         rest: list[str],
@@ -1452,12 +961,12 @@ class BusinessCentralEmulator:
                 wanted = self._guid_key(key)
                 match = [row for row in rows if row["id"] == wanted]
                 if not match:
-                    raise self._not_found(_TRACKING_SET, wanted)
+                    raise self._not_found(TRACKING_SET, wanted)
                 return self._single(
-                    _TRACKING_SET, match[0], options, root, f"{context}({wanted})", company
+                    TRACKING_SET, match[0], options, root, f"{context}({wanted})", company
                 )
             return self._collection(
-                _TRACKING_SET, rows, {}, options, handler, root, path, context, company
+                TRACKING_SET, rows, {}, options, handler, root, path, context, company
             )
 
     @staticmethod
@@ -1514,11 +1023,11 @@ class BusinessCentralEmulator:
         name, key = segments[0]
         if name in ("salesCreditMemos", "salesCreditMemoLines"):
             return self._credit_memo_resource(call, company, segments, context)
-        spec = _served_set(name)
-        _check_depth(segments)
+        spec = served_set(name)
+        check_depth(segments)
         if key is None:
             if len(segments) > 1:
-                raise _segment_not_found(segments[1][0])
+                raise segment_not_found(segments[1][0])
             return self._entity_set(call, company, spec, context)
         entity = self._find(company, spec, self._guid_key(key))
         if len(segments) == 1:
@@ -1531,16 +1040,16 @@ class BusinessCentralEmulator:
         if name == "salesShipments" and nav == "salesShipmentLines" and nav_key is None:
             return self._shipment_lines(call, company, entity, context)
         if name != "salesOrders" or nav != "salesOrderLines":
-            raise _segment_not_found(nav)
+            raise segment_not_found(nav)
         return self._order_lines(call, company, entity, nav_key, context)
 
     def _entity_set(
-        self, call: _Call, company: m.Company, spec: _EntitySet, context: str
+        self, call: _Call, company: m.Company, spec: EntitySet, context: str
     ) -> tuple[int, Any, dict[str, str]]:
         """GET (list) or POST (create) on an entity set of a company."""
         name = spec.name
         if call.method == "POST":
-            if name in _READ_ONLY_SETS:
+            if name in READ_ONLY_SETS:
                 raise self._method_not_allowed(call.method, name)
             if name == "salesInvoices":
                 raise ODataError(
@@ -1553,7 +1062,7 @@ class BusinessCentralEmulator:
             )
         rows, indexes = self._rows(company, spec)
         if name == "salesOrderLines":
-            _require_document_filter(
+            require_document_filter(
                 call.options, spec, "You must specify an Id or a Document Id to get the lines."
             )
         return self._list(call, spec, rows, indexes, f"{context}{name}", company)
@@ -1567,7 +1076,7 @@ class BusinessCentralEmulator:
         shipment_lines = self._postings[company.id].shipment_lines.get(shipment["id"], [])
         return self._list(
             call,
-            _SETS["salesShipmentLines"],
+            SETS["salesShipmentLines"],
             list(shipment_lines),
             {},
             f"{context}salesShipments({shipment['id']})/salesShipmentLines",
@@ -1583,7 +1092,7 @@ class BusinessCentralEmulator:
         context: str,
     ) -> tuple[int, Any, dict[str, str]]:
         """``salesOrders({id})/salesOrderLines``: list, one line, or POST one more."""
-        lines_spec = _SETS["salesOrderLines"]
+        lines_spec = SETS["salesOrderLines"]
         lines = company.lines.get(order["id"], [])
         nav_context = f"{context}salesOrders({order['id']})/salesOrderLines"
         if line_key is not None:
@@ -1603,7 +1112,7 @@ class BusinessCentralEmulator:
         return self._list(call, lines_spec, list(lines), {}, nav_context, company)
 
     def _line_by_key(
-        self, spec: _EntitySet, lines: Sequence[dict[str, Any]], key: str
+        self, spec: EntitySet, lines: Sequence[dict[str, Any]], key: str
     ) -> tuple[str, dict[str, Any]]:
         """(id, line) of the document line with this key; 404 when the document has none."""
         line_id = self._guid_key(key)
@@ -1626,13 +1135,13 @@ class BusinessCentralEmulator:
         """``salesCreditMemos``: list, filter, get, deep-insert POST, lines and ``post``."""
         book = self._book(company)
         name, key = segments[0]
-        spec = _SETS[name]
-        _check_depth(segments)
+        spec = SETS[name]
+        check_depth(segments)
         if name == cm.LINES:
             return self._all_credit_memo_lines(call, company, book, segments, context)
         if key is None:
             if len(segments) > 1:
-                raise _segment_not_found(segments[1][0])
+                raise segment_not_found(segments[1][0])
             if call.method == "POST":
                 return self._post_credit_memo(call, company, book, context)
             indexes = {"externalDocumentNumber": book.by_external_number}
@@ -1659,11 +1168,11 @@ class BusinessCentralEmulator:
     ) -> tuple[int, Any, dict[str, str]]:
         """``salesCreditMemoLines``: only a GET filtered by document or line id."""
         name, key = segments[0]
-        spec = _SETS[name]
+        spec = SETS[name]
         message = "You must specify an id or a Document Id to get the lines."
         if call.method == "POST" or key is not None or len(segments) > 1:
             raise m.app_error(message)
-        _require_document_filter(call.options, spec, message)
+        require_document_filter(call.options, spec, message)
         rows = [line for lines in book.lines.values() for line in lines]
         return self._list(call, spec, rows, {}, f"{context}{name}", company)
 
@@ -1672,7 +1181,7 @@ class BusinessCentralEmulator:
     ) -> tuple[int, Any, dict[str, str]]:
         """``POST salesCreditMemos`` (deep insert); only ``$select``/``$expand`` allowed."""
         name = "salesCreditMemos"
-        spec = _SETS[name]
+        spec = SETS[name]
         for option in ("$filter", "$top", "$skip", "$orderby", "$count", "$skiptoken"):
             if option in call.options.options:
                 raise query_syntax_error(f"The query option '{option}' is not allowed on a POST.")
@@ -1703,8 +1212,8 @@ class BusinessCentralEmulator:
             cm.post_credit_memo(book, memo)
             return 204, None, {}
         if nav != cm.LINES:
-            raise _segment_not_found(nav)
-        lines_spec = _SETS[cm.LINES]
+            raise segment_not_found(nav)
+        lines_spec = SETS[cm.LINES]
         lines = book.lines.get(memo["id"], [])
         if call.method != "GET":
             raise self._method_not_allowed(call.method, nav)
@@ -1714,15 +1223,15 @@ class BusinessCentralEmulator:
         return self._list(call, lines_spec, list(lines), {}, f"{own}/{nav}", company)
 
     def _rows(
-        self, company: m.Company, spec: _EntitySet
+        self, company: m.Company, spec: EntitySet
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """All rows of an entity set and the indexes that can narrow an ``eq`` filter."""
-        source = _ROW_SOURCES.get(spec.name)
+        source = ROW_SOURCES.get(spec.name)
         if source is None:
             raise AssertionError(spec.name)
         return source(company, self._postings[company.id])
 
-    def _find(self, company: m.Company, spec: _EntitySet, key: str) -> dict[str, Any]:
+    def _find(self, company: m.Company, spec: EntitySet, key: str) -> dict[str, Any]:
         table: Mapping[str, dict[str, Any]]
         if spec.name == "salesOrderLines":
             order_id = company.line_index.get(key)
@@ -1756,7 +1265,7 @@ class BusinessCentralEmulator:
         return entity
 
     @staticmethod
-    def _not_found(spec: _EntitySet, key: str) -> ODataError:
+    def _not_found(spec: EntitySet, key: str) -> ODataError:
         return ODataError(
             404,
             "BadRequest_NotFound",
@@ -1764,7 +1273,7 @@ class BusinessCentralEmulator:
         )
 
     # ------------------------------------------------------------------ API: reading
-    def _expand_names(self, spec: _EntitySet, options: QueryOptions) -> set[str]:
+    def _expand_names(self, spec: EntitySet, options: QueryOptions) -> set[str]:
         navs = {
             "salesOrders": ["salesOrderLines"],
             "salesShipments": ["salesShipmentLines"],
@@ -1780,7 +1289,7 @@ class BusinessCentralEmulator:
 
     def _render(
         self,
-        spec: _EntitySet,
+        spec: EntitySet,
         entity: Mapping[str, Any],
         select: list[str] | None,
         expand: set[str],
@@ -1805,7 +1314,7 @@ class BusinessCentralEmulator:
 
     def _single(
         self,
-        spec: _EntitySet,
+        spec: EntitySet,
         entity: Mapping[str, Any],
         options: QueryOptions,
         root: str,
@@ -1825,7 +1334,7 @@ class BusinessCentralEmulator:
     def _list(
         self,
         call: _Call,
-        spec: _EntitySet,
+        spec: EntitySet,
         rows: list[dict[str, Any]],
         indexes: Mapping[str, Any],
         context: str,
@@ -1838,11 +1347,11 @@ class BusinessCentralEmulator:
 
     def _collection(
         self,
-        spec: _EntitySet,
+        spec: EntitySet,
         rows: list[dict[str, Any]],
         indexes: Mapping[str, Any],
         options: QueryOptions,
-        handler: _Handler,
+        handler: Handler,
         root: str,
         path: str,
         context: str,
@@ -1906,13 +1415,13 @@ class BusinessCentralEmulator:
 
     # ------------------------------------------------------------------ API: writing
     @staticmethod
-    def _ieee754(handler: _Handler) -> bool:
+    def _ieee754(handler: Handler) -> bool:
         content_type = handler.headers.get("Content-Type", "")
         params = [p.strip().lower() for p in content_type.split(";")[1:]]
         return "ieee754compatible=true" in params
 
     @staticmethod
-    def _require_json(handler: _Handler) -> None:
+    def _require_json(handler: Handler) -> None:
         content_type = handler.headers.get("Content-Type", "")
         if content_type.split(";")[0].strip().lower() != "application/json":
             raise ODataError(
@@ -1938,9 +1447,9 @@ class BusinessCentralEmulator:
 
     def _post(
         self,
-        handler: _Handler,
+        handler: Handler,
         company: m.Company,
-        spec: _EntitySet,
+        spec: EntitySet,
         options: QueryOptions,
         root: str,
         context: str,

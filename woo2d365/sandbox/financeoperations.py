@@ -32,7 +32,8 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from woo2d365.sandbox import bc_model
-from woo2d365.sandbox.businesscentral import BusinessCentralEmulator, _Dropped, _Handler
+from woo2d365.sandbox.bc_http import Dropped, Handler
+from woo2d365.sandbox.businesscentral import BusinessCentralEmulator
 from woo2d365.sandbox.fo_model import ENTITY_SETS, WRITE_EXCEPTION_STATUS, FoData
 from woo2d365.sandbox.fo_odata import (
     WRITE_EXCEPTION,
@@ -260,7 +261,7 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
                     return throttle
         return None
 
-    def _fo_authenticate(self, handler: _Handler) -> None:
+    def _fo_authenticate(self, handler: Handler) -> None:
         header = handler.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
         with self._lock:
@@ -271,7 +272,7 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
             if token is None or token.client_id not in self.entra_applications:
                 raise FoError(401, "", empty=True)
 
-    def _admit(self, handler: _Handler, method: str, target: str) -> None:
+    def _admit(self, handler: Handler, method: str, target: str) -> None:
         """Authentication, then throttling and injected failures, before any processing."""
         self._fo_authenticate(handler)
         throttle = self._take_throttle(target, in_changeset=False)
@@ -287,7 +288,7 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
             raise FoError(fault.status, fault.message, headers=extra)
 
     def _handle_api(
-        self, handler: _Handler, method: str, path: str, query: str, body: bytes
+        self, handler: Handler, method: str, path: str, query: str, body: bytes
     ) -> None:
         target = f"{path}?{query}" if query else path
         if self._take_fault("drop", method, target) is not None:
@@ -308,12 +309,12 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
                     and status < 300
                     and self._take_fault("drop_after_commit", method, target) is not None
                 ):
-                    raise _Dropped
+                    raise Dropped
             finally:
                 remaining = self.latency - (time.monotonic() - started)
                 if remaining > 0:
                     time.sleep(remaining)
-        except _Dropped:
+        except Dropped:
             self._record(method, path, query, 0)
             handler.close_connection = True
             return
@@ -330,7 +331,7 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
         self._send(handler, status, payload, all_headers)
 
     def _route(
-        self, handler: _Handler, method: str, path: str, query: str, body: bytes
+        self, handler: Handler, method: str, path: str, query: str, body: bytes
     ) -> tuple[int, bytes, str]:
         json_type = "application/json; odata.metadata=minimal; odata.streaming=true"
         if path.rstrip("/") == "/data" and method == "GET":
