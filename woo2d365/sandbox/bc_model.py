@@ -236,21 +236,16 @@ CUSTOMER_SCHEMA: Schema = {
     "blocked": _f("enum", enum=CUSTOMER_BLOCKED),
     "lastModifiedDateTime": _f("datetime", ro=True),
 }
-ORDER_STATUS = ("Draft", "In_x0020_Review", "Open")
-ORDER_SCHEMA: Schema = {
-    "id": _f("guid", ro=True),
-    "number": _f("code", 20, ro=True),
-    "externalDocumentNumber": _f("code", 35),
-    "orderDate": _f("date"),
-    "postingDate": _f("date"),
+# Header fields that sales orders and credit memos share, in page order.
+DOCUMENT_PARTIES: Schema = {
     "customerId": _f("guid"),
     "customerNumber": _f("code", 20),
     "customerName": _f("string", 100, ro=True),
     "billToName": _f("string", 100, ro=True),
     "billToCustomerId": _f("guid"),
     "billToCustomerNumber": _f("code", 20),
-    "shipToName": _f("string", 100),
-    "shipToContact": _f("string", 100),
+}
+SELL_TO_AND_BILL_TO_ADDRESS: Schema = {
     "sellToAddressLine1": _f("string", 100),
     "sellToAddressLine2": _f("string", 50),
     "sellToCity": _f("string", 30),
@@ -263,32 +258,53 @@ ORDER_SCHEMA: Schema = {
     "billToCountry": _f("code", 10, ro=True),
     "billToState": _f("string", 30, ro=True),
     "billToPostCode": _f("code", 20, ro=True),
+}
+DIMENSIONS_AND_CURRENCY: Schema = {
+    "shortcutDimension1Code": _f("code", 20),
+    "shortcutDimension2Code": _f("code", 20),
+    "currencyId": _f("guid"),
+    "currencyCode": _f("code", 10),
+}
+DOCUMENT_TOTALS: Schema = {
+    "discountAmount": _f("decimal"),
+    "discountAppliedBeforeTax": _f("bool", ro=True),
+    "totalAmountExcludingTax": _f("decimal", ro=True),
+    "totalTaxAmount": _f("decimal", ro=True),
+    "totalAmountIncludingTax": _f("decimal", ro=True),
+}
+DOCUMENT_CONTACT: Schema = {
+    "phoneNumber": _f("string", 30),
+    "email": _f("string", 80),
+}
+ORDER_STATUS = ("Draft", "In_x0020_Review", "Open")
+ORDER_SCHEMA: Schema = {
+    "id": _f("guid", ro=True),
+    "number": _f("code", 20, ro=True),
+    "externalDocumentNumber": _f("code", 35),
+    "orderDate": _f("date"),
+    "postingDate": _f("date"),
+    **DOCUMENT_PARTIES,
+    "shipToName": _f("string", 100),
+    "shipToContact": _f("string", 100),
+    **SELL_TO_AND_BILL_TO_ADDRESS,
     "shipToAddressLine1": _f("string", 100),
     "shipToAddressLine2": _f("string", 50),
     "shipToCity": _f("string", 30),
     "shipToCountry": _f("code", 10),
     "shipToState": _f("string", 30),
     "shipToPostCode": _f("code", 20),
-    "shortcutDimension1Code": _f("code", 20),
-    "shortcutDimension2Code": _f("code", 20),
-    "currencyId": _f("guid"),
-    "currencyCode": _f("code", 10),
+    **DIMENSIONS_AND_CURRENCY,
     "pricesIncludeTax": _f("bool"),
     "paymentTermsId": _f("guid"),
     "shipmentMethodId": _f("guid"),
     "salesperson": _f("code", 20),
     "partialShipping": _f("bool"),
     "requestedDeliveryDate": _f("date"),
-    "discountAmount": _f("decimal"),
-    "discountAppliedBeforeTax": _f("bool", ro=True),
-    "totalAmountExcludingTax": _f("decimal", ro=True),
-    "totalTaxAmount": _f("decimal", ro=True),
-    "totalAmountIncludingTax": _f("decimal", ro=True),
+    **DOCUMENT_TOTALS,
     "fullyShipped": _f("bool", ro=True),
     "status": _f("enum", ro=True, enum=ORDER_STATUS),
     "lastModifiedDateTime": _f("datetime", ro=True),
-    "phoneNumber": _f("string", 30),
-    "email": _f("string", 80),
+    **DOCUMENT_CONTACT,
 }
 LINE_TYPES = ("Comment", "Account", "Item", "Resource", "Fixed_x0020_Asset", "Charge")
 LINE_SCHEMA: Schema = {
@@ -325,18 +341,20 @@ LINE_SCHEMA: Schema = {
     "itemVariantId": _f("guid"),
     "locationId": _f("guid"),
 }
+# The navigation properties of a sales document header (orders, shipments, invoices).
+DOCUMENT_NAVIGATIONS = (
+    "customer",
+    "currency",
+    "paymentTerms",
+    "shipmentMethod",
+    "pdfDocument",
+    "attachments",
+    "documentAttachments",
+    "dimensionSetLines",
+)
 # Navigation properties BC has but the emulator does not serve (a 501, not a fake 400).
 UNSERVED_NAVIGATIONS: dict[str, tuple[str, ...]] = {
-    "salesOrder": (
-        "customer",
-        "currency",
-        "paymentTerms",
-        "shipmentMethod",
-        "pdfDocument",
-        "attachments",
-        "documentAttachments",
-        "dimensionSetLines",
-    ),
+    "salesOrder": DOCUMENT_NAVIGATIONS,
     "salesOrderLine": ("item", "account", "location", "dimensionSetLines"),
     "customer": (
         "customerFinancialDetails",

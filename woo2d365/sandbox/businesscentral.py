@@ -15,11 +15,12 @@ error answers, dropped connections, and a POST that commits but never answers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -55,6 +56,7 @@ from woo2d365.sandbox.bc_odata import (
     Filter,
     ODataError,
     QueryOptions,
+    Schema,
     decode_skiptoken,
     encode_skiptoken,
     parse_expand,
@@ -111,6 +113,32 @@ class _Call:
     root: str
     path: str
     body: bytes
+
+
+@contextlib.contextmanager
+def _refusal_as_value_error() -> Iterator[None]:
+    """A setup call Business Central would refuse raises ``ValueError("code: message")``."""
+    try:
+        yield
+    except ODataError as error:
+        raise ValueError(f"{error.code}: {error.message}") from None
+
+
+def _by_number(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda row: row["number"])
+
+
+def _render_document(
+    header: dict[str, Any],
+    schema: Schema,
+    lines_key: str,
+    lines: Mapping[str, list[dict[str, Any]]],
+    line_schema: Schema,
+) -> dict[str, Any]:
+    """A document as the API shows it with its lines expanded."""
+    doc = m.render(header, schema, None)
+    doc[lines_key] = [m.render(line, line_schema, None) for line in lines.get(header["id"], [])]
+    return doc
 
 
 class BusinessCentralEmulator(EntraIdentityProvider):
@@ -306,31 +334,23 @@ class BusinessCentralEmulator(EntraIdentityProvider):
             body["email"] = email
         if number is not None:
             body["number"] = number
-        with self._lock:
-            try:
-                customer = m.create_customer(self._company(company), body, ieee754=False)
-            except ODataError as error:
-                raise ValueError(f"{error.code}: {error.message}") from None
+        with self._lock, _refusal_as_value_error():
+            customer = m.create_customer(self._company(company), body, ieee754=False)
             return m.render(customer, m.CUSTOMER_SCHEMA, None)
 
     def add_sales_order(self, body: dict[str, Any], company: str | None = None) -> dict[str, Any]:
         """Create a sales order as a person would in Business Central (the rules of ``POST
         salesOrders``, with ``salesOrderLines`` deep-inserted; API field names)."""
-        with self._lock:
-            try:
-                order, _lines = so.create_sales_order(self._company(company), body, ieee754=False)
-            except ODataError as error:
-                raise ValueError(f"{error.code}: {error.message}") from None
+        with self._lock, _refusal_as_value_error():
+            order, _lines = so.create_sales_order(self._company(company), body, ieee754=False)
             return m.render(order, m.ORDER_SCHEMA, None)
 
     def set_item(self, number: str, **fields: Any) -> dict[str, Any]:
         """Change an item's fields (API names, e.g. ``blocked=True``; ``vat_percent`` too)."""
         with self._lock:
-            company = self._company(fields.pop("company", None))
-            item_id = company.item_by_number.get(number.strip().upper())
-            if item_id is None:
-                raise KeyError(f"no item {number!r}")
-            item = company.items[item_id]
+            company_name = fields.pop("company", None)
+            company = self._company(company_name)
+            item = self._item_by_number(number, company_name)
             for name, value in fields.items():
                 if name == "vat_percent":
                     item["_vat"] = Decimal(value)
@@ -404,47 +424,37 @@ class BusinessCentralEmulator(EntraIdentityProvider):
         with self._lock:
             comp = self._company(company)
             book = self._book(comp)
-            result = []
-            for memo in book.memos.values():
-                doc = m.render(memo, cm.CREDIT_MEMO_SCHEMA, None)
-                doc[cm.LINES] = [
-                    m.render(line, cm.CREDIT_MEMO_LINE_SCHEMA, None)
-                    for line in book.lines.get(memo["id"], [])
-                ]
-                result.append(doc)
-            return result
+            return [
+                _render_document(
+                    memo, cm.CREDIT_MEMO_SCHEMA, cm.LINES, book.lines, cm.CREDIT_MEMO_LINE_SCHEMA
+                )
+                for memo in book.memos.values()
+            ]
 
     def sales_orders(self, company: str | None = None) -> list[dict[str, Any]]:
         """Every sales order as ``GET salesOrders?$expand=salesOrderLines`` shows it."""
         with self._lock:
             comp = self._company(company)
-            orders = sorted(comp.orders.values(), key=lambda o: o["number"])
-            result = []
-            for order in orders:
-                doc = m.render(order, m.ORDER_SCHEMA, None)
-                doc["salesOrderLines"] = [
-                    m.render(line, m.LINE_SCHEMA, None) for line in comp.lines.get(order["id"], [])
-                ]
-                result.append(doc)
-            return result
+            return [
+                _render_document(
+                    order, m.ORDER_SCHEMA, "salesOrderLines", comp.lines, m.LINE_SCHEMA
+                )
+                for order in _by_number(comp.orders.values())
+            ]
 
     def customers(self, company: str | None = None) -> list[dict[str, Any]]:
         """Every customer, by number."""
         with self._lock:
             comp = self._company(company)
             return [
-                m.render(c, m.CUSTOMER_SCHEMA, None)
-                for c in sorted(comp.customers.values(), key=lambda c: c["number"])
+                m.render(c, m.CUSTOMER_SCHEMA, None) for c in _by_number(comp.customers.values())
             ]
 
     def items(self, company: str | None = None) -> list[dict[str, Any]]:
         """Every item, by number."""
         with self._lock:
             comp = self._company(company)
-            return [
-                m.render(i, m.ITEM_SCHEMA, None)
-                for i in sorted(comp.items.values(), key=lambda i: i["number"])
-            ]
+            return [m.render(i, m.ITEM_SCHEMA, None) for i in _by_number(comp.items.values())]
 
     # ------------------------------------------------------------------ posting (bc_postings)
     def ship(
@@ -461,11 +471,9 @@ class BusinessCentralEmulator(EntraIdentityProvider):
         Invoice" in one go (a fully invoiced order is deleted). The shipment as the API shows it."""
         wanted = None if quantities is None else {k: Decimal(str(v)) for k, v in quantities.items()}
         with self._lock:
-            comp = self._company(company)
-            shipment, _ = posted.post(
-                comp,
-                self._postings[comp.id],
+            shipment, _ = self._post_order(
                 order_number,
+                company,
                 ship=wanted,
                 invoice=invoice,
                 posting_date=posting_date,
@@ -478,14 +486,8 @@ class BusinessCentralEmulator(EntraIdentityProvider):
     ) -> dict[str, Any] | None:
         """Post an invoice for what is shipped and not invoiced (the order goes when all is)."""
         with self._lock:
-            comp = self._company(company)
-            _, invoice = posted.post(
-                comp,
-                self._postings[comp.id],
-                order_number,
-                ship=None,
-                invoice=True,
-                posting_date=posting_date,
+            _, invoice = self._post_order(
+                order_number, company, ship=None, invoice=True, posting_date=posting_date
             )
             return None if invoice is None else m.render(invoice, posted.INVOICE_SCHEMA, None)
 
@@ -494,20 +496,21 @@ class BusinessCentralEmulator(EntraIdentityProvider):
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """ "Ship and Invoice" of everything: shipment and invoice posted, the order deleted."""
         with self._lock:
-            comp = self._company(company)
-            shipment, invoice = posted.post(
-                comp,
-                self._postings[comp.id],
-                order_number,
-                ship=None,
-                invoice=True,
-                everything=True,
+            shipment, invoice = self._post_order(
+                order_number, company, ship=None, invoice=True, everything=True
             )
             assert shipment is not None and invoice is not None
             return (
                 m.render(shipment, posted.SHIPMENT_SCHEMA, None),
                 m.render(invoice, posted.INVOICE_SCHEMA, None),
             )
+
+    def _post_order(
+        self, order_number: str, company: str | None, **options: Any
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """(shipment, invoice) posted for a sales order (see :func:`bc_postings.post`)."""
+        comp = self._company(company)
+        return posted.post(comp, self._postings[comp.id], order_number, **options)
 
     def set_tracking(
         self,
@@ -648,6 +651,18 @@ class BusinessCentralEmulator(EntraIdentityProvider):
         if handler.command != "HEAD":
             handler.wfile.write(body)
 
+    def _drop(self, handler: Handler, method: str, path: str, query: str) -> None:
+        """Close the connection without an answer (recorded with status 0)."""
+        self._record(method, path, query, 0)
+        handler.close_connection = True
+
+    def _wait_out_latency(self, started: float) -> None:
+        """Answer ``latency`` seconds after ``started``, the emulator's own processing included
+        (as a service's response time would)."""
+        remaining = self.latency - (time.monotonic() - started)
+        if remaining > 0:
+            time.sleep(remaining)
+
     def _record(self, method: str, path: str, query: str, status: int) -> None:
         with self._lock:
             self.requests.append(RecordedRequest(method, path, query, status, time.time()))
@@ -750,8 +765,7 @@ class BusinessCentralEmulator(EntraIdentityProvider):
     ) -> None:
         target = f"{path}?{query}" if query else path
         if self._take_fault("drop", method, target) is not None:
-            self._record(method, path, query, 0)
-            handler.close_connection = True
+            self._drop(handler, method, path, query)
             return
         headers: dict[str, str] = {}
         try:
@@ -785,15 +799,11 @@ class BusinessCentralEmulator(EntraIdentityProvider):
                 ):
                     raise Dropped
             finally:
-                # The answer leaves ``latency`` after the slot was granted, the emulator's own
-                # processing included (as a service's response time would).
-                remaining = self.latency - (time.monotonic() - started)
-                if remaining > 0:
-                    time.sleep(remaining)
+                # The answer leaves ``latency`` after the slot was granted.
+                self._wait_out_latency(started)
                 self._release_slot(client)
         except Dropped:
-            self._record(method, path, query, 0)
-            handler.close_connection = True
+            self._drop(handler, method, path, query)
             return
         except ODataError as error:
             status, document, headers = error.status, _error_document(error), error.headers

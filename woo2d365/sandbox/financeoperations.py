@@ -292,8 +292,7 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
     ) -> None:
         target = f"{path}?{query}" if query else path
         if self._take_fault("drop", method, target) is not None:
-            self._record(method, path, query, 0)
-            handler.close_connection = True
+            self._drop(handler, method, path, query)
             return
         started = time.monotonic()
         headers: dict[str, str] = {}
@@ -311,12 +310,9 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
                 ):
                     raise Dropped
             finally:
-                remaining = self.latency - (time.monotonic() - started)
-                if remaining > 0:
-                    time.sleep(remaining)
+                self._wait_out_latency(started)
         except Dropped:
-            self._record(method, path, query, 0)
-            handler.close_connection = True
+            self._drop(handler, method, path, query)
             return
         except FoError as error:
             status, headers = error.status, error.headers
