@@ -24,8 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
 from woo2d365.sandbox import bc_credit_memos as cm
@@ -70,6 +69,7 @@ from woo2d365.sandbox.bc_odata import (
     rows_after,
     sort_rows,
 )
+from woo2d365.sandbox.serving import ServedContext, take_next
 from woo2d365.sandbox.tls import SandboxCA
 
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
@@ -141,7 +141,7 @@ def _render_document(
     return doc
 
 
-class BusinessCentralEmulator(EntraIdentityProvider):
+class BusinessCentralEmulator(ServedContext, EntraIdentityProvider):
     """Business Central online (API v2.0) and its Entra ID token endpoint, on 127.0.0.1 over TLS.
 
     Use as a context manager or call :meth:`start` / :meth:`stop`. Point the tool's
@@ -210,7 +210,7 @@ class BusinessCentralEmulator(EntraIdentityProvider):
         """``publisher/group/version/entitySet`` of the installed tracking page (None: none)."""
 
     # ------------------------------------------------------------------ lifecycle and URLs
-    def start(self) -> BusinessCentralEmulator:
+    def start(self) -> Self:
         """Bind a free port and serve in a daemon thread."""
         if self._server is not None:
             return self
@@ -235,17 +235,6 @@ class BusinessCentralEmulator(EntraIdentityProvider):
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-
-    def __enter__(self) -> BusinessCentralEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
@@ -609,13 +598,7 @@ class BusinessCentralEmulator(EntraIdentityProvider):
 
     def _take_fault(self, kind: str, method: str, target: str) -> Fault | None:
         with self._lock:
-            for fault in self._faults:
-                if fault.kind == kind and fault.matches(method, target):
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
+            return take_next(self._faults, lambda f: f.kind == kind and f.matches(method, target))
 
     # ------------------------------------------------------------------ HTTP plumbing
     def _handle(self, handler: Handler) -> None:

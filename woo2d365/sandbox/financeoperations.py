@@ -48,6 +48,7 @@ from woo2d365.sandbox.fo_odata import (
     render_batch,
     split_options,
 )
+from woo2d365.sandbox.serving import take_next
 from woo2d365.sandbox.tls import SandboxCA
 
 THROTTLED = (
@@ -253,13 +254,10 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
     # ------------------------------------------------------------------ HTTP
     def _take_throttle(self, target: str, *, in_changeset: bool) -> _Throttle | None:
         with self._lock:
-            for throttle in self._throttles:
-                if throttle.in_changeset == in_changeset and throttle.path_contains in target:
-                    throttle.remaining -= 1
-                    if throttle.remaining <= 0:
-                        self._throttles.remove(throttle)
-                    return throttle
-        return None
+            return take_next(
+                self._throttles,
+                lambda t: t.in_changeset == in_changeset and t.path_contains in target,
+            )
 
     def _fo_authenticate(self, handler: Handler) -> None:
         header = handler.headers.get("Authorization", "")

@@ -47,12 +47,12 @@ from decimal import Decimal, InvalidOperation
 from email.message import Message
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from woo2d365.sandbox import shop_refunds
+from woo2d365.sandbox.serving import ServedContext, take_next
 from woo2d365.sandbox.shop_auth import WooCommerceAuthentication
 from woo2d365.sandbox.shop_data import WC_VERSION, format_money, order_links, status_label
 from woo2d365.sandbox.shop_notes import OrderNotes
@@ -337,7 +337,7 @@ def _customer_and_product_match(
     )
 
 
-class ShopEmulator(WooCommerceAuthentication, OrderNotes):
+class ShopEmulator(ServedContext, WooCommerceAuthentication, OrderNotes):
     """A WooCommerce 9.9.5 shop's REST API v3 on 127.0.0.1 (see the module docstring).
 
     ``orders`` and ``notes`` are the live data (keyed by order id); use the methods to change
@@ -406,7 +406,7 @@ class ShopEmulator(WooCommerceAuthentication, OrderNotes):
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> ShopEmulator:
+    def start(self) -> Self:
         """Bind a free port on 127.0.0.1 and serve in a daemon thread."""
         if self._server is not None:
             return self
@@ -441,17 +441,6 @@ class ShopEmulator(WooCommerceAuthentication, OrderNotes):
         if self._own_ca is not None:
             self._own_ca.cleanup()
             self._own_ca = self._ca = None
-
-    def __enter__(self) -> ShopEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- clock -----------------------------------------------------------------------------
 
@@ -682,13 +671,7 @@ class ShopEmulator(WooCommerceAuthentication, OrderNotes):
 
     def _take_fault(self, method: str, path: str) -> _Fault | None:
         with self._lock:
-            for fault in self._faults:
-                if fault.remaining > 0 and fault.matches(method, path):
-                    fault.remaining -= 1
-                    if fault.remaining == 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
+            return take_next(self._faults, lambda f: f.remaining > 0 and f.matches(method, path))
 
     def _process(
         self, method: str, raw_path: str, headers: Message, body: bytes, *, https: bool
