@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from woo2d365.sandbox.bc_odata import FieldSpec, ODataError, Schema
+from woo2d365.sandbox.bc_odata import EDM, FieldSpec, ODataError, Schema
 
 ZERO_GUID = "00000000-0000-0000-0000-000000000000"
 BLANK_DATE = date(1, 1, 1)
@@ -387,17 +387,7 @@ UNSERVED_NAVIGATIONS: dict[str, tuple[str, ...]] = {
 
 
 def _edm(spec: FieldSpec) -> str:
-    return {
-        "string": "Edm.String",
-        "code": "Edm.String",
-        "enum": "Edm.String",
-        "guid": "Edm.Guid",
-        "date": "Edm.Date",
-        "datetime": "Edm.DateTimeOffset",
-        "decimal": "Edm.Decimal",
-        "int": "Edm.Int32",
-        "bool": "Edm.Boolean",
-    }[spec.type]
+    return EDM[spec.type]
 
 
 def _cannot_convert(spec: FieldSpec) -> ODataError:
@@ -713,6 +703,16 @@ def dumps(document: Any) -> bytes:
 # setup helpers (not the API)
 
 
+def _free_number(schema: Schema, number: str, taken: Mapping[str, str], noun: str) -> str:
+    """A new record's No. as the table stores it; ValueError when it is blank or taken."""
+    number = normalise_text("number", schema["number"], number)
+    if not number:
+        raise ValueError(f"an {noun} needs a number")
+    if number in taken:
+        raise ValueError(f"{noun} {number} exists already")
+    return number
+
+
 def make_item(
     company: Company,
     number: str,
@@ -723,11 +723,7 @@ def make_item(
     vat_percent: Decimal,
 ) -> dict[str, Any]:
     """Create an item directly in the table."""
-    number = normalise_text("number", ITEM_SCHEMA["number"], number)
-    if not number:
-        raise ValueError("an item needs a number")
-    if number in company.item_by_number:
-        raise ValueError(f"item {number} exists already")
+    number = _free_number(ITEM_SCHEMA, number, company.item_by_number, "item")
     display_name = normalise_text("displayName", ITEM_SCHEMA["displayName"], display_name)
     item: dict[str, Any] = {
         "id": new_guid(),
@@ -764,11 +760,7 @@ def make_account(
     company: Company, number: str, display_name: str, *, vat_percent: Decimal, blocked: bool = False
 ) -> dict[str, Any]:
     """Create a G/L account directly in the table."""
-    number = normalise_text("number", ACCOUNT_SCHEMA["number"], number)
-    if not number:
-        raise ValueError("an account needs a number")
-    if number in company.account_by_number:
-        raise ValueError(f"account {number} exists already")
+    number = _free_number(ACCOUNT_SCHEMA, number, company.account_by_number, "account")
     account: dict[str, Any] = {
         "id": new_guid(),
         "number": number,

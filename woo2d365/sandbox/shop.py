@@ -75,6 +75,7 @@ from woo2d365.sandbox.shop_rest import (
     parse_body,
     php_parse,
     refuse_invalid_json,
+    refuse_unauthorised_batch,
     wp_list,
 )
 from woo2d365.sandbox.tls import SandboxCA
@@ -1150,13 +1151,7 @@ class ShopEmulator(ServedContext, WooCommerceAuthentication, OrderNotes):
     def _batch_orders(self, req: Request, authenticated: bool) -> Response:
         """``WC_REST_Controller::batch_items``: each update runs as its own ``PUT``; a failed item
         is ``{"id", "error": {"code", "message", "data"}}`` inside a 200 answer."""
-        refuse_invalid_json(req)
-        if not authenticated:
-            raise ApiError(
-                401,
-                "woocommerce_rest_cannot_batch",
-                "Sorry, you are not allowed to batch manipulate this resource.",
-            )
+        refuse_unauthorised_batch(req, authenticated)
         batches = {name: req.param(name) for name in ("create", "update", "delete")}
         batches = {name: value for name, value in batches.items() if value}
         total = sum(len(value) for value in batches.values() if isinstance(value, list | dict))

@@ -45,6 +45,7 @@ from woo2d365.sandbox.shop_rest import (
     item_error,
     json_response,
     refuse_invalid_json,
+    refuse_unauthorised_batch,
     wp_list,
 )
 
@@ -494,13 +495,7 @@ class Catalogue:
 
     def _run_batch(self, req: Request, authenticated: bool, parent_id: int | None) -> Response:
         """``WC_REST_Controller::batch_items``: per-item outcomes inside a 200 answer."""
-        refuse_invalid_json(req)
-        if not authenticated:
-            raise ApiError(
-                401,
-                "woocommerce_rest_cannot_batch",
-                "Sorry, you are not allowed to batch manipulate this resource.",
-            )
+        refuse_unauthorised_batch(req, authenticated)
         lists = {name: as_list(req.param(name)) for name in ("create", "update", "delete")}
         total = sum(len(items) for items in lists.values())
         if total > self.shop.batch_limit:

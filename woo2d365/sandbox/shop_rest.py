@@ -154,6 +154,17 @@ def refuse_invalid_json(req: Request) -> None:
         )
 
 
+def refuse_unauthorised_batch(req: Request, authenticated: bool) -> None:
+    """A ``/batch`` request needs valid JSON and an authenticated key."""
+    refuse_invalid_json(req)
+    if not authenticated:
+        raise ApiError(
+            401,
+            "woocommerce_rest_cannot_batch",
+            "Sorry, you are not allowed to batch manipulate this resource.",
+        )
+
+
 def as_list(value: Any) -> list[Any]:
     """A batch list as PHP sees it: a JSON object's values, a list, or nothing."""
     if isinstance(value, dict):
