@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from woo2d365.sandbox import bc_model as m
+from woo2d365.sandbox import bc_sales_orders as so
 from woo2d365.sandbox.bc_odata import ODataError, Schema
 
 _f = m._f
@@ -29,44 +30,20 @@ CREDIT_MEMO_SCHEMA: Schema = {
     "creditMemoDate": _f("date"),
     "postingDate": _f("date"),
     "dueDate": _f("date"),
-    "customerId": _f("guid"),
-    "customerNumber": _f("code", 20),
-    "customerName": _f("string", 100, ro=True),
-    "billToName": _f("string", 100, ro=True),
-    "billToCustomerId": _f("guid"),
-    "billToCustomerNumber": _f("code", 20),
-    "sellToAddressLine1": _f("string", 100),
-    "sellToAddressLine2": _f("string", 50),
-    "sellToCity": _f("string", 30),
-    "sellToCountry": _f("code", 10),
-    "sellToState": _f("string", 30),
-    "sellToPostCode": _f("code", 20),
-    "billToAddressLine1": _f("string", 100, ro=True),
-    "billToAddressLine2": _f("string", 50, ro=True),
-    "billToCity": _f("string", 30, ro=True),
-    "billToCountry": _f("code", 10, ro=True),
-    "billToState": _f("string", 30, ro=True),
-    "billToPostCode": _f("code", 20, ro=True),
-    "shortcutDimension1Code": _f("code", 20),
-    "shortcutDimension2Code": _f("code", 20),
-    "currencyId": _f("guid"),
-    "currencyCode": _f("code", 10),
+    **m.DOCUMENT_PARTIES,
+    **m.SELL_TO_AND_BILL_TO_ADDRESS,
+    **m.DIMENSIONS_AND_CURRENCY,
     "paymentTermsId": _f("guid"),
     "shipmentMethodId": _f("guid"),
     "salesperson": _f("code", 20),
     "pricesIncludeTax": _f("bool", ro=True),
-    "discountAmount": _f("decimal"),
-    "discountAppliedBeforeTax": _f("bool", ro=True),
-    "totalAmountExcludingTax": _f("decimal", ro=True),
-    "totalTaxAmount": _f("decimal", ro=True),
-    "totalAmountIncludingTax": _f("decimal", ro=True),
+    **m.DOCUMENT_TOTALS,
     "status": _f("enum", ro=True, enum=CREDIT_MEMO_STATUS),
     "lastModifiedDateTime": _f("datetime", ro=True),
     "invoiceId": _f("guid"),
     "invoiceNumber": _f("code", 20),
     "customerReturnReasonId": _f("guid"),
-    "phoneNumber": _f("string", 30),
-    "email": _f("string", 80),
+    **m.DOCUMENT_CONTACT,
 }
 _NOT_ON_CREDIT_MEMO_LINES = (
     "shipmentDate",
@@ -93,20 +70,6 @@ class CreditMemoBook:
     def by_external_number(self, value: str) -> list[dict[str, Any]]:
         """The credit memos with this ``externalDocumentNumber``."""
         return [memo for memo in self.memos.values() if memo["externalDocumentNumber"] == value]
-
-
-_SELL_TO_FROM_CUSTOMER = {
-    "customerName": "displayName",
-    "sellToAddressLine1": "addressLine1",
-    "sellToAddressLine2": "addressLine2",
-    "sellToCity": "city",
-    "sellToCountry": "country",
-    "sellToState": "state",
-    "sellToPostCode": "postalCode",
-    "phoneNumber": "phoneNumber",
-    "email": "email",
-}
-_PARTY_FIELDS = ("customerId", "customerNumber", "billToCustomerId", "billToCustomerNumber")
 
 
 def _new_memo() -> dict[str, Any]:
@@ -142,51 +105,54 @@ def _new_memo() -> dict[str, Any]:
     return memo
 
 
-def create_credit_memo(
-    company: m.Company, book: CreditMemoBook, body: Mapping[str, Any], ieee754: bool
-) -> dict[str, Any]:
-    """``POST salesCreditMemos`` with or without deep-inserted lines; all or nothing."""
-    values = m.bind_body(body, CREDIT_MEMO_SCHEMA, "salesCreditMemo", ieee754, (LINES,))
-    raw_lines = values.pop(LINES, [])
-    if not isinstance(raw_lines, list) or any(not isinstance(x, dict) for x in raw_lines):
-        raise m.bad_request(f"Invalid Request Body: '{LINES}' must be an array of objects.")
-    line_values = [
-        m.bind_body(raw, CREDIT_MEMO_LINE_SCHEMA, "salesCreditMemoLine", ieee754)
-        for raw in raw_lines
-    ]
-    memo = _new_memo()
+def _reject_invoice(name: str, value: Any) -> None:
+    """The sandbox has no posted invoices: a credit memo cannot name one."""
+    if name in ("invoiceId", "invoiceNumber") and value not in ("", m.ZERO_GUID):
+        raise m.app_error(
+            f'The "{name}" does not match to a specific Invoice.'
+            if name == "invoiceNumber"
+            else 'The "invoiceId" does not match to a specific Invoice.'
+        )
+
+
+def _memo_parties(
+    company: m.Company, memo: dict[str, Any], values: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Validate and set the header fields in page order; the sell-to and bill-to customers."""
     sell_to: dict[str, Any] | None = None
     bill_to: dict[str, Any] | None = None
     for name, spec in CREDIT_MEMO_SCHEMA.items():
         if name not in values:
             continue
         m.check_read_only(name, spec)
-        value = values[name]
-        if isinstance(value, str) and spec.type in ("string", "code"):
-            value = m.normalise_text(name, spec, value)
+        value = m.normalised(name, spec, values[name])
         if name in ("customerId", "customerNumber"):
-            sell_to = m._party(company, sell_to, name == "customerId", value, "sell-to")
+            sell_to = so.find_party(company, sell_to, name == "customerId", value, "sell-to")
         elif name in ("billToCustomerId", "billToCustomerNumber"):
-            bill_to = m._party(company, bill_to, name == "billToCustomerId", value, "bill-to")
+            bill_to = so.find_party(company, bill_to, name == "billToCustomerId", value, "bill-to")
         elif name == "sellToCountry" and value and value not in company.countries:
             raise m.table_relation_error(
                 "Sell-to Country/Region Code", "Sales Header", value, "Country/Region"
             )
-        elif name in ("currencyId", "currencyCode"):
-            continue  # after the customer (the page's currency triggers)
-        elif name in ("invoiceId", "invoiceNumber") and value not in ("", m.ZERO_GUID):
-            raise m.app_error(
-                f'The "{name}" does not match to a specific Invoice.'
-                if name == "invoiceNumber"
-                else 'The "invoiceId" does not match to a specific Invoice.'
-            )
-        else:
+        elif name not in ("currencyId", "currencyCode"):  # after the customer (page triggers)
+            _reject_invoice(name, value)
             memo[name] = value
     if sell_to is None:
         raise m.app_error('A "customerNumber" or a "customerId" must be provided.')
-    m._check_customer_not_blocked(sell_to)
+    return sell_to, bill_to
+
+
+def _apply_memo_customers(
+    company: m.Company,
+    memo: dict[str, Any],
+    values: Mapping[str, Any],
+    sell_to: Mapping[str, Any],
+    bill_to: Mapping[str, Any] | None,
+) -> None:
+    """What validating the customers copies into the header (set fields stay)."""
+    so.check_customer_not_blocked(sell_to)
     memo["customerId"], memo["customerNumber"] = sell_to["id"], sell_to["number"]
-    for target, source in _SELL_TO_FROM_CUSTOMER.items():
+    for target, source in so.SELL_TO_FROM_CUSTOMER.items():
         if target not in values:
             memo[target] = sell_to[source]
     # Prices Including VAT comes from the customer card: the page cannot set it.
@@ -194,25 +160,30 @@ def create_credit_memo(
     memo["_currency"] = sell_to["_currency"]
     memo["currencyCode"] = sell_to["currencyCode"]
     memo["currencyId"] = sell_to["currencyId"]
-    m._resolve_currency(company, values, memo)
+    m.resolve_currency(company, values, memo)
     bill = bill_to or sell_to
     memo["billToCustomerId"], memo["billToCustomerNumber"] = bill["id"], bill["number"]
     memo["billToName"] = bill["displayName"]
-    for target, source in (
-        ("billToAddressLine1", "addressLine1"),
-        ("billToAddressLine2", "addressLine2"),
-        ("billToCity", "city"),
-        ("billToCountry", "country"),
-        ("billToState", "state"),
-        ("billToPostCode", "postalCode"),
-    ):
+    for target, source in so.BILL_TO_FROM_CUSTOMER.items():
         memo[target] = bill[source]
+
+
+def create_credit_memo(
+    company: m.Company, book: CreditMemoBook, body: Mapping[str, Any], ieee754: bool
+) -> dict[str, Any]:
+    """``POST salesCreditMemos`` with or without deep-inserted lines; all or nothing."""
+    values, line_values = so.bind_document_body(
+        body, CREDIT_MEMO_SCHEMA, "salesCreditMemo", LINES, CREDIT_MEMO_LINE_SCHEMA, ieee754
+    )
+    memo = _new_memo()
+    sell_to, bill_to = _memo_parties(company, memo, values)
+    _apply_memo_customers(company, memo, values, sell_to, bill_to)
     memo["number"] = f"S-CR{book.next_draft_no}"
     lines = [
-        m._build_line(company, memo, lv, (index + 1) * 10000)
+        so.build_line(company, memo, lv, (index + 1) * 10000)
         for index, lv in enumerate(line_values)
     ]
-    m.recalculate(company, memo, lines)
+    so.recalculate(company, memo, lines)
     book.next_draft_no += 1
     m.touch(memo)
     for line in lines:

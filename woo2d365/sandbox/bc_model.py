@@ -1,11 +1,9 @@
 """Business Central data and rules for the emulator: companies, items, G/L accounts, customers,
-sales orders with their lines, and the validations the API pages run on a POST.
+the binding of request bodies, and the validations the API pages share.
 
 Follows ``docs/systems.md`` (B2, B3) and the API pages of Business Central
-(``APIV2 - Sales Orders`` 30028, ``APIV2 - Sales Order Lines`` 30044, ``APIV2 - Customers`` 30009):
-fields are validated in page order, Code fields are trimmed and upper-cased, lengths are enforced,
-the deep insert is atomic, and VAT is computed per VAT rate over the document (BC's cumulative
-rounding), not per line.
+(``APIV2 - Customers`` 30009): fields are validated in page order, Code fields are trimmed and
+upper-cased, lengths are enforced. Sales orders and their lines are in ``bc_sales_orders``.
 """
 
 from __future__ import annotations
@@ -14,13 +12,13 @@ import base64
 import json
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from woo2d365.sandbox.bc_odata import FieldSpec, ODataError, Schema
+from woo2d365.sandbox.bc_odata import EDM, FieldSpec, ODataError, Schema
 
 ZERO_GUID = "00000000-0000-0000-0000-000000000000"
 BLANK_DATE = date(1, 1, 1)
@@ -238,21 +236,16 @@ CUSTOMER_SCHEMA: Schema = {
     "blocked": _f("enum", enum=CUSTOMER_BLOCKED),
     "lastModifiedDateTime": _f("datetime", ro=True),
 }
-ORDER_STATUS = ("Draft", "In_x0020_Review", "Open")
-ORDER_SCHEMA: Schema = {
-    "id": _f("guid", ro=True),
-    "number": _f("code", 20, ro=True),
-    "externalDocumentNumber": _f("code", 35),
-    "orderDate": _f("date"),
-    "postingDate": _f("date"),
+# Header fields that sales orders and credit memos share, in page order.
+DOCUMENT_PARTIES: Schema = {
     "customerId": _f("guid"),
     "customerNumber": _f("code", 20),
     "customerName": _f("string", 100, ro=True),
     "billToName": _f("string", 100, ro=True),
     "billToCustomerId": _f("guid"),
     "billToCustomerNumber": _f("code", 20),
-    "shipToName": _f("string", 100),
-    "shipToContact": _f("string", 100),
+}
+SELL_TO_AND_BILL_TO_ADDRESS: Schema = {
     "sellToAddressLine1": _f("string", 100),
     "sellToAddressLine2": _f("string", 50),
     "sellToCity": _f("string", 30),
@@ -265,32 +258,53 @@ ORDER_SCHEMA: Schema = {
     "billToCountry": _f("code", 10, ro=True),
     "billToState": _f("string", 30, ro=True),
     "billToPostCode": _f("code", 20, ro=True),
+}
+DIMENSIONS_AND_CURRENCY: Schema = {
+    "shortcutDimension1Code": _f("code", 20),
+    "shortcutDimension2Code": _f("code", 20),
+    "currencyId": _f("guid"),
+    "currencyCode": _f("code", 10),
+}
+DOCUMENT_TOTALS: Schema = {
+    "discountAmount": _f("decimal"),
+    "discountAppliedBeforeTax": _f("bool", ro=True),
+    "totalAmountExcludingTax": _f("decimal", ro=True),
+    "totalTaxAmount": _f("decimal", ro=True),
+    "totalAmountIncludingTax": _f("decimal", ro=True),
+}
+DOCUMENT_CONTACT: Schema = {
+    "phoneNumber": _f("string", 30),
+    "email": _f("string", 80),
+}
+ORDER_STATUS = ("Draft", "In_x0020_Review", "Open")
+ORDER_SCHEMA: Schema = {
+    "id": _f("guid", ro=True),
+    "number": _f("code", 20, ro=True),
+    "externalDocumentNumber": _f("code", 35),
+    "orderDate": _f("date"),
+    "postingDate": _f("date"),
+    **DOCUMENT_PARTIES,
+    "shipToName": _f("string", 100),
+    "shipToContact": _f("string", 100),
+    **SELL_TO_AND_BILL_TO_ADDRESS,
     "shipToAddressLine1": _f("string", 100),
     "shipToAddressLine2": _f("string", 50),
     "shipToCity": _f("string", 30),
     "shipToCountry": _f("code", 10),
     "shipToState": _f("string", 30),
     "shipToPostCode": _f("code", 20),
-    "shortcutDimension1Code": _f("code", 20),
-    "shortcutDimension2Code": _f("code", 20),
-    "currencyId": _f("guid"),
-    "currencyCode": _f("code", 10),
+    **DIMENSIONS_AND_CURRENCY,
     "pricesIncludeTax": _f("bool"),
     "paymentTermsId": _f("guid"),
     "shipmentMethodId": _f("guid"),
     "salesperson": _f("code", 20),
     "partialShipping": _f("bool"),
     "requestedDeliveryDate": _f("date"),
-    "discountAmount": _f("decimal"),
-    "discountAppliedBeforeTax": _f("bool", ro=True),
-    "totalAmountExcludingTax": _f("decimal", ro=True),
-    "totalTaxAmount": _f("decimal", ro=True),
-    "totalAmountIncludingTax": _f("decimal", ro=True),
+    **DOCUMENT_TOTALS,
     "fullyShipped": _f("bool", ro=True),
     "status": _f("enum", ro=True, enum=ORDER_STATUS),
     "lastModifiedDateTime": _f("datetime", ro=True),
-    "phoneNumber": _f("string", 30),
-    "email": _f("string", 80),
+    **DOCUMENT_CONTACT,
 }
 LINE_TYPES = ("Comment", "Account", "Item", "Resource", "Fixed_x0020_Asset", "Charge")
 LINE_SCHEMA: Schema = {
@@ -327,18 +341,20 @@ LINE_SCHEMA: Schema = {
     "itemVariantId": _f("guid"),
     "locationId": _f("guid"),
 }
+# The navigation properties of a sales document header (orders, shipments, invoices).
+DOCUMENT_NAVIGATIONS = (
+    "customer",
+    "currency",
+    "paymentTerms",
+    "shipmentMethod",
+    "pdfDocument",
+    "attachments",
+    "documentAttachments",
+    "dimensionSetLines",
+)
 # Navigation properties BC has but the emulator does not serve (a 501, not a fake 400).
 UNSERVED_NAVIGATIONS: dict[str, tuple[str, ...]] = {
-    "salesOrder": (
-        "customer",
-        "currency",
-        "paymentTerms",
-        "shipmentMethod",
-        "pdfDocument",
-        "attachments",
-        "documentAttachments",
-        "dimensionSetLines",
-    ),
+    "salesOrder": DOCUMENT_NAVIGATIONS,
     "salesOrderLine": ("item", "account", "location", "dimensionSetLines"),
     "customer": (
         "customerFinancialDetails",
@@ -371,17 +387,7 @@ UNSERVED_NAVIGATIONS: dict[str, tuple[str, ...]] = {
 
 
 def _edm(spec: FieldSpec) -> str:
-    return {
-        "string": "Edm.String",
-        "code": "Edm.String",
-        "enum": "Edm.String",
-        "guid": "Edm.Guid",
-        "date": "Edm.Date",
-        "datetime": "Edm.DateTimeOffset",
-        "decimal": "Edm.Decimal",
-        "int": "Edm.Int32",
-        "bool": "Edm.Boolean",
-    }[spec.type]
+    return EDM[spec.type]
 
 
 def _cannot_convert(spec: FieldSpec) -> ODataError:
@@ -389,6 +395,80 @@ def _cannot_convert(spec: FieldSpec) -> ODataError:
         f"Cannot convert a primitive value to the expected type '{_edm(spec)}'. "
         "See the inner exception for more details."
     )
+
+
+def _bind_string(name: str, spec: FieldSpec, value: Any, ieee754: bool) -> Any:
+    if not isinstance(value, str):
+        raise _cannot_convert(spec)
+    return value
+
+
+def _bind_enum(name: str, spec: FieldSpec, value: Any, ieee754: bool) -> Any:
+    if not isinstance(value, str):
+        raise _cannot_convert(spec)
+    if value not in spec.enum:
+        raise bad_request(
+            f"Cannot convert the literal '{value}' to the expected type of the enum "
+            f"property '{name}'. Valid values: {', '.join(spec.enum)}."
+        )
+    return value
+
+
+def _bind_guid(name: str, spec: FieldSpec, value: Any, ieee754: bool) -> Any:
+    if not isinstance(value, str) or not GUID_RE.match(value):
+        raise bad_request(f"Cannot convert the literal '{value}' to the expected type 'Edm.Guid'.")
+    return value.lower()
+
+
+def _bind_date(name: str, spec: FieldSpec, value: Any, ieee754: bool) -> Any:
+    invalid = bad_request(f"Cannot convert the literal '{value}' to the expected type 'Edm.Date'.")
+    if not isinstance(value, str) or not _DATE_RE.match(value):
+        raise invalid
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise invalid from None
+
+
+def _bind_decimal(name: str, spec: FieldSpec, value: Any, ieee754: bool) -> Any:
+    if isinstance(value, bool):
+        raise _cannot_convert(spec)
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, str) and ieee754:  # a string is a number with IEEE754Compatible=true
+        try:
+            value = Decimal(value)
+        except InvalidOperation:
+            raise _cannot_convert(spec) from None
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise _cannot_convert(spec)
+    return value
+
+
+def _bind_int(name: str, spec: FieldSpec, value: Any, ieee754: bool) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _cannot_convert(spec)
+    if not -(2**31) <= value < 2**31:
+        raise _cannot_convert(spec)
+    return value
+
+
+def _bind_bool(name: str, spec: FieldSpec, value: Any, ieee754: bool) -> Any:
+    if not isinstance(value, bool):
+        raise _cannot_convert(spec)
+    return value
+
+
+_BINDERS: dict[str, Callable[[str, FieldSpec, Any, bool], Any]] = {
+    "string": _bind_string,
+    "code": _bind_string,
+    "enum": _bind_enum,
+    "guid": _bind_guid,
+    "date": _bind_date,
+    "decimal": _bind_decimal,
+    "int": _bind_int,
+    "bool": _bind_bool,
+}
 
 
 def bind_value(name: str, spec: FieldSpec, value: Any, ieee754: bool) -> Any:
@@ -402,66 +482,10 @@ def bind_value(name: str, spec: FieldSpec, value: Any, ieee754: bool) -> Any:
         )
     if isinstance(value, (dict, list)):
         raise bad_request("Invalid Request Body")
-    kind = spec.type
-    if kind in ("string", "code"):
-        if not isinstance(value, str):
-            raise _cannot_convert(spec)
-        return value
-    if kind == "enum":
-        if not isinstance(value, str):
-            raise _cannot_convert(spec)
-        if value not in spec.enum:
-            raise bad_request(
-                f"Cannot convert the literal '{value}' to the expected type of the enum "
-                f"property '{name}'. Valid values: {', '.join(spec.enum)}."
-            )
-        return value
-    if kind == "guid":
-        if not isinstance(value, str) or not GUID_RE.match(value):
-            raise bad_request(
-                f"Cannot convert the literal '{value}' to the expected type 'Edm.Guid'."
-            )
-        return value.lower()
-    if kind == "date":
-        if not isinstance(value, str) or not _DATE_RE.match(value):
-            raise bad_request(
-                f"Cannot convert the literal '{value}' to the expected type 'Edm.Date'."
-            )
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            raise bad_request(
-                f"Cannot convert the literal '{value}' to the expected type 'Edm.Date'."
-            ) from None
-    if kind == "decimal":
-        if isinstance(value, bool):
-            raise _cannot_convert(spec)
-        if isinstance(value, int):
-            return Decimal(value)
-        if isinstance(value, Decimal):
-            if not value.is_finite():
-                raise _cannot_convert(spec)
-            return value
-        if isinstance(value, str) and ieee754:
-            try:
-                number = Decimal(value)
-            except InvalidOperation:
-                raise _cannot_convert(spec) from None
-            if not number.is_finite():
-                raise _cannot_convert(spec)
-            return number
-        raise _cannot_convert(spec)
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _cannot_convert(spec)
-        if not -(2**31) <= value < 2**31:
-            raise _cannot_convert(spec)
-        return value
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise _cannot_convert(spec)
-        return value
-    raise _cannot_convert(spec)  # datetime fields are all read-only
+    binder = _BINDERS.get(spec.type)
+    if binder is None:
+        raise _cannot_convert(spec)  # datetime fields are all read-only
+    return binder(name, spec, value, ieee754)
 
 
 def bind_body(
@@ -679,6 +703,16 @@ def dumps(document: Any) -> bytes:
 # setup helpers (not the API)
 
 
+def _free_number(schema: Schema, number: str, taken: Mapping[str, str], noun: str) -> str:
+    """A new record's No. as the table stores it; ValueError when it is blank or taken."""
+    number = normalise_text("number", schema["number"], number)
+    if not number:
+        raise ValueError(f"an {noun} needs a number")
+    if number in taken:
+        raise ValueError(f"{noun} {number} exists already")
+    return number
+
+
 def make_item(
     company: Company,
     number: str,
@@ -689,11 +723,7 @@ def make_item(
     vat_percent: Decimal,
 ) -> dict[str, Any]:
     """Create an item directly in the table."""
-    number = normalise_text("number", ITEM_SCHEMA["number"], number)
-    if not number:
-        raise ValueError("an item needs a number")
-    if number in company.item_by_number:
-        raise ValueError(f"item {number} exists already")
+    number = _free_number(ITEM_SCHEMA, number, company.item_by_number, "item")
     display_name = normalise_text("displayName", ITEM_SCHEMA["displayName"], display_name)
     item: dict[str, Any] = {
         "id": new_guid(),
@@ -730,11 +760,7 @@ def make_account(
     company: Company, number: str, display_name: str, *, vat_percent: Decimal, blocked: bool = False
 ) -> dict[str, Any]:
     """Create a G/L account directly in the table."""
-    number = normalise_text("number", ACCOUNT_SCHEMA["number"], number)
-    if not number:
-        raise ValueError("an account needs a number")
-    if number in company.account_by_number:
-        raise ValueError(f"account {number} exists already")
+    number = _free_number(ACCOUNT_SCHEMA, number, company.account_by_number, "account")
     account: dict[str, Any] = {
         "id": new_guid(),
         "number": number,
@@ -771,7 +797,7 @@ def make_country(company: Company, code: str) -> dict[str, Any]:
 # customers POST
 
 
-def _resolve_currency(company: Company, values: Mapping[str, Any], entity: dict[str, Any]) -> None:
+def resolve_currency(company: Company, values: Mapping[str, Any], entity: dict[str, Any]) -> None:
     """currencyId / currencyCode triggers of the API pages (LCY code is stored as blank)."""
     chosen: str | None = None
     if "currencyId" in values:
@@ -798,15 +824,27 @@ def _resolve_currency(company: Company, values: Mapping[str, Any], entity: dict[
         entity["currencyId"] = company.currencies.get(chosen, ZERO_GUID) if chosen else ZERO_GUID
 
 
-def _reject_unknown_id(values: Mapping[str, Any], name: str, message: str) -> None:
+_UNKNOWN_ID_MESSAGES = {
+    "paymentTermsId": 'The "paymentTermsId" does not match to a Payment Terms.',
+    "shipmentMethodId": 'The "shipmentMethodId" does not match to a Shipment Method.',
+    "paymentMethodId": 'The "paymentMethodId" does not match to a Payment Method.',
+}
+
+
+def reject_unknown_id(values: Mapping[str, Any], name: str) -> None:
     if name in values and values[name] != ZERO_GUID:
-        raise app_error(message)
+        raise app_error(_UNKNOWN_ID_MESSAGES[name])
 
 
-def create_customer(company: Company, body: Mapping[str, Any], ieee754: bool) -> dict[str, Any]:
-    """POST customers: bind, validate in page order, insert; returns the new entity."""
-    values = bind_body(body, CUSTOMER_SCHEMA, "customer", ieee754)
-    customer: dict[str, Any] = {
+def normalised(name: str, spec: FieldSpec, value: Any) -> Any:
+    """A Code or Text value as the page stores it (trimmed, Code upper-cased); others as given."""
+    if isinstance(value, str) and spec.type in ("string", "code"):
+        return normalise_text(name, spec, value)
+    return value
+
+
+def _new_customer() -> dict[str, Any]:
+    return {
         "id": new_guid(),
         "number": "",
         "displayName": "",
@@ -832,646 +870,74 @@ def create_customer(company: Company, body: Mapping[str, Any], ieee754: bool) ->
         "paymentMethodId": ZERO_GUID,
         "blocked": "_x0020_",
     }
+
+
+def _check_display_name(company: Company, customer: Mapping[str, Any], value: Any) -> None:
+    if value == "":
+        raise app_error('The blank "displayName" is not allowed.')
+
+
+def _check_customer_country(company: Company, customer: Mapping[str, Any], value: Any) -> None:
+    if value and value not in company.countries:
+        raise table_relation_error("Country/Region Code", "Customer", value, "Country/Region")
+
+
+def _check_customer_phone(company: Company, customer: Mapping[str, Any], value: Any) -> None:
+    check_phone(value, "Phone No.", f"Customer No.='{customer['number']}'")
+
+
+def _check_customer_email(company: Company, customer: Mapping[str, Any], value: Any) -> None:
+    check_email(value)
+
+
+def _check_tax_area(company: Company, customer: Mapping[str, Any], value: Any) -> None:
+    if value != ZERO_GUID:
+        raise table_relation_error("Tax Area ID", "Customer", value, "Tax Area")
+
+
+# The OnValidate checks of the customer page, per field.
+_CUSTOMER_CHECKS: dict[str, Callable[[Company, Mapping[str, Any], Any], None]] = {
+    "displayName": _check_display_name,
+    "country": _check_customer_country,
+    "phoneNumber": _check_customer_phone,
+    "email": _check_customer_email,
+    "taxAreaId": _check_tax_area,
+}
+
+
+def _number_customer(company: Company, customer: dict[str, Any]) -> None:
+    """Keep a given customer No. that is free, or take the next one of the number series."""
+    if not customer["number"]:
+        customer["number"] = company.next_customer_number()
+    elif customer["number"] in company.customer_by_number:
+        raise ODataError(
+            400,
+            "Internal_EntityWithSameKeyExists",
+            "The record in table Customer already exists. Identification fields and values: "
+            f"No.='{customer['number']}'",
+        )
+
+
+def create_customer(company: Company, body: Mapping[str, Any], ieee754: bool) -> dict[str, Any]:
+    """POST customers: bind, validate in page order, insert; returns the new entity."""
+    values = bind_body(body, CUSTOMER_SCHEMA, "customer", ieee754)
+    customer = _new_customer()
     for name, spec in CUSTOMER_SCHEMA.items():
         if name not in values:
             continue
         check_read_only(name, spec)
-        value = values[name]
-        if isinstance(value, str) and spec.type in ("string", "code"):
-            value = normalise_text(name, spec, value)
-        if name == "displayName" and value == "":
-            raise app_error('The blank "displayName" is not allowed.')
-        if name == "country" and value and value not in company.countries:
-            raise table_relation_error("Country/Region Code", "Customer", value, "Country/Region")
-        if name == "phoneNumber":
-            check_phone(value, "Phone No.", f"Customer No.='{customer['number']}'")
-        if name == "email":
-            check_email(value)
-        if name == "taxAreaId" and value != ZERO_GUID:
-            raise table_relation_error("Tax Area ID", "Customer", value, "Tax Area")
-        if name in ("currencyId", "currencyCode"):
-            continue
-        customer[name] = value
-    _resolve_currency(company, values, customer)
-    _reject_unknown_id(
-        values, "paymentTermsId", 'The "paymentTermsId" does not match to a Payment Terms.'
-    )
-    _reject_unknown_id(
-        values, "shipmentMethodId", 'The "shipmentMethodId" does not match to a Shipment Method.'
-    )
-    _reject_unknown_id(
-        values, "paymentMethodId", 'The "paymentMethodId" does not match to a Payment Method.'
-    )
+        value = normalised(name, spec, values[name])
+        check = _CUSTOMER_CHECKS.get(name)
+        if check is not None:
+            check(company, customer, value)
+        if name not in ("currencyId", "currencyCode"):
+            customer[name] = value
+    resolve_currency(company, values, customer)
+    for name in ("paymentTermsId", "shipmentMethodId", "paymentMethodId"):
+        reject_unknown_id(values, name)
     if not customer["displayName"]:
         raise app_error('A "displayName" must be provided.')
-    if customer["number"]:
-        if customer["number"] in company.customer_by_number:
-            raise ODataError(
-                400,
-                "Internal_EntityWithSameKeyExists",
-                "The record in table Customer already exists. Identification fields and values: "
-                f"No.='{customer['number']}'",
-            )
-    else:
-        customer["number"] = company.next_customer_number()
+    _number_customer(company, customer)
     touch(customer)
     company.index_customer(customer)
     return customer
-
-
-# ---------------------------------------------------------------------------------------------
-# sales orders POST (deep insert) and lines POST
-
-
-@dataclass
-class _LineDraft:
-    values: dict[str, Any]
-    entity: dict[str, Any]
-
-
-def _new_order(company: Company) -> dict[str, Any]:
-    today = datetime.now(UTC).date()
-    return {
-        "id": new_guid(),
-        "number": "",
-        "externalDocumentNumber": "",
-        "orderDate": today,
-        "postingDate": today,
-        "customerId": ZERO_GUID,
-        "customerNumber": "",
-        "customerName": "",
-        "billToName": "",
-        "billToCustomerId": ZERO_GUID,
-        "billToCustomerNumber": "",
-        "shipToName": "",
-        "shipToContact": "",
-        "sellToAddressLine1": "",
-        "sellToAddressLine2": "",
-        "sellToCity": "",
-        "sellToCountry": "",
-        "sellToState": "",
-        "sellToPostCode": "",
-        "billToAddressLine1": "",
-        "billToAddressLine2": "",
-        "billToCity": "",
-        "billToCountry": "",
-        "billToState": "",
-        "billToPostCode": "",
-        "shipToAddressLine1": "",
-        "shipToAddressLine2": "",
-        "shipToCity": "",
-        "shipToCountry": "",
-        "shipToState": "",
-        "shipToPostCode": "",
-        "shortcutDimension1Code": "",
-        "shortcutDimension2Code": "",
-        "currencyId": ZERO_GUID,
-        "currencyCode": LCY_CODE,
-        "_currency": "",
-        "pricesIncludeTax": False,
-        "paymentTermsId": ZERO_GUID,
-        "shipmentMethodId": ZERO_GUID,
-        "salesperson": "",
-        "partialShipping": True,
-        "requestedDeliveryDate": BLANK_DATE,
-        "discountAmount": Decimal("0"),
-        "discountAppliedBeforeTax": True,
-        "totalAmountExcludingTax": Decimal("0"),
-        "totalTaxAmount": Decimal("0"),
-        "totalAmountIncludingTax": Decimal("0"),
-        "fullyShipped": False,
-        "status": "Draft",
-        "phoneNumber": "",
-        "email": "",
-    }
-
-
-_SELL_TO_FROM_CUSTOMER = {
-    "customerName": "displayName",
-    "sellToAddressLine1": "addressLine1",
-    "sellToAddressLine2": "addressLine2",
-    "sellToCity": "city",
-    "sellToCountry": "country",
-    "sellToState": "state",
-    "sellToPostCode": "postalCode",
-    "phoneNumber": "phoneNumber",
-    "email": "email",
-}
-_SHIP_TO_FROM_CUSTOMER = {
-    "shipToName": "displayName",
-    "shipToAddressLine1": "addressLine1",
-    "shipToAddressLine2": "addressLine2",
-    "shipToCity": "city",
-    "shipToCountry": "country",
-    "shipToState": "state",
-    "shipToPostCode": "postalCode",
-}
-_BILL_TO_FROM_SELL_TO = {
-    "billToAddressLine1": "sellToAddressLine1",
-    "billToAddressLine2": "sellToAddressLine2",
-    "billToCity": "sellToCity",
-    "billToCountry": "sellToCountry",
-    "billToState": "sellToState",
-    "billToPostCode": "sellToPostCode",
-}
-_HEADER_RELATIONS = {
-    "sellToCountry": ("Sell-to Country/Region Code", "Country/Region"),
-    "shipToCountry": ("Ship-to Country/Region Code", "Country/Region"),
-    "shortcutDimension1Code": ("Shortcut Dimension 1 Code", "Dimension Value"),
-    "shortcutDimension2Code": ("Shortcut Dimension 2 Code", "Dimension Value"),
-    "salesperson": ("Salesperson Code", "Salesperson/Purchaser"),
-}
-
-
-def _check_customer_not_blocked(customer: Mapping[str, Any]) -> None:
-    # Ship and Invoice block orders too (Customer.CheckBlockedCustOnDocs).
-    if customer["blocked"] in ("Ship", "Invoice", "All"):
-        raise app_error(
-            f"You cannot create this type of document when Customer {customer['number']} is "
-            f"blocked with type {customer['blocked']}"
-        )
-
-
-def _party(
-    company: Company, known: dict[str, Any] | None, by_id: bool, value: Any, role: str
-) -> dict[str, Any]:
-    """The sell-to or bill-to customer named by id or number; both given must agree."""
-    if by_id:
-        found = company.customers.get(value)
-    elif known is not None:
-        if known["number"] != value:
-            raise app_error(f"The {role} customer values do not match to a specific Customer.")
-        return known
-    else:
-        found = company.customer_by_no(value)
-    if found is None:
-        raise app_error(f"The {role} customer cannot be found.")
-    return found
-
-
-def create_sales_order(
-    company: Company, body: Mapping[str, Any], ieee754: bool
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """POST salesOrders, with or without a deep-inserted ``salesOrderLines`` array.
-
-    Nothing is stored unless the header and every line pass (one transaction).
-    """
-    values = bind_body(body, ORDER_SCHEMA, "salesOrder", ieee754, ("salesOrderLines",))
-    raw_lines = values.pop("salesOrderLines", [])
-    if not isinstance(raw_lines, list) or any(not isinstance(x, dict) for x in raw_lines):
-        raise bad_request("Invalid Request Body: 'salesOrderLines' must be an array of objects.")
-    line_values = [bind_body(raw, LINE_SCHEMA, "salesOrderLine", ieee754) for raw in raw_lines]
-    order = _new_order(company)
-    sell_to: dict[str, Any] | None = None
-    bill_to: dict[str, Any] | None = None
-    for name, spec in ORDER_SCHEMA.items():
-        if name not in values:
-            continue
-        check_read_only(name, spec)
-        value = values[name]
-        if isinstance(value, str) and spec.type in ("string", "code"):
-            value = normalise_text(name, spec, value)
-        if name in ("customerId", "customerNumber"):
-            sell_to = _party(company, sell_to, name == "customerId", value, "sell-to")
-        elif name in ("billToCustomerId", "billToCustomerNumber"):
-            bill_to = _party(company, bill_to, name == "billToCustomerId", value, "bill-to")
-        elif name in _HEADER_RELATIONS and value:
-            caption, related = _HEADER_RELATIONS[name]
-            if related != "Country/Region" or value not in company.countries:
-                raise table_relation_error(caption, "Sales Header", value, related)
-        elif name == "paymentTermsId":
-            _reject_unknown_id(
-                values, name, 'The "paymentTermsId" does not match to a Payment Terms.'
-            )
-        elif name == "shipmentMethodId":
-            _reject_unknown_id(
-                values, name, 'The "shipmentMethodId" does not match to a Shipment Method.'
-            )
-    if sell_to is None:
-        raise app_error('A "customerNumber" or a "customerId" must be provided.')
-
-    # Sales Header: validating the sell-to customer copies its data, then the fields the
-    # client set are applied on top (TransferFieldsWithValidate, in registration order).
-    _check_customer_not_blocked(sell_to)
-    order["customerId"] = sell_to["id"]
-    order["customerNumber"] = sell_to["number"]
-    for target, source in _SELL_TO_FROM_CUSTOMER.items():
-        order[target] = sell_to[source]
-    for target, source in _SHIP_TO_FROM_CUSTOMER.items():
-        order[target] = sell_to[source]
-    order["_currency"] = sell_to["_currency"]
-    order["currencyCode"] = sell_to["currencyCode"]
-    order["currencyId"] = sell_to["currencyId"]
-    bill = bill_to or sell_to
-    if bill_to is not None:
-        _check_customer_not_blocked(bill_to)
-    order["billToCustomerId"] = bill["id"]
-    order["billToCustomerNumber"] = bill["number"]
-    order["billToName"] = bill["displayName"]
-    for name in ORDER_SCHEMA:
-        if name in values and name not in (
-            "customerId",
-            "customerNumber",
-            "billToCustomerId",
-            "billToCustomerNumber",
-            "currencyId",
-            "currencyCode",
-        ):
-            value = values[name]
-            spec = ORDER_SCHEMA[name]
-            if isinstance(value, str) and spec.type in ("string", "code"):
-                value = normalise_text(name, spec, value)
-            if name == "phoneNumber":
-                check_phone(value, "Sell-to Phone No.", "Sales Header Document Type='Order',No.=''")
-            if name == "email":
-                check_email(value)
-            order[name] = value
-    _resolve_currency(company, values, order)
-    if bill_to is None:
-        for target, source in _BILL_TO_FROM_SELL_TO.items():
-            order[target] = order[source]
-    else:
-        for target, source in (
-            ("billToAddressLine1", "addressLine1"),
-            ("billToAddressLine2", "addressLine2"),
-            ("billToCity", "city"),
-            ("billToCountry", "country"),
-            ("billToState", "state"),
-            ("billToPostCode", "postalCode"),
-        ):
-            order[target] = bill_to[source]
-    order["number"] = f"S-ORD{company.next_order_no}"
-
-    lines: list[dict[str, Any]] = []
-    for index, lv in enumerate(line_values):
-        if "sequence" in lv:
-            # BC 22 deep-insert regression (``docs/systems.md`` B2): lines with "sequence" fail.
-            raise ODataError(
-                500,
-                "Internal_ServerError",
-                "You cannot change the value of the SystemId field. Table: Sales Line, "
-                f"Document Type='Order', Document No.='{order['number']}', "
-                f"Line No.='{(index + 1) * 10000}'",
-            )
-        lines.append(_build_line(company, order, lv, (index + 1) * 10000))
-    recalculate(company, order, lines)
-
-    # commit
-    company.next_order_no += 1
-    touch(order)
-    for line in lines:
-        touch(line)
-    company.orders[order["id"]] = order
-    company.order_by_number[order["number"]] = order["id"]
-    company.order_by_ext.setdefault(order["externalDocumentNumber"], []).append(order["id"])
-    company.lines[order["id"]] = lines
-    for line in lines:
-        company.line_index[line["id"]] = order["id"]
-    return order, lines
-
-
-def add_sales_order_line(
-    company: Company, order: dict[str, Any], body: Mapping[str, Any], ieee754: bool
-) -> dict[str, Any]:
-    """POST salesOrders({id})/salesOrderLines: one more line (``sequence`` allowed here)."""
-    values = bind_body(body, LINE_SCHEMA, "salesOrderLine", ieee754)
-    if order["status"] != "Draft":
-        raise app_error(
-            f"Status must be equal to 'Open'  in Sales Header: Document Type=Order, "
-            f"No.={order['number']}. Current value is 'Released'.",
-            "Application_FieldValidationException",
-        )
-    existing = company.lines.setdefault(order["id"], [])
-    if "sequence" in values:
-        line_no = values["sequence"]
-        if line_no <= 0:
-            raise app_error("The value for sequence must be greater than 0.")
-        if any(line["sequence"] == line_no for line in existing):
-            raise ODataError(
-                400,
-                "Internal_EntityWithSameKeyExists",
-                "The record in table Sales Line already exists. Identification fields and "
-                f"values: Document Type='Order',Document No.='{order['number']}',"
-                f"Line No.='{line_no}'",
-            )
-    else:
-        line_no = (max((line["sequence"] for line in existing), default=0) // 10000 + 1) * 10000
-    line = _build_line(company, order, values, line_no)
-    candidate = sorted([*existing, line], key=lambda x: x["sequence"])
-    recalculate(company, order, candidate)
-    existing[:] = candidate
-    touch(line)
-    touch(order)
-    company.line_index[line["id"]] = order["id"]
-    return line
-
-
-def _line_key(order: Mapping[str, Any], line_no: int) -> str:
-    return f"Sales Line Document Type='Order',Document No.='{order['number']}',Line No.='{line_no}'"
-
-
-def _build_line(
-    company: Company, order: dict[str, Any], values: Mapping[str, Any], line_no: int
-) -> dict[str, Any]:
-    """Validate one line in page order, then as the Sales Line table does."""
-    line: dict[str, Any] = {
-        "id": new_guid(),
-        "documentId": order["id"],
-        "sequence": line_no,
-        "itemId": ZERO_GUID,
-        "accountId": ZERO_GUID,
-        "lineType": "Comment",
-        "lineObjectNumber": "",
-        "description": "",
-        "description2": "",
-        "unitOfMeasureId": ZERO_GUID,
-        "unitOfMeasureCode": "",
-        "quantity": Decimal("0"),
-        "unitPrice": Decimal("0"),
-        "discountAmount": Decimal("0"),
-        "discountPercent": Decimal("0"),
-        "discountAppliedBeforeTax": True,
-        "taxCode": "",
-        "taxPercent": Decimal("0"),
-        "shipmentDate": order["orderDate"],
-        "shippedQuantity": Decimal("0"),
-        "invoicedQuantity": Decimal("0"),
-        "itemVariantId": ZERO_GUID,
-        "locationId": ZERO_GUID,
-    }
-    item: dict[str, Any] | None = None
-    account: dict[str, Any] | None = None
-    for name, spec in LINE_SCHEMA.items():
-        if name not in values:
-            continue
-        check_read_only(name, spec)
-        value = values[name]
-        if isinstance(value, str) and spec.type in ("string", "code"):
-            value = normalise_text(name, spec, value)
-        if name in ("documentId", "sequence"):
-            continue  # set by the parent (SubPageLink) / by the caller
-        if name == "itemId":
-            item = company.items.get(value)
-            if item is None:
-                raise app_error("Item does not exist.")
-            line["lineType"] = "Item"
-            line["lineObjectNumber"] = item["number"]
-        elif name == "accountId":
-            if item is not None and value != ZERO_GUID:
-                raise app_error(
-                    'Both "itemId" and "accountId" are specified. Specify only one of them.'
-                )
-            account = company.accounts.get(value)
-            if account is None:
-                raise app_error("Account does not exist.")
-            line["lineType"] = "Account"
-            line["lineObjectNumber"] = account["number"]
-        elif name == "lineType":
-            line["lineType"] = value
-        elif name == "lineObjectNumber":
-            if line["lineType"] == "Item":
-                item_id = company.item_by_number.get(value)
-                if item_id is None:
-                    raise app_error("Item does not exist.")
-                item = company.items[item_id]
-            elif line["lineType"] == "Account":
-                account_id = company.account_by_number.get(value)
-                if account_id is None:
-                    raise app_error("Account does not exist.")
-                account = company.accounts[account_id]
-            line["lineObjectNumber"] = value
-        elif name in ("unitOfMeasureId", "unitOfMeasureCode"):
-            if line["lineType"] != "Item":
-                raise app_error("Unit of Measure can be set only for lines with type Item.")
-            code = value
-            if name == "unitOfMeasureId":
-                match = [c for c, uid in company.units.items() if uid == value]
-                if not match:
-                    raise table_relation_error(
-                        "Unit of Measure Id", "Sales Line", value, "Unit of Measure"
-                    )
-                code = match[0]
-            line["unitOfMeasureCode"] = code
-        elif name == "taxCode":
-            if value and value not in company.vat_groups:
-                raise table_relation_error(
-                    "VAT Prod. Posting Group", "Sales Line", value, "VAT Product Posting Group"
-                )
-            line["taxCode"] = value
-        elif name in ("itemVariantId", "locationId"):
-            if value != ZERO_GUID:
-                caption, related = (
-                    ("Variant Code", "Item Variant")
-                    if name == "itemVariantId"
-                    else ("Location Code", "Location")
-                )
-                raise table_relation_error(caption, "Sales Line", value, related)
-        else:
-            line[name] = value
-
-    # Sales Line: No. validation against the table of the line type.
-    line_type = line["lineType"]
-    number = line["lineObjectNumber"]
-    if line_type == "Item":
-        if item is None or item["number"] != number:
-            item_id = company.item_by_number.get(number)
-            if not number:
-                raise _no_must_have_value(order, line_no)
-            if item_id is None:
-                raise record_not_found("Item", "No.", number)
-            item = company.items[item_id]
-        if item["blocked"]:
-            raise app_error(
-                f"Blocked must be equal to 'No'  in Item: No.={item['number']}. Current value "
-                "is 'Yes'.",
-                "Application_FieldValidationException",
-            )
-        line["itemId"] = item["id"]
-        _apply_defaults(company, order, line, values, item)
-    elif line_type == "Account":
-        if account is None or account["number"] != number:
-            if not number:
-                raise _no_must_have_value(order, line_no)
-            account_id = company.account_by_number.get(number)
-            if account_id is None:
-                raise record_not_found("G/L Account", "No.", number)
-            account = company.accounts[account_id]
-        if account["blocked"]:
-            raise app_error(
-                f"Blocked must be equal to 'No'  in G/L Account: No.={account['number']}. "
-                "Current value is 'Yes'.",
-                "Application_FieldValidationException",
-            )
-        line["accountId"] = account["id"]
-        _apply_defaults(company, order, line, values, account)
-    elif line_type == "Comment":
-        if number:
-            raise record_not_found("Standard Text", "Code", number)
-        for name in ("quantity", "unitPrice", "discountAmount", "discountPercent"):
-            if values.get(name, Decimal("0")) != 0:
-                raise app_error(
-                    f"Type must not be   in {_line_key(order, line_no)}.",
-                    "Application_FieldValidationException",
-                )
-    else:
-        table = {
-            "Resource": "Resource",
-            "Fixed_x0020_Asset": "Fixed Asset",
-            "Charge": "Item Charge",
-        }[line_type]
-        if not number:
-            raise _no_must_have_value(order, line_no)
-        raise record_not_found(table, "No.", number)
-
-    line["quantity"] = round_amount(line["quantity"], QUANTITY_PRECISION)
-    line["unitPrice"] = round_amount(line["unitPrice"], UNIT_AMOUNT_PRECISION)
-    if "discountPercent" in values:
-        pct = values["discountPercent"]
-        if pct < 0:
-            raise app_error("Line discount percentage must be positive.")
-        if pct > 100:
-            raise app_error("Line discount percentage must be below 100.")
-    elif line["discountAmount"] < 0:
-        raise app_error("Line discount amount must be positive.")
-    line["shipQuantity"] = values.get("shipQuantity", line["quantity"])
-    line["invoiceQuantity"] = values.get("invoiceQuantity", line["quantity"])
-    line["_has_pct"] = "discountPercent" in values
-    return line
-
-
-def _no_must_have_value(order: Mapping[str, Any], line_no: int) -> ODataError:
-    return app_error(
-        f"No. must have a value in Sales Line: Document Type=Order, Document No.="
-        f"{order['number']}, Line No.={line_no}. It cannot be zero or empty.",
-        "Application_FieldValidationException",
-    )
-
-
-def _apply_defaults(
-    company: Company,
-    order: Mapping[str, Any],
-    line: dict[str, Any],
-    values: Mapping[str, Any],
-    source: Mapping[str, Any],
-) -> None:
-    """What validating Sales Line "No." copies from the item or G/L account."""
-    if "description" not in values:
-        line["description"] = source["displayName"]
-    vat_group = line["taxCode"] if "taxCode" in values and line["taxCode"] else source["_vat_group"]
-    line["taxCode"] = vat_group
-    line["taxPercent"] = company.vat_groups[vat_group]
-    if "baseUnitOfMeasureCode" in source:
-        if not line["unitOfMeasureCode"]:
-            line["unitOfMeasureCode"] = source["baseUnitOfMeasureCode"]
-        elif line["unitOfMeasureCode"] != source["baseUnitOfMeasureCode"]:
-            raise table_relation_error(
-                "Unit of Measure Code",
-                "Sales Line",
-                line["unitOfMeasureCode"],
-                "Item Unit of Measure",
-            )
-        line["unitOfMeasureId"] = company.units.get(line["unitOfMeasureCode"], ZERO_GUID)
-    if "unitPrice" not in values and "unitPrice" in source:
-        price = source["unitPrice"]
-        if order["pricesIncludeTax"] and not source.get("priceIncludesTax"):
-            price = round_amount(price * (1 + line["taxPercent"] / 100), UNIT_AMOUNT_PRECISION)
-        line["unitPrice"] = price
-
-
-def recalculate(company: Company, order: dict[str, Any], lines: list[dict[str, Any]]) -> None:
-    """Line amounts, invoice discount and VAT the way BC's Sales Line does it.
-
-    Line Amount = Round(Quantity x Unit Price) - Line Discount Amount. VAT is calculated per VAT
-    rate over the running total of the document and each line gets the difference, so the
-    document's VAT is rounded once per rate (``SalesLine.UpdateVATAmounts``).
-    """
-    precision = company.currency_rounding(order["_currency"])
-    incl = order["pricesIncludeTax"]
-    priced: list[dict[str, Any]] = []
-    for line in lines:
-        if line["lineType"] == "Comment":
-            for name in (
-                "amountExcludingTax",
-                "totalTaxAmount",
-                "amountIncludingTax",
-                "invoiceDiscountAllocation",
-                "netAmount",
-                "netTaxAmount",
-                "netAmountIncludingTax",
-            ):
-                line[name] = Decimal("0")
-            continue
-        gross = round_amount(line["quantity"] * line["unitPrice"], precision)
-        if line["_has_pct"]:
-            line["discountAmount"] = round_amount(gross * line["discountPercent"] / 100, precision)
-        else:
-            line["discountAmount"] = round_amount(line["discountAmount"], precision)
-            line["discountPercent"] = (
-                round_amount(line["discountAmount"] / gross * 100, Decimal("0.00001"))
-                if gross
-                else Decimal("0")
-            )
-        if line["discountPercent"] > 100:
-            raise app_error("Line discount percentage must be below 100.")
-        line["_line_amount"] = gross - line["discountAmount"]
-        priced.append(line)
-
-    # invoice discount (header discountAmount), spread over item lines by amount
-    discount = order["discountAmount"]
-    eligible = [line for line in priced if line["lineType"] == "Item"]
-    base = sum((line["_line_amount"] for line in eligible), Decimal("0"))
-    for line in priced:
-        line["_inv_disc"] = Decimal("0")
-    if discount:
-        if discount < 0 or discount > base:
-            raise app_error(
-                f"The discount amount {discount} must be between 0 and the amount of the lines "
-                f"that allow an invoice discount ({base})."
-            )
-        running = Decimal("0")
-        allocated = Decimal("0")
-        for line in eligible:
-            running += line["_line_amount"]
-            share = round_amount(discount * running / base, precision) - allocated
-            line["_inv_disc"] = share
-            allocated += share
-
-    def vat_pass(net: bool) -> dict[str, tuple[Decimal, Decimal]]:
-        # per VAT rate: running [basis, amount excl. VAT, amount incl. VAT]
-        totals: dict[Decimal, list[Decimal]] = {}
-        result: dict[str, tuple[Decimal, Decimal]] = {}
-        for line in priced:
-            rate = line["taxPercent"]
-            acc = totals.setdefault(rate, [Decimal("0"), Decimal("0"), Decimal("0")])
-            basis = line["_line_amount"] - (line["_inv_disc"] if net else Decimal("0"))
-            acc[0] += basis
-            if incl:
-                excl = round_amount(acc[0] / (1 + rate / 100), precision) - acc[1]
-                inc = basis
-            else:
-                excl = basis
-                inc = acc[0] + round_amount(acc[0] * rate / 100, precision) - acc[2]
-            acc[1] += excl
-            acc[2] += inc
-            result[line["id"]] = (excl, inc)
-        return result
-
-    before = vat_pass(net=False)
-    after = vat_pass(net=True)
-    total_excl = total_incl = Decimal("0")
-    for line in priced:
-        excl, inc = before[line["id"]]
-        line["amountExcludingTax"] = excl
-        line["amountIncludingTax"] = inc
-        line["totalTaxAmount"] = inc - excl
-        net_excl, net_inc = after[line["id"]]
-        line["netAmount"] = net_excl
-        line["netAmountIncludingTax"] = net_inc
-        line["netTaxAmount"] = net_inc - net_excl
-        # the allocation is shown excluding VAT
-        line["invoiceDiscountAllocation"] = excl - net_excl
-        total_excl += net_excl
-        total_incl += net_inc
-    order["totalAmountExcludingTax"] = total_excl
-    order["totalAmountIncludingTax"] = total_incl
-    order["totalTaxAmount"] = total_incl - total_excl

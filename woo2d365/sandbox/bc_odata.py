@@ -22,6 +22,8 @@ from functools import cmp_to_key
 from typing import Any
 from urllib.parse import unquote_plus
 
+from woo2d365.sandbox.odata_compare import compare
+
 MAX_PAGE_SIZE = 20000
 SUPPORTED_OPTIONS = frozenset(
     {
@@ -437,57 +439,28 @@ class _Parser:
 
     def _call(self, name_token: _Token) -> _Node:
         name = name_token.text
+        args = self._call_args()
+        fields = frozenset().union(*(a.fields for a in args)) if args else frozenset()
+        build = _FUNCTIONS.get(name)
+        if build is None:
+            raise query_syntax_error(f"An unknown function with name '{name}' was found.")
+        return build(name, args, fields)
+
+    def _call_args(self) -> list[_Node]:
+        """The arguments of a function call, up to its closing parenthesis."""
         self._expect("(")
         args: list[_Node] = []
         nxt = self._peek()
         if nxt is not None and nxt.text == ")":
             self.pos += 1
-        else:
-            while True:
-                args.append(self._or())
-                token = self._next()
-                if token.text == ")":
-                    break
-                if token.text != ",":
-                    raise query_syntax_error(f"',' or ')' expected at position {token.pos}.")
-        fields = frozenset().union(*(a.fields for a in args)) if args else frozenset()
-        if name in _STRING_FUNCS:
-            if len(args) != 1 or args[0].type not in _TEXTUAL:
-                raise query_syntax_error(f"No function signature for '{name}' matches the args.")
-            inner = args[0].fn
-            ops: dict[str, Callable[[str], str]] = {
-                "tolower": str.lower,
-                "toupper": str.upper,
-                "trim": str.strip,
-            }
-            op = ops[name]
-            return _Node(
-                "string",
-                fields,
-                _apply_text(inner, op),
-            )
-        if name in _BOOL_FUNCS:
-            if len(args) != 2 or any(a.type not in _TEXTUAL for a in args):
-                raise query_syntax_error(f"No function signature for '{name}' matches the args.")
-            a_fn, b_fn = args[0].fn, args[1].fn
-
-            def check(
-                row: Row,
-                a: Callable[[Row], Any] = a_fn,
-                b: Callable[[Row], Any] = b_fn,
-                kind: str = name,
-            ) -> bool:
-                hay, needle = a(row), b(row)
-                if hay is None or needle is None:
-                    return False
-                if kind == "startswith":
-                    return bool(hay.startswith(needle))
-                if kind == "endswith":
-                    return bool(hay.endswith(needle))
-                return needle in hay
-
-            return _Node("bool", fields, check)
-        raise query_syntax_error(f"An unknown function with name '{name}' was found.")
+            return args
+        while True:
+            args.append(self._or())
+            token = self._next()
+            if token.text == ")":
+                return args
+            if token.text != ",":
+                raise query_syntax_error(f"',' or ')' expected at position {token.pos}.")
 
     @staticmethod
     def _require_bool(node: _Node, op: str) -> None:
@@ -495,6 +468,50 @@ class _Parser:
             raise query_syntax_error(
                 f"The operand of '{op}' must be a boolean expression, found '{EDM[node.type]}'."
             )
+
+
+_TEXT_OPS: dict[str, Callable[[str], str]] = {
+    "tolower": str.lower,
+    "toupper": str.upper,
+    "trim": str.strip,
+}
+_MATCHES: dict[str, Callable[[Any, Any], bool]] = {
+    "startswith": lambda hay, needle: bool(hay.startswith(needle)),
+    "endswith": lambda hay, needle: bool(hay.endswith(needle)),
+    "contains": lambda hay, needle: needle in hay,
+}
+
+
+def _no_signature(name: str) -> ODataError:
+    return query_syntax_error(f"No function signature for '{name}' matches the args.")
+
+
+def _text_function(name: str, args: Sequence[_Node], fields: frozenset[str]) -> _Node:
+    """``tolower``, ``toupper``, ``trim`` of one textual argument."""
+    if len(args) != 1 or args[0].type not in _TEXTUAL:
+        raise _no_signature(name)
+    return _Node("string", fields, _apply_text(args[0].fn, _TEXT_OPS[name]))
+
+
+def _match_function(name: str, args: Sequence[_Node], fields: frozenset[str]) -> _Node:
+    """``startswith``, ``endswith``, ``contains`` of two textual arguments (null: false)."""
+    if len(args) != 2 or any(a.type not in _TEXTUAL for a in args):
+        raise _no_signature(name)
+    a_fn, b_fn, match = args[0].fn, args[1].fn, _MATCHES[name]
+
+    def check(row: Row) -> bool:
+        hay, needle = a_fn(row), b_fn(row)
+        if hay is None or needle is None:
+            return False
+        return match(hay, needle)
+
+    return _Node("bool", fields, check)
+
+
+_FUNCTIONS: dict[str, Callable[[str, Sequence[_Node], frozenset[str]], _Node]] = {
+    **dict.fromkeys(_STRING_FUNCS, _text_function),
+    **dict.fromkeys(_BOOL_FUNCS, _match_function),
+}
 
 
 def _compatible(a: str, b: str) -> bool:
@@ -513,33 +530,30 @@ def _normalise(value: Any) -> Any:
     return value
 
 
-def _compare(op: str, left: _Node, right: _Node) -> _Node:
+def _check_comparable(op: str, left: _Node, right: _Node) -> None:
     if not _compatible(left.type, right.type):
         raise query_syntax_error(
             "A binary operator with incompatible types was detected. Found operand types "
             f"'{EDM[left.type]}' and '{EDM[right.type]}' for operator kind '{_OP_NAMES[op]}'."
         )
-    if op not in ("eq", "ne") and "null" in (left.type, right.type):
+    if op in ("eq", "ne"):
+        return
+    if "null" in (left.type, right.type):
         raise query_syntax_error(f"The operator '{op}' cannot be used with null.")
-    if op not in ("eq", "ne") and "bool" in (left.type, right.type):
+    if "bool" in (left.type, right.type):
         raise query_syntax_error(f"The operator '{op}' cannot be used with Edm.Boolean.")
+
+
+def _compare(op: str, left: _Node, right: _Node) -> _Node:
+    _check_comparable(op, left, right)
     lf, rf = left.fn, right.fn
+    ordered = op not in ("eq", "ne")
 
     def evaluate(row: Row) -> bool:
         a, b = _normalise(lf(row)), _normalise(rf(row))
-        if op == "eq":
-            return bool(a == b)
-        if op == "ne":
-            return bool(a != b)
-        if a is None or b is None:
+        if ordered and (a is None or b is None):
             return False
-        if op == "gt":
-            return bool(a > b)
-        if op == "ge":
-            return bool(a >= b)
-        if op == "lt":
-            return bool(a < b)
-        return bool(a <= b)
+        return compare(op, a, b)
 
     return _Node("bool", left.fields | right.fields, evaluate)
 

@@ -32,7 +32,8 @@ def _f(type_: str, length: int | None = None, *, enum: tuple[str, ...] = ()) -> 
     return FieldSpec(type_, length, True, enum)
 
 
-SHIPMENT_SCHEMA: Schema = {
+# The head of a posted shipment and a posted invoice (the API pages share it).
+_POSTED_HEADER: Schema = {
     "id": _f("guid"),
     "number": _f("code", 20),
     "externalDocumentNumber": _f("code", 35),
@@ -48,6 +49,9 @@ SHIPMENT_SCHEMA: Schema = {
     "billToCustomerNumber": _f("code", 20),
     "shipToName": _f("string", 100),
     "shipToContact": _f("string", 100),
+}
+SHIPMENT_SCHEMA: Schema = {
+    **_POSTED_HEADER,
     "sellToAddressLine1": _f("string", 100),
     "sellToCity": _f("string", 30),
     "sellToCountry": _f("code", 10),
@@ -103,21 +107,7 @@ SHIPMENT_LINE_SCHEMA: Schema = {
 }
 INVOICE_STATUS = ("_x0020_", "Draft", "In_x0020_Review", "Open", "Paid", "Canceled", "Corrective")
 INVOICE_SCHEMA: Schema = {
-    "id": _f("guid"),
-    "number": _f("code", 20),
-    "externalDocumentNumber": _f("code", 35),
-    "invoiceDate": _f("date"),
-    "postingDate": _f("date"),
-    "dueDate": _f("date"),
-    "customerPurchaseOrderReference": _f("string", 35),
-    "customerId": _f("guid"),
-    "customerNumber": _f("code", 20),
-    "customerName": _f("string", 100),
-    "billToName": _f("string", 100),
-    "billToCustomerId": _f("guid"),
-    "billToCustomerNumber": _f("code", 20),
-    "shipToName": _f("string", 100),
-    "shipToContact": _f("string", 100),
+    **_POSTED_HEADER,
     "currencyId": _f("guid"),
     "currencyCode": _f("code", 10),
     "orderId": _f("guid"),
@@ -149,28 +139,9 @@ TRACKING_SCHEMA: Schema = {
     "lastModifiedDateTime": _f("datetime"),
 }
 NAVIGATIONS: dict[str, tuple[str, ...]] = {
-    "salesShipment": (
-        "customer",
-        "currency",
-        "paymentTerms",
-        "shipmentMethod",
-        "pdfDocument",
-        "attachments",
-        "documentAttachments",
-        "dimensionSetLines",
-    ),
+    "salesShipment": m.DOCUMENT_NAVIGATIONS,
     "salesShipmentLine": ("dimensionSetLines",),
-    "salesInvoice": (
-        "salesInvoiceLines",
-        "customer",
-        "currency",
-        "paymentTerms",
-        "shipmentMethod",
-        "pdfDocument",
-        "attachments",
-        "documentAttachments",
-        "dimensionSetLines",
-    ),
+    "salesInvoice": ("salesInvoiceLines", *m.DOCUMENT_NAVIGATIONS),
     "postedShipmentTracking": (),
 }
 

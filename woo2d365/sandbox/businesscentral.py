@@ -15,29 +15,42 @@ error answers, dropped connections, and a POST that commits but never answers.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import math
-import secrets
-import socket
-import ssl
 import threading
 import time
-from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Any, Self
+from urllib.parse import unquote, urlsplit
 
 from woo2d365.sandbox import bc_credit_memos as cm
 from woo2d365.sandbox import bc_model as m
 from woo2d365.sandbox import bc_postings as posted
+from woo2d365.sandbox import bc_sales_orders as so
+from woo2d365.sandbox.bc_entity_sets import (
+    READ_ONLY_SETS,
+    ROW_SOURCES,
+    SETS,
+    TRACKING_SET,
+    EntitySet,
+    check_depth,
+    require_document_filter,
+    segment_not_found,
+    served_set,
+)
+from woo2d365.sandbox.bc_http import (
+    AppLimits,
+    Dropped,
+    Fault,
+    Handler,
+    RecordedRequest,
+    TLSServer,
+)
+from woo2d365.sandbox.bc_identity import EntraIdentityProvider, IssuedToken
 from woo2d365.sandbox.bc_odata import (
     Filter,
     ODataError,
@@ -56,6 +69,7 @@ from woo2d365.sandbox.bc_odata import (
     rows_after,
     sort_rows,
 )
+from woo2d365.sandbox.serving import ServedContext, take_next
 from woo2d365.sandbox.tls import SandboxCA
 
 BC_SCOPE = "https://api.businesscentral.dynamics.com/.default"
@@ -65,150 +79,6 @@ QUEUE_TIMEOUT_SECONDS = 480.0  # docs/systems.md B3: 503 after 8 minutes queued
 TRACKING_API = "woo2d365/shipping/v1.0/shipmentTrackings"
 """Where the emulator serves the custom tracking page unless told otherwise."""
 _DEFAULT_COUNTRIES = ("NL", "DE", "BE", "FR", "AT", "GB", "US", "ES", "IT", "DK", "SE", "PL", "CH")
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One API request as the emulator saw it (never the token). ``status`` 0 = no answer."""
-
-    method: str
-    path: str
-    query: str
-    status: int
-    at: float
-
-
-@dataclass
-class _Fault:
-    kind: str  # "fail" | "drop" | "drop_after_commit"
-    remaining: int
-    method: str | None
-    path_contains: str
-    status: int = 503
-    code: str = ""
-    message: str = ""
-    retry_after: int | None = None
-
-    def matches(self, method: str, target: str) -> bool:
-        return (
-            self.remaining > 0
-            and (self.method is None or self.method.upper() == method)
-            and self.path_contains in target
-        )
-
-
-@dataclass
-class _Token:
-    client_id: str
-    tenant: str
-    expires_at: float  # time.monotonic()
-
-
-@dataclass
-class _AppLimits:
-    in_flight: int = 0
-    waiting: int = 0
-    window: deque[float] = field(default_factory=deque)
-
-
-class _Dropped(Exception):
-    """Close the connection without an answer."""
-
-
-@dataclass(frozen=True)
-class _EntitySet:
-    name: str
-    entity: str  # OData entity type name (Microsoft.NAV.<entity>)
-    schema: Schema
-    default_order: str
-    table: str  # BC table caption for "does not exist" messages
-
-
-_SETS: dict[str, _EntitySet] = {
-    "companies": _EntitySet("companies", "company", m.COMPANY_SCHEMA, "name", "Company"),
-    "items": _EntitySet("items", "item", m.ITEM_SCHEMA, "number", "Item"),
-    "customers": _EntitySet("customers", "customer", m.CUSTOMER_SCHEMA, "number", "Customer"),
-    "salesOrders": _EntitySet(
-        "salesOrders", "salesOrder", m.ORDER_SCHEMA, "number", "Sales Order Entity Buffer"
-    ),
-    "salesOrderLines": _EntitySet(
-        "salesOrderLines",
-        "salesOrderLine",
-        m.LINE_SCHEMA,
-        "sequence",
-        "Sales Invoice Line Aggregate",
-    ),
-    "accounts": _EntitySet("accounts", "account", m.ACCOUNT_SCHEMA, "number", "G/L Account"),
-    # -- credit memos (refunds) --
-    "salesCreditMemos": _EntitySet(
-        "salesCreditMemos",
-        "salesCreditMemo",
-        cm.CREDIT_MEMO_SCHEMA,
-        "number",
-        "Sales Cr. Memo Entity Buffer",
-    ),
-    "salesCreditMemoLines": _EntitySet(
-        "salesCreditMemoLines",
-        "salesCreditMemoLine",
-        cm.CREDIT_MEMO_LINE_SCHEMA,
-        "sequence",
-        "Sales Invoice Line Aggregate",
-    ),
-    "countriesRegions": _EntitySet(
-        "countriesRegions", "countryRegion", m.COUNTRY_SCHEMA, "code", "Country/Region"
-    ),
-    "taxGroups": _EntitySet("taxGroups", "taxGroup", m.TAX_GROUP_SCHEMA, "code", "Tax Group"),
-    # -- posted documents (bc_postings) --
-    "salesShipments": _EntitySet(
-        "salesShipments", "salesShipment", posted.SHIPMENT_SCHEMA, "number", "Sales Shipment Header"
-    ),
-    "salesShipmentLines": _EntitySet(
-        "salesShipmentLines",
-        "salesShipmentLine",
-        posted.SHIPMENT_LINE_SCHEMA,
-        "documentNo",
-        "Sales Shipment Line",
-    ),
-    "salesInvoices": _EntitySet(
-        "salesInvoices",
-        "salesInvoice",
-        posted.INVOICE_SCHEMA,
-        "number",
-        "Sales Invoice Entity Aggregate",
-    ),
-}
-# The custom API page with shipping agent and tracking number (a per-tenant extension).
-_TRACKING_SET = _EntitySet(
-    "tracking", "postedShipmentTracking", posted.TRACKING_SCHEMA, "number", "Sales Shipment Header"
-)
-_READ_ONLY_SETS = frozenset({"salesShipments", "salesShipmentLines", "taxGroups"})
-# Entity sets BC has that this emulator does not serve: a 501, so nobody mistakes it for BC.
-_UNSERVED_SETS = frozenset(
-    {
-        "salesQuotes",
-        "vendors",
-        "purchaseInvoices",
-        "currencies",
-        "paymentTerms",
-        "paymentMethods",
-        "shipmentMethods",
-        "itemCategories",
-        "unitsOfMeasure",
-        "dimensions",
-        "dimensionValues",
-        "employees",
-        "journals",
-        "taxAreas",
-        "generalLedgerEntries",
-        "contacts",
-        "locations",
-        "itemVariants",
-        "customerPaymentJournals",
-        "projects",
-        "bankAccounts",
-        "timeRegistrationEntries",
-    }
-)
 
 
 def _correlation(message: str) -> str:
@@ -233,67 +103,45 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid JSON constant {name}")
 
 
-class _TLSServer(ThreadingHTTPServer):
-    """Accepts plain TCP, then does the TLS handshake in the connection's own thread."""
+@dataclass(frozen=True)
+class _Call:
+    """One API request on its way through the routes."""
 
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, emulator: BusinessCentralEmulator, context: ssl.SSLContext) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.emulator = emulator
-        self.context = context
-        self.open_connections: set[ssl.SSLSocket] = set()
-        self.connections_lock = threading.Lock()
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        try:
-            # Headers and body must not wait for a delayed ACK (Nagle): 40 ms per request.
-            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            request.settimeout(10)
-            tls = self.context.wrap_socket(request, server_side=True)
-        except (OSError, ssl.SSLError):
-            return
-        with self.connections_lock:
-            self.open_connections.add(tls)
-        try:
-            _Handler(tls, client_address, self)
-        except (OSError, ssl.SSLError):
-            pass
-        finally:
-            with self.connections_lock:
-                self.open_connections.discard(tls)
-            with contextlib.suppress(OSError):
-                tls.close()
-
-    def shutdown_request(self, request: Any) -> None:
-        with contextlib.suppress(OSError):
-            request.close()
-
-    def close_all_connections(self) -> None:
-        with self.connections_lock:
-            connections = list(self.open_connections)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
+    handler: Handler
+    method: str
+    options: QueryOptions
+    root: str
+    path: str
+    body: bytes
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 30  # idle keep-alive connections are closed after this
-    wbufsize = 1 << 16  # one write per response (flushed after each request)
-    server: _TLSServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-    def _dispatch(self) -> None:
-        self.server.emulator._handle(self)
-
-    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
+@contextlib.contextmanager
+def _refusal_as_value_error() -> Iterator[None]:
+    """A setup call Business Central would refuse raises ``ValueError("code: message")``."""
+    try:
+        yield
+    except ODataError as error:
+        raise ValueError(f"{error.code}: {error.message}") from None
 
 
-class BusinessCentralEmulator:
+def _by_number(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda row: row["number"])
+
+
+def _render_document(
+    header: dict[str, Any],
+    schema: Schema,
+    lines_key: str,
+    lines: Mapping[str, list[dict[str, Any]]],
+    line_schema: Schema,
+) -> dict[str, Any]:
+    """A document as the API shows it with its lines expanded."""
+    doc = m.render(header, schema, None)
+    doc[lines_key] = [m.render(line, line_schema, None) for line in lines.get(header["id"], [])]
+    return doc
+
+
+class BusinessCentralEmulator(ServedContext, EntraIdentityProvider):
     """Business Central online (API v2.0) and its Entra ID token endpoint, on 127.0.0.1 over TLS.
 
     Use as a context manager or call :meth:`start` / :meth:`stop`. Point the tool's
@@ -336,9 +184,9 @@ class BusinessCentralEmulator:
         self.max_in_flight_seen = 0
         self._lock = threading.RLock()
         self._slots = threading.Condition(self._lock)
-        self._tokens: dict[str, _Token] = {}
-        self._apps: dict[str, _AppLimits] = {}
-        self._faults: list[_Fault] = []
+        self._tokens: dict[str, IssuedToken] = {}
+        self._apps: dict[str, AppLimits] = {}
+        self._faults: list[Fault] = []
         self._companies: dict[str, m.Company] = {}
         self._credit_memos: dict[str, cm.CreditMemoBook] = {}  # company id -> its credit memos
         created = m.now_ms()
@@ -354,7 +202,7 @@ class BusinessCentralEmulator:
             for code in country_codes:
                 m.make_country(company, code)
             self._companies[company.id] = company
-        self._server: _TLSServer | None = None
+        self._server: TLSServer | None = None
         self._thread: threading.Thread | None = None
         self._postings: dict[str, posted.Postings] = {c: posted.Postings() for c in self._companies}
         self.max_page_size = 20000  # the server's page size (benchmarks lower it to show paging)
@@ -362,11 +210,11 @@ class BusinessCentralEmulator:
         """``publisher/group/version/entitySet`` of the installed tracking page (None: none)."""
 
     # ------------------------------------------------------------------ lifecycle and URLs
-    def start(self) -> BusinessCentralEmulator:
+    def start(self) -> Self:
         """Bind a free port and serve in a daemon thread."""
         if self._server is not None:
             return self
-        self._server = _TLSServer(self, self.ca.server_context())
+        self._server = TLSServer(self, self.ca.server_context())
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -387,17 +235,6 @@ class BusinessCentralEmulator:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-
-    def __enter__(self) -> BusinessCentralEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
@@ -486,31 +323,23 @@ class BusinessCentralEmulator:
             body["email"] = email
         if number is not None:
             body["number"] = number
-        with self._lock:
-            try:
-                customer = m.create_customer(self._company(company), body, ieee754=False)
-            except ODataError as error:
-                raise ValueError(f"{error.code}: {error.message}") from None
+        with self._lock, _refusal_as_value_error():
+            customer = m.create_customer(self._company(company), body, ieee754=False)
             return m.render(customer, m.CUSTOMER_SCHEMA, None)
 
     def add_sales_order(self, body: dict[str, Any], company: str | None = None) -> dict[str, Any]:
         """Create a sales order as a person would in Business Central (the rules of ``POST
         salesOrders``, with ``salesOrderLines`` deep-inserted; API field names)."""
-        with self._lock:
-            try:
-                order, _lines = m.create_sales_order(self._company(company), body, ieee754=False)
-            except ODataError as error:
-                raise ValueError(f"{error.code}: {error.message}") from None
+        with self._lock, _refusal_as_value_error():
+            order, _lines = so.create_sales_order(self._company(company), body, ieee754=False)
             return m.render(order, m.ORDER_SCHEMA, None)
 
     def set_item(self, number: str, **fields: Any) -> dict[str, Any]:
         """Change an item's fields (API names, e.g. ``blocked=True``; ``vat_percent`` too)."""
         with self._lock:
-            company = self._company(fields.pop("company", None))
-            item_id = company.item_by_number.get(number.strip().upper())
-            if item_id is None:
-                raise KeyError(f"no item {number!r}")
-            item = company.items[item_id]
+            company_name = fields.pop("company", None)
+            company = self._company(company_name)
+            item = self._item_by_number(number, company_name)
             for name, value in fields.items():
                 if name == "vat_percent":
                     item["_vat"] = Decimal(value)
@@ -584,47 +413,37 @@ class BusinessCentralEmulator:
         with self._lock:
             comp = self._company(company)
             book = self._book(comp)
-            result = []
-            for memo in book.memos.values():
-                doc = m.render(memo, cm.CREDIT_MEMO_SCHEMA, None)
-                doc[cm.LINES] = [
-                    m.render(line, cm.CREDIT_MEMO_LINE_SCHEMA, None)
-                    for line in book.lines.get(memo["id"], [])
-                ]
-                result.append(doc)
-            return result
+            return [
+                _render_document(
+                    memo, cm.CREDIT_MEMO_SCHEMA, cm.LINES, book.lines, cm.CREDIT_MEMO_LINE_SCHEMA
+                )
+                for memo in book.memos.values()
+            ]
 
     def sales_orders(self, company: str | None = None) -> list[dict[str, Any]]:
         """Every sales order as ``GET salesOrders?$expand=salesOrderLines`` shows it."""
         with self._lock:
             comp = self._company(company)
-            orders = sorted(comp.orders.values(), key=lambda o: o["number"])
-            result = []
-            for order in orders:
-                doc = m.render(order, m.ORDER_SCHEMA, None)
-                doc["salesOrderLines"] = [
-                    m.render(line, m.LINE_SCHEMA, None) for line in comp.lines.get(order["id"], [])
-                ]
-                result.append(doc)
-            return result
+            return [
+                _render_document(
+                    order, m.ORDER_SCHEMA, "salesOrderLines", comp.lines, m.LINE_SCHEMA
+                )
+                for order in _by_number(comp.orders.values())
+            ]
 
     def customers(self, company: str | None = None) -> list[dict[str, Any]]:
         """Every customer, by number."""
         with self._lock:
             comp = self._company(company)
             return [
-                m.render(c, m.CUSTOMER_SCHEMA, None)
-                for c in sorted(comp.customers.values(), key=lambda c: c["number"])
+                m.render(c, m.CUSTOMER_SCHEMA, None) for c in _by_number(comp.customers.values())
             ]
 
     def items(self, company: str | None = None) -> list[dict[str, Any]]:
         """Every item, by number."""
         with self._lock:
             comp = self._company(company)
-            return [
-                m.render(i, m.ITEM_SCHEMA, None)
-                for i in sorted(comp.items.values(), key=lambda i: i["number"])
-            ]
+            return [m.render(i, m.ITEM_SCHEMA, None) for i in _by_number(comp.items.values())]
 
     # ------------------------------------------------------------------ posting (bc_postings)
     def ship(
@@ -641,11 +460,9 @@ class BusinessCentralEmulator:
         Invoice" in one go (a fully invoiced order is deleted). The shipment as the API shows it."""
         wanted = None if quantities is None else {k: Decimal(str(v)) for k, v in quantities.items()}
         with self._lock:
-            comp = self._company(company)
-            shipment, _ = posted.post(
-                comp,
-                self._postings[comp.id],
+            shipment, _ = self._post_order(
                 order_number,
+                company,
                 ship=wanted,
                 invoice=invoice,
                 posting_date=posting_date,
@@ -658,14 +475,8 @@ class BusinessCentralEmulator:
     ) -> dict[str, Any] | None:
         """Post an invoice for what is shipped and not invoiced (the order goes when all is)."""
         with self._lock:
-            comp = self._company(company)
-            _, invoice = posted.post(
-                comp,
-                self._postings[comp.id],
-                order_number,
-                ship=None,
-                invoice=True,
-                posting_date=posting_date,
+            _, invoice = self._post_order(
+                order_number, company, ship=None, invoice=True, posting_date=posting_date
             )
             return None if invoice is None else m.render(invoice, posted.INVOICE_SCHEMA, None)
 
@@ -674,20 +485,21 @@ class BusinessCentralEmulator:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """ "Ship and Invoice" of everything: shipment and invoice posted, the order deleted."""
         with self._lock:
-            comp = self._company(company)
-            shipment, invoice = posted.post(
-                comp,
-                self._postings[comp.id],
-                order_number,
-                ship=None,
-                invoice=True,
-                everything=True,
+            shipment, invoice = self._post_order(
+                order_number, company, ship=None, invoice=True, everything=True
             )
             assert shipment is not None and invoice is not None
             return (
                 m.render(shipment, posted.SHIPMENT_SCHEMA, None),
                 m.render(invoice, posted.INVOICE_SCHEMA, None),
             )
+
+    def _post_order(
+        self, order_number: str, company: str | None, **options: Any
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """(shipment, invoice) posted for a sales order (see :func:`bc_postings.post`)."""
+        comp = self._company(company)
+        return posted.post(comp, self._postings[comp.id], order_number, **options)
 
     def set_tracking(
         self,
@@ -764,38 +576,32 @@ class BusinessCentralEmulator:
         """Answer the next ``count`` matching API requests with this error (nothing processed)."""
         with self._lock:
             self._faults.append(
-                _Fault("fail", count, method, path_contains, status, code, message, retry_after)
+                Fault("fail", count, method, path_contains, status, code, message, retry_after)
             )
 
     def drop_after_commit_next(self, count: int = 1, *, path_contains: str = "salesOrders") -> None:
         """Process the next ``count`` matching POSTs fully (commit), then close without answer."""
         with self._lock:
-            self._faults.append(_Fault("drop_after_commit", count, "POST", path_contains))
+            self._faults.append(Fault("drop_after_commit", count, "POST", path_contains))
 
     def drop_next(
         self, count: int = 1, *, method: str | None = None, path_contains: str = ""
     ) -> None:
         """Close the next ``count`` matching API connections without processing or answering."""
         with self._lock:
-            self._faults.append(_Fault("drop", count, method, path_contains))
+            self._faults.append(Fault("drop", count, method, path_contains))
 
     def revoke_tokens(self) -> None:
         """Invalidate every issued token: the API answers 401 until a new one is fetched."""
         with self._lock:
             self._tokens.clear()
 
-    def _take_fault(self, kind: str, method: str, target: str) -> _Fault | None:
+    def _take_fault(self, kind: str, method: str, target: str) -> Fault | None:
         with self._lock:
-            for fault in self._faults:
-                if fault.kind == kind and fault.matches(method, target):
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
+            return take_next(self._faults, lambda f: f.kind == kind and f.matches(method, target))
 
     # ------------------------------------------------------------------ HTTP plumbing
-    def _handle(self, handler: _Handler) -> None:
+    def _handle(self, handler: Handler) -> None:
         method = handler.command
         split = urlsplit(handler.path)
         if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -819,9 +625,7 @@ class BusinessCentralEmulator:
             return
         self._handle_api(handler, method, split.path, split.query, body)
 
-    def _send(
-        self, handler: _Handler, status: int, body: bytes, headers: Mapping[str, str]
-    ) -> None:
+    def _send(self, handler: Handler, status: int, body: bytes, headers: Mapping[str, str]) -> None:
         handler.send_response(status)
         for name, value in headers.items():
             handler.send_header(name, value)
@@ -830,66 +634,25 @@ class BusinessCentralEmulator:
         if handler.command != "HEAD":
             handler.wfile.write(body)
 
+    def _drop(self, handler: Handler, method: str, path: str, query: str) -> None:
+        """Close the connection without an answer (recorded with status 0)."""
+        self._record(method, path, query, 0)
+        handler.close_connection = True
+
+    def _wait_out_latency(self, started: float) -> None:
+        """Answer ``latency`` seconds after ``started``, the emulator's own processing included
+        (as a service's response time would)."""
+        remaining = self.latency - (time.monotonic() - started)
+        if remaining > 0:
+            time.sleep(remaining)
+
     def _record(self, method: str, path: str, query: str, status: int) -> None:
         with self._lock:
             self.requests.append(RecordedRequest(method, path, query, status, time.time()))
 
     # ------------------------------------------------------------------ identity provider
-    def _aad_error(
-        self, status: int, error: str, code: int, description: str
-    ) -> tuple[int, dict[str, Any]]:
-        trace, correlation = m.new_guid(), m.new_guid()
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-        return status, {
-            "error": error,
-            "error_description": f"AADSTS{code}: {description} Trace ID: {trace} Correlation ID: "
-            f"{correlation} Timestamp: {stamp}",
-            "error_codes": [code],
-            "timestamp": stamp,
-            "trace_id": trace,
-            "correlation_id": correlation,
-            "error_uri": f"{self.authority_host}/error?code={code}",
-        }
-
-    def _tenant_not_found(self, tenant: str) -> tuple[int, dict[str, Any]]:
-        return self._aad_error(
-            400,
-            "invalid_request",
-            90002,
-            f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and "
-            "are signing into the correct cloud. Check with your subscription administrator, "
-            "this may happen if there are no active subscriptions for the tenant.",
-        )
-
-    def _handle_idp(self, handler: _Handler, method: str, path: str, body: bytes) -> None:
-        segments = path.split("/")
-        tenant = unquote(segments[1])
-        rest = "/".join(segments[2:])
-        known = tenant.lower() == self.tenant_id.lower()
-        status: int
-        doc: dict[str, Any]
-        if rest == "v2.0/.well-known/openid-configuration" and method == "GET":
-            if known:
-                status, doc = 200, self._openid_configuration()
-            else:
-                status, doc = self._tenant_not_found(tenant)
-                doc["error"] = "invalid_tenant"
-        elif rest == "discovery/v2.0/keys" and method == "GET":
-            status, doc = 200, {"keys": []}
-        elif rest == "oauth2/v2.0/token":
-            if method == "POST":
-                with self._lock:
-                    self.token_requests += 1
-            if method != "POST":
-                status, doc = self._aad_error(
-                    400, "invalid_request", 900561, "The endpoint only accepts POST requests."
-                )
-            elif not known:
-                status, doc = self._tenant_not_found(tenant)
-            else:
-                status, doc = self._token(handler, body)
-        else:
-            status, doc = 404, {"error": "not_found", "error_description": "Not found."}
+    def _handle_idp(self, handler: Handler, method: str, path: str, body: bytes) -> None:
+        status, doc = self._idp_answer(handler, method, path, body)
         payload = json.dumps(doc).encode()
         self._send(
             handler,
@@ -902,142 +665,8 @@ class BusinessCentralEmulator:
             },
         )
 
-    def _openid_configuration(self) -> dict[str, Any]:
-        base = f"{self.authority_host}/{self.tenant_id}"
-        return {
-            "token_endpoint": f"{base}/oauth2/v2.0/token",
-            "token_endpoint_auth_methods_supported": [
-                "client_secret_post",
-                "private_key_jwt",
-                "client_secret_basic",
-            ],
-            "jwks_uri": f"{base}/discovery/v2.0/keys",
-            "response_modes_supported": ["query", "fragment", "form_post"],
-            "subject_types_supported": ["pairwise"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-            "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "issuer": f"{base}/v2.0",
-            "request_uri_parameter_supported": False,
-            "userinfo_endpoint": f"{self.authority_host}/oidc/userinfo",
-            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
-            "http_logout_supported": True,
-            "frontchannel_logout_supported": True,
-            "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "tid", "oid"],
-            "tenant_region_scope": "EU",
-            "cloud_instance_name": "microsoftonline.com",
-        }
-
-    def _token(self, handler: _Handler, body: bytes) -> tuple[int, dict[str, Any]]:
-        content_type = handler.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        form: dict[str, str] = {}
-        if content_type == "application/x-www-form-urlencoded":
-            try:
-                form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-            except UnicodeDecodeError:
-                form = {}
-        if not form.get("grant_type"):
-            return self._aad_error(
-                400,
-                "invalid_request",
-                900144,
-                "The request body must contain the following parameter: 'grant_type'.",
-            )
-        if form["grant_type"] != "client_credentials":
-            return self._aad_error(
-                400,
-                "unsupported_grant_type",
-                70003,
-                f"The app requested an unsupported grant type '{form['grant_type']}'.",
-            )
-        client_id = form.get("client_id", "")
-        client_secret = form.get("client_secret")
-        auth = handler.headers.get("Authorization", "")
-        if auth[:6].lower() == "basic ":
-            try:
-                user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
-                client_id, client_secret = unquote(user), unquote(password)
-            except (binascii.Error, UnicodeDecodeError):
-                pass
-        if not client_id:
-            return self._aad_error(
-                400,
-                "invalid_request",
-                900144,
-                "The request body must contain the following parameter: 'client_id'.",
-            )
-        if client_id != self.client_id:
-            return self._aad_error(
-                400,
-                "unauthorized_client",
-                700016,
-                f"Application with identifier '{client_id}' was not found in the directory "
-                f"'{self.tenant_id}'. This can happen if the application has not been installed "
-                "by the administrator of the tenant or consented to by any user in the tenant. "
-                "You may have sent your authentication request to the wrong tenant.",
-            )
-        if not client_secret:
-            return self._aad_error(
-                401,
-                "invalid_client",
-                7000216,
-                "'client_assertion', 'client_secret' or 'request' is required for the "
-                "'client_credentials' grant type.",
-            )
-        if not secrets.compare_digest(client_secret, self.client_secret):
-            return self._aad_error(
-                401,
-                "invalid_client",
-                7000215,
-                "Invalid client secret provided. Ensure the secret being sent in the request is "
-                "the client secret value, not the client secret ID, for a secret added to app "
-                f"'{self.client_id}'.",
-            )
-        scope = form.get("scope", "")
-        if not scope:
-            return self._aad_error(
-                400,
-                "invalid_request",
-                900144,
-                "The request body must contain the following parameter: 'scope'.",
-            )
-        scopes = scope.split()
-        if len(scopes) != 1 or not scopes[0].endswith("/.default"):
-            return self._aad_error(
-                400,
-                "invalid_scope",
-                1002012,
-                f"The provided value for scope {scope} is not valid. Client credential flows "
-                "must have a scope value with /.default suffixed to the resource identifier "
-                "(application ID URI).",
-            )
-        if scopes[0] != self.scope:
-            resource = scopes[0][: -len("/.default")]
-            return self._aad_error(
-                400,
-                "invalid_scope",
-                500011,
-                f"The resource principal named {resource} was not found in the tenant named "
-                f"{self.tenant_id}. This can happen if the application has not been installed by "
-                "the administrator of the tenant or consented to by any user in the tenant. You "
-                "might have sent your authentication request to the wrong tenant.",
-            )
-        token = secrets.token_urlsafe(48)
-        with self._lock:
-            self._tokens[token] = _Token(
-                client_id, self.tenant_id, time.monotonic() + self.token_lifetime_seconds
-            )
-        return 200, {
-            "token_type": "Bearer",
-            "expires_in": self.token_lifetime_seconds,
-            "ext_expires_in": self.token_lifetime_seconds,
-            "access_token": token,
-        }
-
     # ------------------------------------------------------------------ API: gatekeeping
-    def _authenticate(self, handler: _Handler, url_tenant: str | None) -> str:
+    def _authenticate(self, handler: Handler, url_tenant: str | None) -> str:
         header = handler.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
         token = None
@@ -1063,7 +692,7 @@ class BusinessCentralEmulator:
 
     def _check_rate(self, client: str) -> None:
         with self._lock:
-            limits = self._apps.setdefault(client, _AppLimits())
+            limits = self._apps.setdefault(client, AppLimits())
             now = time.monotonic()
             window = limits.window
             while window and window[0] <= now - self.rate_window_seconds:
@@ -1082,7 +711,7 @@ class BusinessCentralEmulator:
 
     def _acquire_slot(self, client: str) -> None:
         with self._slots:
-            limits = self._apps.setdefault(client, _AppLimits())
+            limits = self._apps.setdefault(client, AppLimits())
             if limits.waiting >= MAX_QUEUED_PER_APP:
                 raise ODataError(
                     429,
@@ -1115,12 +744,11 @@ class BusinessCentralEmulator:
             self._slots.notify_all()
 
     def _handle_api(
-        self, handler: _Handler, method: str, path: str, query: str, body: bytes
+        self, handler: Handler, method: str, path: str, query: str, body: bytes
     ) -> None:
         target = f"{path}?{query}" if query else path
         if self._take_fault("drop", method, target) is not None:
-            self._record(method, path, query, 0)
-            handler.close_connection = True
+            self._drop(handler, method, path, query)
             return
         headers: dict[str, str] = {}
         try:
@@ -1152,17 +780,13 @@ class BusinessCentralEmulator:
                     and 200 <= status < 300
                     and self._take_fault("drop_after_commit", method, target) is not None
                 ):
-                    raise _Dropped
+                    raise Dropped
             finally:
-                # The answer leaves ``latency`` after the slot was granted, the emulator's own
-                # processing included (as a service's response time would).
-                remaining = self.latency - (time.monotonic() - started)
-                if remaining > 0:
-                    time.sleep(remaining)
+                # The answer leaves ``latency`` after the slot was granted.
+                self._wait_out_latency(started)
                 self._release_slot(client)
-        except _Dropped:
-            self._record(method, path, query, 0)
-            handler.close_connection = True
+        except Dropped:
+            self._drop(handler, method, path, query)
             return
         except ODataError as error:
             status, document, headers = error.status, _error_document(error), error.headers
@@ -1200,7 +824,7 @@ class BusinessCentralEmulator:
     # ------------------------------------------------------------------ API: resources
     def _api(
         self,
-        handler: _Handler,
+        handler: Handler,
         method: str,
         route: tuple[str | None, str, str, list[str]],
         path: str,
@@ -1218,17 +842,30 @@ class BusinessCentralEmulator:
             return self._custom_api(handler, method, prefix, rest, options, root, path)
         segments = [self._segment(s) for s in rest if s != ""] if rest != [""] else []
         if not segments:
-            if method != "GET":
-                raise self._method_not_allowed(method, "service document")
-            return (
-                200,
-                {
-                    "@odata.context": f"{root}/$metadata",
-                    "value": [{"name": name, "kind": "EntitySet", "url": name} for name in _SETS],
-                },
-                {},
-            )
-        name, key = segments[0]
+            return self._service_document(method, root)
+        name = segments[0][0]
+        self._check_served(method, name)
+        call = _Call(handler, method, options, root, path, body)
+        with self._lock:
+            if name == "companies":
+                return self._companies_route(call, segments)
+            company = self._company_from_option(options)
+            return self._company_resource(call, company, segments, "")
+
+    def _service_document(self, method: str, root: str) -> tuple[int, Any, dict[str, str]]:
+        if method != "GET":
+            raise self._method_not_allowed(method, "service document")
+        return (
+            200,
+            {
+                "@odata.context": f"{root}/$metadata",
+                "value": [{"name": name, "kind": "EntitySet", "url": name} for name in SETS],
+            },
+            {},
+        )
+
+    def _check_served(self, method: str, name: str) -> None:
+        """Only GET and POST on entity sets: ``$metadata``, ``$batch`` and updates are 501."""
         if name in ("$metadata", "$batch"):
             raise ODataError(
                 501,
@@ -1243,53 +880,40 @@ class BusinessCentralEmulator:
             )
         if method not in ("GET", "POST"):
             raise self._method_not_allowed(method, name)
-        with self._lock:
-            if name == "companies":
-                if key is None:
-                    if len(segments) > 1:
-                        raise query_syntax_error("A key is needed after 'companies'.")
-                    if method != "GET":
-                        raise self._method_not_allowed(method, "companies")
-                    rows = [c.entity() for c in self._companies.values()]
-                    return self._collection(
-                        _SETS["companies"],
-                        rows,
-                        {},
-                        options,
-                        handler,
-                        root,
-                        path,
-                        "companies",
-                        None,
-                    )
-                company = self._companies.get(self._guid_key(key))
-                if company is None:
-                    raise ODataError(
-                        404, "Internal_CompanyNotFound", f"The company '{key}' does not exist."
-                    )
-                if len(segments) == 1:
-                    if method != "GET":
-                        raise self._method_not_allowed(method, "companies")
-                    return self._single(
-                        _SETS["companies"],
-                        company.entity(),
-                        options,
-                        root,
-                        f"companies({company.id})",
-                        company,
-                    )
-                segments = segments[1:]
-                context = f"companies({company.id})/"
-            else:
-                company = self._company_from_option(options)
-                context = ""
-            return self._company_resource(
-                handler, method, company, segments, options, root, path, context, body
+
+    def _companies_route(
+        self, call: _Call, segments: list[tuple[str, str | None]]
+    ) -> tuple[int, Any, dict[str, str]]:
+        """``companies``, ``companies({id})`` and everything below a company."""
+        key = segments[0][1]
+        if key is None:
+            if len(segments) > 1:
+                raise query_syntax_error("A key is needed after 'companies'.")
+            if call.method != "GET":
+                raise self._method_not_allowed(call.method, "companies")
+            rows = [c.entity() for c in self._companies.values()]
+            return self._list(call, SETS["companies"], rows, {}, "companies", None)
+        company = self._companies.get(self._guid_key(key))
+        if company is None:
+            raise ODataError(
+                404, "Internal_CompanyNotFound", f"The company '{key}' does not exist."
             )
+        if len(segments) == 1:
+            if call.method != "GET":
+                raise self._method_not_allowed(call.method, "companies")
+            return self._single(
+                SETS["companies"],
+                company.entity(),
+                call.options,
+                call.root,
+                f"companies({company.id})",
+                company,
+            )
+        return self._company_resource(call, company, segments[1:], f"companies({company.id})/")
 
     def _custom_api(
         self,
-        handler: _Handler,
+        handler: Handler,
         method: str,
         prefix: str,
         rest: list[str],
@@ -1330,12 +954,12 @@ class BusinessCentralEmulator:
                 wanted = self._guid_key(key)
                 match = [row for row in rows if row["id"] == wanted]
                 if not match:
-                    raise self._not_found(_TRACKING_SET, wanted)
+                    raise self._not_found(TRACKING_SET, wanted)
                 return self._single(
-                    _TRACKING_SET, match[0], options, root, f"{context}({wanted})", company
+                    TRACKING_SET, match[0], options, root, f"{context}({wanted})", company
                 )
             return self._collection(
-                _TRACKING_SET, rows, {}, options, handler, root, path, context, company
+                TRACKING_SET, rows, {}, options, handler, root, path, context, company
             )
 
     @staticmethod
@@ -1384,114 +1008,111 @@ class BusinessCentralEmulator:
 
     def _company_resource(
         self,
-        handler: _Handler,
-        method: str,
+        call: _Call,
         company: m.Company,
         segments: list[tuple[str, str | None]],
-        options: QueryOptions,
-        root: str,
-        path: str,
         context: str,
-        body: bytes,
     ) -> tuple[int, Any, dict[str, str]]:
         name, key = segments[0]
         if name in ("salesCreditMemos", "salesCreditMemoLines"):
-            return self._credit_memo_resource(
-                handler, method, company, segments, options, root, path, context, body
-            )
-        if name not in _SETS or name == "companies":
-            if name in _UNSERVED_SETS:
-                raise ODataError(
-                    501,
-                    "BadRequest_MethodNotImplemented",
-                    f"The entity set '{name}' is not served by the sandbox emulator.",
-                )
-            raise ODataError(
-                404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{name}'."
-            )
-        spec = _SETS[name]
-        if len(segments) > 2:
-            raise ODataError(
-                404,
-                "BadRequest_ResourceNotFound",
-                f"Resource not found for the segment '{segments[2][0]}'.",
-            )
+            return self._credit_memo_resource(call, company, segments, context)
+        spec = served_set(name)
+        check_depth(segments)
         if key is None:
             if len(segments) > 1:
-                raise ODataError(
-                    404,
-                    "BadRequest_ResourceNotFound",
-                    f"Resource not found for the segment '{segments[1][0]}'.",
-                )
-            if method == "POST":
-                if name in _READ_ONLY_SETS:
-                    raise self._method_not_allowed(method, name)
-                if name == "salesInvoices":
-                    raise ODataError(
-                        501,
-                        "BadRequest_MethodNotImplemented",
-                        "Creating sales invoices is not supported by the sandbox emulator.",
-                    )
-                return self._post(handler, company, spec, options, root, context, body)
-            rows, indexes = self._rows(company, spec)
-            if name == "salesOrderLines":
-                flt = options.options.get("$filter")
-                fields = parse_filter(flt, spec.schema, spec.entity).fields if flt else frozenset()
-                if not fields & {"documentId", "id"}:
-                    raise m.app_error("You must specify an Id or a Document Id to get the lines.")
-            return self._collection(
-                spec, rows, indexes, options, handler, root, path, f"{context}{name}", company
-            )
+                raise segment_not_found(segments[1][0])
+            return self._entity_set(call, company, spec, context)
         entity = self._find(company, spec, self._guid_key(key))
         if len(segments) == 1:
-            if method != "GET":
-                raise self._method_not_allowed(method, name)
+            if call.method != "GET":
+                raise self._method_not_allowed(call.method, name)
             return self._single(
-                spec, entity, options, root, f"{context}{name}({entity['id']})", company
+                spec, entity, call.options, call.root, f"{context}{name}({entity['id']})", company
             )
         nav, nav_key = segments[1]
         if name == "salesShipments" and nav == "salesShipmentLines" and nav_key is None:
-            if method != "GET":
-                raise self._method_not_allowed(method, nav)
-            shipment_lines = self._postings[company.id].shipment_lines.get(entity["id"], [])
-            return self._collection(
-                _SETS["salesShipmentLines"],
-                list(shipment_lines),
-                {},
-                options,
-                handler,
-                root,
-                path,
-                f"{context}salesShipments({entity['id']})/salesShipmentLines",
-                company,
-            )
+            return self._shipment_lines(call, company, entity, context)
         if name != "salesOrders" or nav != "salesOrderLines":
-            raise ODataError(
-                404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{nav}'."
+            raise segment_not_found(nav)
+        return self._order_lines(call, company, entity, nav_key, context)
+
+    def _entity_set(
+        self, call: _Call, company: m.Company, spec: EntitySet, context: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        """GET (list) or POST (create) on an entity set of a company."""
+        name = spec.name
+        if call.method == "POST":
+            if name in READ_ONLY_SETS:
+                raise self._method_not_allowed(call.method, name)
+            if name == "salesInvoices":
+                raise ODataError(
+                    501,
+                    "BadRequest_MethodNotImplemented",
+                    "Creating sales invoices is not supported by the sandbox emulator.",
+                )
+            return self._post(
+                call.handler, company, spec, call.options, call.root, context, call.body
             )
-        lines_spec = _SETS["salesOrderLines"]
-        lines = company.lines.get(entity["id"], [])
-        nav_context = f"{context}salesOrders({entity['id']})/salesOrderLines"
-        if nav_key is not None:
-            line_id = self._guid_key(nav_key)
-            match = [line for line in lines if line["id"] == line_id]
-            if not match:
-                raise self._not_found(lines_spec, line_id)
-            if method != "GET":
-                raise self._method_not_allowed(method, nav)
-            return self._single(
-                lines_spec, match[0], options, root, f"{nav_context}({line_id})", company
+        rows, indexes = self._rows(company, spec)
+        if name == "salesOrderLines":
+            require_document_filter(
+                call.options, spec, "You must specify an Id or a Document Id to get the lines."
             )
-        if method == "POST":
-            self._require_json(handler)
-            values = self._json_body(body)
-            line = m.add_sales_order_line(company, entity, values, self._ieee754(handler))
-            doc = m.render(line, m.LINE_SCHEMA, None)
-            doc = {"@odata.context": f"{root}/$metadata#{nav_context}/$entity", **doc}
-            return 201, doc, {"Location": f"{root}/{nav_context}({line['id']})"}
-        return self._collection(
-            lines_spec, list(lines), {}, options, handler, root, path, nav_context, company
+        return self._list(call, spec, rows, indexes, f"{context}{name}", company)
+
+    def _shipment_lines(
+        self, call: _Call, company: m.Company, shipment: Mapping[str, Any], context: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        """``salesShipments({id})/salesShipmentLines``."""
+        if call.method != "GET":
+            raise self._method_not_allowed(call.method, "salesShipmentLines")
+        shipment_lines = self._postings[company.id].shipment_lines.get(shipment["id"], [])
+        return self._list(
+            call,
+            SETS["salesShipmentLines"],
+            list(shipment_lines),
+            {},
+            f"{context}salesShipments({shipment['id']})/salesShipmentLines",
+            company,
         )
+
+    def _order_lines(
+        self,
+        call: _Call,
+        company: m.Company,
+        order: dict[str, Any],
+        line_key: str | None,
+        context: str,
+    ) -> tuple[int, Any, dict[str, str]]:
+        """``salesOrders({id})/salesOrderLines``: list, one line, or POST one more."""
+        lines_spec = SETS["salesOrderLines"]
+        lines = company.lines.get(order["id"], [])
+        nav_context = f"{context}salesOrders({order['id']})/salesOrderLines"
+        if line_key is not None:
+            line_id, line = self._line_by_key(lines_spec, lines, line_key)
+            if call.method != "GET":
+                raise self._method_not_allowed(call.method, "salesOrderLines")
+            return self._single(
+                lines_spec, line, call.options, call.root, f"{nav_context}({line_id})", company
+            )
+        if call.method == "POST":
+            self._require_json(call.handler)
+            values = self._json_body(call.body)
+            line = so.add_sales_order_line(company, order, values, self._ieee754(call.handler))
+            doc = m.render(line, m.LINE_SCHEMA, None)
+            doc = {"@odata.context": f"{call.root}/$metadata#{nav_context}/$entity", **doc}
+            return 201, doc, {"Location": f"{call.root}/{nav_context}({line['id']})"}
+        return self._list(call, lines_spec, list(lines), {}, nav_context, company)
+
+    def _line_by_key(
+        self, spec: EntitySet, lines: Sequence[dict[str, Any]], key: str
+    ) -> tuple[str, dict[str, Any]]:
+        """(id, line) of the document line with this key; 404 when the document has none."""
+        line_id = self._guid_key(key)
+        match = [line for line in lines if line["id"] == line_id]
+        if not match:
+            raise self._not_found(spec, line_id)
+        return line_id, match[0]
 
     # ------------------------------------------------------------------ credit memos (refunds)
     def _book(self, company: m.Company) -> cm.CreditMemoBook:
@@ -1499,141 +1120,111 @@ class BusinessCentralEmulator:
 
     def _credit_memo_resource(
         self,
-        handler: _Handler,
-        method: str,
+        call: _Call,
         company: m.Company,
         segments: list[tuple[str, str | None]],
-        options: QueryOptions,
-        root: str,
-        path: str,
         context: str,
-        body: bytes,
     ) -> tuple[int, Any, dict[str, str]]:
         """``salesCreditMemos``: list, filter, get, deep-insert POST, lines and ``post``."""
         book = self._book(company)
         name, key = segments[0]
-        spec = _SETS[name]
-        if len(segments) > 2:
-            raise ODataError(
-                404,
-                "BadRequest_ResourceNotFound",
-                f"Resource not found for the segment '{segments[2][0]}'.",
-            )
+        spec = SETS[name]
+        check_depth(segments)
         if name == cm.LINES:
-            if method == "POST" or key is not None or len(segments) > 1:
-                raise m.app_error("You must specify an id or a Document Id to get the lines.")
-            flt = options.options.get("$filter")
-            fields = parse_filter(flt, spec.schema, spec.entity).fields if flt else frozenset()
-            if not fields & {"documentId", "id"}:
-                raise m.app_error("You must specify an id or a Document Id to get the lines.")
-            rows = [line for lines in book.lines.values() for line in lines]
-            return self._collection(
-                spec, rows, {}, options, handler, root, path, f"{context}{name}", company
-            )
+            return self._all_credit_memo_lines(call, company, book, segments, context)
         if key is None:
             if len(segments) > 1:
-                raise ODataError(
-                    404,
-                    "BadRequest_ResourceNotFound",
-                    f"Resource not found for the segment '{segments[1][0]}'.",
-                )
-            if method == "POST":
-                for option in ("$filter", "$top", "$skip", "$orderby", "$count", "$skiptoken"):
-                    if option in options.options:
-                        raise query_syntax_error(
-                            f"The query option '{option}' is not allowed on a POST."
-                        )
-                select = parse_select(options.options.get("$select"), spec.schema, spec.entity)
-                expand = self._expand_names(spec, options)
-                self._require_json(handler)
-                memo = cm.create_credit_memo(
-                    company, book, self._json_body(body), self._ieee754(handler)
-                )
-                doc = self._render(spec, memo, select, expand, company)
-                document = {"@odata.context": f"{root}/$metadata#{context}{name}/$entity", **doc}
-                return 201, document, {"Location": f"{root}/{context}{name}({memo['id']})"}
+                raise segment_not_found(segments[1][0])
+            if call.method == "POST":
+                return self._post_credit_memo(call, company, book, context)
             indexes = {"externalDocumentNumber": book.by_external_number}
             rows = list(book.memos.values())
-            return self._collection(
-                spec, rows, indexes, options, handler, root, path, f"{context}{name}", company
-            )
+            return self._list(call, spec, rows, indexes, f"{context}{name}", company)
         memo_id = self._guid_key(key)
         if memo_id not in book.memos:
             raise self._not_found(spec, memo_id)
         memo = book.memos[memo_id]
         own = f"{context}{name}({memo_id})"
         if len(segments) == 1:
-            if method != "GET":
-                raise self._method_not_allowed(method, name)
-            return self._single(spec, memo, options, root, own, company)
-        nav, nav_key = segments[1]
+            if call.method != "GET":
+                raise self._method_not_allowed(call.method, name)
+            return self._single(spec, memo, call.options, call.root, own, company)
+        return self._credit_memo_navigation(call, company, book, memo, segments[1], own)
+
+    def _all_credit_memo_lines(
+        self,
+        call: _Call,
+        company: m.Company,
+        book: cm.CreditMemoBook,
+        segments: list[tuple[str, str | None]],
+        context: str,
+    ) -> tuple[int, Any, dict[str, str]]:
+        """``salesCreditMemoLines``: only a GET filtered by document or line id."""
+        name, key = segments[0]
+        spec = SETS[name]
+        message = "You must specify an id or a Document Id to get the lines."
+        if call.method == "POST" or key is not None or len(segments) > 1:
+            raise m.app_error(message)
+        require_document_filter(call.options, spec, message)
+        rows = [line for lines in book.lines.values() for line in lines]
+        return self._list(call, spec, rows, {}, f"{context}{name}", company)
+
+    def _post_credit_memo(
+        self, call: _Call, company: m.Company, book: cm.CreditMemoBook, context: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        """``POST salesCreditMemos`` (deep insert); only ``$select``/``$expand`` allowed."""
+        name = "salesCreditMemos"
+        spec = SETS[name]
+        for option in ("$filter", "$top", "$skip", "$orderby", "$count", "$skiptoken"):
+            if option in call.options.options:
+                raise query_syntax_error(f"The query option '{option}' is not allowed on a POST.")
+        select = parse_select(call.options.options.get("$select"), spec.schema, spec.entity)
+        expand = self._expand_names(spec, call.options)
+        self._require_json(call.handler)
+        memo = cm.create_credit_memo(
+            company, book, self._json_body(call.body), self._ieee754(call.handler)
+        )
+        doc = self._render(spec, memo, select, expand, company)
+        document = {"@odata.context": f"{call.root}/$metadata#{context}{name}/$entity", **doc}
+        return 201, document, {"Location": f"{call.root}/{context}{name}({memo['id']})"}
+
+    def _credit_memo_navigation(
+        self,
+        call: _Call,
+        company: m.Company,
+        book: cm.CreditMemoBook,
+        memo: dict[str, Any],
+        segment: tuple[str, str | None],
+        own: str,
+    ) -> tuple[int, Any, dict[str, str]]:
+        """``Microsoft.NAV.post`` and the lines of one credit memo."""
+        nav, nav_key = segment
         if nav == "Microsoft.NAV.post":
-            if method != "POST":
-                raise self._method_not_allowed(method, nav)
+            if call.method != "POST":
+                raise self._method_not_allowed(call.method, nav)
             cm.post_credit_memo(book, memo)
             return 204, None, {}
         if nav != cm.LINES:
-            raise ODataError(
-                404, "BadRequest_ResourceNotFound", f"Resource not found for the segment '{nav}'."
-            )
-        lines_spec = _SETS[cm.LINES]
-        lines = book.lines.get(memo_id, [])
-        if method != "GET":
-            raise self._method_not_allowed(method, nav)
+            raise segment_not_found(nav)
+        lines_spec = SETS[cm.LINES]
+        lines = book.lines.get(memo["id"], [])
+        if call.method != "GET":
+            raise self._method_not_allowed(call.method, nav)
         if nav_key is not None:
-            line_id = self._guid_key(nav_key)
-            match = [line for line in lines if line["id"] == line_id]
-            if not match:
-                raise self._not_found(lines_spec, line_id)
-            return self._single(lines_spec, match[0], options, root, f"{own}/{nav}", company)
-        return self._collection(
-            lines_spec, list(lines), {}, options, handler, root, path, f"{own}/{nav}", company
-        )
+            _line_id, line = self._line_by_key(lines_spec, lines, nav_key)
+            return self._single(lines_spec, line, call.options, call.root, f"{own}/{nav}", company)
+        return self._list(call, lines_spec, list(lines), {}, f"{own}/{nav}", company)
 
     def _rows(
-        self, company: m.Company, spec: _EntitySet
+        self, company: m.Company, spec: EntitySet
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """All rows of an entity set and the indexes that can narrow an ``eq`` filter."""
-        if spec.name == "items":
-            return list(company.items.values()), {
-                "number": lambda v: [company.items[i] for i in [company.item_by_number.get(v)] if i]
-            }
-        if spec.name == "customers":
-            return list(company.customers.values()), {
-                "number": lambda v: [
-                    company.customers[i] for i in [company.customer_by_number.get(v)] if i
-                ],
-                "email": lambda v: [
-                    company.customers[i] for i in company.customer_by_email.get(v, [])
-                ],
-            }
-        if spec.name == "salesOrders":
-            return list(company.orders.values()), {
-                "externalDocumentNumber": lambda v: [
-                    company.orders[i] for i in company.order_by_ext.get(v, [])
-                ],
-                "number": lambda v: [
-                    company.orders[i] for i in [company.order_by_number.get(v)] if i
-                ],
-            }
-        if spec.name == "salesOrderLines":
-            return [line for lines in company.lines.values() for line in lines], {}
-        if spec.name == "accounts":
-            return list(company.accounts.values()), {}
-        if spec.name == "countriesRegions":
-            return list(company.countries.values()), {}
-        if spec.name == "taxGroups":
-            return company.tax_groups(), {}
-        book = self._postings[company.id]
-        if spec.name == "salesShipments":
-            return list(book.shipments.values()), {}
-        if spec.name == "salesShipmentLines":
-            return book.all_shipment_lines(), {}
-        if spec.name == "salesInvoices":
-            return list(book.invoices.values()), {}
-        raise AssertionError(spec.name)
+        source = ROW_SOURCES.get(spec.name)
+        if source is None:
+            raise AssertionError(spec.name)
+        return source(company, self._postings[company.id])
 
-    def _find(self, company: m.Company, spec: _EntitySet, key: str) -> dict[str, Any]:
+    def _find(self, company: m.Company, spec: EntitySet, key: str) -> dict[str, Any]:
         table: Mapping[str, dict[str, Any]]
         if spec.name == "salesOrderLines":
             order_id = company.line_index.get(key)
@@ -1667,7 +1258,7 @@ class BusinessCentralEmulator:
         return entity
 
     @staticmethod
-    def _not_found(spec: _EntitySet, key: str) -> ODataError:
+    def _not_found(spec: EntitySet, key: str) -> ODataError:
         return ODataError(
             404,
             "BadRequest_NotFound",
@@ -1675,7 +1266,7 @@ class BusinessCentralEmulator:
         )
 
     # ------------------------------------------------------------------ API: reading
-    def _expand_names(self, spec: _EntitySet, options: QueryOptions) -> set[str]:
+    def _expand_names(self, spec: EntitySet, options: QueryOptions) -> set[str]:
         navs = {
             "salesOrders": ["salesOrderLines"],
             "salesShipments": ["salesShipmentLines"],
@@ -1691,7 +1282,7 @@ class BusinessCentralEmulator:
 
     def _render(
         self,
-        spec: _EntitySet,
+        spec: EntitySet,
         entity: Mapping[str, Any],
         select: list[str] | None,
         expand: set[str],
@@ -1716,7 +1307,7 @@ class BusinessCentralEmulator:
 
     def _single(
         self,
-        spec: _EntitySet,
+        spec: EntitySet,
         entity: Mapping[str, Any],
         options: QueryOptions,
         root: str,
@@ -1733,13 +1324,27 @@ class BusinessCentralEmulator:
         doc = self._render(spec, entity, select, expand, company)
         return 200, {"@odata.context": f"{root}/$metadata#{context}/$entity", **doc}, {}
 
+    def _list(
+        self,
+        call: _Call,
+        spec: EntitySet,
+        rows: list[dict[str, Any]],
+        indexes: Mapping[str, Any],
+        context: str,
+        company: m.Company | None,
+    ) -> tuple[int, Any, dict[str, str]]:
+        """:meth:`_collection` for a routed call."""
+        return self._collection(
+            spec, rows, indexes, call.options, call.handler, call.root, call.path, context, company
+        )
+
     def _collection(
         self,
-        spec: _EntitySet,
+        spec: EntitySet,
         rows: list[dict[str, Any]],
         indexes: Mapping[str, Any],
         options: QueryOptions,
-        handler: _Handler,
+        handler: Handler,
         root: str,
         path: str,
         context: str,
@@ -1803,13 +1408,13 @@ class BusinessCentralEmulator:
 
     # ------------------------------------------------------------------ API: writing
     @staticmethod
-    def _ieee754(handler: _Handler) -> bool:
+    def _ieee754(handler: Handler) -> bool:
         content_type = handler.headers.get("Content-Type", "")
         params = [p.strip().lower() for p in content_type.split(";")[1:]]
         return "ieee754compatible=true" in params
 
     @staticmethod
-    def _require_json(handler: _Handler) -> None:
+    def _require_json(handler: Handler) -> None:
         content_type = handler.headers.get("Content-Type", "")
         if content_type.split(";")[0].strip().lower() != "application/json":
             raise ODataError(
@@ -1835,9 +1440,9 @@ class BusinessCentralEmulator:
 
     def _post(
         self,
-        handler: _Handler,
+        handler: Handler,
         company: m.Company,
-        spec: _EntitySet,
+        spec: EntitySet,
         options: QueryOptions,
         root: str,
         context: str,
@@ -1862,7 +1467,7 @@ class BusinessCentralEmulator:
         if spec.name == "customers":
             entity = m.create_customer(company, values, ieee754)
         else:
-            entity, _lines = m.create_sales_order(company, values, ieee754)
+            entity, _lines = so.create_sales_order(company, values, ieee754)
         doc = self._render(spec, entity, select, expand, company)
         location = f"{root}/{context}{spec.name}({entity['id']})"
         document = {"@odata.context": f"{root}/$metadata#{context}{spec.name}/$entity", **doc}

@@ -25,20 +25,22 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from woo2d365.sandbox import bc_model
-from woo2d365.sandbox.businesscentral import BusinessCentralEmulator, _Dropped, _Handler
+from woo2d365.sandbox.bc_http import Dropped, Handler
+from woo2d365.sandbox.businesscentral import BusinessCentralEmulator
 from woo2d365.sandbox.fo_model import ENTITY_SETS, WRITE_EXCEPTION_STATUS, FoData
 from woo2d365.sandbox.fo_odata import (
     WRITE_EXCEPTION,
     BatchAnswer,
     FoError,
     Row,
+    Schema,
     parse_batch,
     parse_filter,
     parse_select,
@@ -46,6 +48,7 @@ from woo2d365.sandbox.fo_odata import (
     render_batch,
     split_options,
 )
+from woo2d365.sandbox.serving import take_next
 from woo2d365.sandbox.tls import SandboxCA
 
 THROTTLED = (
@@ -251,15 +254,12 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
     # ------------------------------------------------------------------ HTTP
     def _take_throttle(self, target: str, *, in_changeset: bool) -> _Throttle | None:
         with self._lock:
-            for throttle in self._throttles:
-                if throttle.in_changeset == in_changeset and throttle.path_contains in target:
-                    throttle.remaining -= 1
-                    if throttle.remaining <= 0:
-                        self._throttles.remove(throttle)
-                    return throttle
-        return None
+            return take_next(
+                self._throttles,
+                lambda t: t.in_changeset == in_changeset and t.path_contains in target,
+            )
 
-    def _fo_authenticate(self, handler: _Handler) -> None:
+    def _fo_authenticate(self, handler: Handler) -> None:
         header = handler.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
         with self._lock:
@@ -270,31 +270,34 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
             if token is None or token.client_id not in self.entra_applications:
                 raise FoError(401, "", empty=True)
 
+    def _admit(self, handler: Handler, method: str, target: str) -> None:
+        """Authentication, then throttling and injected failures, before any processing."""
+        self._fo_authenticate(handler)
+        throttle = self._take_throttle(target, in_changeset=False)
+        if throttle is not None:
+            raise FoError(
+                429,
+                THROTTLED.format(throttle.retry_after),
+                headers={"Retry-After": str(throttle.retry_after)},
+            )
+        fault = self._take_fault("fail", method, target)
+        if fault is not None:
+            extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+            raise FoError(fault.status, fault.message, headers=extra)
+
     def _handle_api(
-        self, handler: _Handler, method: str, path: str, query: str, body: bytes
+        self, handler: Handler, method: str, path: str, query: str, body: bytes
     ) -> None:
         target = f"{path}?{query}" if query else path
         if self._take_fault("drop", method, target) is not None:
-            self._record(method, path, query, 0)
-            handler.close_connection = True
+            self._drop(handler, method, path, query)
             return
         started = time.monotonic()
         headers: dict[str, str] = {}
         content_type = "application/json; odata.metadata=minimal; odata.streaming=true"
         try:
             try:
-                self._fo_authenticate(handler)
-                throttle = self._take_throttle(target, in_changeset=False)
-                if throttle is not None:
-                    raise FoError(
-                        429,
-                        THROTTLED.format(throttle.retry_after),
-                        headers={"Retry-After": str(throttle.retry_after)},
-                    )
-                fault = self._take_fault("fail", method, target)
-                if fault is not None:
-                    extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
-                    raise FoError(fault.status, fault.message, headers=extra)
+                self._admit(handler, method, target)
                 if method != "GET" and self.commit_delay > 0:
                     time.sleep(self.commit_delay)
                 status, payload, content_type = self._route(handler, method, path, query, body)
@@ -303,14 +306,11 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
                     and status < 300
                     and self._take_fault("drop_after_commit", method, target) is not None
                 ):
-                    raise _Dropped
+                    raise Dropped
             finally:
-                remaining = self.latency - (time.monotonic() - started)
-                if remaining > 0:
-                    time.sleep(remaining)
-        except _Dropped:
-            self._record(method, path, query, 0)
-            handler.close_connection = True
+                self._wait_out_latency(started)
+        except Dropped:
+            self._drop(handler, method, path, query)
             return
         except FoError as error:
             status, headers = error.status, error.headers
@@ -325,7 +325,7 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
         self._send(handler, status, payload, all_headers)
 
     def _route(
-        self, handler: _Handler, method: str, path: str, query: str, body: bytes
+        self, handler: Handler, method: str, path: str, query: str, body: bytes
     ) -> tuple[int, bytes, str]:
         json_type = "application/json; odata.metadata=minimal; odata.streaming=true"
         if path.rstrip("/") == "/data" and method == "GET":
@@ -445,13 +445,7 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
         if "$filter" in options:
             predicate = parse_filter(options["$filter"], schema, entity)
             rows = [r for r in rows if predicate(r)]
-        order = [o.strip().split() for o in options.get("$orderby", "").split(",") if o.strip()]
-        for words in reversed(order or [[k] for k in key]):
-            if words[0] not in schema:
-                raise query_error(f"Could not find a property named '{words[0]}'.")
-            rows.sort(key=_sort_key(words[0], schema[words[0]].type == "string"))
-            if len(words) > 1 and words[1] == "desc":
-                rows.reverse()
+        _order_rows(rows, options.get("$orderby", ""), key, schema)
         total = len(rows)
         skip = _int(options.get("$skip", "0"), "$skip")
         top = _int(options["$top"], "$top") if "$top" in options else None
@@ -466,15 +460,8 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
         document["value"] = [self._shape(collection, r, select, options) for r in page]
         if rest:
             remaining = None if top is None else top - len(page)
-            pairs = [
-                f"{quote(k, safe='$')}={quote(v, safe='')}"
-                for k, v in {**options, **custom}.items()
-                if k not in ("$skip", "$top")
-            ]
-            pairs.append(f"$skip={skip + len(page)}")
-            if remaining is not None:
-                pairs.append(f"$top={remaining}")
-            document["@odata.nextLink"] = f"{self.url}/data/{resource}?" + "&".join(pairs)
+            query_after = _next_page_query({**options, **custom}, skip + len(page), remaining)
+            document["@odata.nextLink"] = f"{self.url}/data/{resource}?{query_after}"
         return document
 
     def _shape(
@@ -596,6 +583,30 @@ def _answer_of(error: FoError, content_id: str) -> BatchAnswer:
         content_id,
         dict(error.headers),
     )
+
+
+def _order_rows(rows: list[Row], orderby: str, key: Sequence[str], schema: Schema) -> None:
+    """Sort ``rows`` in place by ``$orderby`` (default: the entity key), strings ignoring case."""
+    order = [o.strip().split() for o in orderby.split(",") if o.strip()]
+    for words in reversed(order or [[k] for k in key]):
+        if words[0] not in schema:
+            raise query_error(f"Could not find a property named '{words[0]}'.")
+        rows.sort(key=_sort_key(words[0], schema[words[0]].type == "string"))
+        if len(words) > 1 and words[1] == "desc":
+            rows.reverse()
+
+
+def _next_page_query(options: Mapping[str, str], skip: int, remaining: int | None) -> str:
+    """The query string of the next page: the same options with ``$skip``/``$top`` moved on."""
+    pairs = [
+        f"{quote(k, safe='$')}={quote(v, safe='')}"
+        for k, v in options.items()
+        if k not in ("$skip", "$top")
+    ]
+    pairs.append(f"$skip={skip}")
+    if remaining is not None:
+        pairs.append(f"$top={remaining}")
+    return "&".join(pairs)
 
 
 def _sort_key(name: str, text: bool) -> Callable[[Row], Any]:

@@ -230,6 +230,38 @@ def _money(value: Decimal) -> Decimal:
     return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
+def _check_property(
+    collection: str, entity: str, aot: str, schema: Schema, name: str, value: Any
+) -> None:
+    """One property of a create body: known, writable, of its type and length."""
+    if name not in schema:
+        raise FoError(
+            400,
+            f"The property '{name}' does not exist on type "
+            f"'Microsoft.Dynamics.DataEntities.{entity}'. Make sure to only use property "
+            "names that are defined by the type.",
+        )
+    if name in READ_ONLY.get(collection, ()):
+        raise write_error(aot, [f"Error: Field '{name}' cannot be edited"])
+    spec = schema[name]
+    if value is None:
+        raise FoError(400, f"A null value was found for the property named '{name}'.")
+    if spec.type in ("string", "enum", "datetime") and not isinstance(value, str):
+        raise FoError(400, f"Cannot convert the literal '{value}' to the type Edm.String.")
+    if spec.type == "decimal" and isinstance(value, bool | str):
+        raise FoError(400, "Cannot convert a primitive value to the expected type 'Edm.Decimal'.")
+    if spec.type == "enum" and spec.enum == "NoYes" and value not in ("Yes", "No"):
+        raise FoError(400, f"The value '{value}' is not a member of enum type NoYes for '{name}'.")
+    if spec.length is not None and isinstance(value, str) and len(value) > spec.length:
+        raise write_error(
+            aot,
+            [
+                f"Warning: The value in field '{name}' is {len(value)} characters long; "
+                f"at most {spec.length} are allowed"
+            ],
+        )
+
+
 class FoData:
     """Every legal entity and shared table; thread-safe through one lock."""
 
@@ -305,48 +337,15 @@ class FoData:
             raise FoError(405, f"The entity set '{collection}' does not support inserts.")
         entity, aot, _key, schema = ENTITY_SETS[collection]
         for name, value in body.items():
-            if name.startswith("@odata."):
-                continue
-            if name not in schema:
-                raise FoError(
-                    400,
-                    f"The property '{name}' does not exist on type "
-                    f"'Microsoft.Dynamics.DataEntities.{entity}'. Make sure to only use property "
-                    "names that are defined by the type.",
-                )
-            if name in READ_ONLY.get(collection, ()):
-                raise write_error(aot, [f"Error: Field '{name}' cannot be edited"])
-            spec = schema[name]
-            if value is None:
-                raise FoError(400, f"A null value was found for the property named '{name}'.")
-            if spec.type in ("string", "enum", "datetime") and not isinstance(value, str):
-                raise FoError(400, f"Cannot convert the literal '{value}' to the type Edm.String.")
-            if spec.type == "decimal" and isinstance(value, bool | str):
-                raise FoError(
-                    400, "Cannot convert a primitive value to the expected type 'Edm.Decimal'."
-                )
-            if spec.type == "enum" and spec.enum == "NoYes" and value not in ("Yes", "No"):
-                raise FoError(
-                    400, f"The value '{value}' is not a member of enum type NoYes for '{name}'."
-                )
-            if spec.length is not None and isinstance(value, str) and len(value) > spec.length:
-                raise write_error(
-                    aot,
-                    [
-                        f"Warning: The value in field '{name}' is {len(value)} characters long; "
-                        f"at most {spec.length} are allowed"
-                    ],
-                )
+            if not name.startswith("@odata."):
+                _check_property(collection, entity, aot, schema, name, value)
         area = str(body.get("dataAreaId") or self.default_company).lower()
         company = self.companies.get(area)
         if company is None:
             raise write_error(aot, [f"Error: Company '{area}' does not exist"])
+        creators = {"CustomersV3": self._customer, "SalesOrderHeadersV2": self._header}
         with self.lock:
-            if collection == "CustomersV3":
-                return self._customer(company, aot, dict(body))
-            if collection == "SalesOrderHeadersV2":
-                return self._header(company, aot, dict(body))
-            return self._line(company, aot, dict(body))
+            return creators.get(collection, self._line)(company, aot, dict(body))
 
     def _fk(self, aot: str, value: str, label: str, table: str, extra: str) -> FoError:
         return write_error(

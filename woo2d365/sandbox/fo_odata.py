@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from woo2d365.sandbox.odata_compare import compare
+
 ENUM_NAMESPACE = "Microsoft.Dynamics.DataEntities."
 WRITE_EXCEPTION = "Microsoft.Dynamics.Platform.Integration.Services.OData.AxODataWriteException"
 ODATA_EXCEPTION = "Microsoft.OData.ODataException"
@@ -243,14 +245,11 @@ def _both(a: Predicate, b: Predicate) -> Predicate:
     return lambda row: a(row) and b(row)
 
 
-def _compare(op: str, left: _Value, right: _Value, schema: Schema, entity: str) -> Predicate:
-    if left.kind != "field":
-        left, right = right, left
-        op = {"gt": "lt", "lt": "gt", "ge": "le", "le": "ge"}.get(op, op)
-    if left.kind != "field":
-        raise query_error("A comparison needs a property on one side.")
-    spec = schema[left.value]
-    name = str(left.value)
+_MIRRORED = {"gt": "lt", "lt": "gt", "ge": "le", "le": "ge"}
+
+
+def _check_operand(op: str, name: str, spec: Field, right: _Value) -> None:
+    """The literal must suit the property's type (enums: only ``eq``/``ne``)."""
     if spec.type == "enum":
         if right.kind != "enum" or right.enum != spec.enum:
             raise query_error(
@@ -263,49 +262,63 @@ def _compare(op: str, left: _Value, right: _Value, schema: Schema, entity: str) 
         raise query_error(f"Property '{name}' is Edm.String; a string literal is required.")
     elif spec.type in ("decimal", "int") and right.kind != "number":
         raise query_error(f"Property '{name}' is numeric; a number literal is required.")
-    wanted = right.value
+
+
+def _text_test(op: str, name: str, wanted: str) -> Predicate:
+    """Strings compare case-insensitively; ``*`` in an eq/ne literal is a wildcard."""
+    pattern = wanted.casefold()
 
     def check(row: Row) -> bool:
-        value = row.get(name)
-        if spec.type == "string" and isinstance(wanted, str):
-            text = str(value or "").casefold()
-            pattern = wanted.casefold()
-            if op in ("eq", "ne"):
-                if "*" in pattern:
-                    hit = fnmatch.fnmatchcase(text, _glob(pattern))
-                else:
-                    hit = text == pattern
-                return hit if op == "eq" else not hit
-            return _ordered(op, text, pattern)
-        if spec.type in ("decimal", "int"):
-            try:
-                number = Decimal(str(value))
-            except InvalidOperation:
-                return False
-            return _ordered(op, number, wanted)
-        hit = value == wanted
+        text = str(row.get(name) or "").casefold()
+        if op not in ("eq", "ne"):
+            return compare(op, text, pattern)
+        hit = fnmatch.fnmatchcase(text, _glob(pattern)) if "*" in pattern else text == pattern
+        return hit if op == "eq" else not hit
+
+    return check
+
+
+def _number_test(op: str, name: str, wanted: Any) -> Predicate:
+    def check(row: Row) -> bool:
+        try:
+            number = Decimal(str(row.get(name)))
+        except InvalidOperation:
+            return False
+        return compare(op, number, wanted)
+
+    return check
+
+
+def _equality_test(op: str, name: str, wanted: Any) -> Predicate:
+    """Other types (enums, datetimes, null): only eq and ne can hold."""
+
+    def check(row: Row) -> bool:
+        hit = row.get(name) == wanted
         return hit if op == "eq" else not hit if op == "ne" else False
 
     return check
 
 
+def _compare(op: str, left: _Value, right: _Value, schema: Schema, entity: str) -> Predicate:
+    if left.kind != "field":
+        left, right = right, left
+        op = _MIRRORED.get(op, op)
+    if left.kind != "field":
+        raise query_error("A comparison needs a property on one side.")
+    spec = schema[left.value]
+    name = str(left.value)
+    _check_operand(op, name, spec, right)
+    wanted = right.value
+    if spec.type == "string" and isinstance(wanted, str):
+        return _text_test(op, name, wanted)
+    if spec.type in ("decimal", "int"):
+        return _number_test(op, name, wanted)
+    return _equality_test(op, name, wanted)
+
+
 def _glob(pattern: str) -> str:
     """An F&O wildcard literal as an fnmatch pattern: only ``*`` is special."""
     return "".join("*" if c == "*" else f"[{c}]" if c in "[]?" else c for c in pattern)
-
-
-def _ordered(op: str, a: Any, b: Any) -> bool:
-    if op == "eq":
-        return bool(a == b)
-    if op == "ne":
-        return bool(a != b)
-    if op == "gt":
-        return bool(a > b)
-    if op == "ge":
-        return bool(a >= b)
-    if op == "lt":
-        return bool(a < b)
-    return bool(a <= b)
 
 
 def parse_filter(text: str, schema: Schema, entity: str) -> Predicate:

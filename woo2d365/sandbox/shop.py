@@ -31,14 +31,9 @@ injected ``clock``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import copy
-import hashlib
-import hmac
 import json
-import math
 import re
 import secrets
 import socket
@@ -46,23 +41,46 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from email.message import Message
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode, urlsplit
+from typing import Any, Self
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from woo2d365.sandbox import shop_refunds
+from woo2d365.sandbox.serving import ServedContext, take_next
+from woo2d365.sandbox.shop_auth import WooCommerceAuthentication
 from woo2d365.sandbox.shop_data import WC_VERSION, format_money, order_links, status_label
+from woo2d365.sandbox.shop_notes import OrderNotes
+from woo2d365.sandbox.shop_rest import (
+    ApiError,
+    Invalid,
+    ListQuery,
+    Request,
+    Response,
+    as_list,
+    effective_method,
+    format_wc,
+    html_response,
+    is_integer,
+    item_error,
+    json_response,
+    list_query,
+    meta_param,
+    naive,
+    parse_body,
+    php_parse,
+    refuse_invalid_json,
+    refuse_unauthorised_batch,
+    wp_list,
+)
 from woo2d365.sandbox.tls import SandboxCA
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
-OAUTH_WINDOW_SECONDS = 15 * 60
 ORDER_STATUSES = (
     "pending", "processing", "on-hold", "completed", "cancelled", "refunded", "failed",
     "checkout-draft",
@@ -75,10 +93,6 @@ REDACTED = "[redacted]"
 _CREDENTIAL_PARAMS = frozenset(
     {"consumer_key", "consumer_secret", "oauth_consumer_key", "oauth_signature"}
 )
-_OAUTH_PARAMS = (
-    "oauth_consumer_key", "oauth_timestamp", "oauth_nonce", "oauth_signature",
-    "oauth_signature_method",
-)  # fmt: skip
 _ORDER_MONEY = (
     "discount_total",
     "discount_tax",
@@ -98,23 +112,6 @@ _LINE_MONEY: dict[str, tuple[str, ...]] = {
 }
 BATCH_LIMIT = 100  # the woocommerce_rest_batch_items_limit default
 _UNSUPPORTED_WRITES = ("line_items", "shipping_lines", "fee_lines", "coupon_lines")
-# rest_parse_date() in wp-includes/rest-api.php
-_DATE_RE = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(Z|[+-]\d{2}(?::\d{2})?)?$"
-)
-_JSON_TYPE = "application/json; charset=UTF-8"
-_COMMON_HEADERS = (
-    ("X-Powered-By", "PHP/8.2.29"),
-    ("X-Robots-Tag", "noindex"),
-    ("X-Content-Type-Options", "nosniff"),
-    ("Access-Control-Expose-Headers", "X-WP-Total, X-WP-TotalPages, Link"),
-    (
-        "Access-Control-Allow-Headers",
-        "Authorization, X-WP-Nonce, Content-Disposition, Content-MD5, Content-Type",
-    ),
-    ("Expires", "Wed, 11 Jan 1984 05:00:00 GMT"),
-    ("Cache-Control", "no-cache, must-revalidate, max-age=0, no-store, private"),
-)
 
 
 @dataclass
@@ -141,25 +138,6 @@ class RecordedRequest:
             return None
 
 
-class ApiError(Exception):
-    """A WordPress REST error: ``{"code", "message", "data": {"status", ...}}``."""
-
-    def __init__(self, status: int, code: str, message: str, **data: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.data = data
-
-    def body(self) -> dict[str, Any]:
-        """The JSON body WordPress sends."""
-        return {
-            "code": self.code,
-            "message": self.message,
-            "data": {"status": self.status, **self.data},
-        }
-
-
 @dataclass
 class _Fault:
     kind: str  # "fail" | "drop"
@@ -175,270 +153,7 @@ class _Fault:
         return path.startswith(self.path_prefix) and (self.method is None or self.method == method)
 
 
-@dataclass
-class _Response:
-    status: int
-    body: bytes
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-@dataclass
-class _Request:
-    raw_method: str  # as sent on the wire (signed by OAuth)
-    method: str  # after X-HTTP-Method-Override / _method
-    raw_path: str
-    route: str | None  # e.g. "/wc/v3/orders"; None when it is not a REST request
-    query_pairs: list[tuple[str, str]]
-    query: dict[str, Any]  # parsed the way PHP fills $_GET
-    form: dict[str, Any]  # $_POST (form-encoded bodies only)
-    json_body: Any
-    json_error: str | None
-    headers: Message
-    body: bytes
-    https: bool
-
-    def param(self, name: str) -> Any:
-        """A request parameter with WordPress's precedence: JSON body, form body, query."""
-        if isinstance(self.json_body, dict) and name in self.json_body:
-            return self.json_body[name]
-        if name in self.form:
-            return self.form[name]
-        return self.query.get(name)
-
-    def has(self, name: str) -> bool:
-        return self.param(name) is not None
-
-
 _DROP = object()
-
-
-# --- helpers -----------------------------------------------------------------------------------
-
-
-def _php_parse(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
-    """Query pairs as PHP's ``$_GET``: ``a[]=x`` and ``a[0]=x`` become ``{"0": "x"}``."""
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        match = re.match(r"^([^\[\]]+)\[([^\]]*)\]", key)
-        if not match:
-            out[key] = value
-            continue
-        name, index = match.group(1), match.group(2)
-        current = out.get(name)
-        if not isinstance(current, dict):
-            current = {}
-            out[name] = current
-        if index == "":
-            numbers = [int(k) for k in current if k.isdigit()]
-            index = str(max(numbers) + 1 if numbers else 0)
-        current[index] = value
-    return out
-
-
-def _rawurlencode(value: str) -> str:
-    """PHP ``rawurlencode`` (RFC 3986)."""
-    return quote(value, safe="-_.~")
-
-
-def _wp_json(value: Any) -> bytes:
-    """``wp_json_encode`` without flags: ASCII with \\u escapes and escaped slashes."""
-    return json.dumps(value, ensure_ascii=True, separators=(",", ":")).replace("/", "\\/").encode()
-
-
-def _l_list(items: Iterable[str]) -> str:
-    """``wp_sprintf_l``: "a, b, and c"."""
-    values = list(items)
-    if len(values) <= 1:
-        return "".join(values)
-    if len(values) == 2:
-        return f"{values[0]} and {values[1]}"
-    return ", ".join(values[:-1]) + ", and " + values[-1]
-
-
-def _wp_list(value: Any) -> list[str]:
-    """``wp_parse_list``: a comma/space separated string or an array."""
-    if isinstance(value, dict):
-        return [str(v) for v in value.values()]
-    if isinstance(value, list):
-        return [str(v) for v in value]
-    if value is None:
-        return []
-    return [part for part in re.split(r"[\s,]+", str(value)) if part]
-
-
-def _refuse_invalid_json(req: _Request) -> None:
-    """WordPress's answer to a body that is not JSON."""
-    if req.json_error is not None:
-        raise ApiError(
-            400,
-            "rest_invalid_json",
-            "Invalid JSON body passed.",
-            json_error_code=4,
-            json_error_message=req.json_error,
-        )
-
-
-def _as_list(value: Any) -> list[Any]:
-    """A batch list as PHP sees it: a JSON object's values, a list, or nothing."""
-    if isinstance(value, dict):
-        return list(value.values())
-    return value if isinstance(value, list) else []
-
-
-def _item_error(error: ApiError) -> dict[str, Any]:
-    """A failed batch item's ``error`` member."""
-    return {"code": error.code, "message": error.message, "data": {"status": error.status}}
-
-
-def _is_integer(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return True
-    try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation:
-        return False
-    return number.is_finite() and number == number.to_integral_value()
-
-
-def _naive(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")  # noqa: DTZ007 - naive by design
-    except ValueError:
-        return None
-
-
-def _format_wc(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S")
-
-
-class _Invalid:
-    """Collects parameter errors into one ``rest_invalid_param`` answer, as WordPress does."""
-
-    def __init__(self) -> None:
-        self.errors: dict[str, tuple[str, str]] = {}
-
-    def add(self, name: str, code: str, message: str) -> None:
-        self.errors.setdefault(name, (code, message))
-
-    def raise_if_any(self) -> None:
-        if not self.errors:
-            return
-        raise ApiError(
-            400,
-            "rest_invalid_param",
-            "Invalid parameter(s): " + ", ".join(self.errors),
-            params={name: message for name, (_, message) in self.errors.items()},
-            details={
-                name: {"code": code, "message": message, "data": None}
-                for name, (code, message) in self.errors.items()
-            },
-        )
-
-    def integer(
-        self,
-        req: _Request,
-        name: str,
-        default: int | None,
-        minimum: int | None = None,
-        maximum: int | None = None,
-    ) -> int | None:
-        value = req.param(name)
-        if value is None:
-            return default
-        if not _is_integer(value):
-            self.add(name, "rest_invalid_type", f"{name} is not of type integer.")
-            return default
-        number = int(Decimal(str(value).strip()))
-        if minimum is not None and maximum is not None and not minimum <= number <= maximum:
-            self.add(
-                name,
-                "rest_out_of_bounds",
-                f"{name} must be between {minimum} (inclusive) and {maximum} (inclusive)",
-            )
-        elif minimum is not None and maximum is None and number < minimum:
-            self.add(
-                name, "rest_out_of_bounds", f"{name} must be greater than or equal to {minimum}"
-            )
-        return number
-
-    def enum(self, req: _Request, name: str, default: str, allowed: Iterable[str]) -> str:
-        value = req.param(name)
-        if value is None:
-            return default
-        options = list(allowed)
-        if not isinstance(value, str) or value not in options:
-            self.add(name, "rest_not_in_enum", f"{name} is not one of {_l_list(options)}.")
-            return default
-        return value
-
-    def enum_list(
-        self, req: _Request, name: str, default: list[str], allowed: Iterable[str]
-    ) -> list[str]:
-        value = req.param(name)
-        if value is None:
-            return list(default)
-        items = _wp_list(value)
-        options = list(allowed)
-        for index, item in enumerate(items):
-            if item not in options:
-                self.add(
-                    name, "rest_not_in_enum", f"{name}[{index}] is not one of {_l_list(options)}."
-                )
-                break
-        return items
-
-    def int_list(self, req: _Request, name: str) -> list[int]:
-        items = _wp_list(req.param(name))
-        result = []
-        for index, item in enumerate(items):
-            if not _is_integer(item):
-                self.add(name, "rest_invalid_type", f"{name}[{index}] is not of type integer.")
-                return []
-            result.append(int(Decimal(item)))
-        return result
-
-    def boolean(self, req: _Request, name: str, default: bool) -> bool:
-        value = req.param(name)
-        if value is None:
-            return default
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int):
-            if value in (0, 1):
-                return bool(value)
-        elif isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
-            return value.lower() in ("true", "1")
-        self.add(name, "rest_invalid_type", f"{name} is not of type boolean.")
-        return default
-
-    def date(self, req: _Request, name: str) -> tuple[datetime, bool] | None:
-        """(moment, has_offset): an aware moment when the value had an offset, else naive."""
-        value = req.param(name)
-        if value is None:
-            return None
-        match = _DATE_RE.match(str(value))
-        moment: datetime | None = None
-        if match:
-            try:
-                year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
-                moment = datetime(year, month, day, hour, minute, second)  # noqa: DTZ001
-            except ValueError:
-                moment = None
-        if moment is None or match is None:
-            self.add(name, "rest_invalid_date", "Invalid date.")
-            return None
-        offset = match.group(7)
-        if offset is None:
-            return moment, False
-        if offset == "Z":
-            return moment.replace(tzinfo=UTC), True
-        sign = 1 if offset[0] == "+" else -1
-        hours, minutes = int(offset[1:3]), int(offset[4:6]) if len(offset) > 3 else 0
-        return moment.replace(tzinfo=timezone(sign * timedelta(hours=hours, minutes=minutes))), True
 
 
 # --- the HTTP layer ----------------------------------------------------------------------------
@@ -498,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if body is None:
-            outcome: Any = _html_response(
+            outcome: Any = html_response(
                 413, "413 Request Entity Too Large", "Request Entity Too Large"
             )
             self.close_connection = True
@@ -518,7 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
-        response: _Response = outcome
+        response: Response = outcome
         self.send_response(response.status)
         for name, value in response.headers:
             self.send_header(name, value)
@@ -572,24 +287,6 @@ class _Server(ThreadingHTTPServer):
                 connection.shutdown(socket.SHUT_RDWR)
 
 
-def _json_response(status: int, body: Any, headers: Iterable[tuple[str, str]] = ()) -> _Response:
-    return _Response(
-        status, _wp_json(body), [("Content-Type", _JSON_TYPE), *_COMMON_HEADERS, *headers]
-    )
-
-
-def _html_response(
-    status: int, title: str, text: str, headers: Iterable[tuple[str, str]] = ()
-) -> _Response:
-    page = (
-        '<!DOCTYPE html>\n<html lang="en-US">\n<head>\n<meta charset="UTF-8" />\n'
-        f"<title>{title}</title>\n</head>\n<body>\n<h1>{title}</h1>\n<p>{text}</p>\n</body>\n</html>\n"
-    )
-    return _Response(
-        status, page.encode(), [("Content-Type", "text/html; charset=UTF-8"), *headers]
-    )
-
-
 _FAULT_TEXTS = {
     400: ("bad_request", "Bad Request"),
     401: ("unauthorized", "Unauthorized"),
@@ -602,7 +299,7 @@ _FAULT_TEXTS = {
 }
 
 
-def _fault_response(fault: _Fault) -> _Response:
+def _fault_response(fault: _Fault) -> Response:
     code, text = _FAULT_TEXTS.get(
         fault.status, (f"http_{fault.status}", f"HTTP error {fault.status}")
     )
@@ -613,18 +310,35 @@ def _fault_response(fault: _Fault) -> _Response:
         ray = secrets.token_hex(8)
         headers += [("Server", "cloudflare"), ("CF-RAY", f"{ray}-AMS")]
         title = f"Error {fault.status} | {text}"
-        return _html_response(
+        return html_response(
             fault.status, title, f"{text}. Cloudflare Ray ID: <strong>{ray}</strong>", headers
         )
-    return _json_response(
+    return json_response(
         fault.status, {"code": code, "message": text, "data": {"status": fault.status}}, headers
     )
 
 
-# --- the emulator ------------------------------------------------------------------------------
+def _recorded_query(query_pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """The query of a request as recorded, credentials redacted."""
+    recorded: dict[str, list[str]] = {}
+    for key, value in query_pairs:
+        recorded.setdefault(key, []).append(REDACTED if key in _CREDENTIAL_PARAMS else value)
+    return recorded
 
 
-class ShopEmulator:
+def _customer_and_product_match(
+    order: Mapping[str, Any], customer: int | None, product: int | None
+) -> bool:
+    """The ``customer`` and ``product`` filters of the orders list."""
+    if customer is not None and int(order.get("customer_id") or 0) != customer:
+        return False
+    return product is None or any(
+        product in (line.get("product_id"), line.get("variation_id"))
+        for line in order.get("line_items") or []
+    )
+
+
+class ShopEmulator(ServedContext, WooCommerceAuthentication, OrderNotes):
     """A WooCommerce 9.9.5 shop's REST API v3 on 127.0.0.1 (see the module docstring).
 
     ``orders`` and ``notes`` are the live data (keyed by order id); use the methods to change
@@ -693,7 +407,7 @@ class ShopEmulator:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> ShopEmulator:
+    def start(self) -> Self:
         """Bind a free port on 127.0.0.1 and serve in a daemon thread."""
         if self._server is not None:
             return self
@@ -729,17 +443,6 @@ class ShopEmulator:
             self._own_ca.cleanup()
             self._own_ca = self._ca = None
 
-    def __enter__(self) -> ShopEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- clock -----------------------------------------------------------------------------
 
     def now(self) -> datetime:
@@ -750,7 +453,7 @@ class ShopEmulator:
         return moment.astimezone(UTC).replace(microsecond=0)
 
     def _stamps(self, moment: datetime) -> tuple[str, str]:
-        return _format_wc(moment.astimezone(self.tz)), _format_wc(moment.astimezone(UTC))
+        return format_wc(moment.astimezone(self.tz)), format_wc(moment.astimezone(UTC))
 
     def _bump(self, order: dict[str, Any]) -> None:
         order["date_modified"], order["date_modified_gmt"] = self._stamps(self.now())
@@ -815,33 +518,6 @@ class ShopEmulator:
             self._change_status(order, status)
             self._bump(order)
             return order
-
-    def add_note(
-        self,
-        order_id: int,
-        note: str,
-        *,
-        customer_note: bool = False,
-        author: str = "WooCommerce",
-        at: datetime | None = None,
-    ) -> dict[str, Any]:
-        """Add an order note directly (does not bump ``date_modified``, as in WooCommerce)."""
-        moment = (at or self.now()).astimezone(UTC).replace(microsecond=0)
-        with self._lock:
-            if order_id not in self.orders:
-                raise KeyError(order_id)
-            local, gmt = self._stamps(moment)
-            entry = {
-                "id": self._next_note_id,
-                "author": author,
-                "date_created": local,
-                "date_created_gmt": gmt,
-                "note": note,
-                "customer_note": customer_note,
-            }
-            self._next_note_id += 1
-            self.notes.setdefault(order_id, []).append(entry)
-            return entry
 
     # -- refunds (docs/systems.md W7) ----------------------------------------------
 
@@ -996,51 +672,21 @@ class ShopEmulator:
 
     def _take_fault(self, method: str, path: str) -> _Fault | None:
         with self._lock:
-            for fault in self._faults:
-                if fault.remaining > 0 and fault.matches(method, path):
-                    fault.remaining -= 1
-                    if fault.remaining == 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
+            return take_next(self._faults, lambda f: f.remaining > 0 and f.matches(method, path))
 
     def _process(
         self, method: str, raw_path: str, headers: Message, body: bytes, *, https: bool
     ) -> Any:
         parts = urlsplit(raw_path)
         query_pairs = parse_qsl(parts.query, keep_blank_values=True)
-        query = _php_parse(query_pairs)
+        query = php_parse(query_pairs)
         path = parts.path or "/"
-        decoded = unquote(path)
-        route: str | None = None
-        if self.pretty_permalinks and (decoded == "/wp-json" or decoded.startswith("/wp-json/")):
-            route = decoded[len("/wp-json") :]
-        elif isinstance(query.get("rest_route"), str):
-            route = query["rest_route"]
-        if route is not None:
-            route = "/" + route.strip("/") if route.strip("/") else "/"
+        route = self._rest_route(path, query)
         effective = "/wp-json" + route if route is not None else path
-
-        content_type = headers.get("Content-Type", "")
-        form: dict[str, Any] = {}
-        json_body: Any = None
-        json_error: str | None = None
-        if body and "application/x-www-form-urlencoded" in content_type:
-            form = _php_parse(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        elif body and "json" in content_type:
-            try:
-                json_body = json.loads(body)
-            except ValueError:
-                json_error = "Syntax error"
-        effective_method = method
-        override = headers.get("X-HTTP-Method-Override") or (
-            query.get("_method") if isinstance(query.get("_method"), str) else None
-        )
-        if method == "POST" and override:
-            effective_method = override.upper()
-        request = _Request(
+        form, json_body, json_error = parse_body(headers.get("Content-Type", ""), body)
+        request = Request(
             raw_method=method,
-            method=effective_method,
+            method=effective_method(method, headers, query),
             raw_path=raw_path,
             route=route,
             query_pairs=query_pairs,
@@ -1064,18 +710,27 @@ class ShopEmulator:
             if fault is not None:
                 response = _DROP
         status = 0 if response is _DROP else response.status
-        recorded_query: dict[str, list[str]] = {}
-        for key, value in query_pairs:
-            recorded_query.setdefault(key, []).append(
-                REDACTED if key in _CREDENTIAL_PARAMS else value
-            )
         with self._lock:
-            self.requests.append(RecordedRequest(method, path, recorded_query, status, auth, body))
+            self.requests.append(
+                RecordedRequest(method, path, _recorded_query(query_pairs), status, auth, body)
+            )
         return response
 
-    def _dispatch(self, req: _Request) -> tuple[_Response, str]:
+    def _rest_route(self, path: str, query: Mapping[str, Any]) -> str | None:
+        """The REST route of a request (``/wp-json/...`` or ``?rest_route=``), or None."""
+        decoded = unquote(path)
+        route: str | None = None
+        if self.pretty_permalinks and (decoded == "/wp-json" or decoded.startswith("/wp-json/")):
+            route = decoded[len("/wp-json") :]
+        elif isinstance(query.get("rest_route"), str):
+            route = query["rest_route"]
+        if route is not None:
+            route = "/" + route.strip("/") if route.strip("/") else "/"
+        return route
+
+    def _dispatch(self, req: Request) -> tuple[Response, str]:
         if req.route is None:
-            return _html_response(
+            return html_response(
                 404, "Pagina niet gevonden", "Oeps! Die pagina kan niet worden gevonden."
             ), "none"
         auth = "none"
@@ -1092,152 +747,14 @@ class ShopEmulator:
             response.headers.append(("Allow", allow))
             return response, auth
         except ApiError as error:
-            return _json_response(error.status, error.body()), auth
-
-    # -- authentication (class-wc-rest-authentication.php) --------------------------------
-
-    def _authenticate(self, req: _Request) -> tuple[bool, str, ApiError | None]:
-        error: ApiError | None = None
-        authorization = None if self.strip_authorization else req.headers.get("Authorization")
-        if req.https:
-            key = secret = ""
-            kind = ""
-            query_key, query_secret = (
-                req.query.get("consumer_key"),
-                req.query.get("consumer_secret"),
-            )
-            if (
-                query_key
-                and query_secret
-                and isinstance(query_key, str)
-                and isinstance(query_secret, str)
-            ):
-                key, secret, kind = query_key, query_secret, "query"
-            if not key and authorization and authorization[:6].lower() == "basic ":
-                try:
-                    user, _, password = (
-                        base64.b64decode(authorization[6:].strip()).decode().partition(":")
-                    )
-                except (binascii.Error, UnicodeDecodeError):
-                    user = password = ""
-                if user and password:
-                    key, secret, kind = user, password, "basic"
-            if key and secret and hmac.compare_digest(key.encode(), self.consumer_key.encode()):
-                if hmac.compare_digest(secret.encode(), self.consumer_secret.encode()):
-                    return True, kind, None
-                error = ApiError(
-                    401, "woocommerce_rest_authentication_error", "Consumer secret is invalid."
-                )
-        params, oauth_error = self._oauth_parameters(req, authorization)
-        if oauth_error is not None:
-            return False, "none", oauth_error
-        if params is None:
-            return False, "none", error
-        if not hmac.compare_digest(
-            str(params["oauth_consumer_key"]).encode(), self.consumer_key.encode()
-        ):
-            return (
-                False,
-                "none",
-                ApiError(401, "woocommerce_rest_authentication_error", "Consumer key is invalid."),
-            )
-        problem = self._check_oauth_signature(req, params) or self._check_oauth_nonce(params)
-        if problem is not None:
-            return False, "none", ApiError(401, "woocommerce_rest_authentication_error", problem)
-        # An error from a failed Basic attempt stays set even when OAuth succeeds (WooCommerce).
-        return error is None, "oauth1", error
-
-    def _oauth_parameters(
-        self, req: _Request, authorization: str | None
-    ) -> tuple[dict[str, Any] | None, ApiError | None]:
-        params: dict[str, Any] = {**req.query, **req.form}
-        if authorization and authorization.strip().startswith("OAuth "):
-            for name, quoted, bare in re.findall(
-                r'(oauth_[a-z_-]*)=(?::?"([^"]*)"|([^,]*))', authorization
-            ):
-                params[name] = unquote_plus(quoted or bare)
-        missing = [name for name in _OAUTH_PARAMS if not params.get(name)]
-        if len(missing) == len(_OAUTH_PARAMS):
-            return None, None
-        if missing:
-            noun = "parameter" if len(missing) == 1 else "parameters"
-            return None, ApiError(
-                401,
-                "woocommerce_rest_authentication_missing_parameter",
-                f"Missing OAuth {noun} {', '.join(missing)}",
-            )
-        return params, None
-
-    def _check_oauth_signature(self, req: _Request, params: dict[str, Any]) -> str | None:
-        scheme = "https" if req.https else "http"
-        home = scheme + self.url[self.url.index("://") :]
-        path = urlsplit(req.raw_path).path
-        base_uri = home + "/" + path.lstrip("/")
-        params = dict(params)
-        provided = unquote(str(params.pop("oauth_signature")).replace(" ", "+"))
-        pieces: list[str] = []
-        for name in sorted(params, key=lambda k: k.encode()):
-            value = params[name]
-            encoded_name = _rawurlencode(name)
-            if isinstance(value, dict):
-                for index, item in value.items():
-                    pieces.append(
-                        _rawurlencode(f"{encoded_name}%5B{index}%5D={_rawurlencode(str(item))}")
-                    )
-            else:
-                pieces.append(_rawurlencode(f"{encoded_name}={_rawurlencode(str(value))}"))
-        base_string = f"{req.raw_method}&{_rawurlencode(base_uri)}&{'%26'.join(pieces)}"
-        method = params.get("oauth_signature_method")
-        if method not in ("HMAC-SHA1", "HMAC-SHA256"):
-            return "Invalid signature - signature method is invalid."
-        digest = hashlib.sha1 if method == "HMAC-SHA1" else hashlib.sha256
-        expected = base64.b64encode(
-            hmac.new((self.consumer_secret + "&").encode(), base_string.encode(), digest).digest()
-        ).decode()
-        if not hmac.compare_digest(expected.encode(), provided.encode()):
-            return "Invalid signature - provided signature does not match."
-        return None
-
-    def _check_oauth_nonce(self, params: dict[str, Any]) -> str | None:
-        now = int(self.now().timestamp())
-        match = re.match(r"^\s*(\d+)", str(params["oauth_timestamp"]))
-        timestamp = int(match.group(1)) if match else 0
-        if timestamp < now - OAUTH_WINDOW_SECONDS or timestamp > now + OAUTH_WINDOW_SECONDS:
-            return "Invalid timestamp."
-        nonce = str(params["oauth_nonce"])
-        with self._lock:
-            if nonce in self._nonces.values():
-                return "Invalid nonce - nonce has already been used."
-            self._nonces[timestamp] = nonce
-            for stamp in [s for s in self._nonces if s < now - OAUTH_WINDOW_SECONDS]:
-                del self._nonces[stamp]
-        return None
-
-    def _check_key_permissions(self, method: str) -> None:
-        permissions = self.key_permissions
-        if method in ("GET", "HEAD"):
-            if permissions not in ("read", "read_write"):
-                raise ApiError(
-                    401,
-                    "woocommerce_rest_authentication_error",
-                    "The API key provided does not have read permissions.",
-                )
-        elif method in ("POST", "PUT", "PATCH", "DELETE"):
-            if permissions not in ("write", "read_write"):
-                raise ApiError(
-                    401,
-                    "woocommerce_rest_authentication_error",
-                    "The API key provided does not have write permissions.",
-                )
-        elif method != "OPTIONS":
-            raise ApiError(401, "woocommerce_rest_authentication_error", "Unknown request method.")
+            return json_response(error.status, error.body()), auth
 
     # -- routing ---------------------------------------------------------------------------
 
     def _match(
         self, route: str, method: str
-    ) -> tuple[Callable[..., _Response], tuple[Any, ...], str]:
-        table: list[tuple[str, dict[str, Callable[..., _Response]]]] = [
+    ) -> tuple[Callable[..., Response], tuple[Any, ...], str]:
+        table: list[tuple[str, dict[str, Callable[..., Response]]]] = [
             (r"/", {"GET": self._index}),
             (r"/wc/v3/orders", {"GET": self._list_orders, "POST": self._create_order}),
             (
@@ -1327,14 +844,14 @@ class ShopEmulator:
         return out
 
     def _output_options(
-        self, req: _Request, invalid: _Invalid
+        self, req: Request, invalid: Invalid
     ) -> tuple[int, list[str] | None, list[str], list[str]]:
         invalid.enum(req, "context", "view", ("view", "edit"))
         dp = invalid.integer(req, "dp", self.price_decimals)
         fields_value = req.param("_fields")
-        fields = _wp_list(fields_value) if fields_value is not None else None
-        include_meta = _wp_list(req.param("include_meta"))
-        exclude_meta = _wp_list(req.param("exclude_meta"))
+        fields = wp_list(fields_value) if fields_value is not None else None
+        include_meta = wp_list(req.param("include_meta"))
+        exclude_meta = wp_list(req.param("exclude_meta"))
         return (
             abs(dp if dp is not None else self.price_decimals),
             fields,
@@ -1342,26 +859,11 @@ class ShopEmulator:
             exclude_meta,
         )
 
-    def _list_orders(self, req: _Request, authenticated: bool) -> _Response:
-        invalid = _Invalid()
+    def _list_orders(self, req: Request, authenticated: bool) -> Response:
+        invalid = Invalid()
         dp, fields, include_meta, exclude_meta = self._output_options(req, invalid)
-        page = invalid.integer(req, "page", 1, minimum=1) or 1
-        per_page = invalid.integer(req, "per_page", 10, minimum=1, maximum=100) or 10
         search = req.param("search")
-        after = invalid.date(req, "after")
-        before = invalid.date(req, "before")
-        modified_after = invalid.date(req, "modified_after")
-        modified_before = invalid.date(req, "modified_before")
-        dates_are_gmt = invalid.boolean(req, "dates_are_gmt", False)
-        exclude = invalid.int_list(req, "exclude")
-        include = invalid.int_list(req, "include")
-        offset = invalid.integer(req, "offset", None)
-        direction = invalid.enum(req, "order", "desc", ("asc", "desc"))
-        orderby = invalid.enum(
-            req, "orderby", "date", ("date", "id", "include", "title", "slug", "modified")
-        )
-        parent = invalid.int_list(req, "parent")
-        parent_exclude = invalid.int_list(req, "parent_exclude")
+        q = list_query(req, invalid, with_modified=True)
         statuses = invalid.enum_list(req, "status", ["any"], LIST_STATUSES)
         customer = invalid.integer(req, "customer", None)
         product = invalid.integer(req, "product", None)
@@ -1370,57 +872,29 @@ class ShopEmulator:
             raise ApiError(401, "woocommerce_rest_cannot_view", "Sorry, you cannot list resources.")
 
         if self.on_list_page is not None:
-            self.on_list_page(page)
+            self.on_list_page(q.page)
 
         wanted = set(statuses)
         if "any" in wanted:
             wanted |= {s for s in ORDER_STATUSES}
-        windows = [
-            ("date_created", after, True),
-            ("date_created", before, False),
-            ("date_modified", modified_after, True),
-            ("date_modified", modified_before, False),
-        ]
         with self._lock:
-            matching = []
-            for order in self.orders.values():
-                if order.get("status") not in wanted:
-                    continue
-                order_id = int(order["id"])
-                if include and order_id not in include:
-                    continue
-                if order_id in exclude:
-                    continue
-                if parent and int(order.get("parent_id") or 0) not in parent:
-                    continue
-                if int(order.get("parent_id") or 0) in parent_exclude:
-                    continue
-                if customer is not None and int(order.get("customer_id") or 0) != customer:
-                    continue
-                if product is not None and not any(
-                    product in (line.get("product_id"), line.get("variation_id"))
-                    for line in order.get("line_items") or []
-                ):
-                    continue
-                if search and not _search_hit(order, str(search)):
-                    continue
-                if not all(self._date_ok(order, column, value, dates_are_gmt, is_after)
-                           for column, value, is_after in windows):  # fmt: skip
-                    continue
-                matching.append(order)
-            # post__in order (orderby=include) ignores the direction, as WP_Query does.
-            descending = direction == "desc" and not (orderby == "include" and include)
-            matching.sort(key=_sort_key(orderby, include), reverse=descending)
-            total = len(matching)
-            pages = math.ceil(total / per_page)
-            start = offset if offset is not None else (page - 1) * per_page
-            body = [
-                self._present(o, dp, fields, include_meta, exclude_meta)
-                for o in matching[start : start + per_page]
+            matching = [
+                order
+                for order in self.orders.values()
+                if order.get("status") in wanted
+                and q.admits(int(order["id"]), int(order.get("parent_id") or 0))
+                and _customer_and_product_match(order, customer, product)
+                and not (search and not _search_hit(order, str(search)))
+                and self._in_date_windows(order, q)
             ]
+            # post__in order (orderby=include) ignores the direction, as WP_Query does.
+            matching.sort(key=_sort_key(q.orderby, q.include), reverse=q.descending)
+            total, pages, shown = q.window(matching)
+            body = [self._present(o, dp, fields, include_meta, exclude_meta) for o in shown]
 
         headers = [("X-WP-Total", str(total)), ("X-WP-TotalPages", str(pages))]
         links = []
+        page = q.page
         if page > 1:
             previous = min(page - 1, pages)  # WooCommerce clamps prev to the last page
             links.append(f'<{self._page_link(req, previous, statuses, dp)}>; rel="prev"')
@@ -1428,7 +902,20 @@ class ShopEmulator:
             links.append(f'<{self._page_link(req, page + 1, statuses, dp)}>; rel="next"')
         if links:
             headers.append(("Link", ", ".join(links)))
-        return _json_response(200, body, headers)
+        return json_response(200, body, headers)
+
+    def _in_date_windows(self, order: dict[str, Any], q: ListQuery) -> bool:
+        """The order was created and modified within the ``after``/``before`` bounds."""
+        windows = [
+            ("date_created", q.after, True),
+            ("date_created", q.before, False),
+            ("date_modified", q.modified_after, True),
+            ("date_modified", q.modified_before, False),
+        ]
+        return all(
+            self._date_ok(order, column, value, q.dates_are_gmt, is_after)
+            for column, value, is_after in windows
+        )
 
     def _date_ok(
         self,
@@ -1445,12 +932,12 @@ class ShopEmulator:
         moment, has_offset = value
         if has_offset:
             moment = moment.astimezone(self.tz).replace(tzinfo=None)
-        stored = _naive(order.get(column + "_gmt") if dates_are_gmt else order.get(column))
+        stored = naive(order.get(column + "_gmt") if dates_are_gmt else order.get(column))
         if stored is None:
             return False
         return stored > moment if is_after else stored < moment
 
-    def _page_link(self, req: _Request, page: int, statuses: list[str], dp: int) -> str:
+    def _page_link(self, req: Request, page: int, statuses: list[str], dp: int) -> str:
         pairs: list[tuple[str, str]] = []
         seen: set[str] = set()
         sanitized_arrays = {"status": statuses}
@@ -1479,70 +966,54 @@ class ShopEmulator:
 
     # -- refunds (class-wc-rest-refunds-controller.php, …-order-refunds-v2-controller.php) ---
 
-    def _list_all_refunds(self, req: _Request, authenticated: bool) -> _Response:
+    def _list_all_refunds(self, req: Request, authenticated: bool) -> Response:
         return self._list_refunds(req, authenticated, None)
 
-    def _list_order_refunds(self, req: _Request, authenticated: bool, order_id: int) -> _Response:
+    def _list_order_refunds(self, req: Request, authenticated: bool, order_id: int) -> Response:
         return self._list_refunds(req, authenticated, order_id)
 
-    def _list_refunds(self, req: _Request, authenticated: bool, order_id: int | None) -> _Response:
-        invalid = _Invalid()
+    def _list_refunds(self, req: Request, authenticated: bool, order_id: int | None) -> Response:
+        invalid = Invalid()
         invalid.enum(req, "context", "view", ("view", "edit"))
         dp = invalid.integer(req, "dp", self.price_decimals)
         fields_value = req.param("_fields")
-        fields = _wp_list(fields_value) if fields_value is not None else None
-        page = invalid.integer(req, "page", 1, minimum=1) or 1
-        per_page = invalid.integer(req, "per_page", 10, minimum=1, maximum=100) or 10
-        after = invalid.date(req, "after")
-        before = invalid.date(req, "before")
-        dates_are_gmt = invalid.boolean(req, "dates_are_gmt", False)
-        exclude = invalid.int_list(req, "exclude")
-        include = invalid.int_list(req, "include")
-        offset = invalid.integer(req, "offset", None)
-        direction = invalid.enum(req, "order", "desc", ("asc", "desc"))
-        orderby = invalid.enum(
-            req, "orderby", "date", ("date", "id", "include", "title", "slug", "modified")
-        )
-        parent = invalid.int_list(req, "parent")
-        parent_exclude = invalid.int_list(req, "parent_exclude")
+        fields = wp_list(fields_value) if fields_value is not None else None
+        q = list_query(req, invalid, with_modified=False)
         invalid.raise_if_any()
         if not authenticated:
             raise ApiError(401, "woocommerce_rest_cannot_view", "Sorry, you cannot list resources.")
         if order_id is not None and order_id not in self.orders:
             raise ApiError(404, "woocommerce_rest_order_invalid_id", "Invalid order ID.")
         with self._lock:
-            matching = []
-            for refund in self.refunds.values():
-                refund_id, owner = int(refund["id"]), int(refund["parent_id"])
-                if order_id is not None and owner != order_id:
-                    continue
-                if (include and refund_id not in include) or refund_id in exclude:
-                    continue
-                if (parent and owner not in parent) or owner in parent_exclude:
-                    continue
-                if not (
-                    self._date_ok(refund, "date_created", after, dates_are_gmt, True)
-                    and self._date_ok(refund, "date_created", before, dates_are_gmt, False)
-                ):
-                    continue
-                matching.append(refund)
-            descending = direction == "desc" and not (orderby == "include" and include)
+            matching = [
+                refund
+                for refund in self.refunds.values()
+                if (order_id is None or int(refund["parent_id"]) == order_id)
+                and q.admits(int(refund["id"]), int(refund["parent_id"]))
+                and self._date_ok(refund, "date_created", q.after, q.dates_are_gmt, True)
+                and self._date_ok(refund, "date_created", q.before, q.dates_are_gmt, False)
+            ]
             # Refunds have no modified date of their own: "modified" sorts as their creation.
-            key_name = "date" if orderby == "modified" else orderby
-            matching.sort(key=_sort_key(key_name, include), reverse=descending)
-            total = len(matching)
-            pages = math.ceil(total / per_page)
-            start = offset if offset is not None else (page - 1) * per_page
+            key_name = "date" if q.orderby == "modified" else q.orderby
+            matching.sort(key=_sort_key(key_name, q.include), reverse=q.descending)
+            total, pages, shown_refunds = q.window(matching)
             shown = abs(dp if dp is not None else self.price_decimals)
             body = [
                 shop_refunds.present_refund(
                     self._money(refund, shown), self.url, with_parent=order_id is None,
                     fields=fields,
                 )
-                for refund in matching[start : start + per_page]
+                for refund in shown_refunds
             ]  # fmt: skip
         route = "/wc/v3/refunds" if order_id is None else f"/wc/v3/orders/{order_id}/refunds"
         headers = [("X-WP-Total", str(total)), ("X-WP-TotalPages", str(pages))]
+        link = self._refund_links(req, route, q.page, pages)
+        if link:
+            headers.append(("Link", link))
+        return json_response(200, body, headers)
+
+    def _refund_links(self, req: Request, route: str, page: int, pages: int) -> str:
+        """The ``Link`` header of a refunds page: the same query with the page moved."""
         links = []
         base = self._rest_url(route)
         pairs = [(k, v) for k, v in req.query_pairs if k not in ("page", "rest_route")]
@@ -1550,17 +1021,15 @@ class ShopEmulator:
             if (rel == "prev" and page > 1) or (rel == "next" and pages > page):
                 query = urlencode([*pairs, ("page", str(number))])
                 links.append(f'<{base}{"&" if "?" in base else "?"}{query}>; rel="{rel}"')
-        if links:
-            headers.append(("Link", ", ".join(links)))
-        return _json_response(200, body, headers)
+        return ", ".join(links)
 
     def _get_refund(
-        self, req: _Request, authenticated: bool, order_id: int, refund_id: int
-    ) -> _Response:
-        invalid = _Invalid()
+        self, req: Request, authenticated: bool, order_id: int, refund_id: int
+    ) -> Response:
+        invalid = Invalid()
         dp = invalid.integer(req, "dp", self.price_decimals)
         fields_value = req.param("_fields")
-        fields = _wp_list(fields_value) if fields_value is not None else None
+        fields = wp_list(fields_value) if fields_value is not None else None
         invalid.raise_if_any()
         if not authenticated:
             raise ApiError(
@@ -1573,7 +1042,7 @@ class ShopEmulator:
             if refund is None or int(refund["parent_id"]) != order_id:
                 raise ApiError(404, "woocommerce_rest_invalid_id", "Invalid resource ID.")
             shown = abs(dp if dp is not None else self.price_decimals)
-            return _json_response(
+            return json_response(
                 200,
                 shop_refunds.present_refund(
                     self._money(refund, shown), self.url, with_parent=False, fields=fields
@@ -1595,8 +1064,8 @@ class ShopEmulator:
         with self._lock:
             return self.orders.get(order_id)
 
-    def _get_order(self, req: _Request, authenticated: bool, order_id: int) -> _Response:
-        invalid = _Invalid()
+    def _get_order(self, req: Request, authenticated: bool, order_id: int) -> Response:
+        invalid = Invalid()
         options = self._output_options(req, invalid)
         invalid.raise_if_any()
         order = self._order_or_none(order_id)
@@ -1608,9 +1077,9 @@ class ShopEmulator:
         if order is None:
             raise ApiError(404, "woocommerce_rest_shop_order_invalid_id", "Invalid ID.")
         with self._lock:
-            return _json_response(200, self._present(order, *options))
+            return json_response(200, self._present(order, *options))
 
-    def _create_order(self, req: _Request, authenticated: bool) -> _Response:
+    def _create_order(self, req: Request, authenticated: bool) -> Response:
         if not authenticated:
             raise ApiError(
                 401,
@@ -1619,26 +1088,12 @@ class ShopEmulator:
             )
         raise ApiError(501, "sandbox_not_implemented", "The shop emulator does not create orders.")
 
-    def _update_order(self, req: _Request, authenticated: bool, order_id: int) -> _Response:
-        invalid = _Invalid()
-        _refuse_invalid_json(req)
+    def _update_order(self, req: Request, authenticated: bool, order_id: int) -> Response:
+        invalid = Invalid()
+        refuse_invalid_json(req)
         options = self._output_options(req, invalid)
         status = invalid.enum(req, "status", "", ORDER_STATUSES) if req.has("status") else None
-        meta = req.param("meta_data")
-        if meta is not None:
-            items = list(meta.values()) if isinstance(meta, dict) else meta
-            if not isinstance(items, list):
-                invalid.add("meta_data", "rest_invalid_type", "meta_data is not of type array.")
-            else:
-                for index, entry in enumerate(items):
-                    if not isinstance(entry, dict):
-                        invalid.add(
-                            "meta_data",
-                            "rest_invalid_type",
-                            f"meta_data[{index}] is not of type object.",
-                        )
-                        break
-                meta = items
+        meta = meta_param(req, invalid)
         set_paid = invalid.boolean(req, "set_paid", False)
         invalid.raise_if_any()
         order = self._order_or_none(order_id)
@@ -1656,48 +1111,47 @@ class ShopEmulator:
                     501, "sandbox_not_implemented", f"The shop emulator does not write {name}."
                 )
         with self._lock:
-            post_changed = False  # what makes the legacy (CPT) storage touch post_modified
-            if isinstance(meta, list):
-                for entry in meta:
-                    self._update_meta(order, entry)
-            for name in ("billing", "shipping"):
-                value = req.param(name)
-                if isinstance(value, dict):
-                    order[name] = {**(order.get(name) or {}), **value}
-            for name in ("transaction_id", "payment_method", "payment_method_title", "customer_id"):
-                if req.has(name):
-                    order[name] = req.param(name)
-            if req.has("customer_note") and req.param("customer_note") != order.get(
-                "customer_note"
-            ):
-                order["customer_note"] = req.param("customer_note")
-                post_changed = True
-            if set_paid and order.get("status") in (
-                "pending",
-                "failed",
-                "on-hold",
-                "checkout-draft",
-            ):
-                status = status or "processing"
-            if set_paid and not order.get("date_paid_gmt"):
-                order["date_paid"], order["date_paid_gmt"] = self._stamps(self.now())
-            if status and status != order.get("status"):
-                self._change_status(order, status)
-                post_changed = True
-            if self.hpos or post_changed:
+            # post_changed: what makes the legacy (CPT) storage touch post_modified
+            post_changed = self._write_order_fields(order, req, meta)
+            status_changed = self._pay_and_set_status(order, status, set_paid)
+            if self.hpos or post_changed or status_changed:
                 self._bump(order)
-            return _json_response(200, self._present(order, *options))
+            return json_response(200, self._present(order, *options))
 
-    def _batch_orders(self, req: _Request, authenticated: bool) -> _Response:
+    def _write_order_fields(self, order: dict[str, Any], req: Request, meta: Any) -> bool:
+        """Meta data, addresses and plain fields of an update; True when the note changed."""
+        if isinstance(meta, list):
+            for entry in meta:
+                self._update_meta(order, entry)
+        for name in ("billing", "shipping"):
+            value = req.param(name)
+            if isinstance(value, dict):
+                order[name] = {**(order.get(name) or {}), **value}
+        for name in ("transaction_id", "payment_method", "payment_method_title", "customer_id"):
+            if req.has(name):
+                order[name] = req.param(name)
+        if req.has("customer_note") and req.param("customer_note") != order.get("customer_note"):
+            order["customer_note"] = req.param("customer_note")
+            return True
+        return False
+
+    def _pay_and_set_status(
+        self, order: dict[str, Any], status: str | None, set_paid: bool
+    ) -> bool:
+        """``set_paid`` (an unpaid order goes to processing) and a new status; True on a change."""
+        if set_paid and order.get("status") in ("pending", "failed", "on-hold", "checkout-draft"):
+            status = status or "processing"
+        if set_paid and not order.get("date_paid_gmt"):
+            order["date_paid"], order["date_paid_gmt"] = self._stamps(self.now())
+        if status and status != order.get("status"):
+            self._change_status(order, status)
+            return True
+        return False
+
+    def _batch_orders(self, req: Request, authenticated: bool) -> Response:
         """``WC_REST_Controller::batch_items``: each update runs as its own ``PUT``; a failed item
         is ``{"id", "error": {"code", "message", "data"}}`` inside a 200 answer."""
-        _refuse_invalid_json(req)
-        if not authenticated:
-            raise ApiError(
-                401,
-                "woocommerce_rest_cannot_batch",
-                "Sorry, you are not allowed to batch manipulate this resource.",
-            )
+        refuse_unauthorised_batch(req, authenticated)
         batches = {name: req.param(name) for name in ("create", "update", "delete")}
         batches = {name: value for name, value in batches.items() if value}
         total = sum(len(value) for value in batches.values() if isinstance(value, list | dict))
@@ -1708,13 +1162,13 @@ class ShopEmulator:
                 f"Unable to accept more than {self.batch_limit} items for this request.",
             )
         answer: dict[str, list[Any]] = {}
-        for _item in _as_list(batches.get("create")):
+        for _item in as_list(batches.get("create")):
             error = ApiError(501, "sandbox_not_implemented", "The shop emulator does not create.")
-            answer.setdefault("create", []).append({"id": 0, "error": _item_error(error)})
-        for item in _as_list(batches.get("update")):
+            answer.setdefault("create", []).append({"id": 0, "error": item_error(error)})
+        for item in as_list(batches.get("update")):
             fields = item if isinstance(item, dict) else {}
             order_id = fields.get("id")
-            sub = _Request(
+            sub = Request(
                 raw_method="PUT",
                 method="PUT",
                 raw_path=req.raw_path,
@@ -1729,20 +1183,20 @@ class ShopEmulator:
                 https=req.https,
             )
             try:
-                number = int(Decimal(str(order_id).strip())) if _is_integer(order_id) else 0
+                number = int(Decimal(str(order_id).strip())) if is_integer(order_id) else 0
                 done = self._update_order(sub, authenticated, number)
             except ApiError as refused:
                 answer.setdefault("update", []).append(
-                    {"id": order_id, "error": _item_error(refused)}
+                    {"id": order_id, "error": item_error(refused)}
                 )
                 continue
             answer.setdefault("update", []).append(json.loads(done.body))
-        for order_id in _as_list(batches.get("delete")):
+        for order_id in as_list(batches.get("delete")):
             unsupported = ApiError(501, "sandbox_not_implemented", "The emulator does not delete.")
             answer.setdefault("delete", []).append(
-                {"id": order_id, "error": _item_error(unsupported)}
+                {"id": order_id, "error": item_error(unsupported)}
             )
-        return _json_response(200, answer)
+        return json_response(200, answer)
 
     def _update_meta(self, order: dict[str, Any], entry: dict[str, Any]) -> None:
         """``WC_Data::update_meta_data(key, value, id)``: by id, else the first row with the key
@@ -1792,8 +1246,8 @@ class ShopEmulator:
                 at=now,
             )
 
-    def _delete_order(self, req: _Request, authenticated: bool, order_id: int) -> _Response:
-        invalid = _Invalid()
+    def _delete_order(self, req: Request, authenticated: bool, order_id: int) -> Response:
+        invalid = Invalid()
         options = self._output_options(req, invalid)
         force = invalid.boolean(req, "force", False)
         invalid.raise_if_any()
@@ -1811,123 +1265,18 @@ class ShopEmulator:
             if force:
                 del self.orders[order_id]
                 self.notes.pop(order_id, None)
-                return _json_response(200, before)
+                return json_response(200, before)
             if order.get("status") == "trash":
                 raise ApiError(
                     410, "woocommerce_rest_already_trashed", "The order has already been deleted."
                 )
             order["status"] = "trash"
             self._bump(order)
-            return _json_response(200, self._present(order, *options))
-
-    # -- notes -----------------------------------------------------------------------------
-
-    def _present_note(self, order_id: int, note: dict[str, Any]) -> dict[str, Any]:
-        base = self._rest_url(f"/wc/v3/orders/{order_id}")
-        return {
-            **note,
-            "_links": {
-                "self": [
-                    {
-                        "href": f"{base}/notes/{note['id']}",
-                        "targetHints": {"allow": ["GET", "DELETE"]},
-                    }
-                ],
-                "collection": [{"href": f"{base}/notes"}],
-                "up": [{"href": base}],
-            },
-        }
-
-    def _list_notes(self, req: _Request, authenticated: bool, order_id: int) -> _Response:
-        invalid = _Invalid()
-        invalid.enum(req, "context", "view", ("view", "edit"))
-        kind = invalid.enum(req, "type", "any", ("any", "customer", "internal"))
-        invalid.raise_if_any()
-        if not authenticated:
-            raise ApiError(401, "woocommerce_rest_cannot_view", "Sorry, you cannot list resources.")
-        with self._lock:
-            if order_id not in self.orders:
-                raise ApiError(404, "woocommerce_rest_shop_order_invalid_id", "Invalid order ID.")
-            notes = [
-                n
-                for n in self.notes.get(order_id, [])
-                if kind == "any" or bool(n.get("customer_note")) == (kind == "customer")
-            ]
-            ordered = sorted(notes, key=lambda n: n["id"])
-            ordered.sort(key=lambda n: n.get("date_created_gmt") or "", reverse=True)
-            return _json_response(200, [self._present_note(order_id, n) for n in ordered])
-
-    def _create_note(self, req: _Request, authenticated: bool, order_id: int) -> _Response:
-        _refuse_invalid_json(req)
-        if not req.has("note"):
-            raise ApiError(
-                400, "rest_missing_callback_param", "Missing parameter(s): note", params=["note"]
-            )
-        invalid = _Invalid()
-        customer_note = invalid.boolean(req, "customer_note", False)
-        added_by_user = invalid.boolean(req, "added_by_user", False)
-        invalid.raise_if_any()
-        if not authenticated:
-            raise ApiError(
-                401,
-                "woocommerce_rest_cannot_create",
-                "Sorry, you are not allowed to create resources.",
-            )
-        if order_id not in self.orders:
-            raise ApiError(404, "woocommerce_rest_shop_order_invalid_id", "Invalid order ID.")
-        note = self.add_note(
-            order_id,
-            str(req.param("note")),
-            customer_note=customer_note,
-            author="Shop Manager" if added_by_user else "WooCommerce",
-        )
-        location = self._rest_url(f"/wc/v3/orders/{order_id}/notes/{note['id']}")
-        return _json_response(201, self._present_note(order_id, note), [("Location", location)])
-
-    def _find_note(self, order_id: int, note_id: int) -> dict[str, Any]:
-        if order_id not in self.orders:
-            raise ApiError(404, "woocommerce_rest_shop_order_invalid_id", "Invalid order ID.")
-        for note in self.notes.get(order_id, []):
-            if note["id"] == note_id:
-                return note
-        raise ApiError(404, "woocommerce_rest_invalid_id", "Invalid resource ID.")
-
-    def _get_note(
-        self, req: _Request, authenticated: bool, order_id: int, note_id: int
-    ) -> _Response:
-        if not authenticated:
-            raise ApiError(
-                401, "woocommerce_rest_cannot_view", "Sorry, you cannot view this resource."
-            )
-        with self._lock:
-            return _json_response(
-                200, self._present_note(order_id, self._find_note(order_id, note_id))
-            )
-
-    def _delete_note(
-        self, req: _Request, authenticated: bool, order_id: int, note_id: int
-    ) -> _Response:
-        invalid = _Invalid()
-        force = invalid.boolean(req, "force", False)
-        invalid.raise_if_any()
-        if not authenticated:
-            raise ApiError(
-                401,
-                "woocommerce_rest_cannot_delete",
-                "Sorry, you are not allowed to delete this resource.",
-            )
-        with self._lock:
-            note = self._find_note(order_id, note_id)
-            if not force:
-                raise ApiError(
-                    501, "woocommerce_rest_trash_not_supported", "Webhooks do not support trashing."
-                )
-            self.notes[order_id].remove(note)
-            return _json_response(200, self._present_note(order_id, note))
+            return json_response(200, self._present(order, *options))
 
     # -- site ------------------------------------------------------------------------------
 
-    def _index(self, req: _Request, authenticated: bool) -> _Response:
+    def _index(self, req: Request, authenticated: bool) -> Response:
         offset = self.now().astimezone(self.tz).utcoffset()
         hours = Decimal(int(offset.total_seconds()) if offset else 0) / 3600
         body = {
@@ -1960,15 +1309,15 @@ class ShopEmulator:
         }
         fields = req.param("_fields")
         if fields is not None:
-            body = {k: v for k, v in body.items() if k in _wp_list(fields)}
-        return _json_response(200, body)
+            body = {k: v for k, v in body.items() if k in wp_list(fields)}
+        return json_response(200, body)
 
-    def _system_status(self, req: _Request, authenticated: bool) -> _Response:
+    def _system_status(self, req: Request, authenticated: bool) -> Response:
         """A small ``GET /system_status``: the keys a client uses to learn the WooCommerce version
         and the order storage (``settings.HPOS_enabled`` and ``settings.order_datastore``, as in
         WooCommerce ≥ 8). The site timezone is not here in WooCommerce either
         (``environment.default_timezone`` is PHP's, always UTC); it is in ``GET /wp-json/``."""
-        invalid = _Invalid()
+        invalid = Invalid()
         invalid.enum(req, "context", "view", ("view",))
         invalid.raise_if_any()
         if not authenticated:
@@ -2010,8 +1359,8 @@ class ShopEmulator:
         }
         fields = req.param("_fields")
         if fields is not None:
-            body = {k: v for k, v in body.items() if k in _wp_list(fields)}
-        return _json_response(200, body)
+            body = {k: v for k, v in body.items() if k in wp_list(fields)}
+        return json_response(200, body)
 
 
 # --- small pure helpers ------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import random
 import unicodedata
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_DOWN, ROUND_HALF_UP, Decimal
 from typing import Any
@@ -186,6 +186,76 @@ def _tax_rate(rate: Decimal) -> tuple[int, str, str]:
     return rate_id, f"VAT {format(rate, 'f')}%", f"rate-{format(rate, 'f').replace('.', '-')}"
 
 
+class _CouponSplit:
+    """A coupon's discount per line in minor units, handed out as ``WC_Discounts`` does.
+
+    ``lines`` are ``(line price in minor units, quantity)``; lines are served most expensive
+    first (``sort_by_price``).
+    """
+
+    def __init__(self, lines: Sequence[tuple[int, int]]) -> None:
+        self.lines = lines
+        self.order = sorted(range(len(lines)), key=lambda i: -lines[i][0])
+        self.discount = [0] * len(lines)
+
+    def remaining(self, i: int) -> int:
+        """What is left of line ``i`` to discount."""
+        return self.lines[i][0] - self.discount[i]
+
+    def remainder(self, amount_left: int) -> int:
+        """Hand out up to ``amount_left`` one minor unit per unit of quantity; what was given."""
+        given = 0
+        for i in self.order:
+            for _ in range(self.lines[i][1]):
+                if given >= amount_left:
+                    return given
+                step = min(self.remaining(i), 1)
+                self.discount[i] += step
+                given += step
+        return given
+
+
+def _percent_discounts(split: _CouponSplit, amount: Decimal, dp: int) -> None:
+    """A percent coupon: floored per line, the remainder one minor unit at a time."""
+    total = cart_total = 0
+    for i in split.order:
+        price = split.lines[i][0]
+        part = int((Decimal(price) * amount / _HUNDRED).to_integral_value(rounding=ROUND_FLOOR))
+        part = min(part, split.remaining(i))
+        split.discount[i] += part
+        total += part
+        cart_total += price
+    whole = int((Decimal(cart_total) * amount / _HUNDRED).quantize(_D(1), rounding=ROUND_HALF_DOWN))
+    if total < whole:
+        split.remainder(whole - total)
+
+
+def _fixed_cart_discounts(split: _CouponSplit, amount: Decimal, dp: int) -> None:
+    """A fixed_cart coupon: spread evenly per unit over the lines with something left."""
+    left = int(_round(amount, dp) * 10**dp)
+    while left > 0:
+        live = [i for i in split.order if split.remaining(i) > 0]
+        units = sum(split.lines[i][1] for i in live)
+        if not units:
+            break
+        per_unit = left // units
+        if per_unit == 0:
+            left -= split.remainder(left)
+            break
+        given = 0
+        for i in live:
+            part = min(per_unit * split.lines[i][1], split.remaining(i))
+            split.discount[i] += part
+            given += part
+        left -= given
+
+
+_COUPON_KINDS: dict[str, Callable[[_CouponSplit, Decimal, int], None]] = {
+    "percent": _percent_discounts,
+    "fixed_cart": _fixed_cart_discounts,
+}
+
+
 def _coupon_discounts(
     kind: str, amount: Decimal, lines: Sequence[tuple[int, int]], dp: int
 ) -> list[int]:
@@ -194,58 +264,12 @@ def _coupon_discounts(
     ``lines`` are ``(line price in minor units, quantity)`` on the basis prices are entered in.
     Lines are served most expensive first (``sort_by_price``).
     """
-    minor = 10**dp
-    order = sorted(range(len(lines)), key=lambda i: -lines[i][0])
-    discount = [0] * len(lines)
-
-    def remaining(i: int) -> int:
-        return lines[i][0] - discount[i]
-
-    def remainder(amount_left: int) -> int:
-        given = 0
-        for i in order:
-            for _ in range(lines[i][1]):
-                if given >= amount_left:
-                    return given
-                step = min(remaining(i), 1)
-                discount[i] += step
-                given += step
-        return given
-
-    if kind == "percent":
-        total = cart_total = 0
-        for i in order:
-            price = lines[i][0]
-            part = int((Decimal(price) * amount / _HUNDRED).to_integral_value(rounding=ROUND_FLOOR))
-            part = min(part, remaining(i))
-            discount[i] += part
-            total += part
-            cart_total += price
-        whole = int(
-            (Decimal(cart_total) * amount / _HUNDRED).quantize(_D(1), rounding=ROUND_HALF_DOWN)
-        )
-        if total < whole:
-            remainder(whole - total)
-    elif kind == "fixed_cart":
-        left = int(_round(amount, dp) * minor)
-        while left > 0:
-            live = [i for i in order if remaining(i) > 0]
-            units = sum(lines[i][1] for i in live)
-            if not units:
-                break
-            per_unit = left // units
-            if per_unit == 0:
-                left -= remainder(left)
-                break
-            given = 0
-            for i in live:
-                part = min(per_unit * lines[i][1], remaining(i))
-                discount[i] += part
-                given += part
-            left -= given
-    else:
+    hand_out = _COUPON_KINDS.get(kind)
+    if hand_out is None:
         raise ValueError(f"unsupported coupon type {kind!r} (percent or fixed_cart)")
-    return discount
+    split = _CouponSplit(lines)
+    hand_out(split, amount, dp)
+    return split.discount
 
 
 # --- the order builder ------------------------------------------------------------------------
@@ -342,6 +366,385 @@ def _address(
     return {name: source.get(name, "") for name in fields}
 
 
+class _ItemIds:
+    """Item and item-meta ids of one order, handed out in the order WooCommerce stores lines."""
+
+    def __init__(self, order_id: int) -> None:
+        self._item = order_id * 100
+        self._meta = order_id * 1000
+
+    def item(self) -> int:
+        """The next ``line_items``/``shipping_lines``/... id."""
+        self._item += 1
+        return self._item
+
+    def meta(self) -> int:
+        """The next id of an item's ``meta_data`` entry."""
+        self._meta += 1
+        return self._meta
+
+
+@dataclass
+class _Totals:
+    """Tax and money of an order, summed while its lines are built."""
+
+    tax_by_rate: dict[int, Decimal] = field(default_factory=dict)
+    shipping_tax_by_rate: dict[int, Decimal] = field(default_factory=dict)
+    rate_percent: dict[int, Decimal] = field(default_factory=dict)
+    rate_labels: dict[int, str] = field(default_factory=dict)
+    exact_total_by_rate: dict[int, Decimal] = field(default_factory=dict)
+    discount_exact: Decimal = _ZERO
+    discount_tax_exact: Decimal = _ZERO
+    shown_sum: Decimal = _ZERO
+
+    def use_rate(self, rate: Decimal) -> tuple[int, str]:
+        """Note a VAT rate the order uses; its (rate id, tax class)."""
+        rate_id, label, tax_class = _tax_rate(rate)
+        self.rate_percent[rate_id] = rate
+        self.rate_labels[rate_id] = label
+        return rate_id, tax_class
+
+    def add_tax(self, rate_id: int, amount: Decimal) -> None:
+        """Add rounded cart (not shipping) tax of one rate."""
+        self.tax_by_rate[rate_id] = self.tax_by_rate.get(rate_id, _ZERO) + amount
+
+
+@dataclass(frozen=True)
+class _LineAmounts:
+    """The money of one item line: shown (rounded) and unrounded amounts."""
+
+    subtotal: Decimal
+    total: Decimal
+    total_exact: Decimal
+    subtotal_tax: Decimal
+    total_tax: Decimal
+    subtotal_tax_exact: Decimal
+    total_tax_exact: Decimal
+    discount_exact: Decimal
+    discount_tax_exact: Decimal
+
+
+def _line_amounts(
+    base_sub: Decimal, base_total: Decimal, rate: Decimal, *, prices_include_tax: bool, dp: int
+) -> _LineAmounts:
+    """Amounts of a line from its price before and after the coupon, on the entered basis."""
+    if prices_include_tax:
+        tiny = _unit(dp + 5)  # WooCommerce keeps unrounded amounts to about 5 decimals of a cent
+        sub_tax_exact = (base_sub * rate / (_HUNDRED + rate)).quantize(tiny, ROUND_HALF_UP)
+        tot_tax_exact = (base_total * rate / (_HUNDRED + rate)).quantize(tiny, ROUND_HALF_UP)
+        sub_tax, tot_tax = _round(sub_tax_exact, dp), _round(tot_tax_exact, dp)
+        # The excl. amounts are unrounded internally; shown with dp decimals they are
+        # exactly "gross - rounded tax" (a tax share of 21/121 or 9/109 is never a half cent).
+        total_exact = base_total - tot_tax_exact
+        return _LineAmounts(
+            subtotal=base_sub - sub_tax,
+            total=base_total - tot_tax,
+            total_exact=total_exact,
+            subtotal_tax=sub_tax,
+            total_tax=tot_tax,
+            subtotal_tax_exact=sub_tax_exact,
+            total_tax_exact=tot_tax_exact,
+            discount_exact=(base_sub - sub_tax_exact) - total_exact,
+            discount_tax_exact=sub_tax_exact - tot_tax_exact,
+        )
+    sub_tax_exact = base_sub * rate / _HUNDRED
+    tot_tax_exact = base_total * rate / _HUNDRED
+    return _LineAmounts(
+        subtotal=base_sub,
+        total=base_total,
+        total_exact=base_total,
+        subtotal_tax=_round(sub_tax_exact, dp),
+        total_tax=_round(tot_tax_exact, dp),
+        subtotal_tax_exact=sub_tax_exact,
+        total_tax_exact=tot_tax_exact,
+        discount_exact=base_sub - base_total,
+        discount_tax_exact=sub_tax_exact - tot_tax_exact,
+    )
+
+
+def _line_image(product: Product, site_url: str) -> dict[str, Any]:
+    """``line_items[].image``: none for a deleted product, ``id: ""`` for a simple one."""
+    if product.is_deleted:
+        return {"id": 0, "src": ""}
+    if product.image_id:
+        slug = _slug(product.parent_name or product.name)
+        return {"id": product.image_id, "src": f"{site_url}/wp-content/uploads/2026/10/{slug}.jpg"}
+    return {"id": 0 if product.variation_id else "", "src": ""}
+
+
+def _meta_entry(ids: _ItemIds, key: str, display_key: str, value: Any) -> dict[str, Any]:
+    """One entry of a line's ``meta_data``."""
+    return {
+        "id": ids.meta(),
+        "key": key,
+        "value": value,
+        "display_key": display_key,
+        "display_value": value,
+    }
+
+
+def _line_item(
+    product: Product,
+    quantity: int,
+    money: _LineAmounts,
+    rate_id: int,
+    tax_class: str,
+    ids: _ItemIds,
+    dp: int,
+    site_url: str,
+) -> dict[str, Any]:
+    """One ``line_items[]`` entry."""
+    deleted = product.is_deleted
+    image = _line_image(product, site_url)
+    return {
+        "id": ids.item(),
+        "name": product.name,
+        "product_id": product.product_id,
+        "variation_id": 0 if deleted else product.variation_id,
+        "quantity": quantity,
+        "tax_class": tax_class,
+        "subtotal": format_money(money.subtotal, dp),
+        "subtotal_tax": format_money(money.subtotal_tax, dp),
+        "total": format_money(money.total, dp),
+        "total_tax": format_money(money.total_tax, dp),
+        "taxes": [
+            {
+                "id": rate_id,
+                "total": _raw(money.total_tax_exact),
+                "subtotal": _raw(money.subtotal_tax_exact),
+            }
+        ],
+        "meta_data": [
+            _meta_entry(ids, key, display_key, value)
+            for key, display_key, value in product.attributes
+        ],
+        "sku": None if deleted else product.sku,
+        "price": _number(money.total_exact / quantity),
+        "image": image,
+        "parent_name": None if deleted else product.parent_name,
+    }
+
+
+def _line_items(
+    products: Sequence[tuple[Product, int]],
+    bases: Sequence[Decimal],
+    discounts_minor: Sequence[int],
+    totals: _Totals,
+    ids: _ItemIds,
+    *,
+    prices_include_tax: bool,
+    dp: int,
+    site_url: str,
+) -> list[dict[str, Any]]:
+    """``line_items``, adding their tax and money to ``totals``."""
+    minor = 10**dp
+    lines: list[dict[str, Any]] = []
+    for (product, quantity), base_sub, disc_minor in zip(
+        products, bases, discounts_minor, strict=True
+    ):
+        rate = Decimal(product.tax_rate)
+        rate_id, tax_class = totals.use_rate(rate)
+        base_total = base_sub - Decimal(disc_minor) / minor
+        money = _line_amounts(
+            base_sub, base_total, rate, prices_include_tax=prices_include_tax, dp=dp
+        )
+        totals.discount_exact += money.discount_exact
+        totals.discount_tax_exact += money.discount_tax_exact
+        totals.add_tax(rate_id, money.total_tax)
+        totals.exact_total_by_rate[rate_id] = (
+            totals.exact_total_by_rate.get(rate_id, _ZERO) + money.total_exact
+        )
+        totals.shown_sum += money.total + money.total_tax
+        lines.append(_line_item(product, quantity, money, rate_id, tax_class, ids, dp, site_url))
+    return lines
+
+
+def _shipping_line(
+    shipping: Decimal,
+    shipping_tax_rate: Decimal,
+    line_items: Sequence[Mapping[str, Any]],
+    totals: _Totals,
+    ids: _ItemIds,
+    dp: int,
+) -> dict[str, Any]:
+    """The one ``shipping_lines[]`` entry (flat rate, or free shipping at 0)."""
+    ship_total = _round(Decimal(shipping), dp)
+    ship_rate = Decimal(shipping_tax_rate)
+    ship_rate_id, _ = totals.use_rate(ship_rate)
+    ship_tax_exact = ship_total * ship_rate / _HUNDRED
+    ship_tax = _round(ship_tax_exact, dp)
+    totals.shipping_tax_by_rate[ship_rate_id] = ship_tax
+    totals.shown_sum += ship_total + ship_tax
+    free = ship_total == 0
+    summary = ", ".join(f"{line['name']} &times; {line['quantity']}" for line in line_items)
+    return {
+        "id": ids.item(),
+        "method_title": "Gratis verzending" if free else "PostNL",
+        "method_id": "free_shipping" if free else "flat_rate",
+        "instance_id": "2" if free else "1",
+        "total": format_money(ship_total, dp),
+        "total_tax": format_money(ship_tax, dp),
+        "taxes": [{"id": ship_rate_id, "total": _raw(ship_tax_exact), "subtotal": ""}],
+        "tax_status": "taxable",
+        "meta_data": [_meta_entry(ids, "Items", "Items", summary)],
+    }
+
+
+def _fee_taxes(
+    fee_total: Decimal, totals: _Totals, items_exact_total: Decimal, dp: int
+) -> dict[int, Decimal]:
+    """Unrounded tax of a fee per rate id."""
+    if fee_total >= 0:
+        standard_id, _ = totals.use_rate(_D("21"))
+        return {standard_id: fee_total * _D("21") / _HUNDRED}
+    # Negative fees are taxed in proportion to the cart's item totals per tax rate
+    # (WC_Cart_Totals::get_negative_fee_tax_allocation).
+    tiny = _unit(dp + 5)
+    fee_taxes: dict[int, Decimal] = {}
+    for rid, part in totals.exact_total_by_rate.items():
+        if items_exact_total > 0 and part > 0:
+            share = fee_total * part / items_exact_total
+            fee_taxes[rid] = (share * totals.rate_percent[rid] / _HUNDRED).quantize(
+                tiny, ROUND_HALF_UP
+            )
+    return fee_taxes
+
+
+def _fee_line(
+    fee_name: str,
+    fee_amount: Decimal,
+    items_exact_total: Decimal,
+    totals: _Totals,
+    ids: _ItemIds,
+    dp: int,
+) -> dict[str, Any]:
+    """One ``fee_lines[]`` entry (a negative fee is a discount)."""
+    fee_total = _round(Decimal(fee_amount), dp)
+    fee_taxes = _fee_taxes(fee_total, totals, items_exact_total, dp)
+    fee_tax = _ZERO
+    for rid, exact in fee_taxes.items():
+        rounded = _round(exact, dp)
+        fee_tax += rounded
+        totals.add_tax(rid, rounded)
+    totals.shown_sum += fee_total + fee_tax
+    return {
+        "id": ids.item(),
+        "name": fee_name,
+        "tax_class": "",
+        "tax_status": "taxable",
+        "total": format_money(fee_total, dp),
+        "total_tax": format_money(fee_tax, dp),
+        "taxes": [
+            {"id": rid, "total": _raw(exact), "subtotal": ""} for rid, exact in fee_taxes.items()
+        ],
+        "meta_data": [],
+    }
+
+
+def _coupon_line(
+    coupon: tuple[str, str, Decimal],
+    discount_total: Decimal,
+    discount_tax: Decimal,
+    ids: _ItemIds,
+    dp: int,
+) -> dict[str, Any]:
+    """The one ``coupon_lines[]`` entry."""
+    code, kind, amount = coupon
+    coupon_id = 500 + zlib.crc32(code.encode()) % 400
+    info = json.dumps([coupon_id, code, kind, _number(Decimal(amount))], separators=(",", ":"))
+    return {
+        "id": ids.item(),
+        "code": code,
+        "discount": format_money(discount_total, dp),
+        "discount_tax": format_money(discount_tax, dp),
+        "discount_type": kind,
+        "nominal_amount": float(amount),
+        "free_shipping": False,
+        "meta_data": [_meta_entry(ids, "coupon_info", "coupon_info", info)],
+    }
+
+
+def _tax_lines(totals: _Totals, ids: _ItemIds, dp: int) -> list[dict[str, Any]]:
+    """``tax_lines``: one per rate used by items, fees or shipping, by rate id."""
+    lines: list[dict[str, Any]] = []
+    for rid in sorted(set(totals.tax_by_rate) | set(totals.shipping_tax_by_rate)):
+        label = totals.rate_labels[rid]
+        lines.append(
+            {
+                "id": ids.item(),
+                "rate_code": f"NL-{label}-1",
+                "rate_id": rid,
+                "label": label,
+                "compound": False,
+                "tax_total": format_money(totals.tax_by_rate.get(rid, _ZERO), dp),
+                "shipping_tax_total": format_money(totals.shipping_tax_by_rate.get(rid, _ZERO), dp),
+                "rate_percent": float(totals.rate_percent[rid]),
+                "meta_data": [],
+            }
+        )
+    return lines
+
+
+def _coupon_discounts_minor(
+    coupon: tuple[str, str, Decimal] | None,
+    products: Sequence[tuple[Product, int]],
+    bases: Sequence[Decimal],
+    dp: int,
+) -> list[int]:
+    """Coupon discount per item line in minor units (zeros without a coupon)."""
+    if coupon is None:
+        return [0] * len(products)
+    _, kind, amount = coupon
+    minor = 10**dp
+    return _coupon_discounts(
+        kind,
+        Decimal(amount),
+        [(int(b * minor), q) for b, (_, q) in zip(bases, products, strict=True)],
+        dp,
+    )
+
+
+def _order_dates(
+    created_gmt: datetime, status: str, modified_gmt: datetime | None
+) -> tuple[datetime, datetime | None, datetime | None, datetime]:
+    """(created, paid, completed, modified): paid at checkout, completed a little later,
+    modified by the last of these."""
+    created = created_gmt.replace(microsecond=0)
+    paid = created if status in _PAID_STATUSES else None
+    completed = (
+        created + timedelta(minutes=7, seconds=13) if status in ("completed", "refunded") else None
+    )
+    if modified_gmt is not None:
+        modified = modified_gmt.replace(microsecond=0)
+    elif status == "cancelled":
+        modified = created + timedelta(minutes=61)
+    else:
+        modified = max(d for d in (created, paid, completed) if d is not None)
+    return created, paid, completed, modified
+
+
+def _customer_of(guest: bool, customer_id: int | None, billing: Mapping[str, Any]) -> int:
+    """``customer_id``: 0 for a guest, else the given id or one stable per e-mail address."""
+    if guest:
+        return 0
+    if customer_id is not None:
+        return customer_id
+    return 100 + zlib.crc32(str(billing.get("email") or "").encode()) % 900
+
+
+def _checked_products(
+    items: Sequence[tuple[Product, int]], deleted_product_lines: bool
+) -> list[tuple[Product, int]]:
+    """The ordered ``(product, quantity)`` pairs; refuses an empty order or a quantity <= 0."""
+    if not items:
+        raise ValueError("an order needs at least one line item")
+    products = [(_as_deleted(p) if deleted_product_lines else p, int(q)) for p, q in items]
+    for _, quantity in products:
+        if quantity <= 0:
+            raise ValueError("quantities must be positive")
+    return products
+
+
 def build_order(
     order_id: int,
     *,
@@ -384,257 +787,45 @@ def build_order(
     if not items:
         raise ValueError("an order needs at least one line item")
     tz = ZoneInfo(site_tz)
-    minor = 10**dp
-    tiny = _unit(dp + 5)  # WooCommerce keeps unrounded amounts to about 5 decimals of a cent
-    item_id = order_id * 100
-    item_meta_id = order_id * 1000
-
-    def next_item_id() -> int:
-        nonlocal item_id
-        item_id += 1
-        return item_id
-
-    def next_item_meta_id() -> int:
-        nonlocal item_meta_id
-        item_meta_id += 1
-        return item_meta_id
-
-    products = [(_as_deleted(p) if deleted_product_lines else p, int(q)) for p, q in items]
-    for _, quantity in products:
-        if quantity <= 0:
-            raise ValueError("quantities must be positive")
+    products = _checked_products(items, deleted_product_lines)
     bases = [_round(p.price, dp) * q for p, q in products]  # on the entered basis
-    if coupon is not None:
-        code, kind, amount = coupon
-        discounts_minor = _coupon_discounts(
-            kind,
-            Decimal(amount),
-            [(int(b * minor), q) for b, (_, q) in zip(bases, products, strict=True)],
-            dp,
-        )
-    else:
-        code, kind, amount = "", "", _ZERO
-        discounts_minor = [0] * len(products)
+    discounts_minor = _coupon_discounts_minor(coupon, products, bases, dp)
 
-    line_items: list[dict[str, Any]] = []
-    tax_by_rate: dict[int, Decimal] = {}
-    shipping_tax_by_rate: dict[int, Decimal] = {}
-    rate_percent: dict[int, Decimal] = {}
-    rate_labels: dict[int, str] = {}
-    exact_total_by_rate: dict[int, Decimal] = {}
-    discount_exact = _ZERO
-    discount_tax_exact = _ZERO
-    shown_sum = _ZERO
-
-    for (product, quantity), base_sub, disc_minor in zip(
-        products, bases, discounts_minor, strict=True
-    ):
-        rate = Decimal(product.tax_rate)
-        rate_id, label, tax_class = _tax_rate(rate)
-        rate_percent[rate_id] = rate
-        rate_labels[rate_id] = label
-        base_total = base_sub - Decimal(disc_minor) / minor
-        if prices_include_tax:
-            sub_tax_exact = (base_sub * rate / (_HUNDRED + rate)).quantize(tiny, ROUND_HALF_UP)
-            tot_tax_exact = (base_total * rate / (_HUNDRED + rate)).quantize(tiny, ROUND_HALF_UP)
-            sub_tax, tot_tax = _round(sub_tax_exact, dp), _round(tot_tax_exact, dp)
-            # The excl. amounts are unrounded internally; shown with dp decimals they are
-            # exactly "gross - rounded tax" (a tax share of 21/121 or 9/109 is never a half cent).
-            subtotal, total = base_sub - sub_tax, base_total - tot_tax
-            total_exact = base_total - tot_tax_exact
-            discount_exact += (base_sub - sub_tax_exact) - total_exact
-            discount_tax_exact += sub_tax_exact - tot_tax_exact
-        else:
-            sub_tax_exact = base_sub * rate / _HUNDRED
-            tot_tax_exact = base_total * rate / _HUNDRED
-            sub_tax, tot_tax = _round(sub_tax_exact, dp), _round(tot_tax_exact, dp)
-            subtotal, total = base_sub, base_total
-            total_exact = base_total
-            discount_exact += base_sub - base_total
-            discount_tax_exact += sub_tax_exact - tot_tax_exact
-        tax_by_rate[rate_id] = tax_by_rate.get(rate_id, _ZERO) + tot_tax
-        exact_total_by_rate[rate_id] = exact_total_by_rate.get(rate_id, _ZERO) + total_exact
-        shown_sum += total + tot_tax
-        deleted = product.is_deleted
-        if deleted:
-            image: dict[str, Any] = {"id": 0, "src": ""}
-        elif product.image_id:
-            slug = _slug(product.parent_name or product.name)
-            image = {
-                "id": product.image_id,
-                "src": f"{site_url}/wp-content/uploads/2026/10/{slug}.jpg",
-            }
-        else:
-            image = {"id": 0 if product.variation_id else "", "src": ""}
-        line_items.append(
-            {
-                "id": next_item_id(),
-                "name": product.name,
-                "product_id": product.product_id,
-                "variation_id": 0 if deleted else product.variation_id,
-                "quantity": quantity,
-                "tax_class": tax_class,
-                "subtotal": format_money(subtotal, dp),
-                "subtotal_tax": format_money(sub_tax, dp),
-                "total": format_money(total, dp),
-                "total_tax": format_money(tot_tax, dp),
-                "taxes": [
-                    {"id": rate_id, "total": _raw(tot_tax_exact), "subtotal": _raw(sub_tax_exact)}
-                ],
-                "meta_data": [
-                    {
-                        "id": next_item_meta_id(),
-                        "key": key,
-                        "value": value,
-                        "display_key": display_key,
-                        "display_value": value,
-                    }
-                    for key, display_key, value in product.attributes
-                ],
-                "sku": None if deleted else product.sku,
-                "price": _number(total_exact / quantity),
-                "image": image,
-                "parent_name": None if deleted else product.parent_name,
-            }
-        )
-
-    shipping_lines: list[dict[str, Any]] = []
-    if shipping is not None:
-        ship_total = _round(Decimal(shipping), dp)
-        ship_rate = Decimal(shipping_tax_rate)
-        ship_rate_id, ship_label, _ = _tax_rate(ship_rate)
-        rate_percent[ship_rate_id] = ship_rate
-        rate_labels[ship_rate_id] = ship_label
-        ship_tax_exact = ship_total * ship_rate / _HUNDRED
-        ship_tax = _round(ship_tax_exact, dp)
-        shipping_tax_by_rate[ship_rate_id] = ship_tax
-        shown_sum += ship_total + ship_tax
-        free = ship_total == 0
-        summary = ", ".join(f"{line['name']} &times; {line['quantity']}" for line in line_items)
-        shipping_lines.append(
-            {
-                "id": next_item_id(),
-                "method_title": "Gratis verzending" if free else "PostNL",
-                "method_id": "free_shipping" if free else "flat_rate",
-                "instance_id": "2" if free else "1",
-                "total": format_money(ship_total, dp),
-                "total_tax": format_money(ship_tax, dp),
-                "taxes": [{"id": ship_rate_id, "total": _raw(ship_tax_exact), "subtotal": ""}],
-                "tax_status": "taxable",
-                "meta_data": [
-                    {
-                        "id": next_item_meta_id(),
-                        "key": "Items",
-                        "value": summary,
-                        "display_key": "Items",
-                        "display_value": summary,
-                    }
-                ],
-            }
-        )
-
-    fee_lines: list[dict[str, Any]] = []
-    items_exact_total = sum(exact_total_by_rate.values(), _ZERO)
-    for fee_name, fee_amount in fees:
-        fee_total = _round(Decimal(fee_amount), dp)
-        if fee_total >= 0:
-            standard_id, standard_label, _ = _tax_rate(_D("21"))
-            rate_percent[standard_id] = _D("21")
-            rate_labels[standard_id] = standard_label
-            fee_taxes = {standard_id: fee_total * _D("21") / _HUNDRED}
-        else:
-            # Negative fees are taxed in proportion to the cart's item totals per tax rate
-            # (WC_Cart_Totals::get_negative_fee_tax_allocation).
-            fee_taxes = {}
-            for rid, part in exact_total_by_rate.items():
-                if items_exact_total > 0 and part > 0:
-                    share = fee_total * part / items_exact_total
-                    fee_taxes[rid] = (share * rate_percent[rid] / _HUNDRED).quantize(
-                        tiny, ROUND_HALF_UP
-                    )
-        fee_tax = _ZERO
-        for rid, exact in fee_taxes.items():
-            rounded = _round(exact, dp)
-            fee_tax += rounded
-            tax_by_rate[rid] = tax_by_rate.get(rid, _ZERO) + rounded
-        shown_sum += fee_total + fee_tax
-        fee_lines.append(
-            {
-                "id": next_item_id(),
-                "name": fee_name,
-                "tax_class": "",
-                "tax_status": "taxable",
-                "total": format_money(fee_total, dp),
-                "total_tax": format_money(fee_tax, dp),
-                "taxes": [
-                    {"id": rid, "total": _raw(exact), "subtotal": ""}
-                    for rid, exact in fee_taxes.items()
-                ],
-                "meta_data": [],
-            }
-        )
-
-    discount_total = _round(discount_exact, dp)
-    discount_tax = _round(discount_tax_exact, dp)
-    coupon_lines: list[dict[str, Any]] = []
-    if coupon is not None:
-        coupon_id = 500 + zlib.crc32(code.encode()) % 400
-        info = json.dumps([coupon_id, code, kind, _number(Decimal(amount))], separators=(",", ":"))
-        coupon_lines.append(
-            {
-                "id": next_item_id(),
-                "code": code,
-                "discount": format_money(discount_total, dp),
-                "discount_tax": format_money(discount_tax, dp),
-                "discount_type": kind,
-                "nominal_amount": float(amount),
-                "free_shipping": False,
-                "meta_data": [
-                    {
-                        "id": next_item_meta_id(),
-                        "key": "coupon_info",
-                        "value": info,
-                        "display_key": "coupon_info",
-                        "display_value": info,
-                    }
-                ],
-            }
-        )
-
-    tax_lines: list[dict[str, Any]] = []
-    for rid in sorted(set(tax_by_rate) | set(shipping_tax_by_rate)):
-        label = rate_labels[rid]
-        tax_lines.append(
-            {
-                "id": next_item_id(),
-                "rate_code": f"NL-{label}-1",
-                "rate_id": rid,
-                "label": label,
-                "compound": False,
-                "tax_total": format_money(tax_by_rate.get(rid, _ZERO), dp),
-                "shipping_tax_total": format_money(shipping_tax_by_rate.get(rid, _ZERO), dp),
-                "rate_percent": float(rate_percent[rid]),
-                "meta_data": [],
-            }
-        )
-
-    cart_tax = sum(tax_by_rate.values(), _ZERO)
-    shipping_tax = sum(shipping_tax_by_rate.values(), _ZERO)
-    shipping_total = sum((Decimal(line["total"]) for line in shipping_lines), _ZERO)
-    order_total = shown_sum
-
-    # Dates: paid at checkout, completed a little later, modified by the last of these.
-    created = created_gmt.replace(microsecond=0)
-    paid = created if status in _PAID_STATUSES else None
-    completed = (
-        created + timedelta(minutes=7, seconds=13) if status in ("completed", "refunded") else None
+    ids = _ItemIds(order_id)
+    totals = _Totals()
+    line_items = _line_items(
+        products,
+        bases,
+        discounts_minor,
+        totals,
+        ids,
+        prices_include_tax=prices_include_tax,
+        dp=dp,
+        site_url=site_url,
     )
-    if modified_gmt is not None:
-        modified = modified_gmt.replace(microsecond=0)
-    elif status == "cancelled":
-        modified = created + timedelta(minutes=61)
-    else:
-        modified = max(d for d in (created, paid, completed) if d is not None)
+    shipping_lines = (
+        []
+        if shipping is None
+        else [_shipping_line(shipping, shipping_tax_rate, line_items, totals, ids, dp)]
+    )
+    items_exact_total = sum(totals.exact_total_by_rate.values(), _ZERO)
+    fee_lines = [
+        _fee_line(fee_name, fee_amount, items_exact_total, totals, ids, dp)
+        for fee_name, fee_amount in fees
+    ]
+    discount_total = _round(totals.discount_exact, dp)
+    discount_tax = _round(totals.discount_tax_exact, dp)
+    coupon_lines = (
+        [] if coupon is None else [_coupon_line(coupon, discount_total, discount_tax, ids, dp)]
+    )
+    tax_lines = _tax_lines(totals, ids, dp)
+
+    cart_tax = sum(totals.tax_by_rate.values(), _ZERO)
+    shipping_tax = sum(totals.shipping_tax_by_rate.values(), _ZERO)
+    shipping_total = sum((Decimal(line["total"]) for line in shipping_lines), _ZERO)
+    order_total = totals.shown_sum
+
+    created, paid, completed, modified = _order_dates(created_gmt, status, modified_gmt)
     created_local, created_utc = _wc_date(created, tz)
     modified_local, modified_utc = _wc_date(modified, tz)
     paid_local, paid_utc = _wc_date(paid, tz)
@@ -642,12 +833,7 @@ def build_order(
 
     billing_out = _address(billing, BILLING_FIELDS, DEFAULT_BILLING)
     shipping_out = _address(shipping_address, SHIPPING_FIELDS, billing_out)
-    if guest:
-        customer = 0
-    elif customer_id is not None:
-        customer = customer_id
-    else:
-        customer = 100 + zlib.crc32(str(billing_out.get("email") or "").encode()) % 900
+    customer = _customer_of(guest, customer_id, billing_out)
     method_id, method_title = payment_method or _PAYMENT_DEFAULTS.get(
         status, ("mollie_wc_gateway_ideal", "iDEAL")
     )

@@ -34,19 +34,20 @@ import zlib
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from woo2d365.sandbox.shop import (
-    ApiError,
-    _as_list,
-    _Invalid,
-    _is_integer,
-    _item_error,
-    _json_response,
-    _refuse_invalid_json,
-    _Request,
-    _Response,
-    _wp_list,
-)
 from woo2d365.sandbox.shop_data import SHIRT_PARENT_SKU, Product
+from woo2d365.sandbox.shop_rest import (
+    ApiError,
+    Invalid,
+    Request,
+    Response,
+    as_list,
+    is_integer,
+    item_error,
+    json_response,
+    refuse_invalid_json,
+    refuse_unauthorised_batch,
+    wp_list,
+)
 
 if TYPE_CHECKING:
     from woo2d365.sandbox.shop import ShopEmulator
@@ -58,7 +59,7 @@ _ORDERBY = ("date", "id", "include", "title", "slug", "modified", "price", "popu
 _VARIATION_PATH = "To manipulate product variations you should use the "
 _VARIATION_PATH += "/products/<product_id>/variations/<id> endpoint."
 
-Route = tuple[str, dict[str, Callable[..., _Response]]]
+Route = tuple[str, dict[str, Callable[..., Response]]]
 
 
 class Catalogue:
@@ -279,8 +280,8 @@ class Catalogue:
             )
 
     # -- reading ---------------------------------------------------------------------------
-    def _list(self, req: _Request, authenticated: bool) -> _Response:
-        invalid = _Invalid()
+    def _list(self, req: Request, authenticated: bool) -> Response:
+        invalid = Invalid()
         page, per_page, offset, fields, order_key, descending, windows = self._list_options(
             req, invalid
         )
@@ -302,8 +303,8 @@ class Catalogue:
             pool = [o for o in pool if self._in_windows(o, windows)]
             return self._page(pool, page, per_page, offset, fields, order_key, descending)
 
-    def _list_v(self, req: _Request, authenticated: bool, parent_id: int) -> _Response:
-        invalid = _Invalid()
+    def _list_v(self, req: Request, authenticated: bool, parent_id: int) -> Response:
+        invalid = Invalid()
         page, per_page, offset, fields, order_key, descending, windows = self._list_options(
             req, invalid
         )
@@ -322,13 +323,13 @@ class Catalogue:
             pool = [o for o in pool if self._in_windows(o, windows)]
             return self._page(pool, page, per_page, offset, fields, order_key, descending)
 
-    def _list_options(self, req: _Request, invalid: _Invalid) -> tuple[Any, ...]:
+    def _list_options(self, req: Request, invalid: Invalid) -> tuple[Any, ...]:
         invalid.enum(req, "context", "view", ("view", "edit"))
         page = invalid.integer(req, "page", 1, minimum=1) or 1
         per_page = invalid.integer(req, "per_page", 10, minimum=1, maximum=100) or 10
         offset = invalid.integer(req, "offset", None)
         fields_value = req.param("_fields")
-        fields = _wp_list(fields_value) if fields_value is not None else None
+        fields = wp_list(fields_value) if fields_value is not None else None
         orderby = invalid.enum(req, "orderby", "date", _ORDERBY)
         descending = invalid.enum(req, "order", "desc", ("asc", "desc")) == "desc"
         gmt = invalid.boolean(req, "dates_are_gmt", False)
@@ -382,7 +383,7 @@ class Catalogue:
         fields: list[str] | None,
         order_key: str,
         descending: bool,
-    ) -> _Response:
+    ) -> Response:
         pool.sort(key=lambda o: (str(o.get(order_key, "")).zfill(20), o["id"]), reverse=descending)
         total = len(pool)
         pages = math.ceil(total / per_page)
@@ -394,33 +395,33 @@ class Catalogue:
                 shown = {name: value for name, value in shown.items() if name in fields}
             body.append(shown)
         headers = [("X-WP-Total", str(total)), ("X-WP-TotalPages", str(pages))]
-        return _json_response(200, body, headers)
+        return json_response(200, body, headers)
 
-    def _get(self, req: _Request, authenticated: bool, product_id: int) -> _Response:
+    def _get(self, req: Request, authenticated: bool, product_id: int) -> Response:
         self._require_auth(authenticated, "view")
         with self.shop._lock:
             if product_id in self.variations:
                 raise ApiError(404, "woocommerce_rest_invalid_product_id", _VARIATION_PATH)
             if product_id not in self.products:
                 raise ApiError(404, "woocommerce_rest_product_invalid_id", "Invalid ID.")
-            return _json_response(200, self.present(product_id))
+            return json_response(200, self.present(product_id))
 
-    def _get_v(self, req: _Request, authenticated: bool, parent_id: int, vid: int) -> _Response:
+    def _get_v(self, req: Request, authenticated: bool, parent_id: int, vid: int) -> Response:
         self._require_auth(authenticated, "view")
         with self.shop._lock:
             variation = self.variations.get(vid)
             if variation is None or variation["parent_id"] != parent_id:
                 raise ApiError(404, "woocommerce_rest_product_variation_invalid_id", "Invalid ID.")
-            return _json_response(200, self.present(vid))
+            return json_response(200, self.present(vid))
 
     # -- writing ---------------------------------------------------------------------------
-    def _update(self, req: _Request, authenticated: bool, product_id: int) -> _Response:
-        _refuse_invalid_json(req)
-        return _json_response(200, self._write(req.param, authenticated, product_id, None))
+    def _update(self, req: Request, authenticated: bool, product_id: int) -> Response:
+        refuse_invalid_json(req)
+        return json_response(200, self._write(req.param, authenticated, product_id, None))
 
-    def _update_v(self, req: _Request, authenticated: bool, parent_id: int, vid: int) -> _Response:
-        _refuse_invalid_json(req)
-        return _json_response(200, self._write(req.param, authenticated, vid, parent_id))
+    def _update_v(self, req: Request, authenticated: bool, parent_id: int, vid: int) -> Response:
+        refuse_invalid_json(req)
+        return json_response(200, self._write(req.param, authenticated, vid, parent_id))
 
     def _write(
         self,
@@ -430,7 +431,7 @@ class Catalogue:
         parent_id: int | None,
     ) -> dict[str, Any]:
         """One ``PUT`` of a product (``parent_id`` None) or of a variation of ``parent_id``."""
-        invalid = _Invalid()
+        invalid = Invalid()
         values = _StockValues(param, invalid)
         invalid.raise_if_any()
         if not authenticated:
@@ -486,22 +487,16 @@ class Catalogue:
             obj["manage_stock"] = False
             obj["stock_quantity"] = None
 
-    def _batch(self, req: _Request, authenticated: bool) -> _Response:
+    def _batch(self, req: Request, authenticated: bool) -> Response:
         return self._run_batch(req, authenticated, None)
 
-    def _batch_v(self, req: _Request, authenticated: bool, parent_id: int) -> _Response:
+    def _batch_v(self, req: Request, authenticated: bool, parent_id: int) -> Response:
         return self._run_batch(req, authenticated, parent_id)
 
-    def _run_batch(self, req: _Request, authenticated: bool, parent_id: int | None) -> _Response:
+    def _run_batch(self, req: Request, authenticated: bool, parent_id: int | None) -> Response:
         """``WC_REST_Controller::batch_items``: per-item outcomes inside a 200 answer."""
-        _refuse_invalid_json(req)
-        if not authenticated:
-            raise ApiError(
-                401,
-                "woocommerce_rest_cannot_batch",
-                "Sorry, you are not allowed to batch manipulate this resource.",
-            )
-        lists = {name: _as_list(req.param(name)) for name in ("create", "update", "delete")}
+        refuse_unauthorised_batch(req, authenticated)
+        lists = {name: as_list(req.param(name)) for name in ("create", "update", "delete")}
         total = sum(len(items) for items in lists.values())
         if total > self.shop.batch_limit:
             raise ApiError(
@@ -512,29 +507,27 @@ class Catalogue:
         answer: dict[str, list[Any]] = {}
         for _item in lists["create"]:
             error = ApiError(501, "sandbox_not_implemented", "The shop emulator does not create.")
-            answer.setdefault("create", []).append({"id": 0, "error": _item_error(error)})
+            answer.setdefault("create", []).append({"id": 0, "error": item_error(error)})
         for item in lists["update"]:
             fields = item if isinstance(item, dict) else {}
             raw_id = fields.get("id")
-            number = int(str(raw_id).strip()) if _is_integer(raw_id) else 0
+            number = int(str(raw_id).strip()) if is_integer(raw_id) else 0
             try:
                 done = self._write(fields.get, authenticated, number, parent_id)
             except ApiError as refused:
-                answer.setdefault("update", []).append(
-                    {"id": raw_id, "error": _item_error(refused)}
-                )
+                answer.setdefault("update", []).append({"id": raw_id, "error": item_error(refused)})
                 continue
             answer.setdefault("update", []).append(json.loads(json.dumps(done)))
         for object_id in lists["delete"]:
             error = ApiError(501, "sandbox_not_implemented", "The emulator does not delete.")
-            answer.setdefault("delete", []).append({"id": object_id, "error": _item_error(error)})
-        return _json_response(200, answer)
+            answer.setdefault("delete", []).append({"id": object_id, "error": item_error(error)})
+        return json_response(200, answer)
 
 
 class _StockValues:
     """The stock fields of one write, validated as the REST schema does."""
 
-    def __init__(self, param: Callable[[str], Any], invalid: _Invalid) -> None:
+    def __init__(self, param: Callable[[str], Any], invalid: Invalid) -> None:
         self.manage_stock: bool | None = None
         self.stock_quantity: int | None = None
         self.backorders: str | None = None
@@ -553,7 +546,7 @@ class _StockValues:
                 )
         quantity = param("stock_quantity")
         if quantity is not None:
-            if _is_integer(quantity):
+            if is_integer(quantity):
                 self.stock_quantity = int(str(quantity).strip().split(".")[0])
             else:
                 invalid.add(

@@ -246,15 +246,7 @@ class Sandbox:
         if self.fo is not None:
             return self._fo_settings(self.fo)
         return {
-            "woocommerce": {
-                "url": self.shop.url,
-                "consumer_key": self.shop.consumer_key,
-                "consumer_secret": self.shop.consumer_secret,
-                "auth": "basic",
-                "statuses": ["processing", "completed"],
-                "start_date": (self.start_gmt - timedelta(days=1)).isoformat(),
-                "timeout_seconds": 10,
-            },
+            "woocommerce": self._shop_settings(),
             "dynamics": {
                 "tenant_id": self.bc.tenant_id,
                 "client_id": self.bc.client_id,
@@ -280,17 +272,21 @@ class Sandbox:
             },
         }
 
+    def _shop_settings(self) -> dict[str, Any]:
+        """The ``[woocommerce]`` table of the config."""
+        return {
+            "url": self.shop.url,
+            "consumer_key": self.shop.consumer_key,
+            "consumer_secret": self.shop.consumer_secret,
+            "auth": "basic",
+            "statuses": ["processing", "completed"],
+            "start_date": (self.start_gmt - timedelta(days=1)).isoformat(),
+            "timeout_seconds": 10,
+        }
+
     def _fo_settings(self, fo: FinanceOperationsEmulator) -> dict[str, Any]:
         return {
-            "woocommerce": {
-                "url": self.shop.url,
-                "consumer_key": self.shop.consumer_key,
-                "consumer_secret": self.shop.consumer_secret,
-                "auth": "basic",
-                "statuses": ["processing", "completed"],
-                "start_date": (self.start_gmt - timedelta(days=1)).isoformat(),
-                "timeout_seconds": 10,
-            },
+            "woocommerce": self._shop_settings(),
             "dynamics": {
                 "product": FINANCE_OPERATIONS,
                 "tenant_id": fo.tenant_id,
