@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from woo2d365.model import OrderState
-from woo2d365.store.connection import marks
+from woo2d365.store.connection import SqlRoom, marks
 
 Statement = tuple[str, list[Any]]
 """SQL with ``?`` parameters, and the parameters."""
@@ -119,3 +119,16 @@ class ClaimedTable:
             f"claimed_at < ?) ORDER BY {order_by}",
             [_PUSHING, older_than],
         )
+
+
+class ClaimedRoom(SqlRoom):
+    """A room whose rows are claimed: what it reads the same way for orders and refunds."""
+
+    def _counts_per_state(self, claimed: ClaimedTable) -> dict[str, int]:
+        """Rows per state (every state, zeros included)."""
+        counts = {state.value: 0 for state in OrderState}
+        with self._tx() as cur:
+            self._exec(cur, f"SELECT state, COUNT(*) FROM {claimed.table} GROUP BY state")
+            for state, count in cur.fetchall():
+                counts[str(state)] = int(count)
+        return counts

@@ -76,10 +76,7 @@ class SqlMirror(SqlKeyValues):
 
     def item_count(self) -> int:
         """Number of mirrored items."""
-        with self._tx() as cur:
-            self._exec(cur, "SELECT COUNT(*) FROM bc_items")
-            row = cur.fetchone()
-        return int(row[0]) if row else 0
+        return self._count("SELECT COUNT(*) FROM bc_items")
 
     def get_customer(self, email: str) -> CachedCustomer | None:
         """The cached customer for an e-mail address (case-insensitive)."""
@@ -102,12 +99,9 @@ class SqlMirror(SqlKeyValues):
 
     def count_customers_before(self, before: datetime) -> int:
         """Cached customers (e-mail → number) stored before ``before``."""
-        with self._tx() as cur:
-            self._exec(
-                cur, "SELECT COUNT(*) FROM bc_customers WHERE updated_at < ?", (to_db_time(before),)
-            )
-            row = cur.fetchone()
-        return int(row[0]) if row else 0
+        return self._count(
+            "SELECT COUNT(*) FROM bc_customers WHERE updated_at < ?", (to_db_time(before),)
+        )
 
     def delete_customers_before(self, before: datetime) -> int:
         """Forget cached customers stored before ``before``; return how many."""

@@ -10,10 +10,9 @@ from typing import Any
 
 from woo2d365.errors import StoreUnavailable
 from woo2d365.model import OrderState
-from woo2d365.store.claims import SINCE, ClaimedTable
+from woo2d365.store.claims import SINCE, ClaimedRoom, ClaimedTable
 from woo2d365.store.connection import (
     CHUNK,
-    SqlRoom,
     chunks,
     from_db_time,
     marks,
@@ -37,7 +36,7 @@ ORDER_CLAIMS = ClaimedTable("orders", "woo_id", since=True)
 _RAW_INDEX = _ORDER_COLUMNS.count(",") + 1  # raw_json, when asked for, follows the columns
 
 
-class SqlOrders(SqlRoom):
+class SqlOrders(ClaimedRoom):
     """:class:`~woo2d365.store.orders.OrderStore` in SQL."""
 
     def _order_from_row(self, row: Sequence[Any], raw: str | None = None) -> OrderRecord:
@@ -155,28 +154,11 @@ class SqlOrders(SqlRoom):
     ) -> list[OrderRecord]:
         """Orders, most recently updated first; ``number`` (shop order number), ``email`` (the
         billing e-mail, any case) and ``updated_since`` narrow the list."""
-        columns = _ORDER_COLUMNS + (", raw_json" if with_raw or email else "")
-        where: list[str] = []
-        params: list[Any] = []
-        if number is not None:
-            where.append("number = ?")
-            params.append(number)
-        if updated_since is not None:
-            where.append("updated_at >= ?")
-            params.append(to_db_time(updated_since))
-        if email is not None:
-            # A coarse text match narrows the scan; the JSON is checked below.
-            where.append("LOWER(raw_json) LIKE ? ESCAPE '!'")
-            params.append("%" + _like_escape(email.strip().lower()) + "%")
-        if states:
-            where.append(f"state IN ({', '.join('?' for _ in states)})")
-            params.extend(s.value for s in states)
-        if woo_ids is not None:
-            if not woo_ids:
-                return []
-            where.append(f"woo_id IN ({', '.join('?' for _ in woo_ids)})")
-            params.extend(woo_ids)
-        sql = f"SELECT {columns} FROM orders"
+        if woo_ids is not None and not woo_ids:
+            return []
+        where, params = _order_filters(states, woo_ids, number, email, updated_since)
+        read_raw = bool(with_raw or email)
+        sql = f"SELECT {_ORDER_COLUMNS}{', raw_json' if read_raw else ''} FROM orders"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY updated_at DESC, woo_id DESC"
@@ -186,15 +168,15 @@ class SqlOrders(SqlRoom):
         with self._tx() as cur:
             self._exec(cur, sql, params)
             rows = cur.fetchall()
-        records = [
-            self._order_from_row(r, r[_RAW_INDEX] if with_raw or email else None) for r in rows
+        records = [self._order_from_row(r, r[_RAW_INDEX] if read_raw else None) for r in rows]
+        if email is None:
+            return records
+        wanted = email.strip().lower()
+        return [
+            r if with_raw else replace(r, raw=None)
+            for r in records
+            if _billing_email(r.raw) == wanted
         ]
-        if email is not None:
-            wanted = email.strip().lower()
-            records = [r for r in records if _billing_email(r.raw) == wanted]
-            if not with_raw:
-                records = [replace(r, raw=None) for r in records]
-        return records
 
     def order_ids_in_state(self, state: OrderState, *, limit: int | None = None) -> list[int]:
         """Ids of orders in ``state``, oldest update first (work queue order)."""
@@ -209,12 +191,7 @@ class SqlOrders(SqlRoom):
 
     def counts(self) -> dict[str, int]:
         """Number of orders per state (every state present, zero included)."""
-        result = {state.value: 0 for state in OrderState}
-        with self._tx() as cur:
-            self._exec(cur, "SELECT state, COUNT(*) FROM orders GROUP BY state")
-            for state, count in cur.fetchall():
-                result[str(state)] = int(count)
-        return result
+        return self._counts_per_state(ORDER_CLAIMS)
 
     def oldest_waiting(self) -> OrderRecord | None:
         """The order in ``new``, ``ready``, ``held`` or ``failed`` waiting the longest (by the
@@ -253,10 +230,7 @@ class SqlOrders(SqlRoom):
 
     def count_in_state(self, state: OrderState) -> int:
         """Orders in ``state``: one range of the (state, updated_at) index."""
-        with self._tx() as cur:
-            self._exec(cur, "SELECT COUNT(*) FROM orders WHERE state = ?", (state.value,))
-            row = cur.fetchone()
-        return int(row[0]) if row else 0
+        return self._count("SELECT COUNT(*) FROM orders WHERE state = ?", (state.value,))
 
     def set_state(
         self,
@@ -387,32 +361,26 @@ class SqlOrders(SqlRoom):
         if expect:
             sql += f" AND state IN ({', '.join('?' for _ in expect)})"
             params += [state.value for state in expect]
-        with self._tx() as cur:
-            return self._exec(cur, sql, params) == 1
+        return self._changes_one(sql, params)
 
     def forget_document(self, woo_id: int, reason: str) -> bool:
         """A ``pushed`` order whose document no longer exists becomes ``ready`` again (its key
         kept, attempts reset). True if changed."""
         now = self._now()
-        with self._tx() as cur:
-            return (
-                self._exec(
-                    cur,
-                    "UPDATE orders SET " + _SINCE + "state = ?, reason = ?, d365_id = NULL, "
-                    "d365_number = NULL, pushed_at = NULL, write_back_pending = 0, attempts = 0, "
-                    "updated_at = ? WHERE woo_id = ? AND state = ?",
-                    (
-                        OrderState.READY.value,
-                        now,
-                        OrderState.READY.value,
-                        reason,
-                        now,
-                        woo_id,
-                        OrderState.PUSHED.value,
-                    ),
-                )
-                == 1
-            )
+        return self._changes_one(
+            "UPDATE orders SET " + _SINCE + "state = ?, reason = ?, d365_id = NULL, "
+            "d365_number = NULL, pushed_at = NULL, write_back_pending = 0, attempts = 0, "
+            "updated_at = ? WHERE woo_id = ? AND state = ?",
+            (
+                OrderState.READY.value,
+                now,
+                OrderState.READY.value,
+                reason,
+                now,
+                woo_id,
+                OrderState.PUSHED.value,
+            ),
+        )
 
     def set_write_back_done(self, woo_id: int) -> None:
         """The shop has the note and meta for this order."""
@@ -428,16 +396,10 @@ class SqlOrders(SqlRoom):
 
     def acknowledge_change(self, woo_id: int) -> bool:
         """A person saw the change after push; True if there was one to acknowledge."""
-        with self._tx() as cur:
-            return (
-                self._exec(
-                    cur,
-                    "UPDATE orders SET changed_at = NULL "
-                    "WHERE woo_id = ? AND changed_at IS NOT NULL",
-                    (woo_id,),
-                )
-                == 1
-            )
+        return self._changes_one(
+            "UPDATE orders SET changed_at = NULL WHERE woo_id = ? AND changed_at IS NOT NULL",
+            (woo_id,),
+        )
 
     def changed_after_push_ids(self) -> list[int]:
         """Orders changed in the shop after their push and not acknowledged yet."""
@@ -451,15 +413,10 @@ class SqlOrders(SqlRoom):
 
     def set_write_back_pending(self, woo_id: int) -> bool:
         """A pushed order's write-back is to be done (again) by the next push."""
-        with self._tx() as cur:
-            return (
-                self._exec(
-                    cur,
-                    "UPDATE orders SET write_back_pending = 1 WHERE woo_id = ? AND state = ?",
-                    (woo_id, OrderState.PUSHED.value),
-                )
-                == 1
-            )
+        return self._changes_one(
+            "UPDATE orders SET write_back_pending = 1 WHERE woo_id = ? AND state = ?",
+            (woo_id, OrderState.PUSHED.value),
+        )
 
     def write_back_pending_ids(self, *, limit: int | None = None) -> list[int]:
         """Pushed orders whose write-back to the shop is still to do."""
@@ -514,15 +471,8 @@ class SqlOrders(SqlRoom):
         self, state: OrderState, start: datetime | None, end: datetime
     ) -> int:
         """Orders in ``state`` last updated in ``[start, end)`` (``start`` None: no lower bound)."""
-        sql = "SELECT COUNT(*) FROM orders WHERE state = ? AND updated_at < ?"
-        params: list[Any] = [state.value, to_db_time(end)]
-        if start is not None:
-            sql += " AND updated_at >= ?"
-            params.append(to_db_time(start))
-        with self._tx() as cur:
-            self._exec(cur, sql, params)
-            row = cur.fetchone()
-        return int(row[0]) if row else 0
+        where, params = _updated_in(state, start, end)
+        return self._count(f"SELECT COUNT(*) FROM orders WHERE {where}", params)
 
     def order_raws_updated_between(
         self,
@@ -538,11 +488,8 @@ class SqlOrders(SqlRoom):
         Oldest first, at most ``limit``, continuing after the ``(updated_at, woo_id)`` key of the
         previous batch: one state per call, so the (state, updated_at) index gives the order.
         """
-        sql = "SELECT woo_id, updated_at, raw_json FROM orders WHERE state = ? AND updated_at < ?"
-        params: list[Any] = [state.value, to_db_time(end)]
-        if start is not None:
-            sql += " AND updated_at >= ?"
-            params.append(to_db_time(start))
+        where, params = _updated_in(state, start, end)
+        sql = f"SELECT woo_id, updated_at, raw_json FROM orders WHERE {where}"
         if after is not None:
             stamp = to_db_time(after[0])
             sql += " AND (updated_at > ? OR (updated_at = ? AND woo_id > ?))"
@@ -581,15 +528,11 @@ class SqlOrders(SqlRoom):
         """
         stamp = to_db_time(moment)
         pushed = OrderState.PUSHED.value
-        with self._tx() as cur:
-            self._exec(
-                cur,
-                "SELECT (SELECT COUNT(*) FROM orders WHERE state = ?) - (SELECT COUNT(*) FROM "
-                "orders WHERE state = ? AND updated_at > ? AND pushed_at > ?)",
-                (pushed, pushed, stamp, stamp),
-            )
-            row = cur.fetchone()
-        return int(row[0]) if row else 0
+        return self._count(
+            "SELECT (SELECT COUNT(*) FROM orders WHERE state = ?) - (SELECT COUNT(*) FROM "
+            "orders WHERE state = ? AND updated_at > ? AND pushed_at > ?)",
+            (pushed, pushed, stamp, stamp),
+        )
 
     def count_pushed_between(self, after: datetime, until: datetime | None = None) -> int:
         """Pushed orders with ``after < pushed_at <= until`` (no upper bound when None)."""
@@ -599,10 +542,7 @@ class SqlOrders(SqlRoom):
         if until is not None:
             sql += " AND pushed_at <= ?"
             params.append(to_db_time(until))
-        with self._tx() as cur:
-            self._exec(cur, sql, params)
-            row = cur.fetchone()
-        return int(row[0]) if row else 0
+        return self._count(sql, params)
 
     def add_event(
         self,
@@ -648,10 +588,7 @@ class SqlOrders(SqlRoom):
 
     def count_events_before(self, before: datetime) -> int:
         """Number of events recorded before ``before``."""
-        with self._tx() as cur:
-            self._exec(cur, "SELECT COUNT(*) FROM events WHERE at < ?", (to_db_time(before),))
-            row = cur.fetchone()
-        return int(row[0]) if row else 0
+        return self._count("SELECT COUNT(*) FROM events WHERE at < ?", (to_db_time(before),))
 
     def delete_events_before(self, before: datetime, *, batch: int = 5000) -> int:
         """Delete events recorded before ``before``, ``batch`` per transaction; return how many."""
@@ -670,6 +607,46 @@ class SqlOrders(SqlRoom):
                     )
             if len(ids) < batch:
                 return deleted
+
+
+def _order_filters(
+    states: list[OrderState] | None,
+    woo_ids: list[int] | None,
+    number: str | None,
+    email: str | None,
+    updated_since: datetime | None,
+) -> tuple[list[str], list[Any]]:
+    """The WHERE conditions of :meth:`SqlOrders.list_orders`, and their parameters."""
+    where: list[str] = []
+    params: list[Any] = []
+    if number is not None:
+        where.append("number = ?")
+        params.append(number)
+    if updated_since is not None:
+        where.append("updated_at >= ?")
+        params.append(to_db_time(updated_since))
+    if email is not None:
+        # A coarse text match narrows the scan; the JSON is checked after.
+        where.append("LOWER(raw_json) LIKE ? ESCAPE '!'")
+        params.append("%" + _like_escape(email.strip().lower()) + "%")
+    if states:
+        where.append(f"state IN ({marks(states)})")
+        params.extend(s.value for s in states)
+    if woo_ids is not None:
+        where.append(f"woo_id IN ({marks(woo_ids)})")
+        params.extend(woo_ids)
+    return where, params
+
+
+def _updated_in(state: OrderState, start: datetime | None, end: datetime) -> tuple[str, list[Any]]:
+    """Orders in ``state`` last updated in ``[start, end)`` (``start`` None: no lower bound):
+    one range of the (state, updated_at) index."""
+    where = "state = ? AND updated_at < ?"
+    params: list[Any] = [state.value, to_db_time(end)]
+    if start is not None:
+        where += " AND updated_at >= ?"
+        params.append(to_db_time(start))
+    return where, params
 
 
 def _like_escape(text: str) -> str:

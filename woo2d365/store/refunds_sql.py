@@ -8,9 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from woo2d365.model import OrderState
-from woo2d365.store.claims import ClaimedTable
+from woo2d365.store.claims import ClaimedRoom, ClaimedTable
 from woo2d365.store.connection import (
-    SqlRoom,
     from_db_time,
     opt_db_time,
     opt_time,
@@ -28,7 +27,7 @@ _RAW_INDEX = _COLUMNS.count(",") + 1
 REFUND_CLAIMS = ClaimedTable("refunds", "refund_id")
 
 
-class SqlRefunds(SqlRoom):
+class SqlRefunds(ClaimedRoom):
     """:class:`~woo2d365.store.refunds.RefundStore` in SQL."""
 
     def _refund_from_row(self, row: Sequence[Any], with_raw: bool) -> RefundRecord:
@@ -122,12 +121,7 @@ class SqlRefunds(SqlRoom):
 
     def refund_counts(self) -> dict[str, int]:
         """Refunds per state (every state, zeros included)."""
-        counts = {state.value: 0 for state in OrderState}
-        with self._tx() as cur:
-            self._exec(cur, "SELECT state, COUNT(*) FROM refunds GROUP BY state", ())
-            for state, count in cur.fetchall():
-                counts[str(state)] = int(count)
-        return counts
+        return self._counts_per_state(REFUND_CLAIMS)
 
     def set_refund_state(
         self,
@@ -202,44 +196,34 @@ class SqlRefunds(SqlRoom):
         ``note`` leave its posting and the shop note pending."""
 
         stamp = to_db_time(now)
-        with self._tx() as cur:
-            return (
-                self._exec(
-                    cur,
-                    "UPDATE refunds SET state = ?, d365_id = ?, d365_number = ?, "
-                    "external_number = ?, pushed_at = ?, updated_at = ?, reason = NULL, "
-                    "claimed_by = NULL, claimed_at = NULL, claim_token = NULL, "
-                    "post_pending = ?, note_pending = ? "
-                    "WHERE refund_id = ? AND state = ? AND claim_token = ?",
-                    (
-                        OrderState.PUSHED.value,
-                        d365_id,
-                        d365_number,
-                        external_number,
-                        stamp,
-                        stamp,
-                        int(post),
-                        int(note),
-                        refund_id,
-                        OrderState.PUSHING.value,
-                        token,
-                    ),
-                )
-                == 1
-            )
+        return self._changes_one(
+            "UPDATE refunds SET state = ?, d365_id = ?, d365_number = ?, "
+            "external_number = ?, pushed_at = ?, updated_at = ?, reason = NULL, "
+            "claimed_by = NULL, claimed_at = NULL, claim_token = NULL, "
+            "post_pending = ?, note_pending = ? "
+            "WHERE refund_id = ? AND state = ? AND claim_token = ?",
+            (
+                OrderState.PUSHED.value,
+                d365_id,
+                d365_number,
+                external_number,
+                stamp,
+                stamp,
+                int(post),
+                int(note),
+                refund_id,
+                OrderState.PUSHING.value,
+                token,
+            ),
+        )
 
     def set_refund_posted(self, refund_id: int, d365_number: str) -> bool:
         """The credit memo is posted (under its new number): no post pending any more."""
-        with self._tx() as cur:
-            return (
-                self._exec(
-                    cur,
-                    "UPDATE refunds SET post_pending = 0, d365_number = ?, updated_at = ? "
-                    "WHERE refund_id = ? AND post_pending = 1",
-                    (d365_number, self._now(), refund_id),
-                )
-                == 1
-            )
+        return self._changes_one(
+            "UPDATE refunds SET post_pending = 0, d365_number = ?, updated_at = ? "
+            "WHERE refund_id = ? AND post_pending = 1",
+            (d365_number, self._now(), refund_id),
+        )
 
     def set_refund_note_done(self, refund_id: int) -> None:
         """The shop note naming the credit memo is written."""

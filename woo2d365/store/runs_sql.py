@@ -111,15 +111,10 @@ class SqlRuns(SqlKeyValues):
     def renew_lock(self, name: str, holder: str, now: datetime, ttl_seconds: float) -> bool:
         """Extend a held lease; False if it was lost."""
         expires = to_db_time(now + timedelta(seconds=ttl_seconds))
-        with self._tx() as cur:
-            return (
-                self._exec(
-                    cur,
-                    "UPDATE locks SET expires_at = ? WHERE name = ? AND holder = ?",
-                    (expires, name, holder),
-                )
-                == 1
-            )
+        return self._changes_one(
+            "UPDATE locks SET expires_at = ? WHERE name = ? AND holder = ?",
+            (expires, name, holder),
+        )
 
     def release_lock(self, name: str, holder: str) -> None:
         """Give a lease back."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -18,15 +19,71 @@ from woo2d365.store.connection import (
 )
 from woo2d365.store.shipments import Fulfilment, InvoiceRecord, ShipmentReport
 
-_SHIPMENT_COLUMNS = (
-    "shipment_id, woo_id, number, posted_on, lines_json, agent, tracking, note_state, "
-    "tracking_noted, tracking_claim, modified"
+
+@dataclass(frozen=True)
+class _Ledger:
+    """A ledger table of posted documents: its columns in the record's field order, the ones a
+    new read refreshes, the ones whose change makes it refresh, and what "open" means."""
+
+    table: str
+    key: str
+    columns: tuple[str, ...]
+    read: tuple[str, ...]
+    compared: tuple[str, ...]
+    open: str
+
+
+_SHIPMENTS = _Ledger(
+    table="shipment_reports",
+    key="shipment_id",
+    columns=(
+        "shipment_id",
+        "woo_id",
+        "number",
+        "posted_on",
+        "lines_json",
+        "agent",
+        "tracking",
+        "note_state",
+        "tracking_noted",
+        "tracking_claim",
+        "modified",
+    ),
+    read=("lines_json", "agent", "tracking", "modified"),
+    compared=("lines_json", "agent", "tracking", "modified"),
+    open=(
+        "(note_state IN ('pending', 'claimed') OR (note_state = 'noted' AND "
+        "tracking <> '' AND tracking <> tracking_noted) OR woo_id IN (SELECT woo_id FROM "
+        "fulfilments WHERE complete_state = 'claimed'))"
+    ),
+)
+_INVOICES = _Ledger(
+    table="invoice_records",
+    key="invoice_id",
+    columns=(
+        "invoice_id",
+        "woo_id",
+        "number",
+        "status",
+        "currency",
+        "total_including_tax",
+        "total_excluding_tax",
+        "remaining",
+        "posted_on",
+        "note_state",
+        "meta_status",
+        "modified",
+    ),
+    read=("status", "total_including_tax", "total_excluding_tax", "remaining", "modified"),
+    compared=("status", "remaining", "modified"),
+    open="(note_state IN ('pending', 'claimed') OR meta_status <> status)",
 )
 
-_INVOICE_COLUMNS = (
-    "invoice_id, woo_id, number, status, currency, total_including_tax, total_excluding_tax, "
-    "remaining, posted_on, note_state, meta_status, modified"
-)
+
+def _column_values(record: ShipmentReport | InvoiceRecord) -> list[Any]:
+    """A record's fields in column order; the shipped lines as the JSON of ``lines_json``."""
+    values = (getattr(record, f.name) for f in fields(record))
+    return [json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for v in values]
 
 
 class SqlFulfilment(SqlRoom):
@@ -34,91 +91,18 @@ class SqlFulfilment(SqlRoom):
 
     def observe_shipments(self, reports: list[ShipmentReport]) -> None:
         """Record shipments as read; what the shop was told is kept for known ones."""
-        if not reports:
-            return
-        now = self._now()
-        insert = self.dialect.insert_ignore(
-            "shipment_reports", [c.strip() for c in _SHIPMENT_COLUMNS.split(",")] + ["updated_at"]
-        )
-        with self._tx() as cur:
-            for report in reports:
-                lines = json.dumps(report.lines, sort_keys=True)
-                self._exec(
-                    cur,
-                    insert,
-                    (
-                        report.shipment_id,
-                        report.woo_id,
-                        report.number,
-                        report.posted_on,
-                        lines,
-                        report.agent,
-                        report.tracking,
-                        report.note_state,
-                        report.tracking_noted,
-                        report.tracking_claim,
-                        report.modified,
-                        now,
-                    ),
-                )
-                self._exec(
-                    cur,
-                    "UPDATE shipment_reports SET lines_json = ?, agent = ?, tracking = ?, "
-                    "modified = ?, updated_at = ? WHERE shipment_id = ? AND (lines_json <> ? OR "
-                    "agent <> ? OR tracking <> ? OR modified <> ?)",
-                    (
-                        lines,
-                        report.agent,
-                        report.tracking,
-                        report.modified,
-                        now,
-                        report.shipment_id,
-                        lines,
-                        report.agent,
-                        report.tracking,
-                        report.modified,
-                    ),
-                )
+        self._observe(_SHIPMENTS, reports)
 
     def shipment_reports(
         self, woo_ids: list[int] | None = None, *, open_only: bool = False
     ) -> list[ShipmentReport]:
         """Recorded shipments (of these orders), by number."""
-        where = []
-        if open_only:
-            where.append(
-                "(note_state IN ('pending', 'claimed') OR (note_state = 'noted' AND "
-                "tracking <> '' AND tracking <> tracking_noted) OR woo_id IN (SELECT woo_id FROM "
-                "fulfilments WHERE complete_state = 'claimed'))"
-            )
-        rows: list[Any] = []
-        with self._tx() as cur:
-            if woo_ids is None:
-                clause = f" WHERE {' AND '.join(where)}" if where else ""
-                self._exec(cur, f"SELECT {_SHIPMENT_COLUMNS} FROM shipment_reports{clause}")
-                rows = list(cur.fetchall())
-            else:
-                for chunk in chunks(sorted(set(woo_ids))):
-                    clause = " AND ".join([f"woo_id IN ({marks(chunk)})", *where])
-                    self._exec(
-                        cur,
-                        f"SELECT {_SHIPMENT_COLUMNS} FROM shipment_reports WHERE {clause}",
-                        chunk,
-                    )
-                    rows += cur.fetchall()
-        reports = [_shipment(row) for row in rows]
+        reports = [_shipment(row) for row in self._ledger_rows(_SHIPMENTS, woo_ids, open_only)]
         return sorted(reports, key=lambda r: (r.woo_id, r.number))
 
     def set_shipment_note_state(self, shipment_id: str, state: str, *, expect: list[str]) -> bool:
         """Move a shipment's note state, only from ``expect``."""
-        with self._tx() as cur:
-            changed = self._exec(
-                cur,
-                f"UPDATE shipment_reports SET note_state = ?, updated_at = ? WHERE shipment_id = ? "
-                f"AND note_state IN ({marks(expect)})",
-                (state, self._now(), shipment_id, *expect),
-            )
-        return changed == 1
+        return self._move_note_state(_SHIPMENTS, shipment_id, state, expect)
 
     def set_tracking_note(self, shipment_id: str, *, claim: str, noted: str | None = None) -> None:
         """A tracking note claimed, or written (``noted``) with the claim cleared."""
@@ -140,87 +124,73 @@ class SqlFulfilment(SqlRoom):
 
     def observe_invoices(self, records: list[InvoiceRecord]) -> None:
         """Record invoices as read; what the shop was told is kept for known ones."""
-        if not records:
-            return
-        now = self._now()
-        insert = self.dialect.insert_ignore(
-            "invoice_records", [c.strip() for c in _INVOICE_COLUMNS.split(",")] + ["updated_at"]
-        )
-        with self._tx() as cur:
-            for record in records:
-                self._exec(
-                    cur,
-                    insert,
-                    (
-                        record.invoice_id,
-                        record.woo_id,
-                        record.number,
-                        record.status,
-                        record.currency,
-                        record.total_including_tax,
-                        record.total_excluding_tax,
-                        record.remaining,
-                        record.posted_on,
-                        record.note_state,
-                        record.meta_status,
-                        record.modified,
-                        now,
-                    ),
-                )
-                self._exec(
-                    cur,
-                    "UPDATE invoice_records SET status = ?, total_including_tax = ?, "
-                    "total_excluding_tax = ?, remaining = ?, modified = ?, updated_at = ? "
-                    "WHERE invoice_id = ? AND (status <> ? OR remaining <> ? OR modified <> ?)",
-                    (
-                        record.status,
-                        record.total_including_tax,
-                        record.total_excluding_tax,
-                        record.remaining,
-                        record.modified,
-                        now,
-                        record.invoice_id,
-                        record.status,
-                        record.remaining,
-                        record.modified,
-                    ),
-                )
+        self._observe(_INVOICES, records)
 
     def invoice_records(
         self, woo_ids: list[int] | None = None, *, open_only: bool = False
     ) -> list[InvoiceRecord]:
         """Recorded invoices (of these orders), by number."""
-        where = (
-            ["(note_state IN ('pending', 'claimed') OR meta_status <> status)"] if open_only else []
-        )
-        rows: list[Any] = []
-        with self._tx() as cur:
-            if woo_ids is None:
-                clause = f" WHERE {' AND '.join(where)}" if where else ""
-                self._exec(cur, f"SELECT {_INVOICE_COLUMNS} FROM invoice_records{clause}")
-                rows = list(cur.fetchall())
-            else:
-                for chunk in chunks(sorted(set(woo_ids))):
-                    clause = " AND ".join([f"woo_id IN ({marks(chunk)})", *where])
-                    self._exec(
-                        cur,
-                        f"SELECT {_INVOICE_COLUMNS} FROM invoice_records WHERE {clause}",
-                        chunk,
-                    )
-                    rows += cur.fetchall()
-        records = [_invoice(row) for row in rows]
+        records = [_invoice(row) for row in self._ledger_rows(_INVOICES, woo_ids, open_only)]
         return sorted(records, key=lambda r: (r.woo_id, r.number))
 
     def set_invoice_note_state(self, invoice_id: str, state: str, *, expect: list[str]) -> bool:
         """Move an invoice's note state, only from ``expect``."""
+        return self._move_note_state(_INVOICES, invoice_id, state, expect)
+
+    # -- one ledger's rows, for shipments and invoices alike -------------------------------
+    def _observe(self, ledger: _Ledger, records: Sequence[ShipmentReport | InvoiceRecord]) -> None:
+        """New documents as given; known ones get the ``read`` columns, but only when one of
+        the ``compared`` columns differs (what the shop was told is kept)."""
+        if not records:
+            return
+        now = self._now()
+        insert = self.dialect.insert_ignore(ledger.table, [*ledger.columns, "updated_at"])
+        sets = ", ".join(f"{column} = ?" for column in ledger.read)
+        changed = " OR ".join(f"{column} <> ?" for column in ledger.compared)
+        update = (
+            f"UPDATE {ledger.table} SET {sets}, updated_at = ? "
+            f"WHERE {ledger.key} = ? AND ({changed})"
+        )
         with self._tx() as cur:
-            changed = self._exec(
-                cur,
-                f"UPDATE invoice_records SET note_state = ?, updated_at = ? WHERE invoice_id = ? "
-                f"AND note_state IN ({marks(expect)})",
-                (state, self._now(), invoice_id, *expect),
-            )
-        return changed == 1
+            for record in records:
+                row = dict(zip(ledger.columns, _column_values(record), strict=True))
+                self._exec(cur, insert, [*row.values(), now])
+                self._exec(
+                    cur,
+                    update,
+                    [
+                        *(row[column] for column in ledger.read),
+                        now,
+                        row[ledger.key],
+                        *(row[column] for column in ledger.compared),
+                    ],
+                )
+
+    def _ledger_rows(
+        self, ledger: _Ledger, woo_ids: list[int] | None, open_only: bool
+    ) -> list[Any]:
+        """The ledger's rows (of these orders; ``open_only``: with something still to write)."""
+        where = [ledger.open] if open_only else []
+        select = f"SELECT {', '.join(ledger.columns)} FROM {ledger.table}"
+        rows: list[Any] = []
+        with self._tx() as cur:
+            if woo_ids is None:
+                clause = f" WHERE {' AND '.join(where)}" if where else ""
+                self._exec(cur, select + clause)
+                rows = list(cur.fetchall())
+            else:
+                for chunk in chunks(sorted(set(woo_ids))):
+                    clause = " AND ".join([f"woo_id IN ({marks(chunk)})", *where])
+                    self._exec(cur, f"{select} WHERE {clause}", chunk)
+                    rows += cur.fetchall()
+        return rows
+
+    def _move_note_state(self, ledger: _Ledger, key: str, state: str, expect: list[str]) -> bool:
+        return self._changes_one(
+            f"UPDATE {ledger.table} SET note_state = ?, updated_at = ? WHERE {ledger.key} = ? "
+            f"AND note_state IN ({marks(expect)})",
+            (state, self._now(), key, *expect),
+        )
 
     def set_invoice_meta_status(self, invoice_id: str, status: str) -> None:
         """The shop's meta entry now shows this status."""

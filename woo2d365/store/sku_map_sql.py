@@ -60,8 +60,7 @@ class SqlSkuMap(SqlRoom):
 
     def unmap_sku(self, sku: str) -> bool:
         """Remove a mapping; True if it existed."""
-        with self._tx() as cur:
-            return self._exec(cur, "DELETE FROM sku_map WHERE sku = ?", (sku,)) == 1
+        return self._changes_one("DELETE FROM sku_map WHERE sku = ?", (sku,))
 
     def sku_mapping(self, sku: str) -> SkuMapping | None:
         """One mapping."""
