@@ -112,6 +112,37 @@ class ClaimedTable:
             [sent_at, row_id, token],
         )
 
+    def mark_pushed(
+        self,
+        row_id: int,
+        document: tuple[str, str, str],
+        stamp: str,
+        *,
+        pending: dict[str, bool],
+        token: str | None,
+        expect: Sequence[OrderState] | None = None,
+    ) -> Statement:
+        """Record the Dynamics ``document`` (id, number, key) of a row: ``pushed``, its claim
+        released, the ``pending`` follow-up flags set; only while ``token`` holds it, only from
+        ``expect``."""
+        since, params = self._entering(OrderState.PUSHED, stamp)
+        flags = "".join(f", {column} = ?" for column in pending)
+        sql = (
+            f"UPDATE {self.table} SET {since}state = ?, d365_id = ?, d365_number = ?, "
+            "external_number = ?, pushed_at = ?, updated_at = ?, reason = NULL, claimed_by = NULL, "
+            f"claimed_at = NULL, claim_token = NULL{flags} WHERE {self.key} = ?"
+        )
+        params += [OrderState.PUSHED.value, *document, stamp, stamp]
+        params += [int(flag) for flag in pending.values()]
+        params.append(row_id)
+        if token is not None:
+            sql += " AND state = ? AND claim_token = ?"
+            params += [_PUSHING, token]
+        if expect:
+            sql += f" AND state IN ({marks(expect)})"
+            params += [state.value for state in expect]
+        return sql, params
+
     def in_doubt(self, older_than: str, *, order_by: str) -> Statement:
         """Keys of ``pushing`` rows claimed before ``older_than``."""
         return (

@@ -337,31 +337,16 @@ class SqlOrders(ClaimedRoom):
         """Record the Dynamics document of an order (state ``pushed``); with ``token`` only while
         that claim holds it, with ``expect`` only from those states. ``write_back`` marks the
         shop write-back pending. True if recorded."""
-        stamp = to_db_time(now)
-        sql = (
-            "UPDATE orders SET " + _SINCE + "state = ?, d365_id = ?, d365_number = ?, "
-            "external_number = ?, pushed_at = ?, updated_at = ?, reason = NULL, claimed_by = NULL, "
-            "claimed_at = NULL, claim_token = NULL, write_back_pending = ? WHERE woo_id = ?"
+        return self._changes_one(
+            *ORDER_CLAIMS.mark_pushed(
+                woo_id,
+                (d365_id, d365_number, external_number),
+                to_db_time(now),
+                pending={"write_back_pending": write_back},
+                token=token,
+                expect=expect,
+            )
         )
-        params: list[Any] = [
-            OrderState.PUSHED.value,
-            stamp,
-            OrderState.PUSHED.value,
-            d365_id,
-            d365_number,
-            external_number,
-            stamp,
-            stamp,
-            int(write_back),
-            woo_id,
-        ]
-        if token is not None:
-            sql += " AND state = ? AND claim_token = ?"
-            params += [OrderState.PUSHING.value, token]
-        if expect:
-            sql += f" AND state IN ({', '.join('?' for _ in expect)})"
-            params += [state.value for state in expect]
-        return self._changes_one(sql, params)
 
     def forget_document(self, woo_id: int, reason: str) -> bool:
         """A ``pushed`` order whose document no longer exists becomes ``ready`` again (its key
@@ -433,7 +418,6 @@ class SqlOrders(ClaimedRoom):
         self, *, external_numbers: list[str], d365_numbers: list[str], d365_ids: list[str]
     ) -> list[OrderRecord]:
         """Pushed orders whose key, Dynamics number or Dynamics id is one of these."""
-
         found: dict[int, OrderRecord] = {}
         pushed = OrderState.PUSHED.value
         with self._tx() as cur:

@@ -31,7 +31,6 @@ class SqlRefunds(ClaimedRoom):
     """:class:`~woo2d365.store.refunds.RefundStore` in SQL."""
 
     def _refund_from_row(self, row: Sequence[Any], with_raw: bool) -> RefundRecord:
-
         return RefundRecord(
             refund_id=int(row[0]),
             woo_id=int(row[1]),
@@ -60,7 +59,6 @@ class SqlRefunds(ClaimedRoom):
     ) -> bool:
         """Record a refund seen in the shop as ``new``; True if it was not known (refunds do
         not change in the shop, so a known one is left as it is)."""
-
         now = self._now()
         with self._tx() as cur:
             self._exec(cur, "SELECT 1 FROM refunds WHERE refund_id = ?", (refund_id,))
@@ -194,27 +192,14 @@ class SqlRefunds(ClaimedRoom):
     ) -> bool:
         """Record the credit memo of a refund (``pushed``) while ``token`` holds it; ``post`` and
         ``note`` leave its posting and the shop note pending."""
-
-        stamp = to_db_time(now)
         return self._changes_one(
-            "UPDATE refunds SET state = ?, d365_id = ?, d365_number = ?, "
-            "external_number = ?, pushed_at = ?, updated_at = ?, reason = NULL, "
-            "claimed_by = NULL, claimed_at = NULL, claim_token = NULL, "
-            "post_pending = ?, note_pending = ? "
-            "WHERE refund_id = ? AND state = ? AND claim_token = ?",
-            (
-                OrderState.PUSHED.value,
-                d365_id,
-                d365_number,
-                external_number,
-                stamp,
-                stamp,
-                int(post),
-                int(note),
+            *REFUND_CLAIMS.mark_pushed(
                 refund_id,
-                OrderState.PUSHING.value,
-                token,
-            ),
+                (d365_id, d365_number, external_number),
+                to_db_time(now),
+                pending={"post_pending": post, "note_pending": note},
+                token=token,
+            )
         )
 
     def set_refund_posted(self, refund_id: int, d365_number: str) -> bool:

@@ -273,7 +273,6 @@ class SqlFulfilment(SqlRoom):
         self, moment: datetime, *, limit: int = 20
     ) -> tuple[int, list[int]]:
         """Pushed orders pushed before ``moment`` with nothing shipped."""
-
         where = (
             "FROM orders o WHERE o.state = ? AND o.pushed_at < ? AND NOT EXISTS "
             "(SELECT 1 FROM fulfilments f WHERE f.woo_id = o.woo_id)"
