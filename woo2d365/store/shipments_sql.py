@@ -8,6 +8,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from woo2d365.model import OrderState
@@ -80,12 +81,6 @@ _INVOICES = _Ledger(
 )
 
 
-def _column_values(record: ShipmentReport | InvoiceRecord) -> list[Any]:
-    """A record's fields in column order; the shipped lines as the JSON of ``lines_json``."""
-    values = (getattr(record, f.name) for f in fields(record))
-    return [json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for v in values]
-
-
 class SqlFulfilment(SqlRoom):
     """:class:`~woo2d365.store.shipments.FulfilmentStore` in SQL."""
 
@@ -151,19 +146,22 @@ class SqlFulfilment(SqlRoom):
             f"UPDATE {ledger.table} SET {sets}, updated_at = ? "
             f"WHERE {ledger.key} = ? AND ({changed})"
         )
+        values = attrgetter(*(f.name for f in fields(records[0])))
+        read = [ledger.columns.index(column) for column in ledger.read]
+        compared = [ledger.columns.index(column) for column in ledger.compared]
+        key = ledger.columns.index(ledger.key)
         with self._tx() as cur:
             for record in records:
-                row = dict(zip(ledger.columns, _column_values(record), strict=True))
-                self._exec(cur, insert, [*row.values(), now])
+                # The record's fields are the columns, in order; the shipped lines go as JSON.
+                row = [
+                    json.dumps(v, sort_keys=True) if isinstance(v, dict) else v
+                    for v in values(record)
+                ]
+                self._exec(cur, insert, [*row, now])
                 self._exec(
                     cur,
                     update,
-                    [
-                        *(row[column] for column in ledger.read),
-                        now,
-                        row[ledger.key],
-                        *(row[column] for column in ledger.compared),
-                    ],
+                    [*(row[i] for i in read), now, row[key], *(row[i] for i in compared)],
                 )
 
     def _ledger_rows(
