@@ -31,7 +31,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from woo2d365.model import Line, Order, Refund
-from woo2d365.store.base import CachedItem
+from woo2d365.store.mirror import CachedItem
 
 
 @dataclass(frozen=True)

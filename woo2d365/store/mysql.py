@@ -11,8 +11,8 @@ import pymysql
 from pymysql.constants import CLIENT
 
 from woo2d365.errors import ConfigError, StoreUnavailable
+from woo2d365.store.connection import Dialect
 from woo2d365.store.migrations import Index
-from woo2d365.store.sql import Dialect
 
 
 @dataclass(frozen=True)

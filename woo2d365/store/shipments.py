@@ -1,397 +1,142 @@
-"""The store's ledgers for ``woo2d365 shipments`` (docs/architecture.md, "Shipments").
+"""The fulfilment room of the store: the ledgers of ``woo2d365 shipments`` (docs/architecture.md,
+"Shipments").
 
 ``shipment_reports`` (one row per posted Dynamics shipment), ``invoice_records`` (one per posted
 invoice) and ``fulfilments`` (one per order with a shipment) make each shop note and the status
-change happen once: a row is claimed before the shop write and recorded after it. Mixed into
-:class:`~woo2d365.store.sql.SqlStore`, whose transaction plumbing it uses.
+change happen once: a row is claimed before the shop write and recorded after it. The SQL is in
+:mod:`woo2d365.store.shipments_sql`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from woo2d365.model import OrderState
-from woo2d365.store.base import Fulfilment, InvoiceRecord, OrderRecord, ShipmentReport
-
-_CHUNK = 500
-_SHIPMENT_COLUMNS = (
-    "shipment_id, woo_id, number, posted_on, lines_json, agent, tracking, note_state, "
-    "tracking_noted, tracking_claim, modified"
-)
-_INVOICE_COLUMNS = (
-    "invoice_id, woo_id, number, status, currency, total_including_tax, total_excluding_tax, "
-    "remaining, posted_on, note_state, meta_status, modified"
-)
+from typing import Any, Protocol
 
 
-def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
+@dataclass(frozen=True)
+class ShipmentReport:
+    """A posted Dynamics shipment of a pushed order and what the shop was told about it.
+
+    ``note_state``: ``pending`` (not reported), ``claimed`` (the note was sent, its answer not
+    recorded: look in the shop's notes before sending again), ``noted``, ``skipped`` (never
+    reported: the order was cancelled in the shop). ``tracking_noted`` is the tracking number the
+    shop has been told, ``tracking_claim`` one whose note was sent without a recorded answer.
+    """
+
+    shipment_id: str
+    woo_id: int
+    number: str
+    posted_on: str  # YYYY-MM-DD
+    lines: dict[int, str]  # line sequence -> quantity shipped by this shipment (decimal text)
+    agent: str = ""
+    tracking: str = ""
+    note_state: str = "pending"
+    tracking_noted: str = ""
+    tracking_claim: str = ""
+    modified: str = ""  # Dynamics' lastModifiedDateTime, verbatim
 
 
-def _marks(values: Sequence[Any]) -> str:
-    return ", ".join("?" for _ in values)
+@dataclass(frozen=True)
+class InvoiceRecord:
+    """A posted Dynamics invoice of a pushed order, as last read, and what the shop was told."""
+
+    invoice_id: str
+    woo_id: int
+    number: str
+    status: str  # Open, Paid, Canceled, Corrective...
+    currency: str
+    total_including_tax: str
+    total_excluding_tax: str
+    remaining: str
+    posted_on: str
+    note_state: str = "pending"  # pending | claimed | noted
+    meta_status: str = ""  # the status the shop's meta entry shows ('' none yet)
+    modified: str = ""
 
 
-class ShipmentLedgers:
-    """Store methods of the shipments step; needs SqlStore's ``_tx``, ``_exec``, ``_now``."""
+@dataclass(frozen=True)
+class Fulfilment:
+    """How far a pushed order is shipped and whether its shop status was set.
 
-    dialect: Any
-    _tx: Callable[[], AbstractContextManager[Any]]
-    _exec: Callable[..., int]
-    _now: Callable[[], str]
-    _order_from_row: Callable[..., OrderRecord]
+    ``shipped``: ``partly`` or ``shipped``; ``complete_state``: ``""`` (not yet), ``claimed``
+    (the status write was sent, its answer not recorded), ``done`` or ``skipped``.
+    """
 
-    def pushed_orders_matching(
-        self, *, external_numbers: list[str], d365_numbers: list[str], d365_ids: list[str]
-    ) -> list[OrderRecord]:
-        """Pushed orders whose key, Dynamics number or Dynamics id is one of these."""
-        from woo2d365.store.sql import _ORDER_COLUMNS
+    woo_id: int
+    shipped: str
+    complete_state: str = ""
+    status_set: str = ""
 
-        found: dict[int, OrderRecord] = {}
-        pushed = OrderState.PUSHED.value
-        with self._tx() as cur:
-            for column, values in (
-                ("external_number", sorted(set(external_numbers))),
-                ("d365_number", sorted(set(d365_numbers))),
-                ("d365_id", sorted(set(d365_ids))),
-            ):
-                for chunk in _chunks(values):
-                    self._exec(
-                        cur,
-                        f"SELECT {_ORDER_COLUMNS} FROM orders WHERE state = ? AND {column} IN "
-                        f"({_marks(chunk)})",
-                        (pushed, *chunk),
-                    )
-                    for row in cur.fetchall():
-                        record = self._order_from_row(row)
-                        found[record.woo_id] = record
-        return list(found.values())
 
-    # -- shipments ---------------------------------------------------------------------------
+class FulfilmentStore(Protocol):
+    """Shipments, invoices and how far each pushed order is shipped."""
+
     def observe_shipments(self, reports: list[ShipmentReport]) -> None:
-        """Record shipments as read; what the shop was told is kept for known ones."""
-        if not reports:
-            return
-        now = self._now()
-        insert = self.dialect.insert_ignore(
-            "shipment_reports", [c.strip() for c in _SHIPMENT_COLUMNS.split(",")] + ["updated_at"]
-        )
-        with self._tx() as cur:
-            for report in reports:
-                lines = json.dumps(report.lines, sort_keys=True)
-                self._exec(
-                    cur,
-                    insert,
-                    (
-                        report.shipment_id,
-                        report.woo_id,
-                        report.number,
-                        report.posted_on,
-                        lines,
-                        report.agent,
-                        report.tracking,
-                        report.note_state,
-                        report.tracking_noted,
-                        report.tracking_claim,
-                        report.modified,
-                        now,
-                    ),
-                )
-                self._exec(
-                    cur,
-                    "UPDATE shipment_reports SET lines_json = ?, agent = ?, tracking = ?, "
-                    "modified = ?, updated_at = ? WHERE shipment_id = ? AND (lines_json <> ? OR "
-                    "agent <> ? OR tracking <> ? OR modified <> ?)",
-                    (
-                        lines,
-                        report.agent,
-                        report.tracking,
-                        report.modified,
-                        now,
-                        report.shipment_id,
-                        lines,
-                        report.agent,
-                        report.tracking,
-                        report.modified,
-                    ),
-                )
+        """Record shipments as read: new ones as given, known ones get the read fields
+        (lines, agent, tracking, modified) and keep what the shop was told."""
+        ...
 
     def shipment_reports(
         self, woo_ids: list[int] | None = None, *, open_only: bool = False
     ) -> list[ShipmentReport]:
-        """Recorded shipments (of these orders), by number."""
-        where = []
-        if open_only:
-            where.append(
-                "(note_state IN ('pending', 'claimed') OR (note_state = 'noted' AND "
-                "tracking <> '' AND tracking <> tracking_noted) OR woo_id IN (SELECT woo_id FROM "
-                "fulfilments WHERE complete_state = 'claimed'))"
-            )
-        rows: list[Any] = []
-        with self._tx() as cur:
-            if woo_ids is None:
-                clause = f" WHERE {' AND '.join(where)}" if where else ""
-                self._exec(cur, f"SELECT {_SHIPMENT_COLUMNS} FROM shipment_reports{clause}")
-                rows = list(cur.fetchall())
-            else:
-                for chunk in _chunks(sorted(set(woo_ids))):
-                    clause = " AND ".join([f"woo_id IN ({_marks(chunk)})", *where])
-                    self._exec(
-                        cur,
-                        f"SELECT {_SHIPMENT_COLUMNS} FROM shipment_reports WHERE {clause}",
-                        chunk,
-                    )
-                    rows += cur.fetchall()
-        reports = [_shipment(row) for row in rows]
-        return sorted(reports, key=lambda r: (r.woo_id, r.number))
+        """Recorded shipments (of these orders), by number; ``open_only``: those with a note,
+        a tracking note or their order's status change still to write."""
+        ...
 
     def set_shipment_note_state(self, shipment_id: str, state: str, *, expect: list[str]) -> bool:
-        """Move a shipment's note state, only from ``expect``."""
-        with self._tx() as cur:
-            changed = self._exec(
-                cur,
-                f"UPDATE shipment_reports SET note_state = ?, updated_at = ? WHERE shipment_id = ? "
-                f"AND note_state IN ({_marks(expect)})",
-                (state, self._now(), shipment_id, *expect),
-            )
-        return changed == 1
+        """Move a shipment's note state, only from ``expect``; True if moved."""
+        ...
 
     def set_tracking_note(self, shipment_id: str, *, claim: str, noted: str | None = None) -> None:
-        """A tracking note claimed, or written (``noted``) with the claim cleared."""
-        with self._tx() as cur:
-            if noted is None:
-                self._exec(
-                    cur,
-                    "UPDATE shipment_reports SET tracking_claim = ?, updated_at = ? "
-                    "WHERE shipment_id = ?",
-                    (claim, self._now(), shipment_id),
-                )
-            else:
-                self._exec(
-                    cur,
-                    "UPDATE shipment_reports SET tracking_claim = ?, tracking_noted = ?, "
-                    "updated_at = ? WHERE shipment_id = ?",
-                    (claim, noted, self._now(), shipment_id),
-                )
+        """Record a tracking note claimed (``claim``) or written (``noted``, claim cleared)."""
+        ...
 
-    # -- invoices ----------------------------------------------------------------------------
     def observe_invoices(self, records: list[InvoiceRecord]) -> None:
-        """Record invoices as read; what the shop was told is kept for known ones."""
-        if not records:
-            return
-        now = self._now()
-        insert = self.dialect.insert_ignore(
-            "invoice_records", [c.strip() for c in _INVOICE_COLUMNS.split(",")] + ["updated_at"]
-        )
-        with self._tx() as cur:
-            for record in records:
-                self._exec(
-                    cur,
-                    insert,
-                    (
-                        record.invoice_id,
-                        record.woo_id,
-                        record.number,
-                        record.status,
-                        record.currency,
-                        record.total_including_tax,
-                        record.total_excluding_tax,
-                        record.remaining,
-                        record.posted_on,
-                        record.note_state,
-                        record.meta_status,
-                        record.modified,
-                        now,
-                    ),
-                )
-                self._exec(
-                    cur,
-                    "UPDATE invoice_records SET status = ?, total_including_tax = ?, "
-                    "total_excluding_tax = ?, remaining = ?, modified = ?, updated_at = ? "
-                    "WHERE invoice_id = ? AND (status <> ? OR remaining <> ? OR modified <> ?)",
-                    (
-                        record.status,
-                        record.total_including_tax,
-                        record.total_excluding_tax,
-                        record.remaining,
-                        record.modified,
-                        now,
-                        record.invoice_id,
-                        record.status,
-                        record.remaining,
-                        record.modified,
-                    ),
-                )
+        """Record invoices as read: new ones as given, known ones get status, amounts, modified."""
+        ...
 
     def invoice_records(
         self, woo_ids: list[int] | None = None, *, open_only: bool = False
     ) -> list[InvoiceRecord]:
-        """Recorded invoices (of these orders), by number."""
-        where = (
-            ["(note_state IN ('pending', 'claimed') OR meta_status <> status)"] if open_only else []
-        )
-        rows: list[Any] = []
-        with self._tx() as cur:
-            if woo_ids is None:
-                clause = f" WHERE {' AND '.join(where)}" if where else ""
-                self._exec(cur, f"SELECT {_INVOICE_COLUMNS} FROM invoice_records{clause}")
-                rows = list(cur.fetchall())
-            else:
-                for chunk in _chunks(sorted(set(woo_ids))):
-                    clause = " AND ".join([f"woo_id IN ({_marks(chunk)})", *where])
-                    self._exec(
-                        cur,
-                        f"SELECT {_INVOICE_COLUMNS} FROM invoice_records WHERE {clause}",
-                        chunk,
-                    )
-                    rows += cur.fetchall()
-        records = [_invoice(row) for row in rows]
-        return sorted(records, key=lambda r: (r.woo_id, r.number))
+        """Recorded invoices (of these orders), by number; ``open_only``: with a note or a meta
+        entry still to write."""
+        ...
 
     def set_invoice_note_state(self, invoice_id: str, state: str, *, expect: list[str]) -> bool:
-        """Move an invoice's note state, only from ``expect``."""
-        with self._tx() as cur:
-            changed = self._exec(
-                cur,
-                f"UPDATE invoice_records SET note_state = ?, updated_at = ? WHERE invoice_id = ? "
-                f"AND note_state IN ({_marks(expect)})",
-                (state, self._now(), invoice_id, *expect),
-            )
-        return changed == 1
+        """Move an invoice's note state, only from ``expect``; True if moved."""
+        ...
 
     def set_invoice_meta_status(self, invoice_id: str, status: str) -> None:
         """The shop's meta entry now shows this status."""
-        with self._tx() as cur:
-            self._exec(
-                cur,
-                "UPDATE invoice_records SET meta_status = ?, updated_at = ? WHERE invoice_id = ?",
-                (status, self._now(), invoice_id),
-            )
+        ...
 
-    # -- fulfilments -------------------------------------------------------------------------
     def fulfilments(self, woo_ids: list[int]) -> dict[int, Fulfilment]:
-        """How far these orders are shipped."""
-        found: dict[int, Fulfilment] = {}
-        with self._tx() as cur:
-            for chunk in _chunks(sorted(set(woo_ids))):
-                self._exec(
-                    cur,
-                    "SELECT woo_id, shipped, complete_state, status_set FROM fulfilments "
-                    f"WHERE woo_id IN ({_marks(chunk)})",
-                    chunk,
-                )
-                for row in cur.fetchall():
-                    found[int(row[0])] = Fulfilment(
-                        int(row[0]), str(row[1]), str(row[2]), str(row[3])
-                    )
-        return found
+        """How far these orders are shipped (orders without a shipment are absent)."""
+        ...
 
     def save_fulfilment(
         self, record: Fulfilment, *, expect_complete: list[str] | None = None
     ) -> bool:
-        """Store an order's fulfilment (conditionally on its complete state)."""
-        now = self._now()
-        with self._tx() as cur:
-            self._exec(
-                cur,
-                "SELECT complete_state FROM fulfilments WHERE woo_id = ?",
-                (record.woo_id,),
-            )
-            row = cur.fetchone()
-            current = "" if row is None else str(row[0])
-            if expect_complete is not None and current not in expect_complete:
-                return False
-            if row is None:
-                self._exec(
-                    cur,
-                    "INSERT INTO fulfilments (woo_id, shipped, complete_state, status_set, "
-                    "updated_at) VALUES (?, ?, ?, ?, ?)",
-                    (record.woo_id, record.shipped, record.complete_state, record.status_set, now),
-                )
-            else:
-                self._exec(
-                    cur,
-                    "UPDATE fulfilments SET shipped = ?, complete_state = ?, status_set = ?, "
-                    "updated_at = ? WHERE woo_id = ? AND complete_state = ?",
-                    (
-                        record.shipped,
-                        record.complete_state,
-                        record.status_set,
-                        now,
-                        record.woo_id,
-                        current,
-                    ),
-                )
-        return True
+        """Store an order's fulfilment; with ``expect_complete`` only while its complete state
+        is one of those (absent counts as ``""``). True if stored."""
+        ...
 
     def fulfilment_counts(self) -> dict[str, int]:
         """``shipped``, ``partly_shipped`` and ``invoiced`` pushed orders."""
-        with self._tx() as cur:
-            self._exec(cur, "SELECT shipped, COUNT(*) FROM fulfilments GROUP BY shipped")
-            per = {str(row[0]): int(row[1]) for row in cur.fetchall()}
-            self._exec(cur, "SELECT COUNT(DISTINCT woo_id) FROM invoice_records")
-            row = cur.fetchone()
-        return {
-            "shipped": per.get("shipped", 0),
-            "partly_shipped": per.get("partly", 0),
-            "invoiced": int(row[0]) if row else 0,
-        }
+        ...
 
     def unshipped_pushed_before(
         self, moment: datetime, *, limit: int = 20
     ) -> tuple[int, list[int]]:
-        """Pushed orders pushed before ``moment`` with nothing shipped."""
-        from woo2d365.store.sql import to_db_time
-
-        where = (
-            "FROM orders o WHERE o.state = ? AND o.pushed_at < ? AND NOT EXISTS "
-            "(SELECT 1 FROM fulfilments f WHERE f.woo_id = o.woo_id)"
-        )
-        params = (OrderState.PUSHED.value, to_db_time(moment))
-        with self._tx() as cur:
-            self._exec(cur, f"SELECT COUNT(*) {where}", params)
-            row = cur.fetchone()
-            self._exec(
-                cur, f"SELECT o.woo_id {where} ORDER BY o.pushed_at LIMIT {int(limit)}", params
-            )
-            ids = [int(r[0]) for r in cur.fetchall()]
-        return (int(row[0]) if row else 0), ids
+        """Pushed orders pushed before ``moment`` with nothing shipped: how many, and some ids."""
+        ...
 
 
-def _shipment(row: Sequence[Any]) -> ShipmentReport:
-    lines = {int(k): str(v) for k, v in json.loads(str(row[4]) or "{}").items()}
-    return ShipmentReport(
-        shipment_id=str(row[0]),
-        woo_id=int(row[1]),
-        number=str(row[2]),
-        posted_on=str(row[3]),
-        lines=lines,
-        agent=str(row[5]),
-        tracking=str(row[6]),
-        note_state=str(row[7]),
-        tracking_noted=str(row[8]),
-        tracking_claim=str(row[9]),
-        modified=str(row[10]),
-    )
+def __getattr__(name: str) -> Any:
+    """``ShipmentLedgers``: the former name of :mod:`woo2d365.store.shipments_sql`'s class."""
+    if name == "ShipmentLedgers":
+        from woo2d365.store.shipments_sql import SqlFulfilment
 
-
-def _invoice(row: Sequence[Any]) -> InvoiceRecord:
-    return InvoiceRecord(
-        invoice_id=str(row[0]),
-        woo_id=int(row[1]),
-        number=str(row[2]),
-        status=str(row[3]),
-        currency=str(row[4]),
-        total_including_tax=str(row[5]),
-        total_excluding_tax=str(row[6]),
-        remaining=str(row[7]),
-        posted_on=str(row[8]),
-        note_state=str(row[9]),
-        meta_status=str(row[10]),
-        modified=str(row[11]),
-    )
+        return SqlFulfilment
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

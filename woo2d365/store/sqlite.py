@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from woo2d365.errors import StoreUnavailable
+from woo2d365.store.connection import Dialect
 from woo2d365.store.migrations import Index
-from woo2d365.store.sql import Dialect
 
 # sqlite3 raises its bare DatabaseError for a file that is not a database or is corrupt. That is
 # the store being unusable (exit 3, state.url named), not a bug of the tool (exit 70).

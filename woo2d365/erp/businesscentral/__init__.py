@@ -19,7 +19,7 @@ from woo2d365.erp.businesscentral.target import BusinessCentralTarget
 from woo2d365.errors import ConfigError
 from woo2d365.retries import RetryPolicy
 from woo2d365.settings import Settings
-from woo2d365.store.base import StateStore
+from woo2d365.store.mirror import DynamicsMirror
 
 __all__ = [
     "BusinessCentralClient",
@@ -45,7 +45,7 @@ def require_dynamics_settings(settings: Settings) -> None:
 
 def open_target(
     settings: Settings,
-    store: StateStore,
+    store: DynamicsMirror,
     *,
     tokens: TokenProvider | None = None,
     retry: RetryPolicy | None = None,

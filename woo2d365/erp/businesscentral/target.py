@@ -50,7 +50,8 @@ from woo2d365.errors import (
 from woo2d365.logs import mask_contact
 from woo2d365.model import Line, Order, Refund
 from woo2d365.settings import Settings
-from woo2d365.store.base import CachedCustomer, CachedItem, StateStore
+from woo2d365.store.mirror import CachedCustomer, CachedItem, DynamicsMirror
+from woo2d365.store.runs import KeyValues
 
 log = logging.getLogger("woo2d365.dynamics")
 
@@ -76,7 +77,7 @@ class BusinessCentralTarget:
     def __init__(
         self,
         settings: Settings,
-        store: StateStore,
+        store: DynamicsMirror,
         client: BusinessCentralClient,
         *,
         clock: Clock = utc_now,
@@ -541,7 +542,7 @@ class _CustomerSend:
     The store key is a hash, not the e-mail address.
     """
 
-    def __init__(self, store: StateStore, email_key: str, clock: Callable[[], datetime]) -> None:
+    def __init__(self, store: KeyValues, email_key: str, clock: Callable[[], datetime]) -> None:
         digest = hashlib.sha256(email_key.encode("utf-8")).hexdigest()[:32]
         self.key = f"{CUSTOMER_SENT_PREFIX}{digest}"
         self.store = store
@@ -580,7 +581,7 @@ class _CustomerSend:
 class ItemOverlay:
     """Freshly fetched items over the stored mirror, without writing them (dry runs)."""
 
-    def __init__(self, store: StateStore, fetched: list[CachedItem], *, replace: bool) -> None:
+    def __init__(self, store: DynamicsMirror, fetched: list[CachedItem], *, replace: bool) -> None:
         self._store = store
         self._fetched = {item.number: item for item in fetched}
         self._replace = replace  # a full fetch: what it did not return does not exist

@@ -15,7 +15,7 @@ from woo2d365.erp.financeoperations.client import FinanceOperationsClient
 from woo2d365.erp.financeoperations.target import FinanceOperationsTarget
 from woo2d365.retries import RetryPolicy
 from woo2d365.settings import DynamicsSettings, Settings
-from woo2d365.store.base import StateStore
+from woo2d365.store.mirror import MirrorAndSkuMap
 
 __all__ = [
     "REQUIRED_KEYS",
@@ -54,7 +54,7 @@ def open_client(
 
 def open_target(
     settings: Settings,
-    store: StateStore,
+    store: MirrorAndSkuMap,
     *,
     tokens: TokenProvider | None = None,
     retry: RetryPolicy | None = None,

@@ -76,7 +76,7 @@ from woo2d365.errors import (
 from woo2d365.logs import mask_contact
 from woo2d365.model import Line, Order, Refund
 from woo2d365.settings import Settings
-from woo2d365.store.base import CachedItem, StateStore
+from woo2d365.store.mirror import CachedItem, MirrorAndSkuMap
 
 log = logging.getLogger("woo2d365.dynamics")
 
@@ -93,11 +93,12 @@ class FinanceOperationsTarget(BusinessCentralTarget):
     """Sales orders in one F&O legal entity; one instance per run, thread-safe."""
 
     display_name = "Dynamics 365"
+    store: MirrorAndSkuMap  # the item lookups between full reads read the SKU map too
 
     def __init__(
         self,
         settings: Settings,
-        store: StateStore,
+        store: MirrorAndSkuMap,
         client: FinanceOperationsClient,
         *,
         clock: Clock = utc_now,
