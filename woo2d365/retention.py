@@ -32,7 +32,7 @@ from typing import Any
 
 from woo2d365.errors import UsageError
 from woo2d365.model import OrderState
-from woo2d365.monitoring import parse_duration
+from woo2d365.monitoring.durations import parse_duration
 from woo2d365.shop.mapping import PRUNED_MARK, content_fingerprint
 from woo2d365.store.base import StateStore
 
