@@ -26,13 +26,14 @@ reads orders that reached the cut-off since; an order that changed meanwhile has
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from woo2d365.errors import UsageError
 from woo2d365.model import OrderState
-from woo2d365.monitoring import parse_duration
+from woo2d365.monitoring.durations import parse_duration
 from woo2d365.shop.mapping import PRUNED_MARK, content_fingerprint
 from woo2d365.store.base import StateStore
 
@@ -104,28 +105,30 @@ def scrub_order(raw: dict[str, Any], now: datetime) -> dict[str, Any]:
         fingerprint = content_fingerprint(raw)
     clean = copy.deepcopy(raw)
     for part in ("billing", "shipping"):
-        address = clean.get(part)
-        if isinstance(address, dict):
-            for name in ADDRESS_FIELDS:
-                if name in address:
-                    address[name] = ""
-    for name in ORDER_FIELDS:
-        if name in clean:
-            clean[name] = ""
+        _blank(clean.get(part), ADDRESS_FIELDS)
+    _blank(clean, ORDER_FIELDS)
     _scrub_meta(clean.get("meta_data"), keep_own=True)
     for key in ("line_items", "shipping_lines", "fee_lines", "coupon_lines", "tax_lines"):
-        lines = clean.get(key)
-        if isinstance(lines, list):
-            for line in lines:
-                if isinstance(line, dict):
-                    _scrub_meta(line.get("meta_data"), keep_own=True)
-    refunds = clean.get("refunds")
-    if isinstance(refunds, list):
-        for refund in refunds:
-            if isinstance(refund, dict) and "reason" in refund:
-                refund["reason"] = ""
+        for line in _dicts(clean.get(key)):
+            _scrub_meta(line.get("meta_data"), keep_own=True)
+    for refund in _dicts(clean.get("refunds")):
+        _blank(refund, ("reason",))
     clean[PRUNED_MARK] = {"at": now.astimezone(UTC).isoformat(), "fingerprint": fingerprint}
     return clean
+
+
+def _blank(data: Any, names: Iterable[str]) -> None:
+    """Empty the fields ``names`` of ``data`` that it has (nothing when it is not an object)."""
+    if not isinstance(data, dict):
+        return
+    for name in names:
+        if name in data:
+            data[name] = ""
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects of a JSON list (none when ``value`` is not a list)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _scrub_meta(meta: Any, *, keep_own: bool) -> None:

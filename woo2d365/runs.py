@@ -1,7 +1,8 @@
-"""Command-level operations: one function per command, each with its run record and summary.
+"""Command-level operations: one function per command, each with its run record.
 
 The CLI parses options and renders what these return; everything that decides lives in the
-pipeline steps these call.
+pipeline steps these call. The lines printed afterwards are in :mod:`woo2d365.summaries`, the dry
+run of ``sync`` in :mod:`woo2d365.preview` (both re-exported here).
 """
 
 from __future__ import annotations
@@ -9,16 +10,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from woo2d365.errors import RUN_OUTCOME_OF_EXIT, ExitCode, LockHeld, OrderDataError, UsageError
-from woo2d365.model import OrderState
+from woo2d365.errors import RUN_OUTCOME_OF_EXIT, ExitCode, LockHeld, UsageError
 from woo2d365.pipeline import retry as retry_step
 from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.followup import FollowUpOptions, FollowUpResult, is_enabled, step_function
-from woo2d365.pipeline.pull import PullResult, not_taken_reason, pull, window_start
+from woo2d365.pipeline.pull import PullResult, pull
 from woo2d365.pipeline.push import PushResult, push
 from woo2d365.pipeline.reconcile import ReconcileReport, reconcile
 from woo2d365.pipeline.resolve import (
@@ -29,14 +29,43 @@ from woo2d365.pipeline.resolve import (
     resolve_skip,
 )
 from woo2d365.pipeline.sync import LOCK_NAME, SyncResult, run_lock, sync
-from woo2d365.pipeline.validate import (
-    ValidateResult,
-    problems_of,
-    refresh_item_mirror,
-    validate,
-)
+from woo2d365.pipeline.validate import ValidateResult, validate
+from woo2d365.preview import Preview, preview
 from woo2d365.runtime import Runtime
-from woo2d365.shop.mapping import order_from_shop
+from woo2d365.summaries import (
+    SUMMARY_NAMES,
+    named_orders,
+    pull_summary,
+    push_summary,
+    reconcile_summary,
+    retry_summary,
+    sync_summary,
+    validate_summary,
+)
+
+__all__ = [
+    "SUMMARY_NAMES",
+    "Preview",
+    "RetryOutcome",
+    "named_orders",
+    "parse_since",
+    "preview",
+    "pull_summary",
+    "push_summary",
+    "reconcile_summary",
+    "retry_summary",
+    "run_ack",
+    "run_follow_up",
+    "run_pull",
+    "run_push",
+    "run_reconcile",
+    "run_resolve",
+    "run_retry",
+    "run_sync",
+    "run_validate",
+    "sync_summary",
+    "validate_summary",
+]
 
 
 def parse_since(value: str | None, *, option: str = "--since") -> datetime | None:
@@ -331,192 +360,3 @@ def run_ack(runtime: Runtime, woo_id: int) -> Resolved:
         done = acknowledge(ctx, woo_id)
         record.update(outcome="ok", counts={"acknowledged": 1})
     return done
-
-
-def reconcile_summary(report: ReconcileReport) -> list[str]:
-    """What reconcile found, a line per finding and one in all."""
-    lines = [
-        f"{name}: order {f.woo_id if f.woo_id is not None else '-'} "
-        f"{f.external_document_number} {', '.join(f.d365_numbers) or '-'}: {f.detail}"
-        for name, items in report.found.items()
-        for f in items
-    ]
-    counts = ", ".join(
-        f"{len(items)} {name.replace('_', ' ')}" for name, items in report.found.items()
-    )
-    lines.append(
-        f"reconcile: {report.orders_compared} orders, {report.documents_read} documents; {counts}"
-        + (
-            f"; fixed: {len(report.adopted)} adopted, {len(report.write_backs_queued)} write-backs "
-            "queued"
-            if report.adopted or report.write_backs_queued
-            else ""
-        )
-    )
-    return lines
-
-
-@dataclass
-class Preview:
-    """What ``sync --dry-run`` would do, one line per order."""
-
-    lines: list[str] = field(default_factory=list)
-    would_create: int = 0
-    would_hold: int = 0
-
-    @property
-    def exit_code(self) -> ExitCode:
-        """1 when an order would be held."""
-        return ExitCode.ATTENTION if self.would_hold else ExitCode.OK
-
-
-def preview(runtime: Runtime, *, limit: int | None = None) -> Preview:
-    """Read both systems, write nothing: which sales orders a sync would create, which it holds."""
-    ctx = runtime.context()
-    settings = runtime.settings
-    shop, erp = runtime.shop(), runtime.erp()
-    result = Preview()
-    try:
-        refresh = refresh_item_mirror(ctx, erp, [], dry_run=True)
-        items = refresh.items if refresh is not None else None
-        after = window_start(ctx)
-        candidates: dict[int, dict[str, Any]] = {}
-        for record in ctx.store.list_orders(
-            states=[OrderState.NEW, OrderState.READY, OrderState.HELD], with_raw=True
-        ):
-            candidates[record.woo_id] = record.raw or {}
-        for page in shop.iter_orders_modified_after(after):
-            for raw in page.orders:
-                known = ctx.store.get_order(int(raw.get("id", 0)))
-                if known is None and not_taken_reason(settings.woocommerce, raw) is not None:
-                    continue  # a real pull would not take it either
-                if known is None or known.state in (
-                    OrderState.NEW,
-                    OrderState.READY,
-                    OrderState.HELD,
-                    OrderState.FAILED,
-                ):
-                    candidates[int(raw["id"])] = raw
-        for woo_id in sorted(candidates):
-            if limit is not None and result.would_create >= limit:
-                break
-            raw = candidates[woo_id]
-            if not settings.woocommerce.takes(str(raw.get("status", ""))):
-                continue
-            try:
-                order = order_from_shop(raw)
-                number = erp.external_number(order)
-            except OrderDataError as exc:
-                result.would_hold += 1
-                result.lines.append(f"order {woo_id}: would be held: {exc.message}")
-                continue
-            resolution = problems_of(ctx, erp, order, items=items)
-            if resolution.problems:
-                result.would_hold += 1
-                result.lines.append(
-                    f"order {woo_id}: would be held: {'; '.join(resolution.problems)}"
-                )
-                continue
-            result.would_create += 1
-            result.lines.append(
-                f"would create sales order {number} (order {woo_id}, {len(order.lines)} lines, "
-                f"total {order.total} {order.currency})"
-            )
-    finally:
-        erp.close()
-    result.lines.append(
-        f"dry run: {result.would_create} sales orders would be created, "
-        f"{result.would_hold} orders held; nothing was written"
-    )
-    return result
-
-
-def pull_summary(result: PullResult) -> str:
-    """One line about a pull."""
-    return (
-        f"pull: {result.fetched} fetched, {result.new} new, {result.updated} updated, "
-        f"{result.skipped} skipped, {result.changed_after_push} changed after push"
-    )
-
-
-def validate_summary(result: ValidateResult) -> str:
-    """One line about a validate."""
-    return (
-        f"validate: {len(result.ready)} ready, {len(result.held)} held "
-        f"({len(result.released)} released)"
-    )
-
-
-def push_summary(result: PushResult) -> str:
-    """One line about a push."""
-    adopted = f" ({len(result.adopted)} already in Dynamics)" if result.adopted else ""
-    line = (
-        f"push: {result.in_dynamics} pushed{adopted}, {len(result.failed)} failed, "
-        f"{len(result.held)} held, {len(result.in_doubt)} in doubt, "
-        f"{len(result.retry_later)} to retry"
-    )
-    if result.unreachable:
-        line += f"; Dynamics unreachable: {result.unreachable}"
-    return line
-
-
-def sync_summary(result: SyncResult) -> str:
-    """The one line cron mails: what each step did, and what needs attention."""
-    parts = [f"sync run {result.run_id}:"]
-    if result.pull is not None:
-        parts.append(f"pulled {result.pull.new} new, {result.pull.updated} updated;")
-    if result.validate is not None:
-        parts.append(f"{len(result.validate.ready)} ready, {len(result.validate.held)} held;")
-    if result.push is not None:
-        parts.append(f"{result.push.in_dynamics} pushed, {len(result.push.failed)} failed;")
-    for problem in (result.shop_problem, result.dynamics_problem):
-        if problem:
-            parts.append(problem + ";")
-    if result.config_problem is not None:
-        parts.append(f"{result.config_problem};")
-    parts.append(f"outcome {result.outcome}")
-    line = " ".join(parts)
-    problems: dict[str, dict[int, str]] = {"held": {}, "failed": {}}
-    if result.validate is not None:
-        problems["held"].update(result.validate.held)
-    if result.push is not None:
-        problems["held"].update(result.push.held)
-        problems["failed"].update(result.push.failed)
-    for name, orders in problems.items():
-        if orders:
-            line += "\n" + named_orders(name, orders)
-    for step in result.follow_ups.values():
-        line += "\n" + step.summary()
-        for item in step.attention[:SUMMARY_NAMES]:
-            line += f"\n  {item}"
-        if len(step.attention) > SUMMARY_NAMES:
-            line += f"\n  and {len(step.attention) - SUMMARY_NAMES} more"
-    return line
-
-
-SUMMARY_NAMES = 5  # orders named in a summary, then "and N more"
-
-
-def named_orders(what: str, orders: dict[int, str]) -> str:
-    """``held: 7 orders (woo2d365 status --state held)`` and one line per order, up to
-    :data:`SUMMARY_NAMES`, then ``and N more``."""
-    count = len(orders)
-    lines = [f"{what}: {count} order{'s' if count != 1 else ''} (woo2d365 status --state {what})"]
-    shown = sorted(orders.items())[:SUMMARY_NAMES]
-    lines += [f"  order {woo_id}: {reason}" for woo_id, reason in shown]
-    if count > len(shown):
-        lines.append(f"  and {count - len(shown)} more")
-    return "\n".join(lines)
-
-
-def retry_summary(outcome: RetryOutcome) -> str:
-    """One line about a retry."""
-    line = f"retry: {len(outcome.retried)} reset, {len(outcome.refused)} not retried"
-    validated = outcome.validated
-    if validated is not None:
-        line += f"; validated: {len(validated.ready)} ready, {len(validated.held)} still held"
-    if outcome.pushed is not None:
-        line += "; " + push_summary(outcome.pushed)
-    if validated is not None and validated.held:
-        line += "\n" + named_orders("held", validated.held)
-    return line

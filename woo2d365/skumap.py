@@ -5,12 +5,17 @@ from __future__ import annotations
 import csv
 import getpass
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from woo2d365.errors import UsageError
 from woo2d365.store.base import SkuMapping, StateStore, UpsertOutcome
+
+if TYPE_CHECKING:
+    from _csv import Reader
 
 ITEM_NUMBER_MAX = 20  # Business Central Item "No." is Code[20]
 SKU_MAX = 191
@@ -110,51 +115,13 @@ def import_csv(store: StateStore, path: Path, now: datetime) -> ImportReport:
     rows: list[tuple[str, str, str]] = []
     with handle:
         reader = csv.reader(handle)
-        try:
-            header = next(reader, None)
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise UsageError(f"{path} line 1: {exc}") from None
-        if header is None:
-            raise UsageError(f"{path} is empty; expected the header sku,item_number[,note]")
-        names = tuple(h.strip().lower() for h in header)
-        if names not in (CSV_HEADER[:2], CSV_HEADER):
-            raise UsageError(
-                f"{path} line 1: header must be sku,item_number or sku,item_number,note "
-                f"(found {','.join(header)})"
-            )
+        fields = len(_read_header(reader, path))
         first_line_of: dict[str, tuple[int, str]] = {}
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except (csv.Error, UnicodeDecodeError) as exc:
-                report.rejected.append((reader.line_num, f"unreadable line: {exc}"))
-                continue
-            line = reader.line_num
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) not in (2, 3) or (len(row) == 3 and len(names) == 2):
-                report.rejected.append((line, f"expected {len(names)} fields, found {len(row)}"))
-                continue
-            sku, item = row[0], row[1]
-            note = row[2] if len(row) == 3 else ""
-            problem = check_mapping(sku, item, note)
-            if problem:
-                report.rejected.append((line, problem))
-                continue
-            item = normalise_item_number(item)
-            earlier = first_line_of.get(sku)
-            if earlier is not None:
-                if earlier[1] != item:
-                    report.rejected.append(
-                        (line, f"SKU {sku} already mapped to {earlier[1]} on line {earlier[0]}")
-                    )
-                else:
-                    report.unchanged += 1
-                continue
-            first_line_of[sku] = (line, item)
-            rows.append((sku, item, note))
+        for line, row in _data_rows(reader, report):
+            mapping = _mapping_of(line, row, fields, first_line_of, report)
+            if mapping is not None:
+                first_line_of[mapping[0]] = (line, mapping[1])
+                rows.append(mapping)
     for outcome in store.map_skus(rows, current_operator(), now) if rows else []:
         if outcome == "added":
             report.added += 1
@@ -163,6 +130,68 @@ def import_csv(store: StateStore, path: Path, now: datetime) -> ImportReport:
         else:
             report.unchanged += 1
     return report
+
+
+def _read_header(reader: Reader, path: Path) -> tuple[str, ...]:
+    """The header's column names; :class:`UsageError` unless it is ``sku,item_number[,note]``."""
+    try:
+        header = next(reader, None)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path} line 1: {exc}") from None
+    if header is None:
+        raise UsageError(f"{path} is empty; expected the header sku,item_number[,note]")
+    names = tuple(h.strip().lower() for h in header)
+    if names not in (CSV_HEADER[:2], CSV_HEADER):
+        raise UsageError(
+            f"{path} line 1: header must be sku,item_number or sku,item_number,note "
+            f"(found {','.join(header)})"
+        )
+    return names
+
+
+def _data_rows(reader: Reader, report: ImportReport) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, row)`` of each line that is not blank; unreadable ones are rejected."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, UnicodeDecodeError) as exc:
+            report.rejected.append((reader.line_num, f"unreadable line: {exc}"))
+            continue
+        if row and any(cell.strip() for cell in row):
+            yield reader.line_num, row
+
+
+def _mapping_of(
+    line: int,
+    row: list[str],
+    fields: int,
+    first_line_of: dict[str, tuple[int, str]],
+    report: ImportReport,
+) -> tuple[str, str, str] | None:
+    """``(sku, item number, note)`` of a line to import; None when it is rejected or repeats
+    an earlier line (counted in ``report``)."""
+    if len(row) not in (2, 3) or (len(row) == 3 and fields == 2):
+        report.rejected.append((line, f"expected {fields} fields, found {len(row)}"))
+        return None
+    sku, item = row[0], row[1]
+    note = row[2] if len(row) == 3 else ""
+    problem = check_mapping(sku, item, note)
+    if problem:
+        report.rejected.append((line, problem))
+        return None
+    item = normalise_item_number(item)
+    earlier = first_line_of.get(sku)
+    if earlier is None:
+        return sku, item, note
+    if earlier[1] != item:
+        report.rejected.append(
+            (line, f"SKU {sku} already mapped to {earlier[1]} on line {earlier[0]}")
+        )
+    else:
+        report.unchanged += 1
+    return None
 
 
 def export_csv(store: StateStore, path: Path) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import RunCli
+from tests.fixtures.cli import unexpected_tracebacks
 from woo2d365.errors import Woo2D365Error
 from woo2d365.settings import load_settings
 
@@ -47,7 +48,9 @@ def test_broken_toml_and_a_missing_file_are_one_line(run_cli: RunCli, tmp_path: 
         result = run_cli("status", config=config)
         assert result.exit_code == 2
         assert len(result.stderr.strip().splitlines()) == 1
-        assert "Traceback" not in result.stderr
+        verbose = run_cli("-v", "status", config=config)  # -v would show a bug's traceback
+        assert verbose.exit_code == 2, verbose.stderr
+        assert not unexpected_tracebacks(verbose.stderr), verbose.stderr
 
 
 def test_environment_overrides_the_file(

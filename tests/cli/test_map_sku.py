@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from tests.cli.conftest import RunCli
+from tests.fixtures.cli import unexpected_tracebacks
 from woo2d365.store import open_store
 from woo2d365.store.base import CachedItem
 
@@ -46,7 +47,9 @@ def test_invalid_values_are_refused_with_one_line_and_exit_2(run_cli: RunCli) ->
         assert result.exit_code == 2
         assert expected in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
-        assert "Traceback" not in result.stderr
+        verbose = run_cli("-v", "map-sku", "add", *args)  # -v would show a bug's traceback
+        assert verbose.exit_code == 2, verbose.stderr
+        assert not unexpected_tracebacks(verbose.stderr), verbose.stderr
     assert json.loads(run_cli("map-sku", "list", "--json").stdout) == []
 
 

@@ -38,7 +38,7 @@ def test_a_held_order_alerts_once_and_its_fix_sends_a_recovery(
         assert f"woo2d365 map-sku add {unmapped.product.sku} ITEM" in sink.texts[0]
 
     again = run_woo2d365(sandbox, "sync")
-    assert again.exit_code in (0, 1), again.stderr
+    assert again.exit_code == 0, again.stderr  # held before: no news
     assert len(smtp.mails) == 1 and len(sink.bodies) == 1, "the same condition is not repeated"
 
     for unmapped in UNMAPPED:
@@ -49,7 +49,7 @@ def test_a_held_order_alerts_once_and_its_fix_sends_a_recovery(
             == 0
         )
     fixed = run_woo2d365(sandbox, "sync")
-    assert fixed.exit_code in (0, 1), fixed.stderr
+    assert fixed.exit_code == 0, fixed.stderr
     assert len(smtp.mails) == 2 and len(sink.bodies) == 2, "one recovery digest"
     recovery = smtp.mails[1].message.get_content()
     assert "no longer held" in recovery
@@ -75,7 +75,7 @@ def test_three_syncs_started_at_once_one_works_the_others_exit_4(sandbox: Sandbo
     for proc in procs:
         proc.communicate(timeout=120)
         codes.append(proc.returncode)
-    assert codes.count(4) == 2 and sum(c in (0, 1) for c in codes) == 1, codes
+    assert sorted(codes) == [1, 4, 4], codes  # the one that works holds the unmapped orders
     assert time.monotonic() - started < 120
     numbers = Counter(o["externalDocumentNumber"] for o in sandbox.bc.sales_orders())
     assert numbers and set(numbers.values()) == {1}, "no order duplicated"

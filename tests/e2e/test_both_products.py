@@ -75,7 +75,7 @@ def test_orders_are_held_until_mapped_then_pushed_once_with_the_shop_totals(
     for unmapped in UNMAPPED:
         assert run_woo2d365(world, "map-sku", "add", unmapped.product.sku, unmapped.item_number)
     second = run_woo2d365(world, "sync")
-    assert second.exit_code in (0, 1), second.stderr
+    assert second.exit_code == 0, second.stderr
     pushed = [i for i, state in _states(world).items() if state == "pushed"]
     documents = dict(world.documents())
     assert len(documents) == len(pushed) and set(_documents(world).values()) == {1}
@@ -103,12 +103,12 @@ def test_a_create_whose_answer_is_lost_after_the_commit_is_found_not_doubled(
     world.bc.drop_after_commit_next(path_contains=world.create_path)
     env = {"WOO2D365_DYNAMICS__TIMEOUT_SECONDS": "1"}
     first = _run(world, "sync", **env)
-    assert first.returncode in (1, 3), first.stderr
+    assert first.returncode == 1, first.stderr  # held orders; the one in doubt stays pushing
     pushing = [i for i, state in _states(world).items() if state == "pushing"]
     assert len(pushing) == 1
     time.sleep(1.5)
     second = _run(world, "sync", **env)
-    assert second.returncode in (0, 1), second.stderr
+    assert second.returncode == 0, second.stderr  # found; the held orders were held before
     assert _states(world)[pushing[0]] == "pushed"
     assert set(_documents(world).values()) == {1}
 

@@ -187,7 +187,7 @@ def test_a_credit_memo_whose_answer_is_lost_is_found_and_never_created_twice(
     sandbox.bc.drop_after_commit_next(path_contains="salesCreditMemos")
     env = {"WOO2D365_DYNAMICS__TIMEOUT_SECONDS": "1"}
     lost = run_cli(sandbox, "refunds", env=env)
-    assert lost.exit_code in (0, 3), lost.stdout + lost.stderr
+    assert lost.exit_code == 0, lost.stdout + lost.stderr  # in doubt: looked up by the next run
     store = _store(sandbox)
     try:
         (record,) = store.list_refunds()

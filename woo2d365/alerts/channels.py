@@ -115,43 +115,41 @@ class EmailChannel:
         mail = self.build(message)
         try:
             self._deliver(mail)
-        except AlertDeliveryError:
-            raise
-        except smtplib.SMTPAuthenticationError as exc:
-            raise AlertDeliveryError(
+        except smtplib.SMTPException as exc:
+            raise AlertDeliveryError(self._smtp_problem(exc)) from None
+        except OSError as exc:
+            raise AlertDeliveryError(self._connection_problem(exc)) from None
+
+    def _smtp_problem(self, exc: smtplib.SMTPException) -> str:
+        """What the SMTP server refused, in words safe to log."""
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            return (
                 f"the SMTP server refused the login as {self.settings.username!r}: "
                 f"{_smtp_reply(exc.smtp_code, exc.smtp_error)}"
-            ) from None
-        except smtplib.SMTPNotSupportedError:
-            raise AlertDeliveryError(
+            )
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            return (
                 "the SMTP server does not offer STARTTLS or AUTH as configured "
                 "(alerts.email.starttls / username)"
-            ) from None
-        except smtplib.SMTPRecipientsRefused as exc:
-            raise AlertDeliveryError(
-                f"the SMTP server refused all {len(exc.recipients)} recipients"
-            ) from None
-        except smtplib.SMTPResponseException as exc:
-            raise AlertDeliveryError(
-                f"the SMTP server answered {_smtp_reply(exc.smtp_code, exc.smtp_error)}"
-            ) from None
-        except smtplib.SMTPException as exc:
-            raise AlertDeliveryError(f"SMTP error: {redact(str(exc))}") from None
-        except ssl.SSLCertVerificationError as exc:
-            raise AlertDeliveryError(
+            )
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
+            return f"the SMTP server refused all {len(exc.recipients)} recipients"
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return f"the SMTP server answered {_smtp_reply(exc.smtp_code, exc.smtp_error)}"
+        return f"SMTP error: {redact(str(exc))}"
+
+    def _connection_problem(self, exc: OSError) -> str:
+        """Why the SMTP server could not be reached, or TLS with it failed."""
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return (
                 f"the SMTP server's certificate is not trusted ({exc.verify_message}); "
                 "set SSL_CERT_FILE to a bundle with its CA"
-            ) from None
-        except ssl.SSLError as exc:
-            raise AlertDeliveryError(f"TLS with the SMTP server failed: {exc.reason}") from None
-        except TimeoutError:
-            raise AlertDeliveryError(
-                f"no answer from {self._where()} within {self.timeout:g} s"
-            ) from None
-        except OSError as exc:
-            raise AlertDeliveryError(
-                f"cannot connect to {self._where()}: {exc.strerror or type(exc).__name__}"
-            ) from None
+            )
+        if isinstance(exc, ssl.SSLError):
+            return f"TLS with the SMTP server failed: {exc.reason}"
+        if isinstance(exc, TimeoutError):
+            return f"no answer from {self._where()} within {self.timeout:g} s"
+        return f"cannot connect to {self._where()}: {exc.strerror or type(exc).__name__}"
 
     def _where(self) -> str:
         return f"SMTP server {self.settings.smtp_host}:{self.settings.smtp_port}"

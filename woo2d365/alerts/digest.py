@@ -209,30 +209,17 @@ class AlertCenter:
         plan = _Plan()
         repeat = timedelta(minutes=self.settings.repeat_after_minutes)
         for condition in standing:
-            record = records.get(condition.key)
-            if record is None or record.last_sent is None or record.message != condition.message:
-                plan.alerts.append(condition)
-            elif now - record.last_sent >= repeat:
-                plan.reminders.append((condition, record))
-            else:
-                plan.quiet.append(condition)
-        current = {c.key for c in one_shots}
+            _plan_standing(plan, condition, records.get(condition.key), now, repeat)
         for condition in one_shots:
             record = records.get(condition.key)
             if record is None or record.last_sent is None:
                 plan.alerts.append(condition)
+        current = {c.key for c in one_shots}
         active_keys = {c.key for c in standing}
         cleared: list[str] = []
         for key, record in records.items():
             if kind_of(key) in ONE_SHOT_KINDS:
-                if record.last_sent is None and key not in current:
-                    # Pending from a run whose digest reached no channel: send it now.
-                    if now - record.first_seen < ONE_SHOT_MEMORY:
-                        plan.alerts.append(Condition(key, kind_of(key), record.message))
-                    else:
-                        plan.forget.append(key)
-                elif record.last_sent is not None and now - record.last_sent >= ONE_SHOT_MEMORY:
-                    plan.forget.append(key)
+                _plan_kept_one_shot(plan, key, record, now, current=key in current)
             elif key not in active_keys:
                 if record.last_sent is None:
                     plan.forget.append(key)  # cleared before anyone was told
@@ -466,3 +453,33 @@ def _tally(conditions: list[Condition]) -> list[str]:
 
 def _short_system(system: str) -> str:
     return "Dynamics" if system == "dynamics" else SYSTEMS.get(system, system)
+
+
+def _plan_standing(
+    plan: _Plan,
+    condition: Condition,
+    record: AlertRecord | None,
+    now: datetime,
+    repeat: timedelta,
+) -> None:
+    """A standing condition: new or changed is alerted, reminded after ``repeat``, else quiet."""
+    if record is None or record.last_sent is None or record.message != condition.message:
+        plan.alerts.append(condition)
+    elif now - record.last_sent >= repeat:
+        plan.reminders.append((condition, record))
+    else:
+        plan.quiet.append(condition)
+
+
+def _plan_kept_one_shot(
+    plan: _Plan, key: str, record: AlertRecord, now: datetime, *, current: bool
+) -> None:
+    """A one-shot kept from an earlier run: sent when no channel had it, forgotten once old."""
+    if record.last_sent is None and not current:
+        # Pending from a run whose digest reached no channel: send it now.
+        if now - record.first_seen < ONE_SHOT_MEMORY:
+            plan.alerts.append(Condition(key, kind_of(key), record.message))
+        else:
+            plan.forget.append(key)
+    elif record.last_sent is not None and now - record.last_sent >= ONE_SHOT_MEMORY:
+        plan.forget.append(key)

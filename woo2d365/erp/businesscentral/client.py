@@ -330,49 +330,65 @@ class BusinessCentralClient:
         wait for the pace), and told when the answer proves the request never ran.
         """
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
+        response = self._send(method, url, data, extra, guard)
+        problem = classify(response, method=method)
+        if problem is not None:
+            if guard is not None and response.status_code in NOT_PROCESSED_STATUSES:
+                guard.not_sent()
+            raise problem
+        return _json_answer(method, url, response)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        data: bytes | None,
+        extra: dict[str, str],
+        guard: SendGuard | None,
+    ) -> requests.Response:
+        """The answer to one send, sent once more with a fresh token after a 401."""
         refreshed = False
         while True:
             token = self.tokens.token()
-            headers = {**extra, "Authorization": f"Bearer {token}"}
-            if data is not None:
-                headers["Content-Type"] = "application/json"
-            try:
-                with self._slot():
-                    if guard is not None:
-                        guard.before_send()
-                    response = self._session.request(
-                        method, url, data=data, headers=headers, timeout=self._timeout
-                    )
-            except requests.RequestException as exc:
-                self._count_error()
-                error = self._transport_error(method, url, exc)
-                if guard is not None and not _was_sent(exc):
-                    guard.not_sent()
-                raise error from None
-            if response.status_code >= 400:
-                self._count_error()
-            if response.status_code == 401:
+            response = self._send_once(
+                method, url, data, {**extra, "Authorization": f"Bearer {token}"}, guard
+            )
+            if response.status_code != 401:
+                return response
+            if guard is not None:
+                guard.not_sent()  # refused before it ran
+            if refreshed:
+                return response
+            self.tokens.invalidate(token)
+            refreshed = True
+
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        data: bytes | None,
+        headers: dict[str, str],
+        guard: SendGuard | None,
+    ) -> requests.Response:
+        """One request in a request slot; no answer raises the transport's classified error."""
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            with self._slot():
                 if guard is not None:
-                    guard.not_sent()  # refused before it ran
-                if not refreshed:
-                    self.tokens.invalidate(token)
-                    refreshed = True
-                    continue
-            problem = classify(response, method=method)
-            if problem is not None:
-                if guard is not None and response.status_code in NOT_PROCESSED_STATUSES:
-                    guard.not_sent()
-                raise problem
-            if response.status_code == 204 or not response.content:
-                return None
-            try:
-                return response.json(parse_float=Decimal)  # amounts stay exact
-            except ValueError:
-                if method == "GET":
-                    raise TransientError(f"Dynamics sent a non-JSON answer to GET {url}") from None
-                raise AnsweredInDoubt(
-                    f"Dynamics sent a non-JSON answer (HTTP {response.status_code}) to {method}"
-                ) from None
+                    guard.before_send()
+                response = self._session.request(
+                    method, url, data=data, headers=headers, timeout=self._timeout
+                )
+        except requests.RequestException as exc:
+            self._count_error()
+            error = self._transport_error(method, url, exc)
+            if guard is not None and not _was_sent(exc):
+                guard.not_sent()
+            raise error from None
+        if response.status_code >= 400:
+            self._count_error()
+        return response
 
     def _transport_error(
         self, method: str, url: str, exc: requests.RequestException
@@ -451,6 +467,18 @@ class BusinessCentralClient:
 
     def _resolve_company(self) -> str:
         wanted = self.settings.company.strip()
+        companies = self._companies()
+        if wanted:
+            return _company_named(companies, wanted)
+        if len(companies) == 1:
+            return str(companies[0]["id"])
+        raise ConfigError(
+            "dynamics.company is required: the environment has "
+            + ", ".join(repr(c.get("name")) for c in companies)
+        )
+
+    def _companies(self) -> list[dict[str, Any]]:
+        """The environment's companies; :class:`ConfigError` when it has none or is not found."""
         try:
             companies = list(self.get_all("companies"))
         except DynamicsError as exc:
@@ -462,22 +490,7 @@ class BusinessCentralClient:
             raise
         if not companies:
             raise ConfigError(f"environment {self.settings.environment!r} has no companies")
-        if not wanted:
-            if len(companies) == 1:
-                return str(companies[0]["id"])
-            raise ConfigError(
-                "dynamics.company is required: the environment has "
-                + ", ".join(repr(c.get("name")) for c in companies)
-            )
-        for company in companies:
-            if str(company.get("id", "")).lower().strip("{}") == wanted.lower().strip("{}"):
-                return str(company["id"])
-        for key in ("name", "displayName"):
-            for company in companies:
-                if str(company.get(key, "")).casefold() == wanted.casefold():
-                    return str(company["id"])
-        names = ", ".join(repr(c.get("name")) for c in companies)
-        raise ConfigError(f"dynamics.company {wanted!r} not found; the environment has {names}")
+        return companies
 
     def company_path(self, entity: str) -> str:
         """``companies({id})/{entity}``."""
@@ -738,3 +751,30 @@ def _filter_batches(
 def _first_line(text: str) -> str:
     text = text.strip()
     return text.splitlines()[0] if text else ""
+
+
+def _company_named(companies: list[dict[str, Any]], wanted: str) -> str:
+    """The id of the company whose id, name or display name is ``wanted``, in that order."""
+    for company in companies:
+        if str(company.get("id", "")).lower().strip("{}") == wanted.lower().strip("{}"):
+            return str(company["id"])
+    for key in ("name", "displayName"):
+        for company in companies:
+            if str(company.get(key, "")).casefold() == wanted.casefold():
+                return str(company["id"])
+    names = ", ".join(repr(c.get("name")) for c in companies)
+    raise ConfigError(f"dynamics.company {wanted!r} not found; the environment has {names}")
+
+
+def _json_answer(method: str, url: str, response: requests.Response) -> Any:
+    """The JSON of an answer (amounts as exact decimals); None when it has no body."""
+    if response.status_code == 204 or not response.content:
+        return None
+    try:
+        return response.json(parse_float=Decimal)  # amounts stay exact
+    except ValueError:
+        if method == "GET":
+            raise TransientError(f"Dynamics sent a non-JSON answer to GET {url}") from None
+        raise AnsweredInDoubt(
+            f"Dynamics sent a non-JSON answer (HTTP {response.status_code}) to {method}"
+        ) from None

@@ -24,6 +24,7 @@ from woo2d365.erp.businesscentral.payload import (
     Draft,
     amount_precision,
     external_document_number,
+    item_entry,
     json_number,
     line_basis,
     line_price,
@@ -76,64 +77,15 @@ def build_credit_memo(
         label = f'refund line {position} "{line.name or line.kind.value}"'
         after = line_basis(line, prices_include_tax)[1]
         if line.kind is LineKind.ITEM:
-            number = item_numbers.get(line.shop_line_id)
-            if not number:
-                raise OrderDataError(
-                    f"{label}: order line {line.shop_line_id} has no Business Central item "
-                    f"(SKU {line.sku!r})"
-                )
-            if line.quantity <= 0:
-                raise OrderDataError(f"{label}: quantity {line.quantity}")
-            if after == ZERO:
-                continue  # a line refunded without money (WooCommerce allows it): nothing to book
-            unit, discount = line_price(line.quantity, after, after)
-            entry: dict[str, object] = {
-                "lineType": "Item",
-                "lineObjectNumber": number,
-                "description": norm.text(f"{label} description", line.name, 100),
-                "quantity": json_number(line.quantity),
-                "unitPrice": json_number(unit),
-            }
-            if discount:
-                entry["discountAmount"] = json_number(discount)
-            if not entry["description"]:
-                del entry["description"]
+            entry = _item_entry(line, label, after, item_numbers.get(line.shop_line_id), norm)
         else:
-            if after == ZERO:
-                continue
-            if not account:
-                raise OrderDataError(
-                    f"{label}: refunded {line.kind.value if line.shop_line_id else 'amount'} "
-                    "needs refunds.account"
-                )
-            entry = {
-                "lineType": "Account",
-                "lineObjectNumber": account,
-                "description": norm.text(f"{label} description", line.name, 100)
-                or UNALLOCATED_DESCRIPTION,
-                "quantity": 1,
-                "unitPrice": json_number(after),
-            }
             rate = rates.get(position - 1)
-            if rate is not None and rate in codes:
-                entry[_RATE_KEY] = codes[rate]
-        built.append((line, entry))
+            code = codes.get(rate) if rate is not None else None
+            entry = _account_entry(line, label, after, account, code, norm)
+        if entry is not None:
+            built.append((line, entry))
     if not built:
         raise OrderDataError("the refund has nothing to credit")
-    total_tax = sum((line.total_tax for line in lines), ZERO)
-    # The order's VAT rules see the refund as a small order in the customer's price basis.
-    as_order = Order(
-        woo_id=order.woo_id,
-        number=order.number,
-        status=order.status,
-        currency=order.currency,
-        prices_include_tax=prices_include_tax,
-        created_at=order.created_at,
-        modified_at=order.modified_at,
-        total=refund.amount,
-        total_tax=total_tax,
-        lines=tuple(lines),
-    )
     body: dict[str, object] = {
         "customerNumber": customer_number,
         "externalDocumentNumber": external_number,
@@ -144,11 +96,12 @@ def build_credit_memo(
     heading = f"Shop refund {refund.refund_id} of order {order.number}"
     if refund.reason:
         heading += f": {refund.reason}"
-    priced = with_shop_vat(as_order, built, orders)
+    # The order's VAT rules see the refund as a small order in the customer's price basis.
+    priced = with_shop_vat(_as_order(refund, order, lines, prices_include_tax), built, orders)
     for entry in priced:
-        code = entry.pop(_RATE_KEY, None)
-        if code is not None:
-            entry["taxCode"] = code
+        tax_code = entry.pop(_RATE_KEY, None)
+        if tax_code is not None:
+            entry["taxCode"] = tax_code
     if not prices_include_tax:
         _settle_rounding(priced, refund.amount, orders, amount_precision(order.currency))
     body["salesCreditMemoLines"] = [
@@ -156,6 +109,67 @@ def build_credit_memo(
         *priced,
     ]
     return Draft(body, tuple(norm.warnings))
+
+
+def _item_entry(
+    line: Line, label: str, after: Decimal, number: str | None, norm: FieldNormalizer
+) -> dict[str, object] | None:
+    """An ``Item`` line of the credit memo; None for a line refunded without money."""
+    if not number:
+        raise OrderDataError(
+            f"{label}: order line {line.shop_line_id} has no Business Central item "
+            f"(SKU {line.sku!r})"
+        )
+    if line.quantity <= 0:
+        raise OrderDataError(f"{label}: quantity {line.quantity}")
+    if after == ZERO:
+        return None  # a line refunded without money (WooCommerce allows it): nothing to book
+    return item_entry(label, line, number, line_price(line.quantity, after, after), norm)
+
+
+def _account_entry(
+    line: Line,
+    label: str,
+    after: Decimal,
+    account: str,
+    tax_code: str | None,
+    norm: FieldNormalizer,
+) -> dict[str, object] | None:
+    """An ``Account`` line on ``refunds.account`` (shipping, a fee, an unallocated amount with
+    the tax code of the rate it was split by); None for nothing to book."""
+    if after == ZERO:
+        return None
+    if not account:
+        raise OrderDataError(
+            f"{label}: refunded {line.kind.value if line.shop_line_id else 'amount'} "
+            "needs refunds.account"
+        )
+    entry: dict[str, object] = {
+        "lineType": "Account",
+        "lineObjectNumber": account,
+        "description": norm.text(f"{label} description", line.name, 100) or UNALLOCATED_DESCRIPTION,
+        "quantity": 1,
+        "unitPrice": json_number(after),
+    }
+    if tax_code is not None:
+        entry[_RATE_KEY] = tax_code
+    return entry
+
+
+def _as_order(refund: Refund, order: Order, lines: list[Line], prices_include_tax: bool) -> Order:
+    """The refund as a small order of ``lines``, for the order's VAT rules."""
+    return Order(
+        woo_id=order.woo_id,
+        number=order.number,
+        status=order.status,
+        currency=order.currency,
+        prices_include_tax=prices_include_tax,
+        created_at=order.created_at,
+        modified_at=order.modified_at,
+        total=refund.amount,
+        total_tax=sum((line.total_tax for line in lines), ZERO),
+        lines=tuple(lines),
+    )
 
 
 def _settle_rounding(

@@ -234,6 +234,30 @@ def build_sales_order(
     return Draft(body, tuple(norm.warnings))
 
 
+def item_entry(
+    label: str,
+    line: Line,
+    number: str,
+    price: tuple[Decimal, Decimal],
+    norm: FieldNormalizer,
+) -> dict[str, Any]:
+    """An ``Item`` line of a document: item ``number``, the line's quantity, ``price`` as
+    :func:`line_price` gives it (unit price, discount) and its name when it has one."""
+    unit, discount = price
+    entry: dict[str, Any] = {
+        "lineType": "Item",
+        "lineObjectNumber": number,
+        "description": norm.text(f"{label} description", line.name, 100),
+        "quantity": json_number(line.quantity),
+        "unitPrice": json_number(unit),
+    }
+    if discount:
+        entry["discountAmount"] = json_number(discount)
+    if not entry["description"]:
+        del entry["description"]
+    return entry
+
+
 def _line(
     order: Order,
     position: int,
@@ -252,18 +276,7 @@ def _line(
                 norm.warnings.append(f"{label}: quantity {line.quantity} and no amount; left out")
                 return None
             raise OrderDataError(f"{label}: quantity {line.quantity} with an amount of {after}")
-        unit, discount = line_price(line.quantity, before, after)
-        entry: dict[str, Any] = {
-            "lineType": "Item",
-            "lineObjectNumber": number,
-            "description": norm.text(f"{label} description", line.name, 100),
-            "quantity": json_number(line.quantity),
-            "unitPrice": json_number(unit),
-        }
-        if discount:
-            entry["discountAmount"] = json_number(discount)
-        if not entry["description"]:
-            del entry["description"]
+        entry = item_entry(label, line, number, line_price(line.quantity, before, after), norm)
         if line.parent_sku_inherited:
             norm.warnings.append(
                 f"{label}: a variation that may report its parent's SKU {line.sku}; sent as "
