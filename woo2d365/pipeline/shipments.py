@@ -521,30 +521,10 @@ def _report_order(
     result: FollowUpResult,
 ) -> None:
     order = work.order
-    woo_id = order.woo_id
-    label = f"order {order.number}"
-    closed = order.shop_status in CLOSED_STATUSES
     goods = _goods_lines(erp, order)
-    shipped: dict[int, Decimal] = {}
+    closed = order.shop_status in CLOSED_STATUSES
     try:
-        for report in work.shipments:
-            for seq, quantity in report.lines.items():
-                shipped[seq] = shipped.get(seq, Decimal(0)) + Decimal(quantity)
-            if closed:
-                _skip_closed(ctx, report, order, options, result)
-                continue
-            if work.baseline:
-                _skip_settled(ctx, report, order, options, result)
-                continue
-            partial = goods is None or any(shipped.get(s, Decimal(0)) < q for s, q in goods.items())
-            if report.note_state in ("pending", "claimed"):
-                _shipment_once(ctx, shop, report, partial, carriers, options, result)
-            elif (
-                report.note_state == "noted"
-                and report.tracking
-                and (report.tracking != report.tracking_noted)
-            ):
-                _tracking_once(ctx, shop, report, carriers, options, result)
+        shipped = _report_shipments(ctx, shop, work, goods, carriers, options, result)
         if not closed:
             for record in work.invoices:
                 if record.note_state in ("pending", "claimed"):
@@ -554,10 +534,42 @@ def _report_order(
     except ShopUnreachable:
         raise
     except ShopError as exc:
-        message = f"{label}: the shop refused a shipment or invoice write: {exc}"
+        message = f"order {order.number}: the shop refused a shipment or invoice write: {exc}"
         result.attention.append(message)
         if not options.dry_run:
-            ctx.event(STEP, message, level="error", woo_id=woo_id)
+            ctx.event(STEP, message, level="error", woo_id=order.woo_id)
+
+
+def _report_shipments(
+    ctx: RunContext,
+    shop: WooClient,
+    work: _Work,
+    goods: dict[int, Decimal] | None,
+    carriers: dict[str, str],
+    options: FollowUpOptions,
+    result: FollowUpResult,
+) -> dict[int, Decimal]:
+    """Note each shipment (or its new tracking number) once; the quantity shipped per line."""
+    order = work.order
+    closed = order.shop_status in CLOSED_STATUSES
+    shipped: dict[int, Decimal] = {}
+    for report in work.shipments:
+        for seq, quantity in report.lines.items():
+            shipped[seq] = shipped.get(seq, Decimal(0)) + Decimal(quantity)
+        if closed:
+            _skip_closed(ctx, report, order, options, result)
+        elif work.baseline:
+            _skip_settled(ctx, report, order, options, result)
+        elif report.note_state in ("pending", "claimed"):
+            partial = goods is None or any(shipped.get(s, Decimal(0)) < q for s, q in goods.items())
+            _shipment_once(ctx, shop, report, partial, carriers, options, result)
+        elif report.note_state == "noted" and _tracking_is_new(report):
+            _tracking_once(ctx, shop, report, carriers, options, result)
+    return shipped
+
+
+def _tracking_is_new(report: ShipmentReport) -> bool:
+    return bool(report.tracking) and report.tracking != report.tracking_noted
 
 
 def _goods_lines(erp: ErpTarget, order: OrderRecord) -> dict[int, Decimal] | None:
@@ -789,18 +801,23 @@ def _write_invoice_meta(
         result.attention.append(message)
         ctx.event(STEP, message, level="error", woo_id=woo_id)
     for woo_id in values:
-        if woo_id in refused:
+        if woo_id not in refused:
+            _invoice_meta_written(ctx, woo_id, work[woo_id].invoices, result)
+
+
+def _invoice_meta_written(
+    ctx: RunContext, woo_id: int, invoices: list[InvoiceRecord], result: FollowUpResult
+) -> None:
+    """Record the statuses the shop's invoice meta shows now; a changed one is an update."""
+    for record in invoices:
+        if record.meta_status == record.status:
             continue
-        for record in work[woo_id].invoices:
-            if record.meta_status != record.status:
-                if record.meta_status:
-                    _count(result, "invoice_updates")
-                    ctx.event(
-                        STEP,
-                        f"invoice {record.number} is {record.status} in Dynamics now",
-                        woo_id=woo_id,
-                    )
-                ctx.store.set_invoice_meta_status(record.invoice_id, record.status)
+        if record.meta_status:
+            _count(result, "invoice_updates")
+            ctx.event(
+                STEP, f"invoice {record.number} is {record.status} in Dynamics now", woo_id=woo_id
+            )
+        ctx.store.set_invoice_meta_status(record.invoice_id, record.status)
 
 
 def _has_note(shop: WooClient, woo_id: int, *markers: str) -> bool:
