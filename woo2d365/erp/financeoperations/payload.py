@@ -123,7 +123,8 @@ def build_sales_order(
     header = _header(order, reference, own_numbers, customer_account, dynamics, countries, norm)
     lines: list[dict[str, Any]] = []
     for position, (line, number) in enumerate(zip(order.lines, item_numbers, strict=True), 1):
-        priced = _priced_line(order, position, line, number, orders, norm)
+        label = f'line {position} "{line.name}"'
+        priced = _priced_line(label, line, number, order, orders, norm)
         if priced is None:
             continue
         item, quantity, amount = priced
@@ -134,7 +135,6 @@ def build_sales_order(
             "OrderedSalesQuantity": json_number(quantity),
             **_price(quantity, amount),
         }
-        label = f'line {position} "{line.name}"'
         _put(entry, "LineDescription", norm.text(f"{label} description", line.name, 1000))
         lines.append(entry)
     if not lines:
@@ -177,16 +177,15 @@ def _header(
 
 
 def _priced_line(
-    order: Order,
-    position: int,
+    label: str,
     line: Line,
     number: str | None,
+    order: Order,
     orders: OrdersSettings,
     norm: FieldNormalizer,
 ) -> tuple[str, Decimal, Decimal] | None:
     """``(item number, quantity, line amount)`` of one shop line; None when it is left out
     (free shipping or fee, an item line with neither quantity nor amount)."""
-    label = f'line {position} "{line.name}"'
     _before, after = line_basis(line, order.prices_include_tax)
     amount = after.quantize(CENT, rounding=ROUND_HALF_UP)
     if line.kind is LineKind.ITEM:
