@@ -40,7 +40,6 @@ from typing import Any
 
 from woo2d365.erp.base import CreatedDocument, ErpTarget
 from woo2d365.errors import (
-    ClaimLost,
     DynamicsError,
     OrderDataError,
     OrderEffect,
@@ -50,6 +49,7 @@ from woo2d365.errors import (
 )
 from woo2d365.model import Order, OrderState, Refund
 from woo2d365.pipeline.context import RunContext
+from woo2d365.pipeline.fence import ClaimFence
 from woo2d365.pipeline.followup import FollowUpOptions, FollowUpResult
 from woo2d365.pipeline.pull import read_cursor as read_pull_cursor
 from woo2d365.pipeline.push import process_has_ended
@@ -385,40 +385,22 @@ def _resolve_in_doubt(state: _Run) -> None:
                 woo_id=record.woo_id,
             )
             continue
-        store.set_refund_state(
-            refund_id,
-            OrderState.READY,
-            reason=f"{key} was not found in {state.erp.display_name}",
-            expect=[OrderState.PUSHING],
-            token=token,
-        )
+        _release(state, refund_id, token, f"{key} was not found in {state.erp.display_name}")
 
 
 # -- 4. create --------------------------------------------------------------------------------
 
 
-class _Guard:
+def _fence(state: _Run, record: RefundRecord, token: str) -> ClaimFence:
     """The fence around one credit memo create: the claim is confirmed before every send."""
-
-    def __init__(self, state: _Run, record: RefundRecord, token: str) -> None:
-        self.state, self.record, self.token = state, record, token
-        self.previous = record.last_sent_at
-        self.sent_at: datetime | None = None
-
-    def before_send(self) -> None:
-        ctx = self.state.ctx
-        if ctx.lease_lost.is_set():
-            raise ClaimLost("the run lost its lease: nothing more is sent")
-        now = ctx.clock()
-        if not ctx.store.confirm_refund_claim(self.record.refund_id, self.token, now, sending=True):
-            raise ClaimLost("another process holds this refund now")
-        if self.sent_at is not None:
-            self.previous = self.sent_at
-        self.sent_at = now
-
-    def not_sent(self) -> None:
-        self.state.ctx.store.set_refund_last_sent(self.record.refund_id, self.token, self.previous)
-        self.sent_at = None
+    store, refund_id = state.ctx.store, record.refund_id
+    return ClaimFence(
+        state.ctx,
+        confirm=lambda now: store.confirm_refund_claim(refund_id, token, now, sending=True),
+        restore=lambda previous: store.set_refund_last_sent(refund_id, token, previous),
+        previous=record.last_sent_at,
+        taken="another process holds this refund now",
+    )
 
 
 def _create_ready(state: _Run) -> None:
@@ -469,19 +451,12 @@ def _claim_chunk(state: _Run, records: list[RefundRecord]) -> list[_Claimed]:
     claimed = [claim for record in records if (claim := _claim_one(state, record)) is not None]
     if not claimed:
         return []
-    store = state.ctx.store
     try:
         existing = state.erp.find_credit_memos([c.key for c in claimed])
     except DynamicsError:
         for claim in claimed:  # nothing may be created without the lookup: ready again
-            store.set_refund_state(
-                claim.record.refund_id,
-                OrderState.READY,
-                reason=claim.record.reason,
-                expect=[OrderState.PUSHING],
-                token=claim.token,
-                uncount_attempt=True,
-            )
+            record = claim.record
+            _release(state, record.refund_id, claim.token, record.reason, uncount_attempt=True)
         raise
     to_send: list[_Claimed] = []
     for claim in claimed:
@@ -539,7 +514,7 @@ def _send_one(state: _Run, claim: _Claimed) -> None:
         )
         for warning in document.warnings:
             ctx.event(STEP, warning, level="warning", woo_id=record.woo_id)
-        created = erp.create_credit_memo(document, _Guard(state, record, token))
+        created = erp.create_credit_memo(document, _fence(state, record, token))
     except Woo2D365Error as exc:
         _on_error(state, record, token, exc)
         return
@@ -589,6 +564,21 @@ def _mark_pushed(state: _Run, record: RefundRecord, token: str, found: CreatedDo
     return recorded
 
 
+def _release(
+    state: _Run, refund_id: int, token: str, reason: str | None, *, uncount_attempt: bool = False
+) -> None:
+    """A claimed refund back to ``ready`` under its claim's token (``uncount_attempt``: the
+    try did not count, nothing ran)."""
+    state.ctx.store.set_refund_state(
+        refund_id,
+        OrderState.READY,
+        reason=reason,
+        expect=[OrderState.PUSHING],
+        token=token,
+        uncount_attempt=uncount_attempt,
+    )
+
+
 def _hold(state: _Run, record: RefundRecord, token: str | None, reason: str) -> None:
     expect = [OrderState.PUSHING] if token else [OrderState.READY]
     if state.ctx.store.set_refund_state(
@@ -619,14 +609,8 @@ def _on_error(state: _Run, record: RefundRecord, token: str, exc: Woo2D365Error)
             ctx.event(STEP, f"refund {refund_id} failed: {exc}", level="error",
                       woo_id=record.woo_id)  # fmt: skip
     elif effect in (OrderEffect.RETRY, OrderEffect.WAIT, OrderEffect.STOP):
-        store.set_refund_state(
-            refund_id,
-            OrderState.READY,
-            reason=f"not sent: {exc}",
-            expect=[OrderState.PUSHING],
-            token=token,
-            uncount_attempt=effect is not OrderEffect.RETRY,
-        )
+        uncount = effect is not OrderEffect.RETRY
+        _release(state, refund_id, token, f"not sent: {exc}", uncount_attempt=uncount)
         state.count("retry_later")
         ctx.event(STEP, f"refund {refund_id} not sent ({exc}); tried again next run",
                   level="warning", woo_id=record.woo_id)  # fmt: skip
