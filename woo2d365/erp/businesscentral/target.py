@@ -314,7 +314,7 @@ class BusinessCentralTarget:
             return OrderCustomer(self._fixed_customer())
         number, new_customer, found_warnings = self._customer_for(order, dry_run)
         customer = OrderCustomer(
-            number or PLACEHOLDER_CUSTOMER,
+            PLACEHOLDER_CUSTOMER if number is None else number,
             placeholder=number is None,
             new_customer=new_customer,
             notes=[w for w in found_warnings if w.startswith(CREATED_CUSTOMER)],
