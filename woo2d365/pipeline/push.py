@@ -45,7 +45,6 @@ from typing import Any
 
 from woo2d365.erp.base import CreatedDocument, ErpTarget, ItemLookup
 from woo2d365.errors import (
-    ClaimLost,
     DynamicsAuthenticationError,
     DynamicsError,
     DynamicsUnreachable,
@@ -57,6 +56,7 @@ from woo2d365.errors import (
 )
 from woo2d365.model import Order, OrderState
 from woo2d365.pipeline.context import RunContext
+from woo2d365.pipeline.fence import ClaimFence
 from woo2d365.pipeline.heartbeat import ClaimKeeper
 from woo2d365.pipeline.resolve import DELETED_DOCUMENT_KEY
 from woo2d365.pipeline.validate import problems_of, refresh_item_mirror
@@ -730,31 +730,16 @@ def _load(run: _Run, record: OrderRecord, order: Order | None = None) -> _Loaded
     return _Loaded(order, resolution.item_numbers)
 
 
-class _Guard:
+def _fence(run: _Run, claim: _Claim) -> ClaimFence:
     """The fence around one order's create: the claim is confirmed before every send."""
-
-    def __init__(self, run: _Run, claim: _Claim) -> None:
-        self.run = run
-        self.claim = claim
-        self.previous_send = claim.record.last_sent_at
-        self.sent_at: datetime | None = None
-
-    def before_send(self) -> None:
-        """Refuse when the run lost its lease or the claim; else renew it and stamp the send."""
-        ctx = self.run.ctx
-        if ctx.lease_lost.is_set():
-            raise ClaimLost("the run lost its lease: nothing more is sent")
-        now = ctx.clock()
-        if not ctx.store.confirm_claim(self.claim.woo_id, self.claim.token, now, sending=True):
-            raise ClaimLost("another process holds this order now")
-        if self.sent_at is not None:
-            self.previous_send = self.sent_at
-        self.sent_at = now
-
-    def not_sent(self) -> None:
-        """The send never ran: the order's last send is the one before it."""
-        self.run.ctx.store.set_last_sent(self.claim.woo_id, self.claim.token, self.previous_send)
-        self.sent_at = None
+    store, woo_id, token = run.ctx.store, claim.woo_id, claim.token
+    return ClaimFence(
+        run.ctx,
+        confirm=lambda now: store.confirm_claim(woo_id, token, now, sending=True),
+        restore=lambda previous: store.set_last_sent(woo_id, token, previous),
+        previous=claim.record.last_sent_at,
+        taken="another process holds this order now",
+    )
 
 
 def _push_one(run: _Run, claim: _Claim) -> None:
@@ -777,7 +762,7 @@ def _push_one(run: _Run, claim: _Claim) -> None:
             what = warning.split(": ", 1)[-1]
             ctx.event(STEP, warning, level="warning", woo_id=woo_id, once=what)
         stage = ""
-        created = run.erp.create(document, _Guard(run, claim))
+        created = run.erp.create(document, _fence(run, claim))
     except Woo2D365Error as exc:
         _on_error(run, claim, exc, stage)
         return

@@ -40,7 +40,6 @@ from typing import Any
 
 from woo2d365.erp.base import CreatedDocument, ErpTarget
 from woo2d365.errors import (
-    ClaimLost,
     DynamicsError,
     OrderDataError,
     OrderEffect,
@@ -50,6 +49,7 @@ from woo2d365.errors import (
 )
 from woo2d365.model import Order, OrderState, Refund
 from woo2d365.pipeline.context import RunContext
+from woo2d365.pipeline.fence import ClaimFence
 from woo2d365.pipeline.followup import FollowUpOptions, FollowUpResult
 from woo2d365.pipeline.pull import read_cursor as read_pull_cursor
 from woo2d365.pipeline.push import process_has_ended
@@ -151,42 +151,47 @@ def run(
 # -- 1. find ---------------------------------------------------------------------------------
 
 
-def _discover(state: _Run) -> None:
-    ctx = state.ctx
-    store = ctx.store
-    cursor_text = store.get_value(CURSOR_KEY) or ""
-    cursor = datetime.fromisoformat(cursor_text) if cursor_text else None
-    after = cursor - CURSOR_OVERLAP if cursor is not None else None
-    known: dict[int, OrderRecord] = {}
-    newest = cursor
+@dataclass
+class _Discovery:
+    """What one run of :func:`_discover` has seen: the orders it read, the newest refund of a
+    known order, and the oldest refund of an order pull may not have stored yet."""
 
-    def order_of(woo_id: int) -> OrderRecord | None:
-        if woo_id not in known:
-            record = store.get_order(woo_id)
+    state: _Run
+    cursor: datetime | None
+    pulled_until: datetime | None
+    newest: datetime | None = None
+    hold: datetime | None = None
+    known: dict[int, OrderRecord] = field(default_factory=dict)
+
+    def order_of(self, woo_id: int) -> OrderRecord | None:
+        if woo_id not in self.known:
+            record = self.state.ctx.store.get_order(woo_id)
             if record is None:
                 return None
-            known[woo_id] = record
-        return known[woo_id]
+            self.known[woo_id] = record
+        return self.known[woo_id]
 
-    pulled_until = read_pull_cursor(ctx)
-    hold: datetime | None = None  # the oldest refund of an order pull may not have stored yet
-
-    def take(raw: dict[str, Any], woo_id: int) -> None:
-        nonlocal newest, hold
+    def take(self, raw: dict[str, Any], woo_id: int) -> None:
+        """Store (or, in a dry run, list) one shop refund of an order of this tool."""
+        ctx = self.state.ctx
         try:
             refund = refund_from_shop(raw, woo_id)
         except OrderDataError as exc:
             ctx.log.warning("refund %s of order %s not read: %s", raw.get("id"), woo_id, exc)
             return
-        record = order_of(woo_id)
-        if record is None:
+        if self.order_of(woo_id) is None:
             # Not an order of this tool, or one pull has not stored yet (a refund moves its
             # order's date_modified, so once pull has passed this moment the order is known).
-            if pulled_until is None or refund.created_at > pulled_until:
-                hold = refund.created_at if hold is None else min(hold, refund.created_at)
+            if self.pulled_until is None or refund.created_at > self.pulled_until:
+                held = self.hold
+                self.hold = refund.created_at if held is None else min(held, refund.created_at)
             return
-        if newest is None or refund.created_at > newest:
-            newest = refund.created_at
+        if self.newest is None or refund.created_at > self.newest:
+            self.newest = refund.created_at
+        self._record(refund, raw, woo_id)
+
+    def _record(self, refund: Refund, raw: dict[str, Any], woo_id: int) -> None:
+        state, store = self.state, self.state.ctx.store
         if state.options.dry_run:
             if store.get_refund(refund.refund_id) is None:
                 state.found.append((refund, raw))
@@ -194,39 +199,59 @@ def _discover(state: _Run) -> None:
             return
         if store.save_refund(refund.refund_id, woo_id, str(refund.amount), refund.created_at, raw):
             state.count("found")
-            ctx.event(
+            state.ctx.event(
                 STEP,
                 f"refund {refund.refund_id} of {refund.amount} found"
                 + (f" ({refund.reason})" if refund.reason else ""),
                 woo_id=woo_id,
             )
 
+    def save_cursor(self) -> None:
+        """Move the cursor to the newest refund seen, short of any refund held back."""
+        newest = self.newest
+        if self.hold is not None and newest is not None and newest >= self.hold:
+            newest = self.hold - timedelta(microseconds=1)  # read that refund again next run
+        if self.state.options.dry_run or newest is None:
+            return
+        if self.cursor is None or newest > self.cursor:
+            self.state.ctx.store.set_value(CURSOR_KEY, newest.isoformat())
+
+
+def _discover(state: _Run) -> None:
+    ctx = state.ctx
+    cursor_text = ctx.store.get_value(CURSOR_KEY) or ""
+    cursor = datetime.fromisoformat(cursor_text) if cursor_text else None
+    seen = _Discovery(state, cursor, read_pull_cursor(ctx), newest=cursor)
     if state.options.order_ids:
         for woo_id in state.options.order_ids:
             for raw in state.shop.list_order_refunds(woo_id):
-                take(raw, woo_id)
+                seen.take(raw, woo_id)
         return  # a narrowed run does not move the cursor
+    after = cursor - CURSOR_OVERLAP if cursor is not None else None
     try:
         for page in state.shop.iter_refunds_created_after(after):
             for raw in page:
-                take(raw, int(raw.get("parent_id") or 0))
+                seen.take(raw, int(raw.get("parent_id") or 0))
     except ShopError as exc:
         if exc.status != 404:
             raise
-        ctx.log.info("the shop has no GET /refunds (WooCommerce before 9.0): asked per order")
-        checked = store.get_value(ORDERS_CURSOR_KEY) or ""
-        since = datetime.fromisoformat(checked) - CURSOR_OVERLAP if checked else None
-        changed = _changed_orders(state, since)
-        for record in changed:
-            for raw in state.shop.list_order_refunds(record.woo_id):
-                take(raw, record.woo_id)
-        if changed and not state.options.dry_run:
-            newest_change = max(record.shop_modified_at for record in changed)
-            store.set_value(ORDERS_CURSOR_KEY, newest_change.isoformat())
-    if hold is not None and newest is not None and newest >= hold:
-        newest = hold - timedelta(microseconds=1)  # read that refund again next run
-    if newest is not None and (cursor is None or newest > cursor) and not state.options.dry_run:
-        store.set_value(CURSOR_KEY, newest.isoformat())
+        _discover_per_order(state, seen)
+    seen.save_cursor()
+
+
+def _discover_per_order(state: _Run, seen: _Discovery) -> None:
+    """A shop without ``GET /refunds``: the refunds of the orders pull saw change."""
+    store = state.ctx.store
+    state.ctx.log.info("the shop has no GET /refunds (WooCommerce before 9.0): asked per order")
+    checked = store.get_value(ORDERS_CURSOR_KEY) or ""
+    since = datetime.fromisoformat(checked) - CURSOR_OVERLAP if checked else None
+    changed = _changed_orders(state, since)
+    for record in changed:
+        for raw in state.shop.list_order_refunds(record.woo_id):
+            seen.take(raw, record.woo_id)
+    if changed and not state.options.dry_run:
+        newest_change = max(record.shop_modified_at for record in changed)
+        store.set_value(ORDERS_CURSOR_KEY, newest_change.isoformat())
 
 
 def _changed_orders(state: _Run, after: datetime | None) -> list[OrderRecord]:
@@ -360,40 +385,22 @@ def _resolve_in_doubt(state: _Run) -> None:
                 woo_id=record.woo_id,
             )
             continue
-        store.set_refund_state(
-            refund_id,
-            OrderState.READY,
-            reason=f"{key} was not found in {state.erp.display_name}",
-            expect=[OrderState.PUSHING],
-            token=token,
-        )
+        _release(state, refund_id, token, f"{key} was not found in {state.erp.display_name}")
 
 
 # -- 4. create --------------------------------------------------------------------------------
 
 
-class _Guard:
+def _fence(state: _Run, record: RefundRecord, token: str) -> ClaimFence:
     """The fence around one credit memo create: the claim is confirmed before every send."""
-
-    def __init__(self, state: _Run, record: RefundRecord, token: str) -> None:
-        self.state, self.record, self.token = state, record, token
-        self.previous = record.last_sent_at
-        self.sent_at: datetime | None = None
-
-    def before_send(self) -> None:
-        ctx = self.state.ctx
-        if ctx.lease_lost.is_set():
-            raise ClaimLost("the run lost its lease: nothing more is sent")
-        now = ctx.clock()
-        if not ctx.store.confirm_refund_claim(self.record.refund_id, self.token, now, sending=True):
-            raise ClaimLost("another process holds this refund now")
-        if self.sent_at is not None:
-            self.previous = self.sent_at
-        self.sent_at = now
-
-    def not_sent(self) -> None:
-        self.state.ctx.store.set_refund_last_sent(self.record.refund_id, self.token, self.previous)
-        self.sent_at = None
+    store, refund_id = state.ctx.store, record.refund_id
+    return ClaimFence(
+        state.ctx,
+        confirm=lambda now: store.confirm_refund_claim(refund_id, token, now, sending=True),
+        restore=lambda previous: store.set_refund_last_sent(refund_id, token, previous),
+        previous=record.last_sent_at,
+        taken="another process holds this refund now",
+    )
 
 
 def _create_ready(state: _Run) -> None:
@@ -441,41 +448,15 @@ def _item_numbers(state: _Run, order: Order) -> dict[int, str | None]:
 
 def _claim_chunk(state: _Run, records: list[RefundRecord]) -> list[_Claimed]:
     """Claim these refunds, adopt the credit memos Dynamics has already, return the rest."""
-    ctx, erp, store = state.ctx, state.erp, state.ctx.store
-    claimed: list[_Claimed] = []
-    for record in records:
-        try:
-            refund, order, order_record = _loaded(state, record)
-            key = record.external_number or erp.credit_memo_number(order, refund.refund_id)
-        except OrderDataError as exc:
-            _hold(state, record, None, exc.message)
-            continue
-        if refund.amount == 0:
-            reason = "worth 0.00 in the shop: no credit memo"
-            if store.set_refund_state(
-                record.refund_id, OrderState.SKIPPED, reason=reason, expect=[OrderState.READY]
-            ):
-                ctx.event(STEP, f"refund {record.refund_id}: {reason}", woo_id=record.woo_id)
-            continue
-        token = uuid.uuid4().hex
-        if store.claim_refund(record.refund_id, ctx.worker, ctx.clock(), token=token, key=key):
-            fixed = store.get_refund(record.refund_id) or record  # the key stored at first claim
-            key = fixed.external_number or key
-            claimed.append(_Claimed(fixed, token, key, refund, order, order_record))
+    claimed = [claim for record in records if (claim := _claim_one(state, record)) is not None]
     if not claimed:
         return []
     try:
-        existing = erp.find_credit_memos([c.key for c in claimed])
+        existing = state.erp.find_credit_memos([c.key for c in claimed])
     except DynamicsError:
         for claim in claimed:  # nothing may be created without the lookup: ready again
-            store.set_refund_state(
-                claim.record.refund_id,
-                OrderState.READY,
-                reason=claim.record.reason,
-                expect=[OrderState.PUSHING],
-                token=claim.token,
-                uncount_attempt=True,
-            )
+            record = claim.record
+            _release(state, record.refund_id, claim.token, record.reason, uncount_attempt=True)
         raise
     to_send: list[_Claimed] = []
     for claim in claimed:
@@ -484,13 +465,36 @@ def _claim_chunk(state: _Run, records: list[RefundRecord]) -> list[_Claimed]:
             to_send.append(claim)
         elif _mark_pushed(state, claim.record, claim.token, found):
             state.count("adopted")
-            ctx.event(
+            state.ctx.event(
                 STEP,
-                f"refund {claim.record.refund_id} already in {erp.display_name} as credit memo "
-                f"{found.number} ({claim.key}): adopted, not created again",
+                f"refund {claim.record.refund_id} already in {state.erp.display_name} as credit "
+                f"memo {found.number} ({claim.key}): adopted, not created again",
                 woo_id=claim.record.woo_id,
             )
     return to_send
+
+
+def _claim_one(state: _Run, record: RefundRecord) -> _Claimed | None:
+    """Read, key and claim one ready refund; None when it is held, skipped or taken."""
+    ctx, store = state.ctx, state.ctx.store
+    try:
+        refund, order, order_record = _loaded(state, record)
+        key = record.external_number or state.erp.credit_memo_number(order, refund.refund_id)
+    except OrderDataError as exc:
+        _hold(state, record, None, exc.message)
+        return None
+    if refund.amount == 0:
+        reason = "worth 0.00 in the shop: no credit memo"
+        if store.set_refund_state(
+            record.refund_id, OrderState.SKIPPED, reason=reason, expect=[OrderState.READY]
+        ):
+            ctx.event(STEP, f"refund {record.refund_id}: {reason}", woo_id=record.woo_id)
+        return None
+    token = uuid.uuid4().hex
+    if not store.claim_refund(record.refund_id, ctx.worker, ctx.clock(), token=token, key=key):
+        return None
+    fixed = store.get_refund(record.refund_id) or record  # the key stored at first claim
+    return _Claimed(fixed, token, fixed.external_number or key, refund, order, order_record)
 
 
 def _send_one(state: _Run, claim: _Claimed) -> None:
@@ -510,7 +514,7 @@ def _send_one(state: _Run, claim: _Claimed) -> None:
         )
         for warning in document.warnings:
             ctx.event(STEP, warning, level="warning", woo_id=record.woo_id)
-        created = erp.create_credit_memo(document, _Guard(state, record, token))
+        created = erp.create_credit_memo(document, _fence(state, record, token))
     except Woo2D365Error as exc:
         _on_error(state, record, token, exc)
         return
@@ -560,6 +564,21 @@ def _mark_pushed(state: _Run, record: RefundRecord, token: str, found: CreatedDo
     return recorded
 
 
+def _release(
+    state: _Run, refund_id: int, token: str, reason: str | None, *, uncount_attempt: bool = False
+) -> None:
+    """A claimed refund back to ``ready`` under its claim's token (``uncount_attempt``: the
+    try did not count, nothing ran)."""
+    state.ctx.store.set_refund_state(
+        refund_id,
+        OrderState.READY,
+        reason=reason,
+        expect=[OrderState.PUSHING],
+        token=token,
+        uncount_attempt=uncount_attempt,
+    )
+
+
 def _hold(state: _Run, record: RefundRecord, token: str | None, reason: str) -> None:
     expect = [OrderState.PUSHING] if token else [OrderState.READY]
     if state.ctx.store.set_refund_state(
@@ -590,14 +609,8 @@ def _on_error(state: _Run, record: RefundRecord, token: str, exc: Woo2D365Error)
             ctx.event(STEP, f"refund {refund_id} failed: {exc}", level="error",
                       woo_id=record.woo_id)  # fmt: skip
     elif effect in (OrderEffect.RETRY, OrderEffect.WAIT, OrderEffect.STOP):
-        store.set_refund_state(
-            refund_id,
-            OrderState.READY,
-            reason=f"not sent: {exc}",
-            expect=[OrderState.PUSHING],
-            token=token,
-            uncount_attempt=effect is not OrderEffect.RETRY,
-        )
+        uncount = effect is not OrderEffect.RETRY
+        _release(state, refund_id, token, f"not sent: {exc}", uncount_attempt=uncount)
         state.count("retry_later")
         ctx.event(STEP, f"refund {refund_id} not sent ({exc}); tried again next run",
                   level="warning", woo_id=record.woo_id)  # fmt: skip

@@ -28,11 +28,12 @@ the store included.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from woo2d365.erp.base import ErpTarget, PostedInvoice, PostedShipment, ShipmentTracking
 from woo2d365.errors import OrderDataError, ShopError, ShopUnreachable
@@ -49,6 +50,7 @@ from woo2d365.store.base import (
 )
 
 STEP = "shipments"
+D = TypeVar("D", ShipmentReport, InvoiceRecord)  # a posted document as the store keeps it
 OVERLAP = timedelta(minutes=10)
 """Documents committed late with an older timestamp are still read; the ledger de-duplicates."""
 CURSOR_KEYS = {
@@ -427,39 +429,10 @@ def _work(
     known_invoices = store.invoice_records(sorted(ids))
     fulfilments = store.fulfilments(sorted(ids))
     work = {woo_id: _Work(order=record) for woo_id, record in records.items()}
-    merged: dict[str, ShipmentReport] = {r.shipment_id: r for r in known_shipments}
-    for seen in seen_shipments:  # what observe_shipments makes of the ledger (a dry run too)
-        known = merged.get(seen.shipment_id)
-        merged[seen.shipment_id] = (
-            seen
-            if known is None
-            else replace(
-                known,
-                lines=seen.lines,
-                agent=seen.agent,
-                tracking=seen.tracking,
-                modified=seen.modified,
-            )
-        )
-    for report in merged.values():
+    for report in _observed(known_shipments, seen_shipments, "shipment_id", _SHIPMENT_SEEN):
         if report.woo_id in work:
             work[report.woo_id].shipments.append(report)
-    invoices: dict[str, InvoiceRecord] = {r.invoice_id: r for r in known_invoices}
-    for seen_invoice in seen_invoices:
-        known_invoice = invoices.get(seen_invoice.invoice_id)
-        invoices[seen_invoice.invoice_id] = (
-            seen_invoice
-            if known_invoice is None
-            else replace(
-                known_invoice,
-                status=seen_invoice.status,
-                total_including_tax=seen_invoice.total_including_tax,
-                total_excluding_tax=seen_invoice.total_excluding_tax,
-                remaining=seen_invoice.remaining,
-                modified=seen_invoice.modified,
-            )
-        )
-    for record in invoices.values():
+    for record in _observed(known_invoices, seen_invoices, "invoice_id", _INVOICE_SEEN):
         if record.woo_id in work:
             work[record.woo_id].invoices.append(record)
     for woo_id, item in work.items():
@@ -467,6 +440,26 @@ def _work(
         item.invoices.sort(key=lambda r: r.number)
         item.fulfilment = fulfilments.get(woo_id)
     return work
+
+
+_SHIPMENT_SEEN = ("lines", "agent", "tracking", "modified")
+_INVOICE_SEEN = ("status", "total_including_tax", "total_excluding_tax", "remaining", "modified")
+"""What a read of Dynamics updates on a known shipment, and on a known invoice."""
+
+
+def _observed(known: Iterable[D], seen: Iterable[D], key: str, fields: tuple[str, ...]) -> list[D]:
+    """What observing ``seen`` makes of the ``known`` documents (as ``observe_shipments`` and
+    ``observe_invoices`` store them; a dry run too): a new one as seen, a known one with the
+    ``fields`` it shows now."""
+    merged = {getattr(document, key): document for document in known}
+    for document in seen:
+        before = merged.get(getattr(document, key))
+        merged[getattr(document, key)] = (
+            document
+            if before is None
+            else replace(before, **{name: getattr(document, name) for name in fields})
+        )
+    return list(merged.values())
 
 
 # -- reporting one order -----------------------------------------------------------------------
@@ -521,30 +514,10 @@ def _report_order(
     result: FollowUpResult,
 ) -> None:
     order = work.order
-    woo_id = order.woo_id
-    label = f"order {order.number}"
-    closed = order.shop_status in CLOSED_STATUSES
     goods = _goods_lines(erp, order)
-    shipped: dict[int, Decimal] = {}
+    closed = order.shop_status in CLOSED_STATUSES
     try:
-        for report in work.shipments:
-            for seq, quantity in report.lines.items():
-                shipped[seq] = shipped.get(seq, Decimal(0)) + Decimal(quantity)
-            if closed:
-                _skip_closed(ctx, report, order, options, result)
-                continue
-            if work.baseline:
-                _skip_settled(ctx, report, order, options, result)
-                continue
-            partial = goods is None or any(shipped.get(s, Decimal(0)) < q for s, q in goods.items())
-            if report.note_state in ("pending", "claimed"):
-                _shipment_once(ctx, shop, report, partial, carriers, options, result)
-            elif (
-                report.note_state == "noted"
-                and report.tracking
-                and (report.tracking != report.tracking_noted)
-            ):
-                _tracking_once(ctx, shop, report, carriers, options, result)
+        shipped = _report_shipments(ctx, shop, work, goods, carriers, options, result)
         if not closed:
             for record in work.invoices:
                 if record.note_state in ("pending", "claimed"):
@@ -554,10 +527,40 @@ def _report_order(
     except ShopUnreachable:
         raise
     except ShopError as exc:
-        message = f"{label}: the shop refused a shipment or invoice write: {exc}"
+        message = f"order {order.number}: the shop refused a shipment or invoice write: {exc}"
         result.attention.append(message)
         if not options.dry_run:
-            ctx.event(STEP, message, level="error", woo_id=woo_id)
+            ctx.event(STEP, message, level="error", woo_id=order.woo_id)
+
+
+def _report_shipments(
+    ctx: RunContext,
+    shop: WooClient,
+    work: _Work,
+    goods: dict[int, Decimal] | None,
+    carriers: dict[str, str],
+    options: FollowUpOptions,
+    result: FollowUpResult,
+) -> dict[int, Decimal]:
+    """Note each shipment (or its new tracking number) once; the quantity shipped per line."""
+    order = work.order
+    closed = order.shop_status in CLOSED_STATUSES
+    shipped: dict[int, Decimal] = {}
+    for report in work.shipments:
+        for seq, quantity in report.lines.items():
+            shipped[seq] = shipped.get(seq, Decimal(0)) + Decimal(quantity)
+        if closed or work.baseline:
+            _skip_unreported(ctx, report, order, options, result)
+        elif report.note_state in ("pending", "claimed"):
+            partial = goods is None or any(shipped.get(s, Decimal(0)) < q for s, q in goods.items())
+            _shipment_once(ctx, shop, report, partial, carriers, options, result)
+        elif report.note_state == "noted" and _tracking_is_new(report):
+            _tracking_once(ctx, shop, report, carriers, options, result)
+    return shipped
+
+
+def _tracking_is_new(report: ShipmentReport) -> bool:
+    return bool(report.tracking) and report.tracking != report.tracking_noted
 
 
 def _goods_lines(erp: ErpTarget, order: OrderRecord) -> dict[int, Decimal] | None:
@@ -571,53 +574,42 @@ def _goods_lines(erp: ErpTarget, order: OrderRecord) -> dict[int, Decimal] | Non
     return {sequence: line.quantity for sequence, line in lines.items()}
 
 
-def _skip_closed(
+def _skip_unreported(
     ctx: RunContext,
     report: ShipmentReport,
     order: OrderRecord,
     options: FollowUpOptions,
     result: FollowUpResult,
 ) -> None:
+    """A shipment not told to the shop: its order is closed there (a person settles both
+    systems), or was already complete when shipments was switched on (``work.baseline``)."""
     if report.note_state not in ("pending", "claimed"):
         return
-    message = (
-        f"order {order.number} is {order.shop_status} in the shop, but Dynamics shipped it "
-        f"(shipment {report.number} of {report.posted_on}); nothing is written to the shop: "
-        "settle it by hand in both systems"
-    )
-    result.attention.append(message)
+    closed = order.shop_status in CLOSED_STATUSES
+    if closed:
+        message = (
+            f"order {order.number} is {order.shop_status} in the shop, but Dynamics shipped it "
+            f"(shipment {report.number} of {report.posted_on}); nothing is written to the shop: "
+            "settle it by hand in both systems"
+        )
+        result.attention.append(message)
+        would = f"would record shipment {report.number} as skipped: {message}"
+    else:
+        message = (
+            f"shipment {report.number} of {report.posted_on} not reported: order {order.number} "
+            f"was already {order.shop_status} in the shop when shipments was switched on"
+        )
+        _count(result, "already_complete")
+        would = f"would record {message}"
     if options.dry_run:
-        result.lines.append(f"would record shipment {report.number} as skipped: {message}")
+        result.lines.append(would)
         return
     if ctx.store.set_shipment_note_state(
         report.shipment_id, "skipped", expect=["pending", "claimed"]
     ):
-        ctx.event(STEP, message, level="warning", woo_id=order.woo_id)
-    _count(result, "skipped")
-
-
-def _skip_settled(
-    ctx: RunContext,
-    report: ShipmentReport,
-    order: OrderRecord,
-    options: FollowUpOptions,
-    result: FollowUpResult,
-) -> None:
-    """A shipment of an order the shop already showed complete when shipments was switched on."""
-    if report.note_state not in ("pending", "claimed"):
-        return
-    message = (
-        f"shipment {report.number} of {report.posted_on} not reported: order {order.number} was "
-        f"already {order.shop_status} in the shop when shipments was switched on"
-    )
-    _count(result, "already_complete")
-    if options.dry_run:
-        result.lines.append(f"would record {message}")
-        return
-    if ctx.store.set_shipment_note_state(
-        report.shipment_id, "skipped", expect=["pending", "claimed"]
-    ):
-        ctx.event(STEP, message, woo_id=order.woo_id)
+        ctx.event(STEP, message, level="warning" if closed else "info", woo_id=order.woo_id)
+    if closed:
+        _count(result, "skipped")
 
 
 def _shipment_once(
@@ -639,17 +631,17 @@ def _shipment_once(
         return
     marker = shipment_marker(report.number)
     told_tracking = bool(report.tracking)
-    if report.note_state == "claimed" and _has_note(shop, woo_id, marker):
-        # The earlier run's note landed; only its record was lost. It carried today's tracking
-        # number only if it says so: else the tracking note is still to come.
+
+    def move(to: str, expect: list[str]) -> bool:
+        return ctx.store.set_shipment_note_state(report.shipment_id, to, expect=expect)
+
+    noted = _note_once(shop, woo_id, text, report.note_state, marker, move, customer=customer)
+    if noted is None:
+        return
+    if noted == "landed":
+        # Only its record was lost. It carried today's tracking number only if it says so: else
+        # the tracking note is still to come.
         told_tracking = bool(report.tracking) and _has_note(shop, woo_id, marker, report.tracking)
-    else:
-        if report.note_state == "pending" and not ctx.store.set_shipment_note_state(
-            report.shipment_id, "claimed", expect=["pending"]
-        ):
-            return
-        shop.add_order_note(woo_id, text, customer_note=customer)
-    ctx.store.set_shipment_note_state(report.shipment_id, "noted", expect=["claimed"])
     if told_tracking:
         ctx.store.set_tracking_note(report.shipment_id, claim="", noted=report.tracking)
     ctx.event(STEP, f"shop told: {text}", woo_id=woo_id)
@@ -696,15 +688,13 @@ def _invoice_once(
         result.lines.append(f"order {woo_id}: would add a private note: {text}")
         _count(result, "invoices")
         return
-    if record.note_state == "claimed" and _has_note(shop, woo_id, invoice_marker(record.number)):
-        pass
-    else:
-        if record.note_state == "pending" and not ctx.store.set_invoice_note_state(
-            record.invoice_id, "claimed", expect=["pending"]
-        ):
-            return
-        shop.add_order_note(woo_id, text)
-    ctx.store.set_invoice_note_state(record.invoice_id, "noted", expect=["claimed"])
+
+    def move(to: str, expect: list[str]) -> bool:
+        return ctx.store.set_invoice_note_state(record.invoice_id, to, expect=expect)
+
+    marker = invoice_marker(record.number)
+    if _note_once(shop, woo_id, text, record.note_state, marker, move) is None:
+        return
     ctx.event(STEP, f"invoice recorded: {text}", woo_id=woo_id)
     _count(result, "invoices")
 
@@ -789,18 +779,51 @@ def _write_invoice_meta(
         result.attention.append(message)
         ctx.event(STEP, message, level="error", woo_id=woo_id)
     for woo_id in values:
-        if woo_id in refused:
+        if woo_id not in refused:
+            _invoice_meta_written(ctx, woo_id, work[woo_id].invoices, result)
+
+
+def _invoice_meta_written(
+    ctx: RunContext, woo_id: int, invoices: list[InvoiceRecord], result: FollowUpResult
+) -> None:
+    """Record the statuses the shop's invoice meta shows now; a changed one is an update."""
+    for record in invoices:
+        if record.meta_status == record.status:
             continue
-        for record in work[woo_id].invoices:
-            if record.meta_status != record.status:
-                if record.meta_status:
-                    _count(result, "invoice_updates")
-                    ctx.event(
-                        STEP,
-                        f"invoice {record.number} is {record.status} in Dynamics now",
-                        woo_id=woo_id,
-                    )
-                ctx.store.set_invoice_meta_status(record.invoice_id, record.status)
+        if record.meta_status:
+            _count(result, "invoice_updates")
+            ctx.event(
+                STEP, f"invoice {record.number} is {record.status} in Dynamics now", woo_id=woo_id
+            )
+        ctx.store.set_invoice_meta_status(record.invoice_id, record.status)
+
+
+def _note_once(
+    shop: WooClient,
+    woo_id: int,
+    text: str,
+    note_state: str,
+    marker: str,
+    move: Callable[[str, list[str]], bool],
+    *,
+    customer: bool = False,
+) -> str | None:
+    """Add a document's note to the shop order once, and record it ``noted``.
+
+    A ``pending`` note is claimed first (``move``: the store's conditional state change); a
+    ``claimed`` one whose note (``marker``) the order shows already landed in an earlier run
+    whose record was lost, and is not added again. Returns ``"added"`` or ``"landed"``, or None
+    when another run claimed it first.
+    """
+    if note_state == "claimed" and _has_note(shop, woo_id, marker):
+        outcome = "landed"
+    else:
+        if note_state == "pending" and not move("claimed", ["pending"]):
+            return None
+        shop.add_order_note(woo_id, text, customer_note=customer)
+        outcome = "added"
+    move("noted", ["claimed"])
+    return outcome
 
 
 def _has_note(shop: WooClient, woo_id: int, *markers: str) -> bool:

@@ -115,45 +115,58 @@ def refresh_targets(
     if not full and cursor is not None:
         since = cursor - timedelta(minutes=ctx.settings.woocommerce.overlap_minutes)
     known = {} if full else {t.key: t for t in store.stock_targets()}
-    listed: list[int] = []
-    fresh: list[StockTarget] = []
-    newest = cursor
-    variable: dict[int, str] = {}  # variable products to list the variations of → their SKU
+    listing = _Listing(newest=cursor)
     for page in shop.iter_products(since):
         for product in page.products:
-            product_id = _int(product.get("id"))
-            if product_id <= 0:
-                continue
-            listed.append(product_id)
-            kind = str(product.get("type") or "simple")
-            if kind in _NO_STOCK_TYPES:
-                continue
-            sku = str(product.get("sku") or "").strip()
-            if sku:
-                fresh.append(_target(product_id, 0, sku, product))
-            if kind == "variable" and product.get("variations"):
-                variable[product_id] = sku
-            stamp = _parse_time(str(product.get("date_modified_gmt") or ""))
-            if stamp is not None and (newest is None or stamp > newest):
-                newest = stamp
-        if page.server_date is not None and newest is None:
-            newest = page.server_date
-    workers = max(1, min(ctx.settings.woocommerce.max_concurrency, len(variable)))
+            listing.add(product)
+        if page.server_date is not None and listing.newest is None:
+            listing.newest = page.server_date
+    workers = max(1, min(ctx.settings.woocommerce.max_concurrency, len(listing.variable)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stock") as pool:
         for (product_id, sku), variations in zip(
-            variable.items(), pool.map(shop.product_variations, variable), strict=True
+            listing.variable.items(),
+            pool.map(shop.product_variations, listing.variable),
+            strict=True,
         ):
-            fresh += _variation_targets(product_id, sku, variations)
-    ids = set(listed)
+            listing.fresh += _variation_targets(product_id, sku, variations)
+    ids = set(listing.listed)
     merged = {k: t for k, t in known.items() if k[0] not in ids}
-    merged.update({t.key: t for t in fresh})
+    merged.update({t.key: t for t in listing.fresh})
     if not dry_run:
-        store.put_stock_targets(fresh, product_ids=listed, everything=full)
-        if newest is not None:
-            store.set_value(CURSOR_KEY, newest.isoformat())
+        store.put_stock_targets(listing.fresh, product_ids=listing.listed, everything=full)
+        if listing.newest is not None:
+            store.set_value(CURSOR_KEY, listing.newest.isoformat())
         if full:
             store.set_value(FULL_LISTING_KEY, now.isoformat())
-    return sorted(merged.values(), key=lambda t: t.key), len(listed)
+    return sorted(merged.values(), key=lambda t: t.key), len(listing.listed)
+
+
+@dataclass
+class _Listing:
+    """What a product listing found: every product id, the targets with a SKU, the variable
+    products whose variations are still to list (→ their SKU), the newest change seen."""
+
+    newest: datetime | None
+    listed: list[int] = field(default_factory=list)
+    fresh: list[StockTarget] = field(default_factory=list)
+    variable: dict[int, str] = field(default_factory=dict)
+
+    def add(self, product: dict[str, Any]) -> None:
+        product_id = _int(product.get("id"))
+        if product_id <= 0:
+            return
+        self.listed.append(product_id)
+        kind = str(product.get("type") or "simple")
+        if kind in _NO_STOCK_TYPES:
+            return
+        sku = str(product.get("sku") or "").strip()
+        if sku:
+            self.fresh.append(_target(product_id, 0, sku, product))
+        if kind == "variable" and product.get("variations"):
+            self.variable[product_id] = sku
+        stamp = _parse_time(str(product.get("date_modified_gmt") or ""))
+        if stamp is not None and (self.newest is None or stamp > self.newest):
+            self.newest = stamp
 
 
 def _variation_targets(

@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import unescape
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus, urlsplit
 
 import requests
@@ -127,6 +127,10 @@ class _Retry(Exception):  # an internal signal for the backoff decorator; never 
         self.retry_after = retry_after
 
 
+P = TypeVar("P")  # a page of a listing
+V = TypeVar("V")  # a value sent for one id in a batch
+
+
 class WooClient:
     """A client for the WooCommerce REST API v3 of one shop."""
 
@@ -162,8 +166,7 @@ class WooClient:
         self._timeout = settings.timeout_seconds
         self.request_count = 0  # HTTP requests sent, retries included
         self._count_lock = threading.Lock()
-        self._batch_size = BATCH_LIMIT  # smaller once the shop answers 413
-        self._stock_batch_size = BATCH_LIMIT  # the same, for product stock batches
+        self._batch_sizes: dict[str, int] = {}  # kind → items a batch, once it answered 413
         self._secrets = _secret_forms(self._key, self._secret)
         self._session = session or TrustingSession()
         self._session.headers["User-Agent"] = USER_AGENT
@@ -210,30 +213,35 @@ class WooClient:
         size = self.settings.page_size if page_size is None else page_size
         if not 1 <= size <= MAX_PAGE_SIZE:
             raise UsageError(f"page size must be between 1 and {MAX_PAGE_SIZE}, not {size}")
-        params: dict[str, Any] = {
-            "dates_are_gmt": "true",
-            "orderby": "id",
-            "order": "asc",
-            "per_page": size,
-        }
+        params = _oldest_first(size)
         if after is not None:
             params["modified_after"] = naive_utc(after)
-        first = self._orders_page(params, 1, size)
+
+        def fetch(number: int) -> tuple[OrdersPage, int]:
+            page = self._orders_page(params, number, size)
+            return page, page.total_pages
+
+        yield from self._pages_ahead(fetch, "pull")
+
+    def _pages_ahead(self, fetch: Callable[[int], tuple[P, int]], name: str) -> Iterator[P]:
+        """Pages 1, 2, … of a listing, in order, until the largest page count any page announced
+        (``fetch(n)``: page n and that count). Once the first page has told how many there are,
+        up to ``woocommerce.max_concurrency`` pages are fetched at once."""
+        first, last_page = fetch(1)
         yield first
-        last_page = first.total_pages
         if last_page <= 1:
             return
         workers = max(1, min(self.settings.max_concurrency, last_page - 1))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pull") as pool:
-            ahead: deque[Future[OrdersPage]] = deque()
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name) as pool:
+            ahead: deque[Future[tuple[P, int]]] = deque()
             next_page = 2
             try:
                 while ahead or next_page <= last_page:
                     while next_page <= last_page and len(ahead) < workers:
-                        ahead.append(pool.submit(self._orders_page, params, next_page, size))
+                        ahead.append(pool.submit(fetch, next_page))
                         next_page += 1
-                    page = ahead.popleft().result()
-                    last_page = max(last_page, page.total_pages)
+                    page, pages = ahead.popleft().result()
+                    last_page = max(last_page, pages)
                     yield page
             finally:
                 for future in ahead:
@@ -245,9 +253,7 @@ class WooClient:
         if not isinstance(body, list):
             raise ShopError(f"WooCommerce answered GET /orders with {_kind(body)}, not a list")
         total = _int_header(response, "X-WP-Total")
-        total_pages = _int_header(response, "X-WP-TotalPages")
-        if total_pages is None:  # a proxy dropped the header: read until a short page
-            total_pages = page + 1 if len(body) >= size else page
+        total_pages = _total_pages(response, page, len(body), size)
         orders = [order for order in body if isinstance(order, dict)]
         return OrdersPage(
             orders=orders,
@@ -295,23 +301,40 @@ class WooClient:
         smaller batches. Setting a meta value is idempotent, so the request is retried as usual.
         """
         refused: dict[int, str] = {}
+        for chunk, answer in self._batches(
+            "/orders/batch",
+            values,
+            lambda oid, value: {"id": oid, "meta_data": [{"key": key, "value": value}]},
+            kind="orders",
+        ):
+            refused.update(_batch_refusals(answer, [oid for oid, _ in chunk]))
+        return refused
+
+    def _batches(
+        self,
+        path: str,
+        values: Mapping[int, V],
+        update: Callable[[int, V], dict[str, Any]],
+        *,
+        kind: str,
+    ) -> Iterator[tuple[list[tuple[int, V]], Any]]:
+        """``POST path`` with ``{"update": [...]}`` (``update(id, value)`` each), up to 100 items
+        a request: each chunk sent with the shop's answer. A 413 halves the batches of this
+        ``kind``, for the rest of the run."""
         entries = list(values.items())
         done = 0
         while done < len(entries):
-            chunk = entries[done : done + self._batch_size]
-            body = {
-                "update": [{"id": oid, "meta_data": [{"key": key, "value": v}]} for oid, v in chunk]
-            }
+            chunk = entries[done : done + self._batch_sizes.get(kind, BATCH_LIMIT)]
+            body = {"update": [update(oid, value) for oid, value in chunk]}
             try:
-                _, answer = self._request("POST", "/orders/batch", json=body)
+                _, answer = self._request("POST", path, json=body)
             except ShopError as exc:
                 if exc.status == 413 and len(chunk) > 1:
-                    self._batch_size = max(1, len(chunk) // 2)  # kept for the rest of the run
+                    self._batch_sizes[kind] = max(1, len(chunk) // 2)
                     continue
                 raise
-            refused.update(_batch_refusals(answer, [oid for oid, _ in chunk]))
+            yield chunk, answer
             done += len(chunk)
-        return refused
 
     def set_sales_order_numbers(self, numbers: Mapping[int, str]) -> dict[int, str]:
         """Record Dynamics sales order numbers in the orders' meta, 100 orders a request."""
@@ -334,32 +357,12 @@ class WooClient:
         the first page has told how many there are, up to ``woocommerce.max_concurrency`` at once.
         """
         size = self.settings.page_size if page_size is None else page_size
-        params: dict[str, Any] = {
-            "dates_are_gmt": "true",
-            "orderby": "id",
-            "order": "asc",
-            "per_page": size,
-            "_fields": PRODUCT_FIELDS,
-        }
+        params = {**_oldest_first(size), "_fields": PRODUCT_FIELDS}
         if modified_after is not None:
             params["modified_after"] = naive_utc(modified_after)
-        first, last_page = self._products_page(params, 1, size)
-        yield first
-        workers = max(1, min(self.settings.max_concurrency, last_page - 1))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="products") as pool:
-            ahead: deque[Future[tuple[ProductsPage, int]]] = deque()
-            next_page = 2
-            try:
-                while ahead or next_page <= last_page:
-                    while next_page <= last_page and len(ahead) < workers:
-                        ahead.append(pool.submit(self._products_page, params, next_page, size))
-                        next_page += 1
-                    page, pages = ahead.popleft().result()
-                    last_page = max(last_page, pages)
-                    yield page
-            finally:
-                for future in ahead:
-                    future.cancel()
+        yield from self._pages_ahead(
+            lambda number: self._products_page(params, number, size), "products"
+        )
 
     def _products_page(
         self, params: dict[str, Any], page: int, size: int
@@ -369,9 +372,7 @@ class WooClient:
         if not isinstance(body, list):
             raise ShopError(f"WooCommerce answered GET /products with {_kind(body)}")
         products = [p for p in body if isinstance(p, dict)]
-        total_pages = _int_header(response, "X-WP-TotalPages")
-        if total_pages is None:  # a proxy dropped the header: read until a short page
-            total_pages = page + 1 if len(products) >= size else page
+        total_pages = _total_pages(response, page, len(products), size)
         return ProductsPage(products, server_date(response)), total_pages
 
     def product_variations(self, product_id: int) -> list[dict[str, Any]]:
@@ -389,10 +390,7 @@ class WooClient:
                     f"{_kind(body)}"
                 )
             found += [v for v in body if isinstance(v, dict)]
-            total_pages = _int_header(response, "X-WP-TotalPages")
-            if total_pages is None:
-                total_pages = page + 1 if len(body) >= MAX_PAGE_SIZE else page
-            last_page = max(last_page, total_pages)
+            last_page = max(last_page, _total_pages(response, page, len(body), MAX_PAGE_SIZE))
             page += 1
         return found
 
@@ -410,29 +408,18 @@ class WooClient:
             else (f"/products/{int(parent_id)}/variations/batch")
         )
         answer = StockAnswer()
-        entries = list(quantities.items())
-        done = 0
-        while done < len(entries):
-            chunk = entries[done : done + self._stock_batch_size]
-            body = {
-                "update": [
-                    {"id": oid, "manage_stock": True, "stock_quantity": q} for oid, q in chunk
-                ]
-            }
-            try:
-                _, reply = self._request("POST", path, json=body)
-            except ShopError as exc:
-                if exc.status == 413 and len(chunk) > 1:
-                    self._stock_batch_size = max(1, len(chunk) // 2)
-                    continue
-                raise
+        for chunk, reply in self._batches(
+            path,
+            quantities,
+            lambda oid, quantity: {"id": oid, "manage_stock": True, "stock_quantity": quantity},
+            kind="stock",
+        ):
             asked = [oid for oid, _ in chunk]
             refused = _batch_refusals(reply, asked)
             answer.refused.update(refused)
             for item in reply.get("update") or [] if isinstance(reply, dict) else []:
                 if isinstance(item, dict) and item.get("id") in asked and "error" not in item:
                     answer.written[int(item["id"])] = item
-            done += len(chunk)
         return answer
 
     # -- end products and stock ---------------------------------------------------------------
@@ -444,12 +431,7 @@ class WooClient:
         """Every refund created after ``after`` (``GET /refunds``, WooCommerce 9.0 and later),
         page by page, oldest id first; :class:`ShopError` with status 404 on an older shop."""
         size = self.settings.page_size if page_size is None else page_size
-        params: dict[str, Any] = {
-            "dates_are_gmt": "true",
-            "orderby": "id",
-            "order": "asc",
-            "per_page": size,
-        }
+        params = _oldest_first(size)
         if after is not None:
             params["after"] = naive_utc(after)
         page, last_page = 1, 1
@@ -457,8 +439,7 @@ class WooClient:
             response, body = self._request("GET", "/refunds", params={**params, "page": page})
             if not isinstance(body, list):
                 raise ShopError(f"WooCommerce answered GET /refunds with {_kind(body)}, not a list")
-            pages = _int_header(response, "X-WP-TotalPages")
-            last_page = max(last_page, pages if pages is not None else page + (len(body) >= size))
+            last_page = max(last_page, _total_pages(response, page, len(body), size))
             yield [refund for refund in body if isinstance(refund, dict)]
             page += 1
 
@@ -792,6 +773,21 @@ def _batch_refusals(answer: Any, asked: list[int]) -> dict[int, str]:
         if order_id not in done and order_id not in refused:
             refused[order_id] = "the shop's batch answer does not mention this order"
     return refused
+
+
+def _oldest_first(size: int) -> dict[str, Any]:
+    """Listing parameters: pages of ``size``, oldest id first, dates in UTC (``docs/systems.md``
+    W2: entries that change meanwhile are appended rather than shifting pages)."""
+    return {"dates_are_gmt": "true", "orderby": "id", "order": "asc", "per_page": size}
+
+
+def _total_pages(response: requests.Response, page: int, count: int, size: int) -> int:
+    """``X-WP-TotalPages``; when a proxy dropped it, read on until a short page (``count`` of
+    ``size`` entries on ``page``)."""
+    total_pages = _int_header(response, "X-WP-TotalPages")
+    if total_pages is None:
+        return page + 1 if count >= size else page
+    return total_pages
 
 
 def _int_header(response: requests.Response, name: str) -> int | None:

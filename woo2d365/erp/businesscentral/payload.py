@@ -142,18 +142,23 @@ def countries_of(order: Order) -> list[tuple[str, str]]:
     return found
 
 
-def country_problems(order: Order, known: Collection[str] | None) -> list[str]:
-    """Reasons for every country code Business Central does not know (``known`` None: unchecked)."""
-    if known is None:
-        return []
+def unknown_countries(order: Order, known: Collection[str]) -> dict[str, list[str]]:
+    """Country code → the addresses of the order that carry it, for codes not in ``known``."""
     unknown: dict[str, list[str]] = {}
     for label, code in countries_of(order):
         if code not in known:
             unknown.setdefault(code, []).append(label)
+    return unknown
+
+
+def country_problems(order: Order, known: Collection[str] | None) -> list[str]:
+    """Reasons for every country code Business Central does not know (``known`` None: unchecked)."""
+    if known is None:
+        return []
     return [
         f"country code {code!r} of the {' and '.join(labels)} is not known in Business Central "
         "(add it under Countries/Regions, or correct the order)"
-        for code, labels in unknown.items()
+        for code, labels in unknown_countries(order, known).items()
     ]
 
 
@@ -258,6 +263,22 @@ def item_entry(
     return entry
 
 
+def item_line_sent(
+    label: str, line: Line, number: str | None, after: Decimal, norm: FieldNormalizer, *, erp: str
+) -> bool:
+    """Whether an item line is sent (``after``: its amount after discount): False, with a
+    warning, for one with neither quantity nor amount; :class:`OrderDataError` for one without
+    an ``erp`` item or with an amount but no quantity."""
+    if not number:
+        raise OrderDataError(f"{label}: no {erp} item for SKU {line.sku!r}")
+    if line.quantity > 0:
+        return True
+    if after == ZERO:
+        norm.warnings.append(f"{label}: quantity {line.quantity} and no amount; left out")
+        return False
+    raise OrderDataError(f"{label}: quantity {line.quantity} with an amount of {after}")
+
+
 def _line(
     order: Order,
     position: int,
@@ -269,13 +290,9 @@ def _line(
     label = f'line {position} "{line.name}"'
     before, after = line_basis(line, order.prices_include_tax)
     if line.kind is LineKind.ITEM:
-        if not number:
-            raise OrderDataError(f"{label}: no Business Central item for SKU {line.sku!r}")
-        if line.quantity <= 0:
-            if after == ZERO:
-                norm.warnings.append(f"{label}: quantity {line.quantity} and no amount; left out")
-                return None
-            raise OrderDataError(f"{label}: quantity {line.quantity} with an amount of {after}")
+        if not item_line_sent(label, line, number, after, norm, erp="Business Central"):
+            return None
+        assert number is not None  # item_line_sent raised without one
         entry = item_entry(label, line, number, line_price(line.quantity, before, after), norm)
         if line.parent_sku_inherited:
             norm.warnings.append(

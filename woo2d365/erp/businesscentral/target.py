@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from woo2d365.clock import Clock, utc_now
 from woo2d365.erp.base import (
@@ -62,6 +64,7 @@ ITEMS_FULL_REFRESH_KEY = "bc.items.full_refresh_at"
 FULL_REFRESH_EVERY = timedelta(hours=24)
 CURSOR_OVERLAP = timedelta(minutes=1)  # items committed late with an older stamp are not missed
 PLACEHOLDER_CUSTOMER = "(new customer)"
+T = TypeVar("T")
 
 
 CREATED_CUSTOMER = "created customer"
@@ -69,10 +72,70 @@ CUSTOMER_SENT_PREFIX = "bc.customer.sent."
 """Store key prefix: when a customer create was sent whose outcome is not known yet."""
 
 
+@dataclass
+class OrderCustomer:
+    """The customer a sales order is for, and what finding it said."""
+
+    number: str
+    placeholder: bool = False  # a dry run's stand-in for a customer a real push creates
+    new_customer: dict[str, Any] | None = None  # the body a dry run would create it with
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def document(self, order: Order, key: str, draft: Draft, *, dry_run: bool) -> PreparedDocument:
+        """The prepared document of ``draft`` for this customer."""
+        return PreparedDocument(
+            woo_id=order.woo_id,
+            external_number=key,
+            payload=draft.payload,
+            warnings=(*self.warnings, *draft.warnings),
+            notes=tuple(self.notes),
+            placeholder_customer=self.placeholder,
+            new_customer=self.new_customer if dry_run else None,
+        )
+
+
+class ReadOnce(Generic[T]):
+    """A reference list read from Dynamics once per run, on first use; thread-safe.
+
+    When it cannot be read for a reason that may pass, it is None (not checked) and, unless
+    ``again_after_failure``, not asked again in the run: a second try could come from inside
+    validate's store transaction (docs/architecture.md).
+    """
+
+    def __init__(
+        self, read: Callable[[], T], what: str, *, again_after_failure: bool = False
+    ) -> None:
+        self._read, self._what, self._again = read, what, again_after_failure
+        self._value: T | None = None
+        self._loaded = False
+        self._lock = threading.Lock()
+
+    def get(self) -> T | None:
+        """The value, read now if it was not yet."""
+        with self._lock:
+            if not self._loaded:
+                try:
+                    self._value = self._read()
+                except DynamicsAuthenticationError:
+                    raise
+                except DynamicsError as exc:
+                    if not exc.retryable:
+                        raise
+                    log.warning("%s could not be read (%s); not checked", self._what, exc)
+                    if self._again:
+                        return None
+                    self._value = None
+                self._loaded = True
+            return self._value
+
+
 class BusinessCentralTarget:
     """Sales orders in one Business Central company; one instance per run, thread-safe."""
 
     display_name = "Dynamics 365"
+    items_full_refresh_key = ITEMS_FULL_REFRESH_KEY
+    customer_key = "number"  # what the customer's key is called in this Dynamics
 
     def __init__(
         self,
@@ -88,9 +151,7 @@ class BusinessCentralTarget:
         self.client = client
         self.clock = clock
         self.cursor_overlap = CURSOR_OVERLAP
-        self._countries: set[str] | None = None
-        self._countries_loaded = False
-        self._countries_lock = threading.Lock()
+        self._countries = ReadOnce(lambda: self.client.country_codes(), "country codes")
         self._customer_locks: dict[str, threading.Lock] = {}
         self._customer_locks_guard = threading.Lock()
         # What prefetch_customers learnt this run: customers found, e-mail keys known absent.
@@ -185,6 +246,13 @@ class BusinessCentralTarget:
     def check_order(self, order: Order) -> list[str]:
         """Document number length, a customer e-mail in per-email mode, known country codes, and
         (with ``orders.tax_codes``) a known VAT rate on every line."""
+        problems = self._key_and_customer_problems(order)
+        problems.extend(self._country_problems(order))
+        problems.extend(tax_rate_problems(order, self.orders))
+        return problems
+
+    def _key_and_customer_problems(self, order: Order) -> list[str]:
+        """The order's key cannot be built; or it has no e-mail address in per-email mode."""
         problems: list[str] = []
         try:
             self.external_number(order)
@@ -195,8 +263,6 @@ class BusinessCentralTarget:
                 'the order has no e-mail address, which customer_mode = "per-email" needs '
                 "to find or create its customer"
             )
-        problems.extend(country_problems(order, self.country_codes()))
-        problems.extend(tax_rate_problems(order, self.orders))
         return problems
 
     def load_checks(self) -> None:
@@ -205,21 +271,7 @@ class BusinessCentralTarget:
 
     def country_codes(self) -> set[str] | None:
         """Business Central's country/region codes, read once; None when they cannot be read."""
-        with self._countries_lock:
-            if not self._countries_loaded:
-                try:
-                    self._countries = self.client.country_codes()
-                except DynamicsAuthenticationError:
-                    raise
-                except DynamicsError as exc:
-                    if not exc.retryable:
-                        raise
-                    # Not checked in this run, and not asked again: a second try would come
-                    # from inside validate's store transaction (docs/architecture.md).
-                    log.warning("country codes could not be read (%s); not checked", exc)
-                    self._countries = None
-                self._countries_loaded = True
-            return self._countries
+        return self._countries.get()
 
     # -- documents ------------------------------------------------------------------------------
     def prepare(
@@ -231,55 +283,72 @@ class BusinessCentralTarget:
         key: str | None = None,
     ) -> PreparedDocument:
         """The sales order body; finds or creates the customer (a dry run only looks it up)."""
-        external_number = key or self.external_number(order)
-        problems = country_problems(order, self.country_codes())
+        key = key or self.external_number(order)
+        problems = self._country_problems(order)
         if problems:
             raise OrderDataError("; ".join(problems))
-        warnings: list[str] = []
-        notes: list[str] = []
-        placeholder = False
-        new_customer: dict[str, Any] | None = None
-        customer_number: str | None
-        if self.orders.customer_mode == "fixed":
-            customer_number = self.orders.customer_number.strip().upper()
-        else:
-            customer_number, new_customer, customer_warnings = self._customer_for(order, dry_run)
-            notes.extend(w for w in customer_warnings if w.startswith(CREATED_CUSTOMER))
-            warnings.extend(w for w in customer_warnings if not w.startswith(CREATED_CUSTOMER))
-            if customer_number is None:
-                placeholder = True
-                customer_number = PLACEHOLDER_CUSTOMER
-                warnings.append(
-                    f"no customer with e-mail {mask_contact(order.email)} yet: a real push "
-                    f"creates one first and uses its number instead of {PLACEHOLDER_CUSTOMER!r}"
-                )
+        customer = self._order_customer(order, dry_run)
+        draft = self._sales_order(order, item_numbers, key, customer.number)
+        return customer.document(order, key, draft, dry_run=dry_run)
+
+    def _country_problems(self, order: Order) -> list[str]:
+        return country_problems(order, self.country_codes())
+
+    def _sales_order(
+        self, order: Order, item_numbers: Sequence[str | None], key: str, customer: str
+    ) -> Draft:
+        """The body of the deep-insert POST, keyed by ``externalDocumentNumber``."""
         draft = build_sales_order(
-            order, item_numbers=item_numbers, customer_number=customer_number, orders=self.orders
+            order, item_numbers=item_numbers, customer_number=customer, orders=self.orders
         )
-        draft.payload["externalDocumentNumber"] = external_number
-        warnings.extend(draft.warnings)
-        return PreparedDocument(
-            woo_id=order.woo_id,
-            external_number=external_number,
-            payload=draft.payload,
-            warnings=tuple(warnings),
-            notes=tuple(notes),
-            placeholder_customer=placeholder,
-            new_customer=new_customer if dry_run else None,
+        draft.payload["externalDocumentNumber"] = key
+        return draft
+
+    def _fixed_customer(self) -> str:
+        """The customer of ``customer_mode = "fixed"``, as this Dynamics stores its key."""
+        return self.orders.customer_number.strip().upper()
+
+    def _order_customer(self, order: Order, dry_run: bool) -> OrderCustomer:
+        """The order's customer: the fixed one, or found or created by e-mail address (a dry
+        run only looks it up and uses a placeholder for one it would create)."""
+        if self.orders.customer_mode == "fixed":
+            return OrderCustomer(self._fixed_customer())
+        number, new_customer, found_warnings = self._customer_for(order, dry_run)
+        customer = OrderCustomer(
+            PLACEHOLDER_CUSTOMER if number is None else number,
+            placeholder=number is None,
+            new_customer=new_customer,
+            notes=[w for w in found_warnings if w.startswith(CREATED_CUSTOMER)],
+            warnings=[w for w in found_warnings if not w.startswith(CREATED_CUSTOMER)],
         )
+        if number is None:
+            customer.warnings.append(
+                f"no customer with e-mail {mask_contact(order.email)} yet: a real push creates "
+                f"one first and uses its {self.customer_key} instead of {PLACEHOLDER_CUSTOMER!r}"
+            )
+        return customer
 
     def create(self, document: PreparedDocument, guard: SendGuard | None = None) -> CreatedDocument:
         """One deep-insert POST (see :meth:`BusinessCentralClient.create_sales_order`)."""
+        with self._creating(document):
+            raw = self.client.create_sales_order(document.payload, guard)
+        return _created(raw, document.external_number)
+
+    @contextmanager
+    def _creating(self, document: PreparedDocument) -> Iterator[None]:
+        """Around a create: never of a dry-run document; a refusal over an item forces a full
+        item refresh next run (the mirror may list an item Dynamics no longer has)."""
         if document.placeholder_customer:
             raise ValueError("a dry-run document cannot be created")
         try:
-            raw = self.client.create_sales_order(document.payload, guard)
+            yield
         except DocumentRefused as exc:
-            if _about_missing_item(exc):
-                # The mirror may list an item Dynamics no longer has: replace it next run.
-                self.store.set_value(ITEMS_FULL_REFRESH_KEY, "")
+            if self._refused_over_item(exc):
+                self.store.set_value(self.items_full_refresh_key, "")
             raise
-        return _created(raw, document.external_number)
+
+    def _refused_over_item(self, exc: DocumentRefused) -> bool:
+        return _about_missing_item(exc)
 
     def find(self, external_number: str) -> CreatedDocument | None:
         """The sales order with this ``externalDocumentNumber`` (the first if there are more)."""

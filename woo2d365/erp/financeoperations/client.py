@@ -21,11 +21,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -36,22 +34,22 @@ import requests
 from woo2d365.erp.base import SendGuard
 from woo2d365.erp.businesscentral.auth import TokenProvider
 from woo2d365.erp.businesscentral.client import (
+    NOT_PROCESSED_STATUSES,
     AnsweredInDoubt,
     SlidingWindowLimiter,
     TransientError,
-    _was_sent,
+    _filter_batches,
     odata_string,
 )
+from woo2d365.erp.odata_client import ODataClient
 from woo2d365.errors import (
     DocumentInDoubt,
     DocumentRefused,
     DynamicsAuthenticationError,
     DynamicsError,
-    DynamicsUnreachable,
-    DynamicsUntrusted,
 )
-from woo2d365.http import api_session, retry_after_seconds
-from woo2d365.retries import RetryPolicy, log_retry, retrying
+from woo2d365.http import retry_after_seconds
+from woo2d365.retries import RetryPolicy
 from woo2d365.settings import DynamicsSettings
 
 log = logging.getLogger("woo2d365.dynamics")
@@ -75,8 +73,6 @@ ENTITY_SETS = (
 """Every entity set the tool uses (``doctor`` checks ``$metadata`` has them)."""
 
 WRITE_EXCEPTION = "AxODataWriteException"
-NOT_PROCESSED_STATUSES = frozenset({429, 502, 503})
-MAX_FILTER_CHARACTERS = 1500
 UNREGISTERED_APP = (
     "F&O refused the token (HTTP 401): the app is not registered in F&O under System "
     "administration > Setup > Microsoft Entra applications (client id with a user), or the "
@@ -126,22 +122,31 @@ def classify(
         return TransientError(detail, status=status, retry_after=retry_after)
     if body.type == WRITE_EXCEPTION:
         # A data error whatever the status (400 today, 500 inside older changesets).
-        if method == "GET":
-            return DynamicsError(detail, status=status, retryable=False)
-        return DocumentRefused(detail, status=status, code=WRITE_EXCEPTION)
-    if status == 403:
-        detail += " (the F&O user mapped to the app lacks the security roles for this)"
-    if status == 404 and body.type == "route":
-        detail += " (check dynamics.fo_url and the entity set name)"
+        return _refused(detail, status, method, code=WRITE_EXCEPTION)
+    detail += _hint(status, body)
     if status >= 500 or status == 408:
         if method == "GET":
             return TransientError(detail, status=status, retry_after=retry_after)
         if status == 504:
             return DocumentInDoubt(detail, status=status)
         return AnsweredInDoubt(detail, status=status)
+    return _refused(detail, status, method)
+
+
+def _refused(detail: str, status: int, method: str, *, code: str | None = None) -> DynamicsError:
+    """A refusal that sending again will not change: of a read, or of a document."""
     if method == "GET":
         return DynamicsError(detail, status=status, retryable=False)
-    return DocumentRefused(detail, status=status)
+    return DocumentRefused(detail, status=status, code=code)
+
+
+def _hint(status: int, body: FoErrorBody) -> str:
+    """What to check for a refusal that is about the set-up, not the data."""
+    if status == 403:
+        return " (the F&O user mapped to the app lacks the security roles for this)"
+    if status == 404 and body.type == "route":
+        return " (check dynamics.fo_url and the entity set name)"
+    return ""
 
 
 def infolog(exc: DynamicsError) -> str:
@@ -253,7 +258,7 @@ def _operation(part: str) -> BatchPartAnswer:
 # -- the client ---------------------------------------------------------------------------------
 
 
-class FinanceOperationsClient:
+class FinanceOperationsClient(ODataClient):
     """The ``/data`` entity sets the tool uses in ``dynamics.legal_entity``; thread-safe."""
 
     def __init__(
@@ -266,117 +271,32 @@ class FinanceOperationsClient:
         limiter: SlidingWindowLimiter | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.settings = settings
-        self.tokens = tokens
-        self.retry = retry or RetryPolicy()
-        self.base_url = f"{settings.fo_url.rstrip('/')}/data"
-        self.legal_entity = settings.legal_entity.strip().lower()
-        self._session = session or api_session(
-            self.base_url,
-            settings.max_concurrency,
-            {"Accept": "application/json", "OData-Version": "4.0"},
-        )
-        self._slots = threading.BoundedSemaphore(settings.max_concurrency)
-        self._limiter = limiter or SlidingWindowLimiter(settings.requests_per_5_minutes)
-        self._count_lock = threading.Lock()
-        self.request_count = 0
-        self.error_count = 0  # requests without an answer or answered with status >= 400
-        self._timeout = (min(10.0, settings.timeout_seconds), settings.timeout_seconds)
-        self._retrying = retrying(
-            self.retry,
-            retry_on=DynamicsError,
-            is_retryable=_worth_another_try,
+        super().__init__(
+            settings,
+            tokens,
+            base_url=f"{settings.fo_url.rstrip('/')}/data",
+            where=settings.fo_url,
+            headers={"Accept": "application/json", "OData-Version": "4.0"},
+            session=session,
+            retry=retry,
+            limiter=limiter,
             sleep=sleep,
-            on_retry=log_retry,
         )
+        self.legal_entity = settings.legal_entity.strip().lower()
 
-    def close(self) -> None:
-        """Close the HTTP session."""
-        self._session.close()
-
-    @contextmanager
-    def _slot(self) -> Iterator[None]:
-        with self._slots:
-            self._limiter.acquire()
-            with self._count_lock:
-                self.request_count += 1
-            yield
-
-    def _count_error(self) -> None:
-        with self._count_lock:
-            self.error_count += 1
-
-    # -- the one request path -------------------------------------------------------------------
-    def _send(
-        self,
-        method: str,
-        url: str,
-        data: bytes | None,
-        content_type: str | None,
-        guard: SendGuard | None = None,
-    ) -> requests.Response:
-        """Send once (plus one token refresh on 401); raise the classified error of the status."""
-        refreshed = False
-        while True:
-            token = self.tokens.token()
-            headers = {"Authorization": f"Bearer {token}"}
-            if content_type:
-                headers["Content-Type"] = content_type
-            try:
-                with self._slot():
-                    if guard is not None:
-                        guard.before_send()
-                    response = self._session.request(
-                        method, url, data=data, headers=headers, timeout=self._timeout
-                    )
-            except requests.RequestException as exc:
-                self._count_error()
-                if guard is not None and not _was_sent(exc):
-                    guard.not_sent()
-                raise self._transport_error(method, exc) from None
-            if response.status_code >= 400:
-                self._count_error()
-            if response.status_code == 401:
-                if guard is not None:
-                    guard.not_sent()
-                if not refreshed:
-                    self.tokens.invalidate(token)
-                    refreshed = True
-                    continue
-            problem = classify(
-                response.status_code,
-                response.text,
-                method=method,
-                retry_after=retry_after_seconds(response),
-            )
-            if problem is not None:
-                if guard is not None and response.status_code in NOT_PROCESSED_STATUSES:
-                    guard.not_sent()
-                raise problem
-            return response
-
-    def _transport_error(self, method: str, exc: requests.RequestException) -> DynamicsError:
-        where = self.settings.fo_url
-        if isinstance(exc, requests.exceptions.SSLError):
-            return DynamicsUntrusted(
-                f"{where}: TLS certificate not trusted or handshake failed "
-                "(set REQUESTS_CA_BUNDLE or SSL_CERT_FILE for a private CA)"
-            )
-        kind = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "connection failed"
-        if method != "GET" and _was_sent(exc):
-            return DocumentInDoubt(
-                f"{method} to Dynamics {kind} after it was sent ({type(exc).__name__}); "
-                "the document may exist"
-            )
-        return DynamicsUnreachable(
-            f"Dynamics at {where} cannot be reached: {kind} ({type(exc).__name__})"
+    def _classify(self, response: requests.Response, method: str) -> DynamicsError | None:
+        return classify(
+            response.status_code,
+            response.text,
+            method=method,
+            retry_after=retry_after_seconds(response),
         )
 
     def get_json(self, url: str) -> Any:
         """One GET with the retry policy; the JSON answer (decimals exact)."""
 
         def once() -> Any:
-            response = self._send("GET", url, None, None)
+            response = self._send("GET", url)
             try:
                 return response.json(parse_float=Decimal)
             except ValueError:
@@ -387,7 +307,7 @@ class FinanceOperationsClient:
     def get_text(self, path: str) -> str:
         """One GET of a non-JSON resource (``$metadata``)."""
         url = f"{self.base_url}/{path}"
-        return str(self._retrying(lambda: self._send("GET", url, None, None).text)())
+        return str(self._retrying(lambda: self._send("GET", url).text)())
 
     def get_all(
         self,
@@ -414,13 +334,8 @@ class FinanceOperationsClient:
         if company:
             params["cross-company"] = "true"
         query = "&".join(f"{quote(k, safe='$')}={quote(v, safe='')}" for k, v in params.items())
-        url: str | None = f"{self.base_url}/{entity_set}" + (f"?{query}" if query else "")
-        while url:
-            page = self.get_json(url)
-            values = page.get("value", []) if isinstance(page, dict) else []
-            yield from (row for row in values if isinstance(row, dict))
-            link = page.get("@odata.nextLink") if isinstance(page, dict) else None
-            url = link if isinstance(link, str) and link else None
+        first = f"{self.base_url}/{entity_set}" + (f"?{query}" if query else "")
+        yield from self._pages(first, self.get_json)
 
     # -- setup ----------------------------------------------------------------------------------
     def legal_entities(self) -> list[str]:
@@ -447,14 +362,14 @@ class FinanceOperationsClient:
         if numbers is None:
             return list(self.get_all(ITEMS_SET, select=select))
         found: list[dict[str, Any]] = []
-        for batch in _or_batches("ItemNumber", list(dict.fromkeys(numbers))):
+        for batch in _filter_batches("ItemNumber", list(dict.fromkeys(numbers))):
             found.extend(self.get_all(ITEMS_SET, filter=batch, select=select))
         return found
 
     def sales_stopped(self, numbers: Sequence[str] | None = None) -> set[str]:
         """Item numbers whose default order settings stop sales (of ``numbers`` if given)."""
         stopped = "IsSalesProcessingStopped eq Microsoft.Dynamics.DataEntities.NoYes'Yes'"
-        batches = [""] if numbers is None else list(_or_batches("ItemNumber", list(numbers)))
+        batches = [""] if numbers is None else list(_filter_batches("ItemNumber", list(numbers)))
         found: set[str] = set()
         for batch in batches:
             condition = f"{stopped} and ({batch})" if batch else stopped
@@ -471,7 +386,7 @@ class FinanceOperationsClient:
         """Customers of any of ``addresses``, in ``or`` batches; rows as ``{number, id, email}``."""
         wanted = {a.strip().casefold() for a in addresses if a.strip()}
         found: list[dict[str, Any]] = []
-        for batch in _or_batches("PrimaryContactEmail", sorted(wanted)):
+        for batch in _filter_batches("PrimaryContactEmail", sorted(wanted)):
             for row in self.get_all(
                 CUSTOMERS_SET, filter=batch, select="CustomerAccount,PrimaryContactEmail"
             ):
@@ -503,7 +418,7 @@ class FinanceOperationsClient:
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
 
         def once() -> dict[str, Any]:
-            response = self._send("POST", url, data, "application/json", guard)
+            response = self._send("POST", url, data, {"Content-Type": "application/json"}, guard)
             try:
                 row = response.json(parse_float=Decimal)
             except ValueError:
@@ -533,7 +448,7 @@ class FinanceOperationsClient:
         """Headers whose ``CustomersOrderReference`` is one of ``references`` (exactly)."""
         wanted = {r.casefold() for r in references}
         found: list[dict[str, Any]] = []
-        for batch in _or_batches("CustomersOrderReference", list(dict.fromkeys(references))):
+        for batch in _filter_batches("CustomersOrderReference", list(dict.fromkeys(references))):
             found.extend(
                 row
                 for row in self.find_orders(batch)
@@ -559,7 +474,8 @@ class FinanceOperationsClient:
         One try: the caller decides what may be sent again.
         """
         content_type, data = build_changeset(self.base_url, operations)
-        response = self._send("POST", f"{self.base_url}/$batch", data, content_type, guard)
+        url = f"{self.base_url}/$batch"
+        response = self._send("POST", url, data, {"Content-Type": content_type}, guard)
         groups = parse_batch_response(response.headers.get("Content-Type", ""), response.text)
         if len(groups) != 1:
             raise AnsweredInDoubt("Dynamics answered the $batch with an unexpected shape")
@@ -631,25 +547,3 @@ DUPLICATE_KEY = "record already exists"
 def is_duplicate_key(exc: DynamicsError) -> bool:
     """True for the write error of a second create of the same primary key."""
     return DUPLICATE_KEY in exc.message.lower()
-
-
-def _or_batches(field_name: str, values: Sequence[str]) -> Iterator[str]:
-    """``field eq 'a' or field eq 'b'`` filters, each short enough for one URL."""
-    batch: list[str] = []
-    length = 0
-    for value in values:
-        term = f"{field_name} eq {odata_string(value)}"
-        size = len(quote(term, safe="")) + 12
-        if batch and length + size > MAX_FILTER_CHARACTERS:
-            yield " or ".join(batch)
-            batch, length = [], 0
-        batch.append(term)
-        length += size
-    if batch:
-        yield " or ".join(batch)
-
-
-def _worth_another_try(exc: BaseException) -> bool:
-    if isinstance(exc, DocumentInDoubt | DynamicsAuthenticationError):
-        return False
-    return bool(getattr(exc, "retryable", False))

@@ -29,13 +29,14 @@ from typing import Any
 from woo2d365.erp.businesscentral.normalize import FieldNormalizer
 from woo2d365.erp.businesscentral.payload import (
     Draft,
-    countries_of,
+    item_line_sent,
     json_number,
     line_basis,
     ship_to_address,
+    unknown_countries,
 )
 from woo2d365.errors import OrderDataError
-from woo2d365.model import ZERO, Address, LineKind, Order
+from woo2d365.model import ZERO, Address, Line, LineKind, Order
 from woo2d365.settings import DynamicsSettings, OrdersSettings
 
 ORDER_NUMBER_LENGTH = 20
@@ -66,14 +67,10 @@ def country_problems(order: Order, known: Mapping[str, str] | None) -> list[str]
     """Reasons for every ISO country code with no F&O country/region (``known`` None: unchecked)."""
     if known is None:
         return []
-    unknown: dict[str, list[str]] = {}
-    for label, code in countries_of(order):
-        if code not in known:
-            unknown.setdefault(code, []).append(label)
     return [
         f"country code {code!r} of the {' and '.join(labels)} has no country/region in Dynamics "
         "(AddressCountryRegions.ISOcode; add it, or correct the order)"
-        for code, labels in unknown.items()
+        for code, labels in unknown_countries(order, known).items()
     ]
 
 
@@ -123,9 +120,41 @@ def build_sales_order(
     if len(item_numbers) != len(order.lines):
         raise ValueError("item_numbers must have one entry per order line")
     norm = FieldNormalizer()
-    area = dynamics.legal_entity
+    header = _header(order, reference, own_numbers, customer_account, dynamics, countries, norm)
+    lines: list[dict[str, Any]] = []
+    for position, (line, number) in enumerate(zip(order.lines, item_numbers, strict=True), 1):
+        label = f'line {position} "{line.name}"'
+        priced = _priced_line(label, line, number, order, orders, norm)
+        if priced is None:
+            continue
+        item, quantity, amount = priced
+        entry: dict[str, Any] = {
+            "dataAreaId": dynamics.legal_entity,
+            "LineNumber": len(lines) + 1,
+            "ItemNumber": item,
+            "OrderedSalesQuantity": json_number(quantity),
+            **_price(quantity, amount),
+        }
+        _put(entry, "LineDescription", norm.text(f"{label} description", line.name, 1000))
+        lines.append(entry)
+    if not lines:
+        raise OrderDataError("the order has no lines to send")
+    return Draft({"header": header, "lines": lines}, tuple(norm.warnings))
+
+
+def _header(
+    order: Order,
+    reference: str,
+    own_numbers: bool,
+    customer_account: str,
+    dynamics: DynamicsSettings,
+    countries: Mapping[str, str],
+    norm: FieldNormalizer,
+) -> dict[str, Any]:
+    """The body of the ``SalesOrderHeadersV2`` POST (delivery address when F&O knows its
+    country)."""
     header: dict[str, Any] = {
-        "dataAreaId": area,
+        "dataAreaId": dynamics.legal_entity,
         "OrderingCustomerAccountNumber": customer_account,
         "CustomersOrderReference": reference,
         "ArePricesIncludingSalesTax": "Yes" if order.prices_include_tax else "No",
@@ -144,45 +173,32 @@ def build_sales_order(
         header["DeliveryAddressDescription"] = f"Web order {order.number}"[:60]
         _put_address(header, "DeliveryAddress", ship, norm)
         header["DeliveryAddressCountryRegionId"] = country
-    lines: list[dict[str, Any]] = []
-    for position, (line, number) in enumerate(zip(order.lines, item_numbers, strict=True), 1):
-        label = f'line {position} "{line.name}"'
-        _before, after = line_basis(line, order.prices_include_tax)
-        amount = after.quantize(CENT, rounding=ROUND_HALF_UP)
-        if line.kind is LineKind.ITEM:
-            if not number:
-                raise OrderDataError(f"{label}: no Dynamics item for SKU {line.sku!r}")
-            if line.quantity <= 0:
-                if after == ZERO:
-                    norm.warnings.append(
-                        f"{label}: quantity {line.quantity} and no amount; left out"
-                    )
-                    continue
-                raise OrderDataError(f"{label}: quantity {line.quantity} with an amount of {after}")
-            quantity = line.quantity
-            item = number
-        else:
-            if after == ZERO:
-                continue
-            key = "shipping_account" if line.kind is LineKind.SHIPPING else "fee_account"
-            item = getattr(orders, key).strip()
-            if not item:
-                raise OrderDataError(
-                    f"{label}: {line.kind.value} needs orders.{key} (a service item)"
-                )
-            quantity = Decimal(1)
-        entry: dict[str, Any] = {
-            "dataAreaId": area,
-            "LineNumber": len(lines) + 1,
-            "ItemNumber": item,
-            "OrderedSalesQuantity": json_number(quantity),
-            **_price(quantity, amount),
-        }
-        _put(entry, "LineDescription", norm.text(f"{label} description", line.name, 1000))
-        lines.append(entry)
-    if not lines:
-        raise OrderDataError("the order has no lines to send")
-    return Draft({"header": header, "lines": lines}, tuple(norm.warnings))
+    return header
+
+
+def _priced_line(
+    label: str,
+    line: Line,
+    number: str | None,
+    order: Order,
+    orders: OrdersSettings,
+    norm: FieldNormalizer,
+) -> tuple[str, Decimal, Decimal] | None:
+    """``(item number, quantity, line amount)`` of one shop line; None when it is left out
+    (free shipping or fee, an item line with neither quantity nor amount)."""
+    _before, after = line_basis(line, order.prices_include_tax)
+    amount = after.quantize(CENT, rounding=ROUND_HALF_UP)
+    if line.kind is LineKind.ITEM:
+        if not item_line_sent(label, line, number, after, norm, erp="Dynamics"):
+            return None
+        return str(number), line.quantity, amount
+    if after == ZERO:
+        return None
+    key = "shipping_account" if line.kind is LineKind.SHIPPING else "fee_account"
+    item = getattr(orders, key).strip()
+    if not item:
+        raise OrderDataError(f"{label}: {line.kind.value} needs orders.{key} (a service item)")
+    return item, Decimal(1), amount
 
 
 def _price(quantity: Decimal, amount: Decimal) -> dict[str, Any]:

@@ -27,31 +27,17 @@ One legal entity (``dynamics.legal_entity``). What differs from Business Central
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 from woo2d365.clock import Clock, utc_now
-from woo2d365.erp.base import (
-    CreatedDocument,
-    ItemRefresh,
-    PostedInvoice,
-    PostedShipment,
-    PreparedDocument,
-    SendGuard,
-    ShipmentTracking,
-)
+from woo2d365.erp.base import CreatedDocument, ItemRefresh, PreparedDocument, SendGuard
 from woo2d365.erp.businesscentral.client import AnsweredInDoubt, TransientError
 from woo2d365.erp.businesscentral.payload import Draft
-from woo2d365.erp.businesscentral.target import (
-    CREATED_CUSTOMER,
-    PLACEHOLDER_CUSTOMER,
-    BusinessCentralTarget,
-    ItemOverlay,
-)
+from woo2d365.erp.businesscentral.target import BusinessCentralTarget, ItemOverlay, ReadOnce
 from woo2d365.erp.financeoperations.client import (
     HEADERS_SET,
     LINES_SET,
@@ -65,20 +51,10 @@ from woo2d365.erp.financeoperations.payload import (
     line_total,
     order_reference,
 )
-from woo2d365.errors import (
-    ConfigError,
-    DocumentInDoubt,
-    DocumentRefused,
-    DynamicsAuthenticationError,
-    DynamicsError,
-    OrderDataError,
-)
-from woo2d365.logs import mask_contact
-from woo2d365.model import Line, Order, Refund
+from woo2d365.errors import ConfigError, DocumentInDoubt, DocumentRefused, OrderDataError
+from woo2d365.model import Order
 from woo2d365.settings import Settings
 from woo2d365.store.mirror import CachedItem, MirrorAndSkuMap
-
-log = logging.getLogger("woo2d365.dynamics")
 
 EXPECTED_LINES_PREFIX = "fo.lines."
 """Store key prefix + reference: how many lines the order's header must have (mode sequence)."""
@@ -89,11 +65,22 @@ NOT_FOUND_PER_RUN = 100
 """SKUs held as not found that are looked up between full refreshes, per run."""
 
 
+def _not_built(section: str) -> Callable[..., NoReturn]:
+    """A method of the follow-up step ``section``, not built for F&O yet: it says so."""
+
+    def not_built(self: object, *args: object, **kwargs: object) -> NoReturn:
+        raise _not_yet(section)
+
+    return not_built
+
+
 class FinanceOperationsTarget(BusinessCentralTarget):
     """Sales orders in one F&O legal entity; one instance per run, thread-safe."""
 
     display_name = "Dynamics 365"
     store: MirrorAndSkuMap  # the item lookups between full reads read the SKU map too
+    items_full_refresh_key = ITEMS_FULL_REFRESH_KEY
+    customer_key = "account"
 
     def __init__(
         self,
@@ -114,10 +101,10 @@ class FinanceOperationsTarget(BusinessCentralTarget):
             raise ConfigError(
                 'dynamics.customer_group is required when customer_mode = "per-email"'
             )
-        self._map: dict[str, str] | None = None
-        self._map_loaded = False
-        self._map_lock = threading.Lock()
+        # Asked again after a failure: the delivery address needs F&O's country ids at push.
+        self._map = ReadOnce(client.countries, "countries", again_after_failure=True)
         self._shop_tax: dict[str, Decimal] = {}
+        self._shop_tax_lock = threading.Lock()
 
     def close(self) -> None:
         """Close the HTTP session."""
@@ -128,61 +115,11 @@ class FinanceOperationsTarget(BusinessCentralTarget):
         raise _not_yet(step)
 
     # -- after the push: not built for F&O yet (docs/architecture.md, "Two Dynamics products") --
-    def item_inventory(self) -> dict[str, Decimal]:
-        """Not available for F&O yet: ``[stock]`` needs Business Central."""
-        raise _not_yet("stock")
-
-    def posted_shipments(self, prefix: str, since: datetime | None) -> list[PostedShipment]:
-        """Not available for F&O yet: ``[shipments]`` needs Business Central."""
-        raise _not_yet("shipments")
-
-    def shipment_tracking(
-        self, prefix: str, since: datetime | None
-    ) -> list[ShipmentTracking] | None:
-        """Not available for F&O yet."""
-        raise _not_yet("shipments")
-
-    def posted_invoices(self, prefix: str, since: datetime | None) -> list[PostedInvoice]:
-        """Not available for F&O yet."""
-        raise _not_yet("shipments")
-
-    def goods_lines(self, order: Order) -> dict[int, Line]:
-        """Not available for F&O yet."""
-        raise _not_yet("shipments")
-
-    def credit_memo_number(self, order: Order, refund_id: int) -> str:
-        """Not available for F&O yet: ``[refunds]`` needs Business Central."""
-        raise _not_yet("refunds")
-
-    def prepare_credit_memo(
-        self,
-        refund: Refund,
-        order: Order,
-        item_numbers: Mapping[int, str | None],
-        *,
-        sales_order_id: str | None,
-        key: str,
-    ) -> PreparedDocument:
-        """Not available for F&O yet."""
-        raise _not_yet("refunds")
-
-    def create_credit_memo(
-        self, document: PreparedDocument, guard: SendGuard | None = None
-    ) -> CreatedDocument:
-        """Not available for F&O yet."""
-        raise _not_yet("refunds")
-
-    def find_credit_memo(self, external_number: str) -> CreatedDocument | None:
-        """Not available for F&O yet."""
-        raise _not_yet("refunds")
-
-    def find_credit_memos(self, external_numbers: Sequence[str]) -> dict[str, CreatedDocument]:
-        """Not available for F&O yet."""
-        raise _not_yet("refunds")
-
-    def post_credit_memo(self, document_id: str) -> CreatedDocument:
-        """Not available for F&O yet."""
-        raise _not_yet("refunds")
+    item_inventory = _not_built("stock")
+    posted_shipments = shipment_tracking = posted_invoices = _not_built("shipments")
+    goods_lines = _not_built("shipments")
+    credit_memo_number = prepare_credit_memo = create_credit_memo = _not_built("refunds")
+    find_credit_memo = find_credit_memos = post_credit_memo = _not_built("refunds")
 
     def connect(self) -> None:
         """A token, and the legal entity exists (one request)."""
@@ -242,18 +179,7 @@ class FinanceOperationsTarget(BusinessCentralTarget):
 
     def check_order(self, order: Order) -> list[str]:
         """The key, an e-mail address in per-email mode, and F&O countries for every address."""
-        problems: list[str] = []
-        try:
-            self.external_number(order)
-        except OrderDataError as exc:
-            problems.append(exc.message)
-        if self.orders.customer_mode == "per-email" and not order.email:
-            problems.append(
-                'the order has no e-mail address, which customer_mode = "per-email" needs '
-                "to find or create its customer"
-            )
-        problems.extend(country_problems(order, self.country_map()))
-        return problems
+        return self._key_and_customer_problems(order) + self._country_problems(order)
 
     def load_checks(self) -> None:
         """Read the country map now (not lazily inside a store transaction)."""
@@ -261,19 +187,7 @@ class FinanceOperationsTarget(BusinessCentralTarget):
 
     def country_map(self) -> dict[str, str] | None:
         """ISO-2 → F&O country/region id, read once; None when it cannot be read."""
-        with self._map_lock:
-            if not self._map_loaded:
-                try:
-                    self._map = self.fo.countries()
-                except DynamicsAuthenticationError:
-                    raise
-                except DynamicsError as exc:
-                    if not exc.retryable:
-                        raise
-                    log.warning("countries could not be read (%s); not checked", exc)
-                    return None
-                self._map_loaded = True
-            return self._map
+        return self._map.get()
 
     def country_codes(self) -> set[str] | None:
         """The ISO-2 codes F&O knows."""
@@ -281,72 +195,41 @@ class FinanceOperationsTarget(BusinessCentralTarget):
         return None if found is None else set(found)
 
     # -- documents ------------------------------------------------------------------------------
-    def prepare(
-        self,
-        order: Order,
-        item_numbers: Sequence[str | None],
-        *,
-        dry_run: bool = False,
-        key: str | None = None,
-    ) -> PreparedDocument:
-        """Header and lines; finds or creates the customer (a dry run only looks it up)."""
-        reference = key or self.external_number(order)
-        countries = self.country_map() or {}
-        problems = country_problems(order, self.country_map())
-        if problems:
-            raise OrderDataError("; ".join(problems))
-        warnings: list[str] = []
-        notes: list[str] = []
-        placeholder = False
-        new_customer: dict[str, Any] | None = None
-        if self.orders.customer_mode == "fixed":
-            account: str | None = self.orders.customer_number.strip()
-        else:
-            account, new_customer, customer_warnings = self._customer_for(order, dry_run)
-            notes.extend(w for w in customer_warnings if w.startswith(CREATED_CUSTOMER))
-            warnings.extend(w for w in customer_warnings if not w.startswith(CREATED_CUSTOMER))
-            if account is None:
-                placeholder = True
-                account = PLACEHOLDER_CUSTOMER
-                warnings.append(
-                    f"no customer with e-mail {mask_contact(order.email)} yet: a real push "
-                    f"creates one first and uses its account instead of {PLACEHOLDER_CUSTOMER!r}"
-                )
+    def _country_problems(self, order: Order) -> list[str]:
+        return country_problems(order, self.country_map())
+
+    def _sales_order(
+        self, order: Order, item_numbers: Sequence[str | None], key: str, customer: str
+    ) -> Draft:
+        """Header and lines (items by their exact ``ItemNumber``); the shop's tax is kept for
+        the created order's total when prices exclude tax."""
         exact = self.store.items_by_number([n for n in item_numbers if n])
         numbers = [exact[n].id or n if n and n in exact else n for n in item_numbers]
         draft = build_sales_order(
             order,
-            reference=reference,
+            reference=key,
             own_numbers=self.own_numbers,
             item_numbers=numbers,
-            customer_account=account or "",
+            customer_account=customer,
             dynamics=self.dynamics,
             orders=self.orders,
-            countries=countries,
+            countries=self.country_map() or {},
         )
-        warnings.extend(draft.warnings)
         if not order.prices_include_tax:
-            with self._map_lock:
-                self._shop_tax[reference] = order.total_tax
-        return PreparedDocument(
-            woo_id=order.woo_id,
-            external_number=reference,
-            payload=draft.payload,
-            warnings=tuple(warnings),
-            notes=tuple(notes),
-            placeholder_customer=placeholder,
-            new_customer=new_customer if dry_run else None,
-        )
+            with self._shop_tax_lock:
+                self._shop_tax[key] = order.total_tax
+        return draft
+
+    def _fixed_customer(self) -> str:
+        return self.orders.customer_number.strip()
 
     def _customer_draft(self, order: Order) -> Draft:
         return build_customer(order, self.dynamics, self.country_map() or {})
 
     def create(self, document: PreparedDocument, guard: SendGuard | None = None) -> CreatedDocument:
         """Header and lines in one changeset (see :meth:`FinanceOperationsClient.create_order`)."""
-        if document.placeholder_customer:
-            raise ValueError("a dry-run document cannot be created")
         header = dict(document.payload["header"])
-        try:
+        with self._creating(document):
             if self.own_numbers:
                 operations = [BatchOperation(HEADERS_SET, header)]
                 number = str(header.get("SalesOrderNumber") or "")
@@ -357,14 +240,13 @@ class FinanceOperationsTarget(BusinessCentralTarget):
                 raw = self.fo.create_order(document.external_number, operations, guard)
             else:
                 raw = self._create_in_sequence(document, guard)
-        except DocumentRefused as exc:
-            if "released products" in exc.message.lower() or "stopped for sales" in exc.message:
-                # The mirror may be older than F&O's items: replace it next run.
-                self.store.set_value(ITEMS_FULL_REFRESH_KEY, "")
-            raise
-        with self._map_lock:
+        with self._shop_tax_lock:
             tax = self._shop_tax.pop(document.external_number, None)
         return _created(raw, document.external_number, tax)
+
+    def _refused_over_item(self, exc: DocumentRefused) -> bool:
+        # The mirror may be older than F&O's items.
+        return "released products" in exc.message.lower() or "stopped for sales" in exc.message
 
     def _create_in_sequence(
         self, document: PreparedDocument, guard: SendGuard | None
