@@ -7,7 +7,7 @@ pipeline steps these call.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -476,15 +476,18 @@ def sync_summary(result: SyncResult) -> str:
         parts.append(f"{result.config_problem};")
     parts.append(f"outcome {result.outcome}")
     line = " ".join(parts)
-    problems: dict[str, dict[int, str]] = {"held": {}, "failed": {}}
+    # Each result keeps the first orders of a kind and counts them all (pipeline/kept.py).
+    problems: dict[str, list[Mapping[int, str]]] = {"held": [], "failed": []}
     if result.validate is not None:
-        problems["held"].update(result.validate.held)
+        problems["held"].append(result.validate.held)
     if result.push is not None:
-        problems["held"].update(result.push.held)
-        problems["failed"].update(result.push.failed)
-    for name, orders in problems.items():
-        if orders:
-            line += "\n" + named_orders(name, orders)
+        problems["held"].append(result.push.held)
+        problems["failed"].append(result.push.failed)
+    for name, kinds in problems.items():
+        count = sum(len(orders) for orders in kinds)
+        if count:
+            named = {woo_id: why for orders in kinds for woo_id, why in orders.items()}
+            line += "\n" + named_orders(name, named, count=count)
     for step in result.follow_ups.values():
         line += "\n" + step.summary()
         for item in step.attention[:SUMMARY_NAMES]:
@@ -497,10 +500,10 @@ def sync_summary(result: SyncResult) -> str:
 SUMMARY_NAMES = 5  # orders named in a summary, then "and N more"
 
 
-def named_orders(what: str, orders: dict[int, str]) -> str:
+def named_orders(what: str, orders: Mapping[int, str], *, count: int | None = None) -> str:
     """``held: 7 orders (woo2d365 status --state held)`` and one line per order, up to
-    :data:`SUMMARY_NAMES`, then ``and N more``."""
-    count = len(orders)
+    :data:`SUMMARY_NAMES`, then ``and N more``; ``count`` when ``orders`` names only some."""
+    count = len(orders) if count is None else count
     lines = [f"{what}: {count} order{'s' if count != 1 else ''} (woo2d365 status --state {what})"]
     shown = sorted(orders.items())[:SUMMARY_NAMES]
     lines += [f"  order {woo_id}: {reason}" for woo_id, reason in shown]

@@ -272,6 +272,11 @@ class StateStore(Protocol):
         """Ids of orders in ``state``, oldest update first (work queue order)."""
         ...
 
+    def order_ids_after(self, states: list[OrderState], after: int | None, limit: int) -> list[int]:
+        """Up to ``limit`` ids of orders in ``states`` greater than ``after``, ascending: one page
+        of a run that reads its work from the store a chunk at a time."""
+        ...
+
     def counts(self) -> dict[str, int]:
         """Number of orders per state (every state present, zero included)."""
         ...
@@ -402,8 +407,8 @@ class StateStore(Protocol):
         """Events of one order, oldest first."""
         ...
 
-    def run_events(self, run_id: int) -> list[Event]:
-        """Events of one run, oldest first."""
+    def run_events(self, run_id: int, *, levels: Sequence[str] | None = None) -> list[Event]:
+        """Events of one run (only of ``levels`` when given), oldest first."""
         ...
 
     def start_run(self, command: str, now: datetime, worker: str = "") -> int:
