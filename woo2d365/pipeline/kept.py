@@ -21,9 +21,9 @@ V = TypeVar("V")
 class KeptList(list[T]):
     """The first ``keep`` items appended; ``len()`` counts every item appended."""
 
-    def __init__(self, items: Iterable[T] = (), *, keep: int = KEEP) -> None:
+    def __init__(self, items: Iterable[T] = (), *, keep: int | None = None) -> None:
         super().__init__()
-        self.keep = keep
+        self.keep = KEEP if keep is None else keep
         self.total = 0
         self.extend(items)
 
@@ -51,9 +51,9 @@ class KeptDict(dict[K, V]):
     """The first ``keep`` keys set (a kept key takes later values); ``len()`` counts every
     key set, those not kept included."""
 
-    def __init__(self, *, keep: int = KEEP) -> None:
+    def __init__(self, *, keep: int | None = None) -> None:
         super().__init__()
-        self.keep = keep
+        self.keep = KEEP if keep is None else keep
         self.total = 0
 
     def __setitem__(self, key: K, value: V) -> None:
