@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from woo2d365.pipeline.pull import PullResult
@@ -86,13 +87,20 @@ def _sync_line(result: SyncResult) -> str:
 
 
 def _held_and_failed(result: SyncResult) -> list[str]:
-    problems: dict[str, dict[int, str]] = {"held": {}, "failed": {}}
+    # Each result keeps the first orders of a kind and counts them all (pipeline/kept.py).
+    problems: dict[str, list[Mapping[int, str]]] = {"held": [], "failed": []}
     if result.validate is not None:
-        problems["held"].update(result.validate.held)
+        problems["held"].append(result.validate.held)
     if result.push is not None:
-        problems["held"].update(result.push.held)
-        problems["failed"].update(result.push.failed)
-    return [named_orders(name, orders) for name, orders in problems.items() if orders]
+        problems["held"].append(result.push.held)
+        problems["failed"].append(result.push.failed)
+    lines = []
+    for name, kinds in problems.items():
+        count = sum(len(orders) for orders in kinds)
+        if count:
+            named = {woo_id: why for orders in kinds for woo_id, why in orders.items()}
+            lines.append(named_orders(name, named, count=count))
+    return lines
 
 
 def _follow_up_lines(result: SyncResult) -> list[str]:
@@ -108,10 +116,10 @@ def _follow_up_lines(result: SyncResult) -> list[str]:
 SUMMARY_NAMES = 5  # orders named in a summary, then "and N more"
 
 
-def named_orders(what: str, orders: dict[int, str]) -> str:
+def named_orders(what: str, orders: Mapping[int, str], *, count: int | None = None) -> str:
     """``held: 7 orders (woo2d365 status --state held)`` and one line per order, up to
-    :data:`SUMMARY_NAMES`, then ``and N more``."""
-    count = len(orders)
+    :data:`SUMMARY_NAMES`, then ``and N more``; ``count`` when ``orders`` names only some."""
+    count = len(orders) if count is None else count
     lines = [f"{what}: {count} order{'s' if count != 1 else ''} (woo2d365 status --state {what})"]
     shown = sorted(orders.items())[:SUMMARY_NAMES]
     lines += [f"  order {woo_id}: {reason}" for woo_id, reason in shown]

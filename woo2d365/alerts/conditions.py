@@ -63,6 +63,9 @@ class Condition:
         return self.kind in ONE_SHOT_KINDS
 
 
+ALERT_LEVELS = ("warning", "error")  # the levels of the events that raise one-shot alerts
+
+
 def kind_of(key: str) -> str:
     """The kind of an alert key (``held:12`` → ``held``)."""
     return key.partition(":")[0]
@@ -173,7 +176,7 @@ def is_changed_after_push(event: Event) -> bool:
     return (
         event.woo_id is not None
         and event.step == "pull"
-        and event.level in ("warning", "error")
+        and event.level in ALERT_LEVELS
         and _CHANGED_AFTER_PUSH.search(event.message) is not None
     )
 
@@ -187,7 +190,7 @@ def is_total_mismatch(event: Event) -> bool:
     return (
         event.woo_id is not None
         and event.step == "push"
-        and event.level in ("warning", "error")
+        and event.level in ALERT_LEVELS
         and _TOTAL.search(event.message) is not None
         and _MISMATCH.search(event.message) is not None
     )

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 from woo2d365.alerts.channels import AlertDeliveryError, Channel, channels_from_settings
 from woo2d365.alerts.conditions import (
+    ALERT_LEVELS,
     ONE_SHOT_KINDS,
     SYSTEMS,
     Condition,
@@ -192,7 +193,8 @@ class AlertCenter:
     def _one_shots(
         self, run_id: int | None, total_mismatches: Mapping[int, str] | None
     ) -> list[Condition]:
-        events = self.store.run_events(run_id) if run_id is not None else []
+        # Only warnings and errors raise alerts; a large run's other events stay in the store.
+        events = self.store.run_events(run_id, levels=ALERT_LEVELS) if run_id is not None else []
         ids = event_order_ids(events) | set(total_mismatches or {})
         numbers: dict[int, str] = {}
         if ids:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from woo2d365.clock import Clock, utc_now
+from woo2d365.pipeline.kept import KeptList
 from woo2d365.settings import Settings
 from woo2d365.store.base import StateStore
 
@@ -56,7 +57,9 @@ class RunContext:
             with self._repeats_lock:
                 seen = self._repeats.get((step, once))
                 if seen is not None:
-                    seen.woo_ids.append(woo_id)
+                    seen.count += 1
+                    if woo_id is not None:
+                        seen.woo_ids.append(woo_id)
                     return
                 self._repeats[(step, once)] = _Repeat(once, _LEVELS.get(level, logging.ERROR))
         self.log.log(
@@ -73,11 +76,12 @@ class RunContext:
         with self._repeats_lock:
             repeats, self._repeats = self._repeats, {}
         for (step, _), repeat in repeats.items():
-            if not repeat.woo_ids:
+            if not repeat.count:
                 continue
-            ids = [str(i) for i in repeat.woo_ids if i is not None]
-            named = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
-            count = len(repeat.woo_ids)
+            ids = repeat.woo_ids
+            more = f" and {ids.left_out} more" if ids.left_out else ""
+            named = ", ".join(str(i) for i in ids) + more
+            count = repeat.count
             self.log.log(
                 repeat.level,
                 "the same for %d more order%s (%s): %s",
@@ -96,4 +100,5 @@ _LEVELS = {"info": logging.INFO, "warning": logging.WARNING}
 class _Repeat:
     text: str
     level: int
-    woo_ids: list[int | None] = field(default_factory=list)
+    count: int = 0  # more events than the first
+    woo_ids: KeptList[int] = field(default_factory=lambda: KeptList(keep=5))  # named in the log

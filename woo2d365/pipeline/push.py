@@ -36,7 +36,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -58,6 +58,7 @@ from woo2d365.model import Order, OrderState
 from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.fence import ClaimFence
 from woo2d365.pipeline.heartbeat import ClaimKeeper
+from woo2d365.pipeline.kept import KeptDict, KeptList
 from woo2d365.pipeline.resolve import DELETED_DOCUMENT_KEY
 from woo2d365.pipeline.validate import problems_of, refresh_item_mirror
 from woo2d365.pipeline.write_back import ShopWriter, WriteBacks
@@ -67,6 +68,7 @@ from woo2d365.store.base import OrderRecord
 STEP = "push"
 WORKERS_PER_SLOT = 2  # worker threads per Dynamics request slot
 CHUNK = 50  # orders claimed and looked up in Dynamics together (one lookup request)
+WINDOW = 500  # orders read from the store at a time, their customers looked up together
 
 __all__ = ["PushResult", "ShopWriter", "push"]
 
@@ -98,18 +100,19 @@ class PushResult:
     """What one push run did (or, in a dry run, would do)."""
 
     dry_run: bool = False
-    pushed: list[PushedOrder] = field(default_factory=list)
-    resolved: list[PushedOrder] = field(default_factory=list)  # in doubt, found in Dynamics
-    adopted: list[PushedOrder] = field(default_factory=list)  # found before a first create
-    requeued: list[int] = field(default_factory=list)  # in doubt, not found: ready again
-    failed: dict[int, str] = field(default_factory=dict)
-    held: dict[int, str] = field(default_factory=dict)
-    retry_later: dict[int, str] = field(default_factory=dict)  # not processed: ready again
-    in_doubt: dict[int, str] = field(default_factory=dict)  # no answer: still pushing
-    total_mismatches: dict[int, str] = field(default_factory=dict)
-    written_back: list[int] = field(default_factory=list)
-    write_back_failed: dict[int, str] = field(default_factory=dict)
-    documents: list[DryRunDocument] = field(default_factory=list)  # dry run only
+    # The first entries of each kind, and the count of all as len() (pipeline/kept.py).
+    pushed: KeptList[PushedOrder] = field(default_factory=KeptList)
+    resolved: KeptList[PushedOrder] = field(default_factory=KeptList)  # in doubt, found
+    adopted: KeptList[PushedOrder] = field(default_factory=KeptList)  # found before a create
+    requeued: KeptList[int] = field(default_factory=KeptList)  # in doubt, not found: ready
+    failed: KeptDict[int, str] = field(default_factory=KeptDict)
+    held: KeptDict[int, str] = field(default_factory=KeptDict)
+    retry_later: KeptDict[int, str] = field(default_factory=KeptDict)  # not processed: ready
+    in_doubt: KeptDict[int, str] = field(default_factory=KeptDict)  # no answer: still pushing
+    total_mismatches: KeptDict[int, str] = field(default_factory=KeptDict)
+    written_back: KeptList[int] = field(default_factory=KeptList)
+    write_back_failed: KeptDict[int, str] = field(default_factory=KeptDict)
+    documents: list[DryRunDocument] = field(default_factory=list)  # dry run only: every one
     warnings: list[str] = field(default_factory=list)
     unreachable: str | None = None
     left_out: dict[int, str] = field(default_factory=dict)  # asked for by id, not pushable: why
@@ -168,7 +171,7 @@ class _Run:
         """True once nothing more may be claimed: a fatal error, an outage, or a lost lease."""
         return self.stop.is_set() or self.ctx.lease_lost.is_set()
 
-    def record(self, bucket: dict[int, str], woo_id: int, text: str) -> None:
+    def record(self, bucket: KeptDict[int, str], woo_id: int, text: str) -> None:
         with self.lock:
             bucket[woo_id] = text
 
@@ -217,8 +220,8 @@ def push(
     finally:
         if run.write_backs is not None:
             run.write_backs.close()
-            run.result.written_back = list(run.write_backs.written_back)
-            run.result.write_back_failed = dict(run.write_backs.failed)
+            run.result.written_back = run.write_backs.written_back
+            run.result.write_back_failed = run.write_backs.failed
     if run.fatal is not None:
         raise run.fatal
     return run.result
@@ -227,6 +230,12 @@ def push(
 def _push_all(run: _Run, order_ids: list[int] | None, limit: int | None) -> None:
     """Claim and send the candidate orders, or (dry run) build their payloads."""
     ctx, dry_run = run.ctx, run.result.dry_run
+    if order_ids is None and limit is None and not dry_run:
+        # The whole queue: read from the store a window at a time, never all ids at once.
+        total = ctx.store.count_in_state(OrderState.READY)
+        if total and not run.stopping:
+            _push_windows(run, _ready_windows(ctx), total)
+        return
     # A dry run also shows orders validate has not seen yet (sync --dry-run writes no states).
     states = [OrderState.READY, OrderState.NEW] if dry_run else [OrderState.READY]
     ids = _candidate_ids(ctx, states, order_ids, limit)
@@ -234,21 +243,43 @@ def _push_all(run: _Run, order_ids: list[int] | None, limit: int | None) -> None
         run.result.left_out = left_out(ctx, [i for i in order_ids if i not in set(ids)])
     if not ids or run.stopping:
         return
-    _prefetch_customers(run, ids, dry_run=dry_run)
+    if not dry_run:
+        windows = (ids[start : start + WINDOW] for start in range(0, len(ids), WINDOW))
+        _push_windows(run, windows, len(ids))
+        return
+    _prefetch_customers(run, ids, dry_run=True)
     if run.stopping:
         return
     workers = max(1, min(ctx.settings.dynamics.max_concurrency * WORKERS_PER_SLOT, len(ids)))
-    if dry_run:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool:
-            for future in [pool.submit(_guarded, run, _dry_run_one, i) for i in ids]:
-                future.result()
-        position = {woo_id: index for index, woo_id in enumerate(ids)}
-        run.result.documents.sort(key=lambda document: position[document.woo_id])
-        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool:
+        for future in [pool.submit(_guarded, run, _dry_run_one, i) for i in ids]:
+            future.result()
+    position = {woo_id: index for index, woo_id in enumerate(ids)}
+    run.result.documents.sort(key=lambda document: position[document.woo_id])
+
+
+def _ready_windows(ctx: RunContext) -> Iterator[list[int]]:
+    """The ``ready`` orders, ascending by id, :data:`WINDOW` at a time, read as the push goes.
+
+    Each page starts after the last id of the one before, so an order given back (``ready``
+    again) in this run is not taken twice.
+    """
+    last: int | None = None
+    while page := ctx.store.order_ids_after([OrderState.READY], last, WINDOW):
+        yield page
+        last = page[-1]
+
+
+def _push_windows(run: _Run, windows: Iterable[list[int]], total: int) -> None:
+    """Push the orders of each window: their customers looked up together, then claimed a
+    chunk at a time into a bounded queue that the workers take from."""
+    ctx = run.ctx
+    workers = max(1, min(ctx.settings.dynamics.max_concurrency * WORKERS_PER_SLOT, total))
     # Claimed work waits in a bounded queue: at most two chunks ahead of the workers.
     room = threading.BoundedSemaphore(2 * CHUNK)
     keeper = ClaimKeeper(ctx.store, ctx.clock, ctx.settings.dynamics.timeout_seconds)
     run.claims = keeper
+    progress = _Progress(ctx, total)
     with keeper, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool:
 
         def submit(claim: _Claim) -> None:
@@ -268,15 +299,18 @@ def _push_all(run: _Run, order_ids: list[int] | None, limit: int | None) -> None
 
             pool.submit(work)
 
-        progress = _Progress(ctx, len(ids))
-        for start in range(0, len(ids), CHUNK):
+        for window in windows:
             if run.stopping:
                 break
-            chunk = ids[start : start + CHUNK]
-            to_create = _claim_chunk(run, chunk)
-            progress.add(len(chunk) - len(to_create))  # adopted, or not claimed
-            for claim in to_create:
-                submit(claim)
+            _prefetch_customers(run, window, dry_run=False)
+            for start in range(0, len(window), CHUNK):
+                if run.stopping:
+                    break
+                chunk = window[start : start + CHUNK]
+                to_create = _claim_chunk(run, chunk)
+                progress.add(len(chunk) - len(to_create))  # adopted, or not claimed
+                for claim in to_create:
+                    submit(claim)
     run.claims = None
 
 
@@ -484,8 +518,8 @@ def _prefetch_customers(run: _Run, ids: list[int], *, dry_run: bool) -> None:
     Saves a lookup request per new customer; the orders' own lookups remain the fallback.
     """
     addresses: list[str] = []
-    for start in range(0, len(ids), 500):
-        for record in run.ctx.store.list_orders(woo_ids=ids[start : start + 500], with_raw=True):
+    for start in range(0, len(ids), WINDOW):
+        for record in run.ctx.store.list_orders(woo_ids=ids[start : start + WINDOW], with_raw=True):
             try:
                 email = order_from_shop(record.raw or {}).email
             except OrderDataError:
@@ -822,7 +856,12 @@ def _on_error(run: _Run, claim: _Claim, exc: Woo2D365Error, stage: str) -> None:
 
 
 def _settle(
-    run: _Run, claim: _Claim, state: OrderState, reason: str, *, bucket: dict[int, str] | None
+    run: _Run,
+    claim: _Claim,
+    state: OrderState,
+    reason: str,
+    *,
+    bucket: KeptDict[int, str] | None,
 ) -> None:
     """Move a claimed order on, under its token; a claim lost meanwhile changes nothing."""
     settled = run.ctx.store.set_state(

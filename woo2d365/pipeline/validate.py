@@ -12,12 +12,14 @@ makes no request per order and never calls the shop.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from woo2d365.erp.base import ErpTarget, ItemLookup, ItemRefresh
 from woo2d365.errors import DynamicsAuthenticationError, DynamicsError, OrderDataError
 from woo2d365.model import ZERO, LineKind, Order, OrderState
 from woo2d365.pipeline.context import RunContext
+from woo2d365.pipeline.kept import KeptDict, KeptList
 from woo2d365.settings import OrdersSettings
 from woo2d365.shop.mapping import order_from_shop
 from woo2d365.store.base import CachedItem, OrderRecord, StateStore
@@ -50,11 +52,12 @@ class LineResolution:
 class ValidateResult:
     """What one validate run decided."""
 
-    ready: list[int] = field(default_factory=list)
-    held: dict[int, str] = field(default_factory=dict)  # woo_id → reason, every held order
-    newly_held: list[int] = field(default_factory=list)  # held now, not held (or not so) before
-    released: list[int] = field(default_factory=list)  # held before, ready now
-    not_taken: list[int] = field(default_factory=list)  # shop status outside woocommerce.statuses
+    # The first entries of each kind, and the count of all as len() (pipeline/kept.py).
+    ready: KeptList[int] = field(default_factory=KeptList)
+    held: KeptDict[int, str] = field(default_factory=KeptDict)  # woo_id → reason
+    newly_held: KeptList[int] = field(default_factory=KeptList)  # held now, not so before
+    released: KeptList[int] = field(default_factory=KeptList)  # held before, ready now
+    not_taken: KeptList[int] = field(default_factory=KeptList)  # status not in woocommerce.statuses
     item_refresh: ItemRefresh | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -185,15 +188,12 @@ def validate(
     if refresh_items:
         result.item_refresh = refresh_item_mirror(ctx, erp, result.warnings, dry_run=dry_run)
         items = result.item_refresh.items if result.item_refresh else None
-    if order_ids is None:
-        ids = sorted({i for state in VALIDATED_STATES for i in store.order_ids_in_state(state)})
-    else:
-        ids = sorted(set(order_ids))
-    if ids:
-        erp.load_checks()  # HTTP now: never inside the store transactions below
+    checks_loaded = False
     # A chunk at a time: bounded memory, and one commit per chunk instead of a few per order.
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
+    for chunk in _chunks(store, order_ids):
+        if not checks_loaded:
+            erp.load_checks()  # HTTP now: never inside the store transactions below
+            checks_loaded = True
         records = store.list_orders(states=VALIDATED_STATES, with_raw=True, woo_ids=chunk)
         with store.batch():
             for record in sorted(records, key=lambda r: r.woo_id):
@@ -202,6 +202,20 @@ def validate(
                     continue
                 _validate_one(ctx, erp, record, result, items=items, dry_run=dry_run)
     return result
+
+
+def _chunks(store: StateStore, order_ids: list[int] | None) -> Iterator[list[int]]:
+    """The ids to validate, ascending, :data:`CHUNK` at a time: those given, else every ``new``
+    and ``held`` order, read from the store a page at a time (never the whole set at once)."""
+    if order_ids is not None:
+        ids = sorted(set(order_ids))
+        for start in range(0, len(ids), CHUNK):
+            yield ids[start : start + CHUNK]
+        return
+    last: int | None = None
+    while page := store.order_ids_after(VALIDATED_STATES, last, CHUNK):
+        yield page
+        last = page[-1]
 
 
 def refresh_item_mirror(

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from woo2d365.errors import RemoteError
 from woo2d365.pipeline.context import RunContext
+from woo2d365.pipeline.kept import KeptDict, KeptList
 
 STEP = "write-back"
 METAS_PER_REQUEST = 100  # WooCommerce's batch limit
+WAITING_NOTES = 500  # notes submitted and not written yet, at most
 
 
 class ShopWriter(Protocol):
@@ -35,7 +37,11 @@ class ShopWriter(Protocol):
 
 
 class WriteBacks:
-    """The write-backs of one push run; :meth:`add` from any thread, then :meth:`close` once."""
+    """The write-backs of one push run; :meth:`add` from any thread, then :meth:`close` once.
+
+    At most :data:`WAITING_NOTES` notes wait for a shop worker: :meth:`add` waits beyond, so a
+    shop slower than Dynamics holds the push back instead of a queue growing with the backlog.
+    """
 
     def __init__(
         self,
@@ -47,18 +53,18 @@ class WriteBacks:
     ) -> None:
         self.ctx = ctx
         self.writer = writer
-        self.written_back: list[int] = []
-        self.failed: dict[int, str] = {}
+        self.written_back: KeptList[int] = KeptList()
+        self.failed: KeptDict[int, str] = KeptDict()
         self._on_fatal = on_fatal
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, workers), thread_name_prefix="write-back"
         )
         self._lock = threading.Lock()
-        self._notes: list[Future[None]] = []
-        self._batches: list[Future[None]] = []
-        self._metas: dict[int, str] = {}  # noted, meta not yet set
+        self._idle = threading.Condition(self._lock)  # notified when nothing is in the pool
+        self._in_pool = 0  # notes and batches submitted, not finished
+        self._room = threading.BoundedSemaphore(WAITING_NOTES)
+        self._metas: dict[int, tuple[str, bool]] = {}  # noted, meta not yet set: (number, again)
         self._stopped = threading.Event()
-        self._again: set[int] = set()  # orders whose earlier write-back did not finish
 
     @property
     def stopped(self) -> bool:
@@ -69,32 +75,46 @@ class WriteBacks:
         """Write back one order (``again``: an earlier run may have done part of it)."""
         if self.stopped:
             return
-        future = self._pool.submit(self._guarded, self._note, woo_id, sales_order_number, again)
-        with self._lock:
-            self._notes.append(future)
+        self._room.acquire()
+        self._submit(self._note, woo_id, sales_order_number, again, room=True)
 
     def close(self) -> None:
         """Wait for the notes, set the remaining meta entries, wait for those; free the pool."""
         try:
-            wait(list(self._notes))
+            self._wait_idle()
             with self._lock:
                 rest, self._metas = self._metas, {}
             if rest and not self.stopped:
-                self._submit_batch(rest)
-            wait(list(self._batches))
+                self._submit(self._set_metas, rest, room=False)
+            self._wait_idle()
         finally:
             self._pool.shutdown(wait=True)
 
+    def _submit(self, work: Callable[..., None], *args: object, room: bool) -> None:
+        with self._lock:
+            self._in_pool += 1
+        self._pool.submit(self._guarded, room, work, *args)
+
+    def _wait_idle(self) -> None:
+        with self._idle:
+            self._idle.wait_for(lambda: not self._in_pool)
+
     # -- in the pool ---------------------------------------------------------------------------
 
-    def _guarded(self, work: Callable[..., None], *args: object) -> None:
-        if self.stopped:
-            return
+    def _guarded(self, room: bool, work: Callable[..., None], *args: object) -> None:
         try:
-            work(*args)
+            if not self.stopped:
+                work(*args)
         except Exception as exc:  # a store error: the run stops and raises it at its end
             self._stopped.set()
             self._on_fatal(exc)
+        finally:
+            if room:
+                self._room.release()
+            with self._idle:
+                self._in_pool -= 1
+                if not self._in_pool:
+                    self._idle.notify_all()
 
     def _note(self, woo_id: int, sales_order_number: str, again: bool) -> None:
         try:
@@ -102,31 +122,25 @@ class WriteBacks:
         except (RemoteError, OSError) as exc:
             self._fail({woo_id: str(exc)}, stop=True)
             return
-        full: dict[int, str] | None = None
+        full: dict[int, tuple[str, bool]] | None = None
         with self._lock:
-            if again:
-                self._again.add(woo_id)
-            self._metas[woo_id] = sales_order_number
+            self._metas[woo_id] = (sales_order_number, again)
             if len(self._metas) >= METAS_PER_REQUEST:
                 full, self._metas = self._metas, {}
         if full:
-            self._submit_batch(full)
+            self._submit(self._set_metas, full, room=False)
 
-    def _submit_batch(self, values: dict[int, str]) -> None:
-        future = self._pool.submit(self._guarded, self._set_metas, values)
-        with self._lock:
-            self._batches.append(future)
-
-    def _set_metas(self, values: dict[int, str]) -> None:
+    def _set_metas(self, values: dict[int, tuple[str, bool]]) -> None:
+        numbers = {woo_id: number for woo_id, (number, _) in values.items()}
         try:
-            refused = self.writer.set_sales_order_numbers(values)
+            refused = self.writer.set_sales_order_numbers(numbers)
         except (RemoteError, OSError) as exc:
             self._fail(dict.fromkeys(values, str(exc)), stop=True)
             return
-        for woo_id in values:
+        for woo_id, (_, again) in values.items():
             if woo_id not in refused:
                 self.ctx.store.set_write_back_done(woo_id)
-                if woo_id in self._again:  # the success that ends an earlier failure
+                if again:  # the success that ends an earlier failure
                     self.ctx.event(STEP, "write-back to the shop done", woo_id=woo_id)
         with self._lock:
             self.written_back.extend(woo_id for woo_id in values if woo_id not in refused)

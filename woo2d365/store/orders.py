@@ -4,6 +4,7 @@ for it (docs/architecture.md, "The path of an order", "Exactly once").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -101,6 +102,11 @@ class OrderStore(Protocol):
 
     def order_ids_in_state(self, state: OrderState, *, limit: int | None = None) -> list[int]:
         """Ids of orders in ``state``, oldest update first (work queue order)."""
+        ...
+
+    def order_ids_after(self, states: list[OrderState], after: int | None, limit: int) -> list[int]:
+        """Up to ``limit`` ids of orders in ``states`` greater than ``after``, ascending: one page
+        of a run that reads its work from the store a chunk at a time."""
         ...
 
     def counts(self) -> dict[str, int]:
@@ -273,8 +279,8 @@ class OrderStore(Protocol):
         """Events of one order, oldest first."""
         ...
 
-    def run_events(self, run_id: int) -> list[Event]:
-        """Events of one run, oldest first."""
+    def run_events(self, run_id: int, *, levels: Sequence[str] | None = None) -> list[Event]:
+        """Events of one run (only of ``levels`` when given), oldest first."""
         ...
 
     def count_events_before(self, before: datetime) -> int:

@@ -189,6 +189,20 @@ class SqlOrders(ClaimedRoom):
             self._exec(cur, sql, params)
             return [int(r[0]) for r in cur.fetchall()]
 
+    def order_ids_after(self, states: list[OrderState], after: int | None, limit: int) -> list[int]:
+        """Up to ``limit`` ids of orders in ``states`` greater than ``after``, ascending."""
+        marks = ", ".join("?" for _ in states)
+        sql = f"SELECT woo_id FROM orders WHERE state IN ({marks})"
+        params: list[Any] = [state.value for state in states]
+        if after is not None:
+            sql += " AND woo_id > ?"
+            params.append(int(after))
+        sql += " ORDER BY woo_id LIMIT ?"
+        params.append(int(limit))
+        with self._tx() as cur:
+            self._exec(cur, sql, params)
+            return [int(r[0]) for r in cur.fetchall()]
+
     def counts(self) -> dict[str, int]:
         """Number of orders per state (every state present, zero included)."""
         return self._counts_per_state(ORDER_CLAIMS)
@@ -546,14 +560,14 @@ class SqlOrders(ClaimedRoom):
                 (woo_id, run_id, self._now(), step[:32], level[:16], message),
             )
 
-    def _events(self, column: str, value: int) -> list[Event]:
+    def _events(self, column: str, value: int, levels: Sequence[str] | None = None) -> list[Event]:
+        sql = f"SELECT at, step, level, message, woo_id, run_id FROM events WHERE {column} = ?"
+        params: list[Any] = [value]
+        if levels is not None:
+            sql += f" AND level IN ({', '.join('?' for _ in levels)})"
+            params.extend(levels)
         with self._tx() as cur:
-            self._exec(
-                cur,
-                "SELECT at, step, level, message, woo_id, run_id FROM events "
-                f"WHERE {column} = ? ORDER BY id",
-                (value,),
-            )
+            self._exec(cur, sql + " ORDER BY id", params)
             rows = cur.fetchall()
         return [
             Event(
@@ -566,9 +580,9 @@ class SqlOrders(ClaimedRoom):
         """Events of one order, oldest first."""
         return self._events("woo_id", woo_id)
 
-    def run_events(self, run_id: int) -> list[Event]:
-        """Events of one run, oldest first."""
-        return self._events("run_id", run_id)
+    def run_events(self, run_id: int, *, levels: Sequence[str] | None = None) -> list[Event]:
+        """Events of one run (only of ``levels`` when given), oldest first."""
+        return self._events("run_id", run_id, levels)
 
     def count_events_before(self, before: datetime) -> int:
         """Number of events recorded before ``before``."""

@@ -64,6 +64,7 @@ ITEMS_FULL_REFRESH_KEY = "bc.items.full_refresh_at"
 FULL_REFRESH_EVERY = timedelta(hours=24)
 CURSOR_OVERLAP = timedelta(minutes=1)  # items committed late with an older stamp are not missed
 PLACEHOLDER_CUSTOMER = "(new customer)"
+RECENT_CUSTOMERS = 4096  # e-mail keys prefetch_customers remembers: a few windows of a push
 T = TypeVar("T")
 
 
@@ -152,11 +153,13 @@ class BusinessCentralTarget:
         self.clock = clock
         self.cursor_overlap = CURSOR_OVERLAP
         self._countries = ReadOnce(lambda: self.client.country_codes(), "country codes")
-        self._customer_locks: dict[str, threading.Lock] = {}
+        # One lock per e-mail key in use, dropped when no thread holds or waits for it.
+        self._customer_locks: dict[str, _KeyLock] = {}
         self._customer_locks_guard = threading.Lock()
-        # What prefetch_customers learnt this run: customers found, e-mail keys known absent.
-        self._prefetched: dict[str, CachedCustomer] = {}
-        self._absent: set[str] = set()
+        # What prefetch_customers learnt lately (the last RECENT_CUSTOMERS e-mail keys, so a
+        # backlog of any size is held in bounded memory): customers found, keys known absent.
+        self._prefetched: _Recent[CachedCustomer] = _Recent(RECENT_CUSTOMERS)
+        self._absent: _Recent[bool] = _Recent(RECENT_CUSTOMERS)
         if self.orders.customer_mode == "fixed" and not self.orders.customer_number.strip():
             raise ConfigError('orders.customer_number is required when customer_mode = "fixed"')
 
@@ -470,12 +473,12 @@ class BusinessCentralTarget:
     def prefetch_customers(self, addresses: Iterable[str], *, dry_run: bool = False) -> int:
         """Look up, in batches, the customers of e-mail addresses the store does not know yet.
 
-        Called once per push with the e-mail addresses of the orders about to be pushed, so a new
-        customer costs one create and no lookup of its own (one batched lookup per ~30
+        Called by push with the e-mail addresses of each window of orders about to be pushed,
+        so a new customer costs one create and no lookup of its own (one batched lookup per ~30
         addresses instead of one per address). Found customers go into the store (not in a dry
-        run); addresses without a customer are remembered for this run, and :meth:`prepare`
-        creates their customer without looking again. Returns the number of requests made. A
-        lookup that fails is logged and left to the per-order lookups.
+        run); addresses without a customer are remembered (the last :data:`RECENT_CUSTOMERS`),
+        and :meth:`prepare` creates their customer without looking again. Returns the number
+        of requests made. A lookup that fails is logged and left to the per-order lookups.
         """
         if self.orders.customer_mode != "per-email":
             return 0
@@ -483,7 +486,7 @@ class BusinessCentralTarget:
         for address in addresses:
             address = address.strip()
             key = address.lower()
-            if not address or key in self._prefetched or key in self._absent:
+            if not address or self._prefetched.get(key) is not None or self._absent.get(key):
                 continue
             if key not in wanted and self.store.get_customer(key) is not None:
                 continue
@@ -511,19 +514,30 @@ class BusinessCentralTarget:
         for key in wanted:
             match = best.get(key)
             if match is None:
-                self._absent.add(key)
+                self._absent.put(key, True)
                 continue
             customer = CachedCustomer(
                 email=key, number=str(match["number"]), id=str(match.get("id", ""))
             )
-            self._prefetched[key] = customer
+            self._prefetched.put(key, customer)
             if not dry_run:
                 self.store.put_customer(customer)
         return self.client.request_count - before
 
-    def _customer_lock(self, key: str) -> threading.Lock:
+    @contextmanager
+    def _customer_lock(self, key: str) -> Iterator[None]:
+        """Hold the lock of this e-mail key; the last thread out drops it."""
         with self._customer_locks_guard:
-            return self._customer_locks.setdefault(key, threading.Lock())
+            entry = self._customer_locks.setdefault(key, _KeyLock())
+            entry.users += 1
+        try:
+            with entry.lock:
+                yield
+        finally:
+            with self._customer_locks_guard:
+                entry.users -= 1
+                if not entry.users:
+                    del self._customer_locks[key]
 
     def _customer_for(
         self, order: Order, dry_run: bool
@@ -543,7 +557,7 @@ class BusinessCentralTarget:
             guard = _CustomerSend(self.store, key, self.clock)
             # Known absent from this run's batched lookup: no lookup of its own, unless a create
             # sent earlier may have committed since that lookup.
-            absent = key in self._absent and not guard.previous
+            absent = bool(self._absent.get(key)) and not guard.previous
             found = None if absent else self._lookup_customer(address)
             if found is not None:
                 if not dry_run:
@@ -562,7 +576,7 @@ class BusinessCentralTarget:
                 guard.clear()  # answered and refused: it did not run, nothing is in doubt
                 raise
             except DocumentInDoubt as exc:
-                self._absent.discard(key)  # it may exist now: later orders look it up again
+                self._absent.pop(key)  # it may exist now: later orders look it up again
                 found = self._lookup_customer(address)
                 if found is None:
                     raise WaitingForDynamics(
@@ -601,6 +615,44 @@ class BusinessCentralTarget:
         return CachedCustomer(
             email=address.lower(), number=str(best["number"]), id=str(best.get("id", ""))
         )
+
+
+class _KeyLock:
+    """The lock of one e-mail key and how many threads hold or wait for it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+
+
+V = TypeVar("V")
+
+
+class _Recent(Generic[V]):
+    """The last ``size`` keys put, with their values; the oldest is dropped first (thread-safe)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._values: dict[str, V] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> V | None:
+        """The value of ``key``, or None."""
+        with self._lock:
+            return self._values.get(key)
+
+    def put(self, key: str, value: V) -> None:
+        """Remember ``key`` as the newest; forget the oldest beyond ``size``."""
+        with self._lock:
+            self._values.pop(key, None)
+            self._values[key] = value
+            while len(self._values) > self._size:
+                del self._values[next(iter(self._values))]
+
+    def pop(self, key: str) -> None:
+        """Forget ``key``."""
+        with self._lock:
+            self._values.pop(key, None)
 
 
 class _CustomerSend:
