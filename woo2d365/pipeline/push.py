@@ -353,6 +353,21 @@ def _mapped(record: OrderRecord) -> Order | None:
 
 def _claim_chunk(run: _Run, ids: list[int]) -> list[_Claim]:
     """Claim these orders, adopt those Dynamics already has, return the rest to be created."""
+    claimed = _claim_ready(run, ids)
+    keys = [claim.key for claim in claimed if claim.key]
+    try:
+        existing = run.erp.find_many(keys) if keys else {}
+    except DynamicsError as exc:  # the run stops: unreachable (exit 3) or refused (exit 2)
+        run.ctx.log.warning("existing documents not looked up (%s)", exc, extra={"step": STEP})
+        run.halt(exc)
+        for claim in claimed:  # nothing may be created without the lookup: back to ready
+            _release(run, claim)
+        return []
+    return [claim for claim in claimed if _to_create(run, claim, existing.get(claim.key))]
+
+
+def _claim_ready(run: _Run, ids: list[int]) -> list[_Claim]:
+    """Claim those of ``ids`` still ready; the claims this run holds, read back."""
     ctx, store = run.ctx, run.ctx.store
     tokens: dict[int, str] = {}
     orders: dict[int, Order | None] = {}
@@ -364,44 +379,34 @@ def _claim_chunk(run: _Run, ids: list[int]) -> list[_Claim]:
             tokens[record.woo_id] = token
             if run.claims is not None:
                 run.claims.add(record.woo_id, token)
-    claimed = [
+    return [
         _Claim(r.woo_id, tokens[r.woo_id], r, orders[r.woo_id])
         for r in store.list_orders(woo_ids=sorted(tokens))
         if r.claim_token == tokens[r.woo_id]
     ]
-    keys = [claim.key for claim in claimed if claim.key]
-    try:
-        existing = run.erp.find_many(keys) if keys else {}
-    except DynamicsError as exc:  # the run stops: unreachable (exit 3) or refused (exit 2)
-        ctx.log.warning("existing documents not looked up (%s)", exc, extra={"step": STEP})
-        run.halt(exc)
-        existing = None
-    if existing is None:  # nothing may be created without the lookup: back to ready
-        for claim in claimed:
-            _release(run, claim)
-        return []
-    to_create: list[_Claim] = []
-    for claim in claimed:
-        found = existing.get(claim.key)
-        recorded = claim.order.recorded_document if claim.order else ""
-        if found is not None and found.others:
-            _settle(run, claim, OrderState.HELD, _several(run, found), bucket=run.result.held)
-        elif found is not None:
-            _adopt(run, claim, found)
-        elif recorded and recorded != _deleted_document(run, claim.woo_id):
-            _settle(
-                run,
-                claim,
-                OrderState.HELD,
-                f"the shop order says it is in Dynamics as sales order {recorded}, but Dynamics "
-                f"has no sales order {claim.key}: not created again (it may have been invoiced: "
-                f"`woo2d365 resolve {claim.woo_id} --skip --reason TEXT`; if it was deleted: "
-                f"`woo2d365 retry {claim.woo_id} --force`)",
-                bucket=run.result.held,
-            )
-        else:
-            to_create.append(claim)
-    return to_create
+
+
+def _to_create(run: _Run, claim: _Claim, found: CreatedDocument | None) -> bool:
+    """Settle a claim by what the lookup found (adopted, or held); True when it is to be created."""
+    recorded = claim.order.recorded_document if claim.order else ""
+    if found is not None and found.others:
+        _settle(run, claim, OrderState.HELD, _several(run, found), bucket=run.result.held)
+    elif found is not None:
+        _adopt(run, claim, found)
+    elif recorded and recorded != _deleted_document(run, claim.woo_id):
+        _settle(
+            run,
+            claim,
+            OrderState.HELD,
+            f"the shop order says it is in Dynamics as sales order {recorded}, but Dynamics "
+            f"has no sales order {claim.key}: not created again (it may have been invoiced: "
+            f"`woo2d365 resolve {claim.woo_id} --skip --reason TEXT`; if it was deleted: "
+            f"`woo2d365 retry {claim.woo_id} --force`)",
+            bucket=run.result.held,
+        )
+    else:
+        return True
+    return False
 
 
 def _several(run: _Run, found: CreatedDocument) -> str:
@@ -629,6 +634,27 @@ def _resolve_in_doubt(run: _Run, *, dry_run: bool) -> None:
             )
 
 
+@dataclass
+class _Doubt:
+    """An order in doubt being settled: ``take_over`` (a claim not taken yet) is called only
+    when the order is to be settled; a dry run settles nothing."""
+
+    run: _Run
+    claim: _Claim
+    now: datetime
+    dry_run: bool
+    take_over: Callable[[], bool] | None
+
+    def taken(self) -> bool:
+        """True when this run holds the order (taking it over now if needed)."""
+        return self.take_over is None or self.take_over()
+
+    def hold(self, reason: str) -> None:
+        if not self.dry_run and self.taken():
+            _settle(self.run, self.claim, OrderState.HELD, reason, bucket=None)
+        self.run.record(self.run.result.held, self.claim.woo_id, reason)
+
+
 def _settle_in_doubt(
     run: _Run,
     woo_id: int,
@@ -638,13 +664,12 @@ def _settle_in_doubt(
     dry_run: bool,
     take_over: Callable[[], bool] | None = None,
 ) -> None:
-    """Look the order up by its stored key; ``take_over`` (a claim not taken yet) is called
-    only when the order is to be settled."""
-    ctx = run.ctx
-    record = ctx.store.get_order(woo_id, with_raw=True)
+    """Look the order up by its stored key: adopted when found, held when several carry it,
+    ready again once no create can still be in flight."""
+    record = run.ctx.store.get_order(woo_id, with_raw=True)
     if record is None:
         return
-    claim = _Claim(woo_id, token, record, None)
+    doubt = _Doubt(run, _Claim(woo_id, token, record, None), now, dry_run, take_over)
     order: Order | None = None
     external_number = record.external_number
     try:
@@ -652,37 +677,47 @@ def _settle_in_doubt(
         external_number = external_number or run.erp.external_number(order)
     except OrderDataError as exc:
         if not external_number:
-            # Cannot have been sent without a key; nothing to look up.
-            if not dry_run and (take_over is None or take_over()):
-                _settle(run, claim, OrderState.HELD, exc.message, bucket=None)
-            run.record(run.result.held, woo_id, exc.message)
+            doubt.hold(exc.message)  # cannot have been sent without a key: nothing to look up
             return
     assert external_number
     found = run.erp.find(external_number)
     if found is not None and found.others:
-        if not dry_run and (take_over is None or take_over()):
-            _settle(run, claim, OrderState.HELD, _several(run, found), bucket=None)
-        run.record(run.result.held, woo_id, _several(run, found))
+        doubt.hold(_several(run, found))
+    elif found is not None:
+        _adopt_in_doubt(doubt, order, external_number, found)
+    else:
+        _requeue_in_doubt(doubt, external_number)
+
+
+def _adopt_in_doubt(
+    doubt: _Doubt, order: Order | None, external_number: str, found: CreatedDocument
+) -> None:
+    """The create did land: record the order as pushed; its write-back is pending in the store,
+    done by step 2."""
+    run, woo_id = doubt.run, doubt.claim.woo_id
+    if not doubt.taken():
+        return  # another process took it over meanwhile
+    with run.lock:
+        run.result.resolved.append(PushedOrder(woo_id, external_number, found.number, found.id))
+    if doubt.dry_run or not _mark_pushed(run, doubt.claim, found):
         return
-    if found is not None:
-        if take_over is not None and not take_over():
-            return  # another process took it over meanwhile
-        with run.lock:
-            run.result.resolved.append(PushedOrder(woo_id, external_number, found.number, found.id))
-        if dry_run or not _mark_pushed(run, claim, found):
-            return
-        ctx.event(
-            STEP,
-            f"in doubt: found in {run.erp.display_name} as sales order "
-            f"{found.number} ({external_number}); recorded as pushed",
-            woo_id=woo_id,
-        )
-        if order is not None:
-            _compare_totals(run, order, found)
-        return  # its write-back is pending in the store, done by step 2
+    run.ctx.event(
+        STEP,
+        f"in doubt: found in {run.erp.display_name} as sales order "
+        f"{found.number} ({external_number}); recorded as pushed",
+        woo_id=woo_id,
+    )
+    if order is not None:
+        _compare_totals(run, order, found)
+
+
+def _requeue_in_doubt(doubt: _Doubt, external_number: str) -> None:
+    """Not found: pushing until the request limit has passed since the last send (a create may
+    still be processed), then ready to be sent again."""
+    run, woo_id, ctx = doubt.run, doubt.claim.woo_id, doubt.run.ctx
     limit = timedelta(seconds=ctx.settings.dynamics.request_limit_seconds)
-    sent = record.last_sent_at
-    if sent is not None and sent + limit > now:
+    sent = doubt.claim.record.last_sent_at
+    if sent is not None and sent + limit > doubt.now:
         again = sent + limit
         message = (
             f"in doubt: {external_number} not found in {run.erp.display_name} yet; its create "
@@ -691,21 +726,21 @@ def _settle_in_doubt(
             "(dynamics.request_limit_seconds)"
         )
         run.record(run.result.in_doubt, woo_id, message)
-        if not dry_run:
+        if not doubt.dry_run:
             ctx.event(STEP, message, level="warning", woo_id=woo_id)
         return
-    if take_over is not None and not take_over():
+    if not doubt.taken():
         return
     with run.lock:
         run.result.requeued.append(woo_id)
-    if dry_run:
+    if doubt.dry_run:
         return
     settled = ctx.store.set_state(
         woo_id,
         OrderState.READY,
         reason=f"{external_number} was not found in {run.erp.display_name}",
         expect=[OrderState.PUSHING],
-        token=token,
+        token=doubt.claim.token,
     )
     if settled:
         ctx.event(

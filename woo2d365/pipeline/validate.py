@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from woo2d365.erp.base import ErpTarget, ItemLookup, ItemRefresh
 from woo2d365.errors import DynamicsAuthenticationError, DynamicsError, OrderDataError
-from woo2d365.model import ZERO, LineKind, Order, OrderState
+from woo2d365.model import ZERO, Line, LineKind, Order, OrderState
 from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.kept import KeptDict, KeptList
 from woo2d365.settings import OrdersSettings
@@ -89,37 +89,47 @@ def resolve_lines(
     problems: list[str] = []
     unmapped: list[str] = []
     for position, line in enumerate(order.lines, 1):
-        label = f'line {position} "{line.name}"'
-        if line.kind is not LineKind.ITEM:
-            numbers.append(None)
-            account = (
-                orders.shipping_account if line.kind is LineKind.SHIPPING else orders.fee_account
-            )
-            if not account.strip() and line.total + line.total_tax != ZERO:
-                key = "shipping_account" if line.kind is LineKind.SHIPPING else "fee_account"
-                problems.append(f"{label}: {line.kind.value} needs orders.{key} (a G/L account)")
-            continue
-        number, problem, is_unmapped = _resolve_item(line.sku, mode, mapped, found)
-        if problem and not line.sku and line.product_id == 0:
-            # WooCommerce reports a permanently deleted product as product_id 0, sku null.
-            problem = (
-                "has no SKU because its product was deleted in the shop (no Dynamics item can "
-                "be found for it: enter this order in Dynamics by hand)"
-            )
-        if line.quantity <= 0 and line.total + line.total_tax != ZERO:
-            # Caught here, not only when the payload is built, so the order stays held rather
-            # than being released and held again by every run.
-            amount = line.total + line.total_tax
-            bad = f"quantity {line.quantity} with an amount of {amount} (correct it in the shop)"
-            problem = f"{problem}; {bad}" if problem else bad
+        if line.kind is LineKind.ITEM:
+            number, problem, is_unmapped = _item_line(line, mode, mapped, found)
+        else:
+            number, problem, is_unmapped = None, _account_problem(line, orders), False
         numbers.append(number)
         if problem:
-            if line.parent_sku_inherited and is_unmapped:
-                problem += " (a variation that may report its parent's SKU: give it its own SKU)"
-            problems.append(f"{label}: {problem}")
+            problems.append(f'line {position} "{line.name}": {problem}')
         if is_unmapped and line.sku:
             unmapped.append(line.sku)
     return LineResolution(tuple(numbers), tuple(problems), tuple(dict.fromkeys(unmapped)))
+
+
+def _account_problem(line: Line, orders: OrdersSettings) -> str | None:
+    """Why a shipping or fee line with an amount cannot be booked: its G/L account is not set."""
+    account = orders.shipping_account if line.kind is LineKind.SHIPPING else orders.fee_account
+    if account.strip() or line.total + line.total_tax == ZERO:
+        return None
+    key = "shipping_account" if line.kind is LineKind.SHIPPING else "fee_account"
+    return f"{line.kind.value} needs orders.{key} (a G/L account)"
+
+
+def _item_line(
+    line: Line, mode: str, mapped: dict[str, str], found: dict[str, CachedItem]
+) -> tuple[str | None, str | None, bool]:
+    """``(item number, problem, unmapped)`` of one item line, with the hints an operator needs."""
+    number, problem, is_unmapped = _resolve_item(line.sku, mode, mapped, found)
+    if problem and not line.sku and line.product_id == 0:
+        # WooCommerce reports a permanently deleted product as product_id 0, sku null.
+        problem = (
+            "has no SKU because its product was deleted in the shop (no Dynamics item can "
+            "be found for it: enter this order in Dynamics by hand)"
+        )
+    if line.quantity <= 0 and line.total + line.total_tax != ZERO:
+        # Caught here, not only when the payload is built, so the order stays held rather
+        # than being released and held again by every run.
+        amount = line.total + line.total_tax
+        bad = f"quantity {line.quantity} with an amount of {amount} (correct it in the shop)"
+        problem = f"{problem}; {bad}" if problem else bad
+    if problem and line.parent_sku_inherited and is_unmapped:
+        problem += " (a variation that may report its parent's SKU: give it its own SKU)"
+    return number, problem, is_unmapped
 
 
 def item_for_sku(
@@ -265,37 +275,60 @@ def _validate_one(
     items: ItemLookup | None,
     dry_run: bool,
 ) -> None:
-    woo_id = record.woo_id
-    unmapped: tuple[str, ...] = ()
+    problems, unmapped = _problems_of_record(ctx, erp, record, items)
+    if dry_run:
+        _note_dry_run(record, problems, result)
+    elif problems:
+        _hold(ctx, record, problems, unmapped, result)
+    else:
+        _make_ready(ctx, record, result)
+
+
+def _problems_of_record(
+    ctx: RunContext, erp: ErpTarget, record: OrderRecord, items: ItemLookup | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(problems, unmapped SKUs)`` of a stored order; an unreadable order is one problem."""
     try:
         order = order_from_shop(record.raw or {})
     except OrderDataError as exc:
-        problems: tuple[str, ...] = (f"the shop order cannot be read: {exc.message}",)
-    else:
-        resolution = problems_of(ctx, erp, order, items=items)
-        problems, unmapped = resolution.problems, resolution.unmapped_skus
-    store = ctx.store
-    if dry_run:
-        if problems:
-            result.held[woo_id] = "; ".join(problems)
-            if record.state is not OrderState.HELD or record.reason != result.held[woo_id]:
-                result.newly_held.append(woo_id)
-        else:
-            result.ready.append(woo_id)
-            if record.state is OrderState.HELD:
-                result.released.append(woo_id)
-        return
+        return (f"the shop order cannot be read: {exc.message}",), ()
+    resolution = problems_of(ctx, erp, order, items=items)
+    return resolution.problems, resolution.unmapped_skus
+
+
+def _note_dry_run(record: OrderRecord, problems: tuple[str, ...], result: ValidateResult) -> None:
+    """What validation would do to this order, written nowhere but in ``result``."""
+    woo_id = record.woo_id
     if problems:
-        reason = "; ".join(problems)
-        if store.set_state(woo_id, OrderState.HELD, reason=reason, expect=VALIDATED_STATES):
-            store.set_held_skus(woo_id, list(unmapped))
-            result.held[woo_id] = reason
-            if record.state is not OrderState.HELD or record.reason != reason:
-                result.newly_held.append(woo_id)
-                ctx.event(STEP, f"held: {reason}", level="warning", woo_id=woo_id)
+        result.held[woo_id] = "; ".join(problems)
+        if record.state is not OrderState.HELD or record.reason != result.held[woo_id]:
+            result.newly_held.append(woo_id)
         return
-    if store.set_state(woo_id, OrderState.READY, reason=None, expect=VALIDATED_STATES):
-        store.set_held_skus(woo_id, [])
+    result.ready.append(woo_id)
+    if record.state is OrderState.HELD:
+        result.released.append(woo_id)
+
+
+def _hold(
+    ctx: RunContext,
+    record: OrderRecord,
+    problems: tuple[str, ...],
+    unmapped: tuple[str, ...],
+    result: ValidateResult,
+) -> None:
+    woo_id, reason = record.woo_id, "; ".join(problems)
+    if ctx.store.set_state(woo_id, OrderState.HELD, reason=reason, expect=VALIDATED_STATES):
+        ctx.store.set_held_skus(woo_id, list(unmapped))
+        result.held[woo_id] = reason
+        if record.state is not OrderState.HELD or record.reason != reason:
+            result.newly_held.append(woo_id)
+            ctx.event(STEP, f"held: {reason}", level="warning", woo_id=woo_id)
+
+
+def _make_ready(ctx: RunContext, record: OrderRecord, result: ValidateResult) -> None:
+    woo_id = record.woo_id
+    if ctx.store.set_state(woo_id, OrderState.READY, reason=None, expect=VALIDATED_STATES):
+        ctx.store.set_held_skus(woo_id, [])
         result.ready.append(woo_id)
         if record.state is OrderState.HELD:
             result.released.append(woo_id)

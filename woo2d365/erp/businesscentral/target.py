@@ -482,16 +482,7 @@ class BusinessCentralTarget:
         """
         if self.orders.customer_mode != "per-email":
             return 0
-        wanted: dict[str, set[str]] = {}
-        for address in addresses:
-            address = address.strip()
-            key = address.lower()
-            if not address or self._prefetched.get(key) is not None or self._absent.get(key):
-                continue
-            if key not in wanted and self.store.get_customer(key) is not None:
-                continue
-            # As given and lower-case: Business Central compares e-mails case-sensitively.
-            wanted.setdefault(key, set()).update({address, key})
+        wanted = self._unknown_addresses(addresses)
         if not wanted:
             return 0
         before = self.client.request_count
@@ -504,13 +495,7 @@ class BusinessCentralTarget:
         except DynamicsError as exc:
             log.warning("customers not looked up in advance (%s); looked up per order", exc)
             return self.client.request_count - before
-        best: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            key = str(row.get("email") or "").strip().lower()
-            if key in wanted and (
-                key not in best or str(row.get("number", "")) < str(best[key].get("number", ""))
-            ):
-                best[key] = row
+        best = _lowest_number_per_email(rows, wanted)
         for key in wanted:
             match = best.get(key)
             if match is None:
@@ -523,6 +508,20 @@ class BusinessCentralTarget:
             if not dry_run:
                 self.store.put_customer(customer)
         return self.client.request_count - before
+
+    def _unknown_addresses(self, addresses: Iterable[str]) -> dict[str, set[str]]:
+        """E-mail key → the spellings to look up, for addresses neither this run nor the store
+        knows: as given and lower-case (Business Central compares e-mails case-sensitively)."""
+        wanted: dict[str, set[str]] = {}
+        for address in addresses:
+            address = address.strip()
+            key = address.lower()
+            if not address or self._prefetched.get(key) is not None or self._absent.get(key):
+                continue
+            if key not in wanted and self.store.get_customer(key) is not None:
+                continue
+            wanted.setdefault(key, set()).update({address, key})
+        return wanted
 
     @contextmanager
     def _customer_lock(self, key: str) -> Iterator[None]:
@@ -760,3 +759,17 @@ def _parse_time(text: str) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _lowest_number_per_email(
+    rows: Iterable[dict[str, Any]], wanted: Mapping[str, object]
+) -> dict[str, dict[str, Any]]:
+    """The customer with the lowest number for each wanted e-mail key (the oldest card)."""
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        key = str(row.get("email") or "").strip().lower()
+        if key in wanted and (
+            key not in best or str(row.get("number", "")) < str(best[key].get("number", ""))
+        ):
+            best[key] = row
+    return best
