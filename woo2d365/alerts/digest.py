@@ -321,43 +321,17 @@ class AlertCenter:
         if delivered:
             for condition in plan.alerts:
                 before = records.get(condition.key)
-                upsert.append(
-                    AlertRecord(
-                        key=condition.key,
-                        kind=condition.kind,
-                        message=condition.message,
-                        active=not condition.one_shot,
-                        first_seen=before.first_seen if before else now,
-                        last_sent=now,
-                    )
-                )
+                first_seen = before.first_seen if before else now
+                upsert.append(_record(condition, not condition.one_shot, first_seen, now))
             for condition, record in plan.reminders:
-                upsert.append(
-                    AlertRecord(
-                        key=condition.key,
-                        kind=condition.kind,
-                        message=condition.message,
-                        active=True,
-                        first_seen=record.first_seen,
-                        last_sent=now,
-                    )
-                )
+                upsert.append(_record(condition, True, record.first_seen, now))
             delete.extend(key for key, _ in plan.recoveries)
         else:
             # Only new conditions get a (pending) record, for their first-seen time and, for
             # one-shots, so that they are not lost; sent records stay as they were.
             for condition in plan.alerts:
                 if condition.key not in records:
-                    upsert.append(
-                        AlertRecord(
-                            key=condition.key,
-                            kind=condition.kind,
-                            message=condition.message,
-                            active=True,
-                            first_seen=now,
-                            last_sent=None,
-                        )
-                    )
+                    upsert.append(_record(condition, True, now, None))
         if upsert or delete:
             self.store.save_alert_records(upsert, delete)
 
@@ -410,6 +384,20 @@ def send_test_alert(
             log.warning("test alert on %s failed: %s", channel.name, error, extra={"step": STEP})
         results.append((channel.name, error))
     return results
+
+
+def _record(
+    condition: Condition, active: bool, first_seen: datetime, last_sent: datetime | None
+) -> AlertRecord:
+    """What the store remembers of an alert condition."""
+    return AlertRecord(
+        key=condition.key,
+        kind=condition.kind,
+        message=condition.message,
+        active=active,
+        first_seen=first_seen,
+        last_sent=last_sent,
+    )
 
 
 def _kind_rank(kind: str) -> int:

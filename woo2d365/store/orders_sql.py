@@ -180,8 +180,14 @@ class SqlOrders(ClaimedRoom):
 
     def order_ids_in_state(self, state: OrderState, *, limit: int | None = None) -> list[int]:
         """Ids of orders in ``state``, oldest update first (work queue order)."""
-        sql = "SELECT woo_id FROM orders WHERE state = ? ORDER BY updated_at, woo_id"
-        params: list[Any] = [state.value]
+        return self._ids(
+            "SELECT woo_id FROM orders WHERE state = ? ORDER BY updated_at, woo_id",
+            [state.value],
+            limit,
+        )
+
+    def _ids(self, sql: str, params: list[Any], limit: int | None) -> list[int]:
+        """The ids a ``SELECT woo_id`` gives, at most ``limit`` of them when given."""
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
@@ -197,11 +203,7 @@ class SqlOrders(ClaimedRoom):
         if after is not None:
             sql += " AND woo_id > ?"
             params.append(int(after))
-        sql += " ORDER BY woo_id LIMIT ?"
-        params.append(int(limit))
-        with self._tx() as cur:
-            self._exec(cur, sql, params)
-            return [int(r[0]) for r in cur.fetchall()]
+        return self._ids(sql + " ORDER BY woo_id", params, limit)
 
     def counts(self) -> dict[str, int]:
         """Number of orders per state (every state present, zero included)."""
@@ -419,14 +421,11 @@ class SqlOrders(ClaimedRoom):
 
     def write_back_pending_ids(self, *, limit: int | None = None) -> list[int]:
         """Pushed orders whose write-back to the shop is still to do."""
-        sql = "SELECT woo_id FROM orders WHERE write_back_pending = 1 ORDER BY pushed_at, woo_id"
-        params: list[Any] = []
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
-        with self._tx() as cur:
-            self._exec(cur, sql, params)
-            return [int(r[0]) for r in cur.fetchall()]
+        return self._ids(
+            "SELECT woo_id FROM orders WHERE write_back_pending = 1 ORDER BY pushed_at, woo_id",
+            [],
+            limit,
+        )
 
     def pushed_orders_matching(
         self, *, external_numbers: list[str], d365_numbers: list[str], d365_ids: list[str]

@@ -29,6 +29,7 @@ from woo2d365.erp.businesscentral.payload import (
     line_basis,
     line_price,
     line_tax_rate,
+    rounding_entry,
     tax_codes_of,
     with_shop_vat,
 )
@@ -211,16 +212,7 @@ def _settle_rounding(
         ):
             entry["unitPrice"] = json_number(Decimal(str(entry["unitPrice"])) + difference)
             return
-    line: dict[str, Any] = {
-        "lineType": "Account",
-        "lineObjectNumber": account,
-        "description": ROUNDING_DESCRIPTION,
-        "quantity": 1,
-        "unitPrice": json_number(difference),
-    }
-    if ZERO in codes:
-        line["taxCode"] = codes[ZERO]
-    entries.append(line)
+    entries.append(rounding_entry(account, difference, codes))
 
 
 def _unallocated_lines(

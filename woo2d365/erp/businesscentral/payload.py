@@ -24,7 +24,7 @@ The sales order is one deep insert (``docs/systems.md`` B2):
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
@@ -548,6 +548,13 @@ def _rounding_line(
     difference = order.total - predicted
     if difference == ZERO or abs(difference) > precision / 2 * (len(priced) + 1):
         return None
+    return rounding_entry(account, difference, codes)
+
+
+def rounding_entry(
+    account: str, difference: Decimal, codes: Mapping[Decimal, str]
+) -> dict[str, Any]:
+    """The account line that books a rounding ``difference`` (with the 0 % tax code if any)."""
     entry: dict[str, Any] = {
         "lineType": "Account",
         "lineObjectNumber": account,
