@@ -429,13 +429,15 @@ def test_drift_orders_added_and_modified_while_paging_are_all_stored_once_in_the
     injected: list[int] = []
 
     changing = threading.Lock()  # pages are served at once: one change burst at a time
+    churned: set[int] = set()
 
     def churn(page: int) -> None:
-        """While pull pages: 10 new and 10 modified orders before each of pages 2 to 6."""
-        if not 2 <= page <= 6:
-            return
+        """While pull pages: 10 new and 10 modified orders before each of pages 2 to 6 (once
+        each: a page asked again after a slow answer changes nothing more)."""
         with changing:
-            _churn(page)
+            if 2 <= page <= 6 and page not in churned:
+                churned.add(page)
+                _churn(page)
 
     def _churn(page: int) -> None:
         for n in range(10):
