@@ -441,7 +441,7 @@ def _check_dynamics(report: DoctorReport, settings: Settings) -> None:
 def _check_references(report: DoctorReport, client: Any, settings: Settings) -> None:
     """The G/L accounts and the fixed customer the orders refer to exist in Business Central
     (else every order with shipping, a fee or a rounding difference fails on its first push)."""
-    from woo2d365.erp.businesscentral.client import odata_string, query_string
+    from woo2d365.erp.odata_query import odata_string, query_string
 
     orders = settings.orders
     wanted = [
@@ -478,7 +478,7 @@ def _check_references(report: DoctorReport, client: Any, settings: Settings) -> 
 def _check_tax_codes_and_countries(report: DoctorReport, client: Any, settings: Settings) -> None:
     """Every code of ``orders.tax_codes`` is a tax group of the company (else every order with
     that rate fails on its first push), and the company has countries/regions to check against."""
-    from woo2d365.erp.businesscentral.client import query_string
+    from woo2d365.erp.odata_query import query_string
 
     codes = sorted(set(settings.orders.tax_codes.values()))
     if codes:

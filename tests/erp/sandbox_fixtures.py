@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from tests.erp.fixtures import FEE_ACCOUNT, SHIPPING_ACCOUNT, catalogue_items
-from woo2d365.erp.businesscentral.auth import MsalTokenProvider, TokenProvider
+from woo2d365.erp.businesscentral.auth import MsalTokenProvider
 from woo2d365.erp.businesscentral.client import BusinessCentralClient
 from woo2d365.erp.businesscentral.target import BusinessCentralTarget
+from woo2d365.erp.odata_client import TokenProvider
 from woo2d365.retries import RetryPolicy
 from woo2d365.sandbox.businesscentral import BusinessCentralEmulator
 from woo2d365.sandbox.tls import SandboxCA

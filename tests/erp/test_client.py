@@ -13,15 +13,10 @@ import requests
 
 from tests.erp.sandbox_fixtures import FAST_RETRY, make_client, make_settings, settle
 from woo2d365.erp.businesscentral.auth import MsalTokenProvider
-from woo2d365.erp.businesscentral.client import (
-    AnsweredInDoubt,
-    BusinessCentralClient,
-    SlidingWindowLimiter,
-    TransientError,
-    classify,
-    odata_string,
-    query_string,
-)
+from woo2d365.erp.businesscentral.client import BusinessCentralClient, classify
+from woo2d365.erp.odata_client import AnsweredInDoubt, TransientError
+from woo2d365.erp.odata_query import odata_string, query_string
+from woo2d365.erp.pacing import SlidingWindowLimiter
 from woo2d365.errors import (
     ConfigError,
     DocumentInDoubt,

@@ -16,8 +16,8 @@ import pytest
 
 from tests.erp.pipeline_helpers import Clock, make_context, put_order, simple_order
 from tests.erp.sandbox_fixtures import make_client, make_settings, make_target, settle
-from woo2d365.erp.businesscentral.client import MAX_FILTER_CHARACTERS
 from woo2d365.erp.businesscentral.target import CUSTOMER_SENT_PREFIX
+from woo2d365.erp.odata_query import MAX_FILTER_CHARACTERS
 from woo2d365.model import OrderState
 from woo2d365.pipeline.push import push
 from woo2d365.pipeline.validate import validate

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from woo2d365.erp.businesscentral.client import AnsweredInDoubt, TransientError
 from woo2d365.erp.financeoperations import token_settings
 from woo2d365.erp.financeoperations.client import (
     BatchOperation,
@@ -21,6 +20,7 @@ from woo2d365.erp.financeoperations.client import (
     parse_batch_response,
 )
 from woo2d365.erp.financeoperations.payload import _price, order_reference
+from woo2d365.erp.odata_client import AnsweredInDoubt, TransientError
 from woo2d365.errors import (
     DocumentInDoubt,
     DocumentRefused,

@@ -7,9 +7,8 @@ leaves and told when the answer proves it never ran; one token refresh on 401; t
 turned into outcomes; ``@odata.nextLink`` followed verbatim. What an answer *means* is the
 subclass's :meth:`ODataClient._classify` (each product has its own error bodies).
 
-The Finance & Operations client is built on it. The Business Central client still carries its
-own copy of this path; the leaf helpers below are imported from it until it is built on this
-class too (then they move here).
+Both Dynamics clients are built on it; it imports from neither product. The pace lives in
+:mod:`woo2d365.erp.pacing`, the query syntax in :mod:`woo2d365.erp.odata_query`.
 """
 
 from __future__ import annotations
@@ -18,22 +17,83 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import requests
+import urllib3.exceptions
 
 from woo2d365.erp.base import SendGuard
-from woo2d365.erp.businesscentral.auth import TokenProvider
-from woo2d365.erp.businesscentral.client import (
-    NOT_PROCESSED_STATUSES,
-    SlidingWindowLimiter,
-    _was_sent,
-    _worth_another_try,
+from woo2d365.erp.pacing import SlidingWindowLimiter
+from woo2d365.errors import (
+    DocumentInDoubt,
+    DynamicsAuthenticationError,
+    DynamicsError,
+    DynamicsUnreachable,
+    DynamicsUntrusted,
 )
-from woo2d365.errors import DocumentInDoubt, DynamicsError, DynamicsUnreachable, DynamicsUntrusted
 from woo2d365.http import api_session
 from woo2d365.retries import RetryPolicy, log_retry, retrying
 from woo2d365.settings import DynamicsSettings
+
+NOT_PROCESSED_STATUSES = frozenset({429, 502, 503})
+"""Answers that mean the request never ran: throttled, data plane down, queue full/maintenance."""
+
+
+class TokenProvider(Protocol):
+    """Hands out bearer tokens for the Dynamics API."""
+
+    def token(self) -> str:
+        """A valid access token (from a cache when possible)."""
+        ...
+
+    def invalidate(self, token: str | None = None) -> None:
+        """Forget ``token`` (or whatever is cached) so the next :meth:`token` fetches a new one."""
+        ...
+
+
+class TransientError(DynamicsError):
+    """Dynamics did not process the request (or a read failed); it may succeed later."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code, retryable=True)
+        self.retry_after = retry_after
+
+
+class AnsweredInDoubt(DocumentInDoubt):
+    """A create was answered with a server error (500/408): it ran and most likely rolled back.
+
+    Unlike a create without an answer, a lookup by the natural key settles it at once.
+    """
+
+
+def was_sent(exc: requests.RequestException) -> bool:
+    """False when the connection was never made (the server cannot have seen the request)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.exceptions.SSLError | requests.exceptions.ProxyError):
+        return False
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        reason = exc.args[0] if exc.args else None
+        inner = getattr(reason, "reason", reason)
+        if isinstance(
+            inner, urllib3.exceptions.NewConnectionError | urllib3.exceptions.NameResolutionError
+        ):
+            return False
+    return True
+
+
+def worth_another_try(exc: BaseException) -> bool:
+    """Retryable, and not a create that may have run (it is looked up first, never resent)."""
+    if isinstance(exc, DocumentInDoubt | DynamicsAuthenticationError):
+        return False
+    return bool(getattr(exc, "retryable", False))
 
 
 class ODataClient:
@@ -71,7 +131,7 @@ class ODataClient:
         self._retrying = retrying(
             self.retry,
             retry_on=DynamicsError,
-            is_retryable=_worth_another_try,
+            is_retryable=worth_another_try,
             sleep=sleep,
             on_retry=log_retry,
         )
@@ -148,7 +208,7 @@ class ODataClient:
                 )
         except requests.RequestException as exc:
             self._count_error()
-            if guard is not None and not _was_sent(exc):
+            if guard is not None and not was_sent(exc):
                 guard.not_sent()
             raise self._transport_error(method, exc) from None
         if response.status_code >= 400:
@@ -163,7 +223,7 @@ class ODataClient:
                 "(set REQUESTS_CA_BUNDLE or SSL_CERT_FILE for a private CA)"
             )
         kind = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "connection failed"
-        if method != "GET" and _was_sent(exc):
+        if method != "GET" and was_sent(exc):
             return DocumentInDoubt(
                 f"{method} to Dynamics {kind} after it was sent ({type(exc).__name__}); "
                 "the document may exist"

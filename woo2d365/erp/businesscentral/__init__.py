@@ -9,13 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from woo2d365.erp.businesscentral.auth import (
-    MsalTokenProvider,
-    TokenProvider,
-    shared_token_provider,
-)
+from woo2d365.erp.businesscentral.auth import MsalTokenProvider, shared_token_provider
 from woo2d365.erp.businesscentral.client import BusinessCentralClient
 from woo2d365.erp.businesscentral.target import BusinessCentralTarget
+from woo2d365.erp.odata_client import TokenProvider
 from woo2d365.errors import ConfigError
 from woo2d365.retries import RetryPolicy
 from woo2d365.settings import Settings

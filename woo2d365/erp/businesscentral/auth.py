@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import msal
@@ -41,18 +41,6 @@ MICROSOFT_LOGIN_HOSTS = frozenset(
     }
 )
 """Entra ID login hosts msal knows; any other ``authority_host`` turns instance discovery off."""
-
-
-class TokenProvider(Protocol):
-    """Hands out bearer tokens for the Dynamics API."""
-
-    def token(self) -> str:
-        """A valid access token (from a cache when possible)."""
-        ...
-
-    def invalidate(self, token: str | None = None) -> None:
-        """Forget ``token`` (or whatever is cached) so the next :meth:`token` fetches a new one."""
-        ...
 
 
 def is_microsoft_login_host(authority_host: str) -> bool:

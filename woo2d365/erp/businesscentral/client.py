@@ -12,7 +12,9 @@
   processed (429/502/503, a connection that was never made) or, after a 500/408 answer, when a
   lookup by its natural key shows nothing was created. A create without an answer raises
   :class:`~woo2d365.erp.base.DocumentInDoubt`.
-* At most ``dynamics.max_concurrency`` requests are in flight and at most
+* The request path (slots and pace, the send guard, the token refresh, transport errors,
+  paging) is the shared :class:`~woo2d365.erp.odata_client.ODataClient`: at most
+  ``dynamics.max_concurrency`` requests are in flight and at most
   ``dynamics.requests_per_5_minutes`` start in any 5-minute window, across all threads.
 """
 
@@ -22,46 +24,42 @@ import json
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
 import requests
-import urllib3.exceptions
 
 from woo2d365.erp.base import SendGuard
-from woo2d365.erp.businesscentral.auth import TokenProvider
+from woo2d365.erp.odata_client import (
+    NOT_PROCESSED_STATUSES,
+    AnsweredInDoubt,
+    ODataClient,
+    TokenProvider,
+    TransientError,
+)
+from woo2d365.erp.odata_query import filter_batches, odata_datetime, odata_string, query_string
+from woo2d365.erp.pacing import SlidingWindowLimiter
 from woo2d365.errors import (
     ConfigError,
     DocumentInDoubt,
     DocumentRefused,
     DynamicsAuthenticationError,
     DynamicsError,
-    DynamicsUnreachable,
-    DynamicsUntrusted,
 )
-from woo2d365.http import api_session, retry_after_seconds
-from woo2d365.retries import RetryPolicy, log_retry, retrying
+from woo2d365.http import retry_after_seconds
+from woo2d365.retries import RetryPolicy
 from woo2d365.settings import DynamicsSettings
 
 log = logging.getLogger("woo2d365.dynamics")
 
-WINDOW_SECONDS = 300.0
-
-MAX_FILTER_CHARACTERS = 1500
-"""Longest encoded ``$filter`` of a batched lookup: URLs stay well inside common 2 KB limits."""
 KEYS_PER_LOOKUP = 50
 """Document keys per batched lookup before a create: ~2.6 KB of filter, so the lookup costs
 0.02 requests per order (document numbers are short and regular, unlike e-mail addresses)."""
 KEY_FILTER_CHARACTERS = 3000
-
-NOT_PROCESSED_STATUSES = frozenset({429, 502, 503})
-"""Answers that mean the request never ran: throttled, data plane down, queue full/maintenance."""
 
 PERMANENT_INTERNAL_CODES = frozenset(
     {
@@ -79,98 +77,6 @@ PERMANENT_PREFIXES = (
     "Request_",
     "RequestDataInvalid",
 )
-
-
-class TransientError(DynamicsError):
-    """Dynamics did not process the request (or a read failed); it may succeed later."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, status=status, code=code, retryable=True)
-        self.retry_after = retry_after
-
-
-class AnsweredInDoubt(DocumentInDoubt):
-    """A create was answered with a server error (500/408): it ran and most likely rolled back.
-
-    Unlike a create without an answer, a lookup by the natural key settles it at once.
-    """
-
-
-class SlidingWindowLimiter:
-    """At most ``limit`` starts in any ``window_seconds``; callers wait for a free slot.
-
-    A start is held for the window plus ``margin_seconds`` (default 2 % of the window): the server
-    counts a request when it arrives, a little after we start it, and a request that arrived late
-    must have left the server's window before the next one is counted in.
-
-    Starts are counted in :data:`SLOTS` slots of the window, each held until its last start has
-    left it (a little longer than each start needs): memory stays the same whatever the limit
-    and however many requests a long run makes.
-    """
-
-    SLOTS = 1000
-
-    def __init__(
-        self,
-        limit: int,
-        window_seconds: float = WINDOW_SECONDS,
-        *,
-        margin_seconds: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        self.limit = limit
-        margin = window_seconds * 0.02 if margin_seconds is None else margin_seconds
-        self.window_seconds = window_seconds + margin
-        self._slot_seconds = self.window_seconds / self.SLOTS
-        self._clock = clock
-        self._sleep = sleep
-        self._slots: deque[_Slot] = deque()  # oldest first
-        self._started = 0  # starts in the window: the sum of the slots' counts
-        self._lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Wait until a request may start; return the seconds waited."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = self._clock()
-                while self._slots and self._slots[0].last <= now - self.window_seconds:
-                    self._started -= self._slots.popleft().count
-                if self._started < self.limit:
-                    self._count_start(now)
-                    return waited
-                delay = self._slots[0].last + self.window_seconds - now
-            delay = max(delay, 0.001)
-            self._sleep(delay)
-            waited += delay
-
-    def _count_start(self, now: float) -> None:
-        newest = self._slots[-1] if self._slots else None
-        if newest is None or now - newest.first >= self._slot_seconds:
-            self._slots.append(_Slot(first=now, last=now))
-        else:
-            newest.last = max(newest.last, now)
-            newest.count += 1
-        self._started += 1
-
-
-@dataclass
-class _Slot:
-    """Starts close together: when the first and the last were, and how many."""
-
-    first: float
-    last: float
-    count: int = 1
 
 
 @dataclass(frozen=True)
@@ -243,46 +149,13 @@ def classify(response: requests.Response, *, method: str) -> DynamicsError | Non
     return DynamicsError(text, status=status, code=error.code, retryable=False)
 
 
-def odata_string(value: str) -> str:
-    """An OData string literal: single quotes, embedded ``'`` doubled."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def odata_datetime(value: datetime) -> str:
-    """An OData ``DateTimeOffset`` literal in UTC (unquoted in filters)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def query_string(params: dict[str, str]) -> str:
-    """``?$filter=…`` with every value fully percent-encoded (``+`` → %2B, space → %20)."""
-    if not params:
-        return ""
-    parts = [f"{quote(key, safe='$')}={quote(value, safe='')}" for key, value in params.items()]
-    return "?" + "&".join(parts)
-
-
-def _was_sent(exc: requests.RequestException) -> bool:
-    """False when the connection was never made (the server cannot have seen the request)."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return False
-    if isinstance(exc, requests.exceptions.SSLError | requests.exceptions.ProxyError):
-        return False
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        reason = exc.args[0] if exc.args else None
-        inner = getattr(reason, "reason", reason)
-        if isinstance(
-            inner, urllib3.exceptions.NewConnectionError | urllib3.exceptions.NameResolutionError
-        ):
-            return False
-    return True
-
-
+SALES_ORDER_FIELDS = "id,number,externalDocumentNumber,totalAmountIncludingTax"
 CREDIT_MEMO_FIELDS = (
     "id,number,externalDocumentNumber,status,pricesIncludeTax,totalAmountIncludingTax"
 )
 
 
-class BusinessCentralClient:
+class BusinessCentralClient(ODataClient):
     """The Business Central API v2.0 endpoints the tool uses; share one instance between threads."""
 
     def __init__(
@@ -296,51 +169,28 @@ class BusinessCentralClient:
         page_size: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.settings = settings
-        self.tokens = tokens
-        self.retry = retry or RetryPolicy()
-        self.page_size = page_size
-        self.base_url = (
+        base_url = (
             f"{settings.api_url.rstrip('/')}/v2.0/{quote(settings.tenant_id.strip(), safe='')}/"
             f"{quote(settings.environment.strip(), safe='')}/api/v2.0"
         )
-        self._session = session or api_session(
-            self.base_url, settings.max_concurrency, {"Accept": "application/json"}
+        super().__init__(
+            settings,
+            tokens,
+            base_url=base_url,
+            where=settings.api_url,
+            headers={"Accept": "application/json"},
+            session=session,
+            retry=retry,
+            limiter=limiter,
+            sleep=sleep,
         )
-        self._slots = threading.BoundedSemaphore(settings.max_concurrency)
-        self._limiter = limiter or SlidingWindowLimiter(settings.requests_per_5_minutes)
+        self.page_size = page_size
         self._company_id: str | None = None
         self._company_lock = threading.Lock()
-        self._count_lock = threading.Lock()
-        self.request_count = 0
-        self.error_count = 0  # requests without an answer or answered with status >= 400
-        self._timeout = (min(10.0, settings.timeout_seconds), settings.timeout_seconds)
-        self._retrying = retrying(
-            self.retry,
-            retry_on=DynamicsError,
-            is_retryable=_worth_another_try,
-            sleep=sleep,
-            on_retry=log_retry,
-        )
         self._attempt_with_retries = self._retrying(self._attempt)
 
-    def close(self) -> None:
-        """Close the HTTP session."""
-        self._session.close()
-
-    # -- the one request path -------------------------------------------------------------------
-    @contextmanager
-    def _slot(self) -> Iterator[None]:
-        """One of ``max_concurrency`` request slots, paced by the sliding-window limiter."""
-        with self._slots:
-            self._limiter.acquire()
-            with self._count_lock:
-                self.request_count += 1
-            yield
-
-    def _count_error(self) -> None:
-        with self._count_lock:
-            self.error_count += 1
+    def _classify(self, response: requests.Response, method: str) -> DynamicsError | None:
+        return classify(response, method=method)
 
     def _attempt(
         self,
@@ -350,90 +200,14 @@ class BusinessCentralClient:
         extra: dict[str, str],
         guard: SendGuard | None = None,
     ) -> Any:
-        """Send once (plus one token refresh on 401); raise the classified error.
-
-        ``guard`` is asked right before the request leaves (inside the request slot, after any
-        wait for the pace), and told when the answer proves the request never ran.
-        """
-        data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
-        response = self._send(method, url, data, extra, guard)
-        problem = classify(response, method=method)
-        if problem is not None:
-            if guard is not None and response.status_code in NOT_PROCESSED_STATUSES:
-                guard.not_sent()
-            raise problem
+        """Send once on the shared request path; the JSON answer (see :meth:`_send`)."""
+        if body is None:
+            response = self._send(method, url, None, extra, guard)
+        else:
+            data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+            headers = {**extra, "Content-Type": "application/json"}
+            response = self._send(method, url, data, headers, guard)
         return _json_answer(method, url, response)
-
-    def _send(
-        self,
-        method: str,
-        url: str,
-        data: bytes | None,
-        extra: dict[str, str],
-        guard: SendGuard | None,
-    ) -> requests.Response:
-        """The answer to one send, sent once more with a fresh token after a 401."""
-        refreshed = False
-        while True:
-            token = self.tokens.token()
-            response = self._send_once(
-                method, url, data, {**extra, "Authorization": f"Bearer {token}"}, guard
-            )
-            if response.status_code != 401:
-                return response
-            if guard is not None:
-                guard.not_sent()  # refused before it ran
-            if refreshed:
-                return response
-            self.tokens.invalidate(token)
-            refreshed = True
-
-    def _send_once(
-        self,
-        method: str,
-        url: str,
-        data: bytes | None,
-        headers: dict[str, str],
-        guard: SendGuard | None,
-    ) -> requests.Response:
-        """One request in a request slot; no answer raises the transport's classified error."""
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        try:
-            with self._slot():
-                if guard is not None:
-                    guard.before_send()
-                response = self._session.request(
-                    method, url, data=data, headers=headers, timeout=self._timeout
-                )
-        except requests.RequestException as exc:
-            self._count_error()
-            error = self._transport_error(method, url, exc)
-            if guard is not None and not _was_sent(exc):
-                guard.not_sent()
-            raise error from None
-        if response.status_code >= 400:
-            self._count_error()
-        return response
-
-    def _transport_error(
-        self, method: str, url: str, exc: requests.RequestException
-    ) -> DynamicsError:
-        where = self.settings.api_url
-        if isinstance(exc, requests.exceptions.SSLError):
-            return DynamicsUntrusted(
-                f"{where}: TLS certificate not trusted or handshake failed "
-                "(set REQUESTS_CA_BUNDLE or SSL_CERT_FILE for a private CA)"
-            )
-        kind = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "connection failed"
-        if method != "GET" and _was_sent(exc):
-            return DocumentInDoubt(
-                f"{method} to Dynamics {kind} after it was sent ({type(exc).__name__}); "
-                "the document may exist"
-            )
-        return DynamicsUnreachable(
-            f"Dynamics at {where} cannot be reached: {kind} ({type(exc).__name__})"
-        )
 
     def request(
         self,
@@ -459,7 +233,7 @@ class BusinessCentralClient:
         self, url: str, params: dict[str, str] | None = None
     ) -> Iterator[dict[str, Any]]:
         """:meth:`get_all` for an absolute collection URL (a custom API page)."""
-        return self._pages(f"{url}{query_string(params or {})}")
+        return self._pages(f"{url}{query_string(params or {})}", self._get_page)
 
     def custom_api_url(self, publisher: str, group: str, version: str, entity_set: str) -> str:
         """``…/api/{publisher}/{group}/{version}/companies({id})/{entitySet}``."""
@@ -467,15 +241,6 @@ class BusinessCentralClient:
         parts = "/".join(quote(p.strip(), safe="") for p in (publisher, group, version))
         entity = quote(entity_set.strip(), safe="")
         return f"{root}/api/{parts}/companies({self.company_id()})/{entity}"
-
-    def _pages(self, first: str) -> Iterator[dict[str, Any]]:
-        url: str | None = first
-        while url:
-            page = self._get_page(url)
-            values = page.get("value", []) if isinstance(page, dict) else []
-            yield from (entry for entry in values if isinstance(entry, dict))
-            next_link = page.get("@odata.nextLink") if isinstance(page, dict) else None
-            url = next_link if isinstance(next_link, str) and next_link else None
 
     def _get_page(self, url: str) -> Any:
         if self.page_size is None:
@@ -566,10 +331,10 @@ class BusinessCentralClient:
         """Customers whose e-mail equals one of ``addresses``: ``email eq 'a' or email eq 'b'``.
 
         One request per batch of addresses (the query string stays under
-        :data:`MAX_FILTER_CHARACTERS`), instead of one per address.
+        :data:`~woo2d365.erp.odata_query.MAX_FILTER_CHARACTERS`), instead of one per address.
         """
         found: list[dict[str, Any]] = []
-        for batch in _filter_batches("email", addresses):
+        for batch in filter_batches("email", addresses):
             params = {"$filter": batch, "$select": "id,number,displayName,email"}
             found.extend(self.get_all(self.company_path("customers"), params))
         return found
@@ -585,7 +350,7 @@ class BusinessCentralClient:
         """Sales orders with this ``externalDocumentNumber``."""
         params = {
             "$filter": f"externalDocumentNumber eq {odata_string(external_number)}",
-            "$select": "id,number,externalDocumentNumber,totalAmountIncludingTax",
+            "$select": SALES_ORDER_FIELDS,
         }
         return list(self.get_all(self.company_path("salesOrders"), params))
 
@@ -593,7 +358,7 @@ class BusinessCentralClient:
         """Sales orders whose ``externalDocumentNumber`` starts with ``prefix``."""
         params = {
             "$filter": f"startswith(externalDocumentNumber,{odata_string(prefix)})",
-            "$select": "id,number,externalDocumentNumber,totalAmountIncludingTax",
+            "$select": SALES_ORDER_FIELDS,
         }
         return list(self.get_all(self.company_path("salesOrders"), params))
 
@@ -601,7 +366,7 @@ class BusinessCentralClient:
         """The sales order with this ``number``."""
         params = {
             "$filter": f"number eq {odata_string(number)}",
-            "$select": "id,number,externalDocumentNumber,totalAmountIncludingTax",
+            "$select": SALES_ORDER_FIELDS,
         }
         return list(self.get_all(self.company_path("salesOrders"), params))
 
@@ -610,19 +375,7 @@ class BusinessCentralClient:
     ) -> list[dict[str, Any]]:
         """Sales orders whose ``externalDocumentNumber`` is one of these: one request per
         :data:`KEYS_PER_LOOKUP` keys (``externalDocumentNumber eq 'a' or ...``)."""
-        found: list[dict[str, Any]] = []
-        for batch in _filter_batches(
-            "externalDocumentNumber",
-            external_numbers,
-            max_characters=KEY_FILTER_CHARACTERS,
-            max_terms=KEYS_PER_LOOKUP,
-        ):
-            params = {
-                "$filter": batch,
-                "$select": "id,number,externalDocumentNumber,totalAmountIncludingTax",
-            }
-            found.extend(self.get_all(self.company_path("salesOrders"), params))
-        return found
+        return self._find_by_external_numbers("salesOrders", external_numbers, SALES_ORDER_FIELDS)
 
     def create_sales_order(
         self, payload: dict[str, Any], guard: SendGuard | None = None
@@ -677,14 +430,19 @@ class BusinessCentralClient:
         request per :data:`KEYS_PER_LOOKUP` keys."""
         if entity_set == "salesOrders":
             return self.find_sales_orders_by_external_numbers(external_numbers)
+        return self._find_by_external_numbers(entity_set, external_numbers, CREDIT_MEMO_FIELDS)
+
+    def _find_by_external_numbers(
+        self, entity_set: str, external_numbers: Sequence[str], select: str
+    ) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
-        for batch in _filter_batches(
+        for batch in filter_batches(
             "externalDocumentNumber",
             external_numbers,
             max_characters=KEY_FILTER_CHARACTERS,
             max_terms=KEYS_PER_LOOKUP,
         ):
-            params = {"$filter": batch, "$select": CREDIT_MEMO_FIELDS}
+            params = {"$filter": batch, "$select": select}
             found.extend(self.get_all(self.company_path(entity_set), params))
         return found
 
@@ -742,36 +500,6 @@ def _created_record(result: Any) -> dict[str, Any]:
     if not isinstance(result, dict):
         raise AnsweredInDoubt("Dynamics answered a create without the created record")
     return result
-
-
-def _worth_another_try(exc: BaseException) -> bool:
-    """Retryable, and not a create that may have run (it is looked up first, never resent)."""
-    if isinstance(exc, DocumentInDoubt | DynamicsAuthenticationError):
-        return False
-    return bool(getattr(exc, "retryable", False))
-
-
-def _filter_batches(
-    field: str,
-    values: Sequence[str],
-    *,
-    max_characters: int = MAX_FILTER_CHARACTERS,
-    max_terms: int | None = None,
-) -> Iterator[str]:
-    """``field eq 'a' or field eq 'b' ...`` filters, each short enough for one URL."""
-    batch: list[str] = []
-    length = 0
-    for value in dict.fromkeys(values):
-        term = f"{field} eq {odata_string(value)}"
-        size = len(quote(term, safe="")) + len(" or ") * 3
-        full = max_terms is not None and len(batch) >= max_terms
-        if batch and (full or length + size > max_characters):
-            yield " or ".join(batch)
-            batch, length = [], 0
-        batch.append(term)
-        length += size
-    if batch:
-        yield " or ".join(batch)
 
 
 def _first_line(text: str) -> str:

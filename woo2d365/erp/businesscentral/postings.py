@@ -14,7 +14,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from woo2d365.erp.base import PostedInvoice, PostedShipment, ShipmentTracking
-from woo2d365.erp.businesscentral.client import BusinessCentralClient, odata_datetime, odata_string
+from woo2d365.erp.businesscentral.client import BusinessCentralClient
+from woo2d365.erp.odata_query import odata_datetime, odata_string
 from woo2d365.errors import ConfigError, DynamicsError
 from woo2d365.model import Line, LineKind, Order
 

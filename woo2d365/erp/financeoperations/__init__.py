@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from woo2d365.erp.businesscentral.auth import TokenProvider, shared_token_provider
+from woo2d365.erp.businesscentral.auth import shared_token_provider
 from woo2d365.erp.financeoperations.client import FinanceOperationsClient
 from woo2d365.erp.financeoperations.target import FinanceOperationsTarget
+from woo2d365.erp.odata_client import TokenProvider
 from woo2d365.retries import RetryPolicy
 from woo2d365.settings import DynamicsSettings, Settings
 from woo2d365.store.mirror import MirrorAndSkuMap

@@ -27,21 +27,19 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
 
 import requests
 
 from woo2d365.erp.base import SendGuard
-from woo2d365.erp.businesscentral.auth import TokenProvider
-from woo2d365.erp.businesscentral.client import (
+from woo2d365.erp.odata_client import (
     NOT_PROCESSED_STATUSES,
     AnsweredInDoubt,
-    SlidingWindowLimiter,
+    ODataClient,
+    TokenProvider,
     TransientError,
-    _filter_batches,
-    odata_string,
 )
-from woo2d365.erp.odata_client import ODataClient
+from woo2d365.erp.odata_query import filter_batches, odata_string, query_string
+from woo2d365.erp.pacing import SlidingWindowLimiter
 from woo2d365.errors import (
     DocumentInDoubt,
     DocumentRefused,
@@ -333,8 +331,7 @@ class FinanceOperationsClient(ODataClient):
             params["$expand"] = expand
         if company:
             params["cross-company"] = "true"
-        query = "&".join(f"{quote(k, safe='$')}={quote(v, safe='')}" for k, v in params.items())
-        first = f"{self.base_url}/{entity_set}" + (f"?{query}" if query else "")
+        first = f"{self.base_url}/{entity_set}{query_string(params)}"
         yield from self._pages(first, self.get_json)
 
     # -- setup ----------------------------------------------------------------------------------
@@ -362,14 +359,14 @@ class FinanceOperationsClient(ODataClient):
         if numbers is None:
             return list(self.get_all(ITEMS_SET, select=select))
         found: list[dict[str, Any]] = []
-        for batch in _filter_batches("ItemNumber", list(dict.fromkeys(numbers))):
+        for batch in filter_batches("ItemNumber", list(dict.fromkeys(numbers))):
             found.extend(self.get_all(ITEMS_SET, filter=batch, select=select))
         return found
 
     def sales_stopped(self, numbers: Sequence[str] | None = None) -> set[str]:
         """Item numbers whose default order settings stop sales (of ``numbers`` if given)."""
         stopped = "IsSalesProcessingStopped eq Microsoft.Dynamics.DataEntities.NoYes'Yes'"
-        batches = [""] if numbers is None else list(_filter_batches("ItemNumber", list(numbers)))
+        batches = [""] if numbers is None else list(filter_batches("ItemNumber", list(numbers)))
         found: set[str] = set()
         for batch in batches:
             condition = f"{stopped} and ({batch})" if batch else stopped
@@ -386,7 +383,7 @@ class FinanceOperationsClient(ODataClient):
         """Customers of any of ``addresses``, in ``or`` batches; rows as ``{number, id, email}``."""
         wanted = {a.strip().casefold() for a in addresses if a.strip()}
         found: list[dict[str, Any]] = []
-        for batch in _filter_batches("PrimaryContactEmail", sorted(wanted)):
+        for batch in filter_batches("PrimaryContactEmail", sorted(wanted)):
             for row in self.get_all(
                 CUSTOMERS_SET, filter=batch, select="CustomerAccount,PrimaryContactEmail"
             ):
@@ -448,7 +445,7 @@ class FinanceOperationsClient(ODataClient):
         """Headers whose ``CustomersOrderReference`` is one of ``references`` (exactly)."""
         wanted = {r.casefold() for r in references}
         found: list[dict[str, Any]] = []
-        for batch in _filter_batches("CustomersOrderReference", list(dict.fromkeys(references))):
+        for batch in filter_batches("CustomersOrderReference", list(dict.fromkeys(references))):
             found.extend(
                 row
                 for row in self.find_orders(batch)

@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Literal, Protocol
 
 from woo2d365.erp.businesscentral.auth import MsalTokenProvider
-from woo2d365.erp.businesscentral.client import odata_string
 from woo2d365.erp.financeoperations import open_client, token_settings
 from woo2d365.erp.financeoperations.client import (
     ENTITY_SETS,
     ITEMS_SET,
     FinanceOperationsClient,
 )
+from woo2d365.erp.odata_query import odata_string
 from woo2d365.errors import DynamicsAuthenticationError, DynamicsError, DynamicsUnreachable
 from woo2d365.retries import RetryPolicy
 from woo2d365.settings import Settings

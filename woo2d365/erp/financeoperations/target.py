@@ -35,7 +35,6 @@ from typing import Any, NoReturn
 
 from woo2d365.clock import Clock, utc_now
 from woo2d365.erp.base import CreatedDocument, ItemRefresh, PreparedDocument, SendGuard
-from woo2d365.erp.businesscentral.client import AnsweredInDoubt, TransientError
 from woo2d365.erp.businesscentral.payload import Draft
 from woo2d365.erp.businesscentral.target import BusinessCentralTarget, ItemOverlay, ReadOnce
 from woo2d365.erp.financeoperations.client import (
@@ -51,6 +50,7 @@ from woo2d365.erp.financeoperations.payload import (
     line_total,
     order_reference,
 )
+from woo2d365.erp.odata_client import AnsweredInDoubt, TransientError
 from woo2d365.errors import ConfigError, DocumentInDoubt, DocumentRefused, OrderDataError
 from woo2d365.model import Order
 from woo2d365.settings import Settings
