@@ -58,8 +58,10 @@ def test_a_held_order_alerts_once_and_its_fix_sends_a_recovery(
 
 
 def test_three_syncs_started_at_once_one_works_the_others_exit_4(sandbox: Sandbox) -> None:
-    sandbox.shop.latency = 0.05  # long enough a run that all three overlap
-    sandbox.bc.latency = 0.05
+    # A run long enough that all three overlap even when starting Python takes seconds
+    # (a loaded machine): the one holding the lock outlives the others' start.
+    sandbox.shop.latency = 0.25
+    sandbox.bc.latency = 0.25
     env = {k: v for k, v in os.environ.items() if not k.startswith("WOO2D365_")}
     env.update(sandbox.environment())
     env.pop("CURL_CA_BUNDLE", None)
