@@ -269,15 +269,28 @@ def _steps(
                 return  # validate raises only when Dynamics is away with no item mirror yet
             if shop is not None:
                 _follow_ups(ctx, shop, erp, result, notify)
+        except BaseException:
+            _cancel(pulled, validated, pulling, validating)  # before the ERP client is closed
+            raise
         finally:
             erp.close()
     except BaseException:
-        for handover in (pulled, validated):
-            handover.cancel()
-        for step in (pulling, validating):
-            if step is not None:
-                step.join()
+        _cancel(pulled, validated, pulling, validating)
         raise
+
+
+def _cancel(
+    pulled: Handover,
+    validated: Handover,
+    pulling: _Background[PullResult],
+    validating: _Background[ValidateResult] | None,
+) -> None:
+    """A crash or Ctrl-C: pull and validate stop at their next page; wait for them to end."""
+    pulled.cancel()
+    validated.cancel()
+    pulling.join()
+    if validating is not None:
+        validating.join()
 
 
 T = TypeVar("T")
