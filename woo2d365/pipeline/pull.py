@@ -32,6 +32,7 @@ from typing import Any
 from woo2d365.errors import OrderDataError, ShopError
 from woo2d365.model import OrderState
 from woo2d365.pipeline.context import RunContext
+from woo2d365.pipeline.handover import Handover
 from woo2d365.pipeline.shipments import our_own_change, shipped_context
 from woo2d365.settings import WooCommerceSettings
 from woo2d365.shop.client import WooClient
@@ -92,6 +93,7 @@ def pull(
     *,
     since: datetime | None = None,
     order_ids: list[int] | None = None,
+    handover: Handover | None = None,
 ) -> PullResult:
     """Pull new and changed orders from the shop into the state store (see the module docstring).
 
@@ -99,6 +101,8 @@ def pull(
     window covers the stored cursor. ``order_ids`` fetches those orders one by one and leaves the
     cursor alone. Shop errors propagate (:class:`ShopUnreachable` etc.); everything stored up to
     then stays stored and the cursor is unchanged, so the next run reads the same window again.
+    ``handover`` is told the highest id of each page once it is stored (``sync`` validates it
+    while the next page is read); a cancelled hand-over stops the pull, the cursor unchanged.
     """
     result = PullResult()
     requests_before = shop.request_count
@@ -106,7 +110,7 @@ def pull(
         if order_ids:
             _pull_ids(ctx, shop, order_ids, result)
         else:
-            _pull_window(ctx, shop, since, result)
+            _pull_window(ctx, shop, since, result, handover)
     finally:
         result.requests = shop.request_count - requests_before
     ctx.log.info(
@@ -158,7 +162,11 @@ def not_taken_reason(settings: WooCommerceSettings, raw: dict[str, Any]) -> str 
 
 
 def _pull_window(
-    ctx: RunContext, shop: WooClient, since: datetime | None, result: PullResult
+    ctx: RunContext,
+    shop: WooClient,
+    since: datetime | None,
+    result: PullResult,
+    handover: Handover | None = None,
 ) -> None:
     cursor = read_cursor(ctx)
     start = window_start(ctx, since)
@@ -176,6 +184,10 @@ def _pull_window(
                     newest = modified
         seen += len(page.orders)
         ctx.report_progress("pull", seen, max(page.total, seen) or None)
+        if handover is not None:
+            if handover.cancelled:
+                return  # the run is ending: the cursor stays where it was
+            _hand_over(handover, page.orders)
     # Only now, with every page read, may the cursor move; and only forward. A modification
     # time ahead of the shop's own clock (a plugin's bogus date) must not carry it past "now".
     candidate = newest if newest is not None else last_server_date
@@ -186,6 +198,17 @@ def _pull_window(
         ctx.store.set_value(CURSOR_KEY, candidate.isoformat())
         cursor = candidate
     result.cursor = cursor
+
+
+def _hand_over(handover: Handover, orders: list[dict[str, Any]]) -> None:
+    """Tell the hand-over the page's ids are stored; one below an id told before comes late."""
+    ids = [woo_id for raw in orders if isinstance(woo_id := raw.get("id"), int)]
+    if not ids:
+        return
+    told, _finished = handover.snapshot()
+    if told is not None and min(ids) <= told:
+        handover.late(min(ids))
+    handover.advance(max(ids))
 
 
 def _pull_ids(ctx: RunContext, shop: WooClient, order_ids: list[int], result: PullResult) -> None:

@@ -57,6 +57,7 @@ from woo2d365.errors import (
 from woo2d365.model import Order, OrderState
 from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.fence import ClaimFence
+from woo2d365.pipeline.handover import Handover, handed_over_ids
 from woo2d365.pipeline.heartbeat import ClaimKeeper
 from woo2d365.pipeline.kept import KeptDict, KeptList
 from woo2d365.pipeline.resolve import DELETED_DOCUMENT_KEY
@@ -192,8 +193,13 @@ def push(
     order_ids: list[int] | None = None,
     dry_run: bool = False,
     limit: int | None = None,
+    after: Handover | None = None,
 ) -> PushResult:
     """Push ready orders (all, or those of ``order_ids``; at most ``limit``) exactly once.
+
+    In ``sync``, ``after`` is validate's hand-over: orders are pushed as they are decided, and
+    the push waits for more until validate has finished (with ``order_ids``, ``limit`` or
+    ``dry_run`` it waits for validate to finish first).
 
     Raises :class:`~woo2d365.errors.DynamicsUnreachable` or
     :class:`~woo2d365.errors.DynamicsAuthenticationError` before touching any order when Dynamics
@@ -216,7 +222,7 @@ def push(
     try:
         if run.write_backs is not None:
             _retry_write_backs(run, run.write_backs)
-        _push_all(run, order_ids, limit)
+        _push_all(run, order_ids, limit, after)
     finally:
         if run.write_backs is not None:
             run.write_backs.close()
@@ -227,9 +233,20 @@ def push(
     return run.result
 
 
-def _push_all(run: _Run, order_ids: list[int] | None, limit: int | None) -> None:
+def _push_all(
+    run: _Run, order_ids: list[int] | None, limit: int | None, after: Handover | None = None
+) -> None:
     """Claim and send the candidate orders, or (dry run) build their payloads."""
     ctx, dry_run = run.ctx, run.result.dry_run
+    if after is not None and order_ids is None and limit is None and not dry_run:
+        # While validate still decides: every ready order, as validate hands it over.
+        windows = handed_over_ids(
+            ctx.store, [OrderState.READY], WINDOW, after, stop=lambda: run.stopping
+        )
+        _push_windows(run, windows, None)
+        return
+    if after is not None:
+        after.wait_finished()
     if order_ids is None and limit is None and not dry_run:
         # The whole queue: read from the store a window at a time, never all ids at once.
         total = ctx.store.count_in_state(OrderState.READY)
@@ -270,11 +287,13 @@ def _ready_windows(ctx: RunContext) -> Iterator[list[int]]:
         last = page[-1]
 
 
-def _push_windows(run: _Run, windows: Iterable[list[int]], total: int) -> None:
+def _push_windows(run: _Run, windows: Iterable[list[int]], total: int | None) -> None:
     """Push the orders of each window: their customers looked up together, then claimed a
-    chunk at a time into a bounded queue that the workers take from."""
+    chunk at a time into a bounded queue that the workers take from (``total``: None while
+    validate still hands orders over)."""
     ctx = run.ctx
-    workers = max(1, min(ctx.settings.dynamics.max_concurrency * WORKERS_PER_SLOT, total))
+    workers = ctx.settings.dynamics.max_concurrency * WORKERS_PER_SLOT
+    workers = max(1, min(workers, total if total is not None else workers))
     # Claimed work waits in a bounded queue: at most two chunks ahead of the workers.
     room = threading.BoundedSemaphore(2 * CHUNK)
     keeper = ClaimKeeper(ctx.store, ctx.clock, ctx.settings.dynamics.timeout_seconds)
@@ -317,7 +336,7 @@ def _push_windows(run: _Run, windows: Iterable[list[int]], total: int) -> None:
 class _Progress:
     """Orders handled so far, told to the run context's progress callback (thread-safe)."""
 
-    def __init__(self, ctx: RunContext, total: int) -> None:
+    def __init__(self, ctx: RunContext, total: int | None) -> None:
         self._ctx, self._total, self._done = ctx, total, 0
         self._lock = threading.Lock()
 

@@ -2,16 +2,19 @@
 
 The lock is a lease row in the state store, renewed while the run lasts, so a run killed with
 SIGKILL stops blocking others once its lease expires (well within the contract's 5 minutes).
-Each step's outage is contained: with the shop down, orders already pulled are still pushed; with
-Dynamics down, pulling still happens. The run record keeps the counts of every step.
+Pull, validate and push run at once, joined by hand-overs (``pipeline/handover.py``), so the
+first create leaves as soon as the first page is validated. Each step's outage is contained: with
+the shop down, orders already pulled are still pushed; with Dynamics down, pulling still happens.
+The run record keeps the counts of every step.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from woo2d365.alerts import AlertCenter, DigestOutcome
 from woo2d365.erp.base import ErpTarget
@@ -32,6 +35,7 @@ from woo2d365.pipeline.followup import (
     enabled_steps,
     step_function,
 )
+from woo2d365.pipeline.handover import Handover
 from woo2d365.pipeline.heartbeat import Heartbeat
 from woo2d365.pipeline.pull import PullResult, pull
 from woo2d365.pipeline.push import PushResult, process_has_ended, push
@@ -235,35 +239,152 @@ def _steps(
     limit: int | None,
     on_step: Callable[[str], Any] | None,
 ) -> None:
+    """Pull, validate and push at once, each in its own thread, joined by hand-overs: validate
+    takes each page as soon as pull has stored it, push each order as soon as it is ready
+    (docs/architecture.md, "Memory"). A step's failure is contained as if they ran in turn."""
     notify = on_step or (lambda _step: None)
-    shop: WooClient | None = None
     notify("pull")
+    pulled, validated = Handover(), Handover()
+    pulling = _Background("pull", lambda: _pull(ctx, shop_factory, pulled), pulled)
+    validating: _Background[ValidateResult] | None = None
     try:
-        shop = shop_factory()
-        result.pull = pull(ctx, shop)
-    except (ShopError, ConfigError) as exc:
-        _contain(ctx, result, "pull", exc, shop=True)
-    notify("validate")
-    try:
-        erp = erp_factory()
-    except (DynamicsError, ConfigError) as exc:
-        _contain(ctx, result, "validate", exc, shop=False)
-        return
-    try:
+        shop = _shop(ctx, shop_factory, result, pulling)
+        notify("validate")
         try:
-            result.validate = validate(ctx, erp)
+            erp = erp_factory()
         except (DynamicsError, ConfigError) as exc:
+            _finish_pull(ctx, result, pulling)
             _contain(ctx, result, "validate", exc, shop=False)
-            return  # validate raises only when Dynamics is away with no item mirror yet
-        notify("push")
+            return
         try:
-            result.push = push(ctx, erp, shop_writer=shop, limit=limit)
-        except (DynamicsError, ConfigError) as exc:
-            _contain(ctx, result, "push", exc, shop=False)
-        if shop is not None:
-            _follow_ups(ctx, shop, erp, result, notify)
-    finally:
-        erp.close()
+            validating = _Background(
+                "validate", lambda: validate(ctx, erp, after=pulled, hand_over=validated), validated
+            )
+            validated.wait_started()  # the item mirror is refreshed: push may begin
+            if validating.error is None:
+                notify("push")
+                _push(ctx, erp, shop, result, limit=limit, after=validated, pulling=pulling)
+            _finish_pull(ctx, result, pulling)
+            if not _finish_validate(ctx, result, validating):
+                return  # validate raises only when Dynamics is away with no item mirror yet
+            if shop is not None:
+                _follow_ups(ctx, shop, erp, result, notify)
+        except BaseException:
+            _cancel(pulled, validated, pulling, validating)  # before the ERP client is closed
+            raise
+        finally:
+            erp.close()
+    except BaseException:
+        _cancel(pulled, validated, pulling, validating)
+        raise
+
+
+def _cancel(
+    pulled: Handover,
+    validated: Handover,
+    pulling: _Background[PullResult],
+    validating: _Background[ValidateResult] | None,
+) -> None:
+    """A crash or Ctrl-C: pull and validate stop at their next page; wait for them to end."""
+    pulled.cancel()
+    validated.cancel()
+    pulling.join()
+    if validating is not None:
+        validating.join()
+
+
+T = TypeVar("T")
+
+
+class _Background(Generic[T]):
+    """One step run in a thread of its own; its hand-over is finished however it ends."""
+
+    def __init__(self, name: str, work: Callable[[], T], done: Handover) -> None:
+        self.value: T | None = None
+        self.error: BaseException | None = None
+        self.recorded = False  # its result or failure is in the SyncResult
+        self._work, self._done = work, done
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.value = self._work()
+        except BaseException as exc:  # read by the run's thread after join()
+            self.error = exc
+        finally:
+            self._done.finish()
+
+    def join(self) -> None:
+        """Wait for the step to end."""
+        self._thread.join()
+
+
+def _pull(ctx: RunContext, shop_factory: Callable[[], WooClient], pulled: Handover) -> PullResult:
+    """Pull with a shop client of its own (its request count is the pull's alone)."""
+    return pull(ctx, shop_factory(), handover=pulled)
+
+
+def _shop(
+    ctx: RunContext,
+    shop_factory: Callable[[], WooClient],
+    result: SyncResult,
+    pulling: _Background[PullResult],
+) -> WooClient | None:
+    """The shop client for write-back and follow-ups; when it cannot be built, neither could
+    pull's (the same settings), whose failure is recorded."""
+    try:
+        return shop_factory()
+    except (ShopError, ConfigError):
+        _finish_pull(ctx, result, pulling)
+        return None
+
+
+def _push(
+    ctx: RunContext,
+    erp: ErpTarget,
+    shop: WooClient | None,
+    result: SyncResult,
+    *,
+    limit: int | None,
+    after: Handover,
+    pulling: _Background[PullResult],
+) -> None:
+    try:
+        result.push = push(ctx, erp, shop_writer=shop, limit=limit, after=after)
+    except (DynamicsError, ConfigError) as exc:
+        _finish_pull(ctx, result, pulling)  # pull's problem is recorded first, as in turn
+        _contain(ctx, result, "push", exc, shop=False)
+
+
+def _finish_pull(ctx: RunContext, result: SyncResult, pulling: _Background[PullResult]) -> None:
+    """Wait for pull and record its result, or contain its failure (once)."""
+    pulling.join()
+    if pulling.recorded:
+        return
+    pulling.recorded = True
+    error = pulling.error
+    if error is None:
+        result.pull = pulling.value
+    elif isinstance(error, ShopError | ConfigError):
+        _contain(ctx, result, "pull", error, shop=True)
+    else:
+        raise error
+
+
+def _finish_validate(
+    ctx: RunContext, result: SyncResult, validating: _Background[ValidateResult]
+) -> bool:
+    """Wait for validate and record its result; False when it failed (contained)."""
+    validating.join()
+    error = validating.error
+    if error is None:
+        result.validate = validating.value
+        return True
+    if isinstance(error, DynamicsError | ConfigError):
+        _contain(ctx, result, "validate", error, shop=False)
+        return False
+    raise error
 
 
 def _follow_ups(

@@ -19,6 +19,7 @@ from woo2d365.erp.base import ErpTarget, ItemLookup, ItemRefresh
 from woo2d365.errors import DynamicsAuthenticationError, DynamicsError, OrderDataError
 from woo2d365.model import ZERO, Line, LineKind, Order, OrderState
 from woo2d365.pipeline.context import RunContext
+from woo2d365.pipeline.handover import Handover, handed_over_ids
 from woo2d365.pipeline.kept import KeptDict, KeptList
 from woo2d365.settings import OrdersSettings
 from woo2d365.shop.mapping import order_from_shop
@@ -185,12 +186,16 @@ def validate(
     order_ids: list[int] | None = None,
     refresh_items: bool = True,
     dry_run: bool = False,
+    after: Handover | None = None,
+    hand_over: Handover | None = None,
 ) -> ValidateResult:
     """Decide ``ready`` or ``held`` for every ``new`` and ``held`` order (or of ``order_ids``).
 
     Refreshes the item mirror once first (``refresh_items``). When Dynamics cannot be reached the
     existing mirror is used with a warning; with an empty mirror the error is raised.
     ``dry_run`` decides the same but writes nothing (states, events, item mirror).
+    In ``sync``, ``after`` is pull's hand-over (orders are validated as their pages are stored)
+    and ``hand_over`` tells push, page by page, up to which id every order is decided.
     """
     result = ValidateResult()
     store = ctx.store
@@ -198,9 +203,12 @@ def validate(
     if refresh_items:
         result.item_refresh = refresh_item_mirror(ctx, erp, result.warnings, dry_run=dry_run)
         items = result.item_refresh.items if result.item_refresh else None
+    if hand_over is not None:
+        hand_over.start()
     checks_loaded = False
+    highest: int | None = None
     # A chunk at a time: bounded memory, and one commit per chunk instead of a few per order.
-    for chunk in _chunks(store, order_ids):
+    for chunk in _chunks(store, order_ids, after, hand_over):
         if not checks_loaded:
             erp.load_checks()  # HTTP now: never inside the store transactions below
             checks_loaded = True
@@ -211,12 +219,29 @@ def validate(
                     result.not_taken.append(record.woo_id)
                     continue
                 _validate_one(ctx, erp, record, result, items=items, dry_run=dry_run)
+        if hand_over is not None:
+            if highest is not None and chunk[0] <= highest:
+                hand_over.late(chunk[0])
+            highest = max(chunk[-1], highest or chunk[-1])
+            hand_over.advance(highest)
     return result
 
 
-def _chunks(store: StateStore, order_ids: list[int] | None) -> Iterator[list[int]]:
+def _chunks(
+    store: StateStore,
+    order_ids: list[int] | None,
+    after: Handover | None = None,
+    hand_over: Handover | None = None,
+) -> Iterator[list[int]]:
     """The ids to validate, ascending, :data:`CHUNK` at a time: those given, else every ``new``
-    and ``held`` order, read from the store a page at a time (never the whole set at once)."""
+    and ``held`` order, read from the store a page at a time (never the whole set at once);
+    with ``after``, only what pull has stored so far, waiting for more until it has finished."""
+    if after is not None and order_ids is None:
+        covered = hand_over.advance if hand_over is not None else None
+        yield from handed_over_ids(
+            store, VALIDATED_STATES, CHUNK, after, late_states=[OrderState.NEW], covered=covered
+        )
+        return
     if order_ids is not None:
         ids = sorted(set(order_ids))
         for start in range(0, len(ids), CHUNK):
