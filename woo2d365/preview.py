@@ -1,107 +1,69 @@
-"""``sync --dry-run``: read both systems, write nothing, say which sales orders a sync would
-create and which orders it would hold."""
+"""``sync --dry-run``: the real steps over a throwaway copy of the store, nothing written.
+
+Pull, validate and push run as in ``sync`` (:func:`~woo2d365.pipeline.sync.dry_sync`), over a
+scratch copy of the state store (``StateStore.scratch_copy``) and reading both systems only: push
+prepares each sales order without sending it. What the steps left in the copy says which sales
+orders a sync would create and which orders it would hold (docs/architecture.md, "Dry run").
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
-from woo2d365.erp.base import ErpTarget, ItemLookup
-from woo2d365.errors import ExitCode, OrderDataError
+from woo2d365.errors import ExitCode
 from woo2d365.model import OrderState
-from woo2d365.pipeline.context import RunContext
-from woo2d365.pipeline.pull import not_taken_reason, window_start
-from woo2d365.pipeline.validate import problems_of, refresh_item_mirror
+from woo2d365.pipeline.push import DryRunDocument
+from woo2d365.pipeline.sync import SyncResult, dry_sync
 from woo2d365.runtime import Runtime
-from woo2d365.shop.client import WooClient
-from woo2d365.shop.mapping import order_from_shop
-
-PREVIEWED_STATES = (OrderState.NEW, OrderState.READY, OrderState.HELD, OrderState.FAILED)
-"""States of a stored order that a sync may still push."""
+from woo2d365.store.base import StateStore
 
 
 @dataclass
 class Preview:
-    """What ``sync --dry-run`` would do, one line per order."""
+    """What ``sync --dry-run`` would do, one line per order, then a summary line."""
 
     lines: list[str] = field(default_factory=list)
     would_create: int = 0
     would_hold: int = 0
+    sync: SyncResult | None = None  # the dry run of the steps
 
     @property
     def exit_code(self) -> ExitCode:
-        """1 when an order would be held."""
-        return ExitCode.ATTENTION if self.would_hold else ExitCode.OK
-
-    def hold(self, woo_id: int, why: str) -> None:
-        """An order the sync would hold, and why."""
-        self.would_hold += 1
-        self.lines.append(f"order {woo_id}: would be held: {why}")
+        """The sync's own: 1 when this run would hold an order (not one held before), 3 when a
+        system is away."""
+        return self.sync.exit_code if self.sync is not None else ExitCode.OK
 
 
 def preview(runtime: Runtime, *, limit: int | None = None) -> Preview:
-    """Read both systems, write nothing: which sales orders a sync would create, which it holds."""
-    ctx = runtime.context()
-    shop, erp = runtime.shop(), runtime.erp()
-    result = Preview()
-    try:
-        refresh = refresh_item_mirror(ctx, erp, [], dry_run=True)
-        items = refresh.items if refresh is not None else None
-        candidates = _candidates(ctx, shop)
-        for woo_id in sorted(candidates):
-            if limit is not None and result.would_create >= limit:
-                break
-            raw = candidates[woo_id]
-            if runtime.settings.woocommerce.takes(str(raw.get("status", ""))):
-                _preview_order(ctx, erp, woo_id, raw, items, result)
-    finally:
-        erp.close()
-    result.lines.append(
-        f"dry run: {result.would_create} sales orders would be created, "
-        f"{result.would_hold} orders held; nothing was written"
+    """Run the sync's steps over a scratch copy of the store: which sales orders a sync would
+    create (at most ``limit``), which orders it would hold."""
+    with runtime.store.scratch_copy() as scratch:
+        view = replace(runtime, store=scratch, progress=None)
+        result = dry_sync(view.context(), view.shop, view.erp, limit=limit)
+        return _preview_of(result, scratch)
+
+
+def _preview_of(result: SyncResult, scratch: StateStore) -> Preview:
+    """One line per order to be created or held, by order id; the counts; the summary line."""
+    preview = Preview(sync=result)
+    documents = result.push.documents if result.push is not None else []
+    held_records = scratch.list_orders(states=[OrderState.HELD])
+    held = {record.woo_id: record.reason or "" for record in held_records}
+    if result.push is not None:
+        held.update(result.push.held.items())  # found by push's own checks
+    lines = [(d.woo_id, _created(d)) for d in documents]
+    lines += [(woo_id, f"order {woo_id}: would be held: {why}") for woo_id, why in held.items()]
+    preview.lines = [line for _, line in sorted(lines)]
+    preview.would_create, preview.would_hold = len(documents), len(held)
+    preview.lines.append(
+        f"dry run: {preview.would_create} sales orders would be created, "
+        f"{preview.would_hold} orders held; nothing was written"
     )
-    return result
+    return preview
 
 
-def _candidates(ctx: RunContext, shop: WooClient) -> dict[int, dict[str, Any]]:
-    """The shop JSON of every order a sync could push: those stored and not yet pushed, and
-    those the pull window shows that a real pull would take."""
-    candidates: dict[int, dict[str, Any]] = {}
-    for record in ctx.store.list_orders(
-        states=[OrderState.NEW, OrderState.READY, OrderState.HELD], with_raw=True
-    ):
-        candidates[record.woo_id] = record.raw or {}
-    for page in shop.iter_orders_modified_after(window_start(ctx)):
-        for raw in page.orders:
-            known = ctx.store.get_order(int(raw.get("id", 0)))
-            if known is None and not_taken_reason(ctx.settings.woocommerce, raw) is not None:
-                continue  # a real pull would not take it either
-            if known is None or known.state in PREVIEWED_STATES:
-                candidates[int(raw["id"])] = raw
-    return candidates
-
-
-def _preview_order(
-    ctx: RunContext,
-    erp: ErpTarget,
-    woo_id: int,
-    raw: dict[str, Any],
-    items: ItemLookup | None,
-    result: Preview,
-) -> None:
-    """Add what a sync would do with one order to ``result``."""
-    try:
-        order = order_from_shop(raw)
-        number = erp.external_number(order)
-    except OrderDataError as exc:
-        result.hold(woo_id, exc.message)
-        return
-    resolution = problems_of(ctx, erp, order, items=items)
-    if resolution.problems:
-        result.hold(woo_id, "; ".join(resolution.problems))
-        return
-    result.would_create += 1
-    result.lines.append(
-        f"would create sales order {number} (order {woo_id}, {len(order.lines)} lines, "
-        f"total {order.total} {order.currency})"
+def _created(document: DryRunDocument) -> str:
+    return (
+        f"would create sales order {document.external_number} (order {document.woo_id}, "
+        f"{document.lines} lines, total {document.total} {document.currency})"
     )

@@ -218,19 +218,6 @@ def test_only_the_named_orders_are_validated(
     assert state_of(sqlite_store, first) is OrderState.NEW
 
 
-def test_a_dry_run_decides_the_same_and_writes_nothing(
-    bc: BusinessCentralEmulator, bc_settings: Settings, sqlite_store: SqlStore
-) -> None:
-    fine = put_order(sqlite_store, simple_order(7015, [(WIDGET, 1)]))
-    held = put_order(sqlite_store, simple_order(7016, [(unmapped_product("NEW-2"), 1)]))
-    result = _validate(bc_settings, sqlite_store, dry_run=True)
-    assert result.ready == [fine] and list(result.held) == [held]
-    assert state_of(sqlite_store, fine) is OrderState.NEW
-    assert state_of(sqlite_store, held) is OrderState.NEW
-    assert sqlite_store.events(held) == [] and sqlite_store.unmapped_skus() == []
-    assert sqlite_store.item_count() == 0  # the mirror was refreshed in memory only
-
-
 def test_validate_asks_dynamics_nothing_while_it_holds_a_store_transaction(
     bc: BusinessCentralEmulator,
     bc_settings: Settings,

@@ -16,7 +16,7 @@ from woo2d365.store.shipments import InvoiceRecord, ShipmentReport
 from woo2d365.store.shipments_sql import _INVOICES, _SHIPMENTS
 
 ROOMS = tuple(base for base in StateStore.__bases__ if base is not Protocol)
-LIFECYCLE = {"migrate", "schema_version", "close", "batch", "reopen"}
+LIFECYCLE = {"migrate", "schema_version", "close", "batch", "reopen", "scratch_copy"}
 
 
 def _methods(protocol: type) -> set[str]:

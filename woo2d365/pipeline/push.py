@@ -94,6 +94,9 @@ class DryRunDocument:
     warnings: tuple[str, ...] = ()
     placeholder_customer: bool = False
     new_customer: dict[str, Any] | None = None
+    lines: int = 0  # of the shop order
+    total: str = ""
+    currency: str = ""
 
 
 @dataclass
@@ -210,8 +213,9 @@ def push(
     run = _Run(ctx, erp, shop_writer)
     run.result.dry_run = dry_run
     erp.connect()  # an outage or refused credentials stop here, before any order is claimed
-    if dry_run:
-        # Nothing may be written, so the item mirror is refreshed into a view for this run.
+    if dry_run and after is None:
+        # Nothing may be written, so the item mirror is refreshed into a view for this run (in
+        # sync --dry-run, validate has refreshed the scratch store's mirror already).
         refresh = refresh_item_mirror(ctx, erp, run.result.warnings, dry_run=True)
         run.items = refresh.items if refresh else None
     _resolve_in_doubt(run, dry_run=dry_run)
@@ -1015,5 +1019,8 @@ def _dry_run_one(run: _Run, woo_id: int) -> None:
                 warnings=document.warnings,
                 placeholder_customer=document.placeholder_customer,
                 new_customer=document.new_customer,
+                lines=len(loaded.order.lines),
+                total=str(loaded.order.total),
+                currency=loaded.order.currency,
             )
         )

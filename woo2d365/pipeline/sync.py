@@ -216,6 +216,28 @@ def sync(
     return result
 
 
+def dry_sync(
+    ctx: RunContext,
+    shop_factory: Callable[[], WooClient],
+    erp_factory: Callable[[], ErpTarget],
+    *,
+    limit: int | None = None,
+) -> SyncResult:
+    """``sync --dry-run``: the same steps as :func:`sync`, over a throwaway copy of the store
+    (``ctx.store``), with push only preparing its documents (:attr:`PushResult.documents`) and
+    no write-back, follow-up step, run lock, run record or alert (docs/architecture.md, "Dry
+    run")."""
+    result = SyncResult(run_id=0)
+    try:
+        _steps(ctx, shop_factory, erp_factory, result, limit=limit, on_step=None, dry_run=True)
+    except BaseException:
+        result.crashed = True
+        raise
+    finally:
+        ctx.log_repeats()
+    return result
+
+
 def _alert(ctx: RunContext, result: SyncResult) -> None:
     """One digest for the run; a failing channel is logged by the alert center, never raised."""
     center = AlertCenter(ctx.store, ctx.settings.alerts, clock=ctx.clock)
@@ -238,10 +260,12 @@ def _steps(
     *,
     limit: int | None,
     on_step: Callable[[str], Any] | None,
+    dry_run: bool = False,
 ) -> None:
     """Pull, validate and push at once, each in its own thread, joined by hand-overs: validate
     takes each page as soon as pull has stored it, push each order as soon as it is ready
-    (docs/architecture.md, "Memory"). A step's failure is contained as if they ran in turn."""
+    (docs/architecture.md, "Memory"). A step's failure is contained as if they ran in turn.
+    A dry run's push only prepares its documents, and no follow-up step runs."""
     notify = on_step or (lambda _step: None)
     notify("pull")
     pulled, validated = Handover(), Handover()
@@ -263,11 +287,21 @@ def _steps(
             validated.wait_started()  # the item mirror is refreshed: push may begin
             if validating.error is None:
                 notify("push")
-                _push(ctx, erp, shop, result, limit=limit, after=validated, pulling=pulling)
+                writer = None if dry_run else shop
+                _push(
+                    ctx,
+                    erp,
+                    writer,
+                    result,
+                    limit=limit,
+                    after=validated,
+                    pulling=pulling,
+                    dry_run=dry_run,
+                )
             _finish_pull(ctx, result, pulling)
             if not _finish_validate(ctx, result, validating):
                 return  # validate raises only when Dynamics is away with no item mirror yet
-            if shop is not None:
+            if shop is not None and not dry_run:
                 _follow_ups(ctx, shop, erp, result, notify)
         except BaseException:
             _cancel(pulled, validated, pulling, validating)  # before the ERP client is closed
@@ -343,15 +377,17 @@ def _shop(
 def _push(
     ctx: RunContext,
     erp: ErpTarget,
-    shop: WooClient | None,
+    writer: WooClient | None,
     result: SyncResult,
     *,
     limit: int | None,
     after: Handover,
     pulling: _Background[PullResult],
+    dry_run: bool,
 ) -> None:
+    """Push (a dry run only prepares the documents); an outage is contained."""
     try:
-        result.push = push(ctx, erp, shop_writer=shop, limit=limit, after=after)
+        result.push = push(ctx, erp, shop_writer=writer, limit=limit, after=after, dry_run=dry_run)
     except (DynamicsError, ConfigError) as exc:
         _finish_pull(ctx, result, pulling)  # pull's problem is recorded first, as in turn
         _contain(ctx, result, "push", exc, shop=False)

@@ -185,7 +185,6 @@ def validate(
     *,
     order_ids: list[int] | None = None,
     refresh_items: bool = True,
-    dry_run: bool = False,
     after: Handover | None = None,
     hand_over: Handover | None = None,
 ) -> ValidateResult:
@@ -193,7 +192,6 @@ def validate(
 
     Refreshes the item mirror once first (``refresh_items``). When Dynamics cannot be reached the
     existing mirror is used with a warning; with an empty mirror the error is raised.
-    ``dry_run`` decides the same but writes nothing (states, events, item mirror).
     In ``sync``, ``after`` is pull's hand-over (orders are validated as their pages are stored)
     and ``hand_over`` tells push, page by page, up to which id every order is decided.
     """
@@ -201,7 +199,7 @@ def validate(
     store = ctx.store
     items: ItemLookup | None = None
     if refresh_items:
-        result.item_refresh = refresh_item_mirror(ctx, erp, result.warnings, dry_run=dry_run)
+        result.item_refresh = refresh_item_mirror(ctx, erp, result.warnings)
         items = result.item_refresh.items if result.item_refresh else None
     if hand_over is not None:
         hand_over.start()
@@ -218,7 +216,7 @@ def validate(
                 if not ctx.settings.woocommerce.takes(record.shop_status):
                     result.not_taken.append(record.woo_id)
                     continue
-                _validate_one(ctx, erp, record, result, items=items, dry_run=dry_run)
+                _validate_one(ctx, erp, record, result, items=items)
         if hand_over is not None:
             if highest is not None and chunk[0] <= highest:
                 hand_over.late(chunk[0])
@@ -298,12 +296,9 @@ def _validate_one(
     result: ValidateResult,
     *,
     items: ItemLookup | None,
-    dry_run: bool,
 ) -> None:
     problems, unmapped = _problems_of_record(ctx, erp, record, items)
-    if dry_run:
-        _note_dry_run(record, problems, result)
-    elif problems:
+    if problems:
         _hold(ctx, record, problems, unmapped, result)
     else:
         _make_ready(ctx, record, result)
@@ -319,19 +314,6 @@ def _problems_of_record(
         return (f"the shop order cannot be read: {exc.message}",), ()
     resolution = problems_of(ctx, erp, order, items=items)
     return resolution.problems, resolution.unmapped_skus
-
-
-def _note_dry_run(record: OrderRecord, problems: tuple[str, ...], result: ValidateResult) -> None:
-    """What validation would do to this order, written nowhere but in ``result``."""
-    woo_id = record.woo_id
-    if problems:
-        result.held[woo_id] = "; ".join(problems)
-        if record.state is not OrderState.HELD or record.reason != result.held[woo_id]:
-            result.newly_held.append(woo_id)
-        return
-    result.ready.append(woo_id)
-    if record.state is OrderState.HELD:
-        result.released.append(woo_id)
 
 
 def _hold(

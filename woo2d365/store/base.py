@@ -59,6 +59,11 @@ class StateStore(
         """Apply pending migrations; return the schema version."""
         ...
 
+    def scratch_copy(self) -> AbstractContextManager[StateStore]:
+        """A throwaway store holding a copy of what the sync steps read (``sync --dry-run``
+        runs them over it); this store is only read."""
+        ...
+
     def schema_version(self) -> int:
         """The version of the applied schema (0 for an empty database)."""
         ...

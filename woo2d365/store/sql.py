@@ -8,6 +8,8 @@ combines them. Names other modules imported from here before the split are re-ex
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from woo2d365.store.alerts_sql import SqlAlerts as SqlAlerts
@@ -29,6 +31,7 @@ from woo2d365.store.orders_sql import _billing_email as _billing_email
 from woo2d365.store.orders_sql import _like_escape as _like_escape
 from woo2d365.store.refunds_sql import SqlRefunds as SqlRefunds
 from woo2d365.store.runs_sql import SqlRuns as SqlRuns
+from woo2d365.store.scratch import scratch_copy
 from woo2d365.store.shipments_sql import SqlFulfilment as SqlFulfilment
 from woo2d365.store.sku_map_sql import SqlSkuMap as SqlSkuMap
 from woo2d365.store.stock_sql import SqlStock as SqlStock
@@ -70,6 +73,18 @@ class SqlStore(
         if getattr(self.dialect, "path", None) == ":memory:":
             return self  # a second connection would open another, empty database
         return SqlStore(self.dialect, clock=self.clock)
+
+    @contextmanager
+    def scratch_copy(self) -> Iterator[SqlStore]:
+        """A throwaway copy of what the sync steps read (:mod:`woo2d365.store.scratch`)."""
+
+        def open_new(dialect: Dialect) -> SqlStore:
+            store = SqlStore(dialect, clock=self.clock)
+            store.migrate()
+            return store
+
+        with scratch_copy(self, open_new) as scratch:
+            yield scratch
 
     def migrate(self) -> int:
         """Apply pending migrations; return the schema version."""
