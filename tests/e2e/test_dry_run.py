@@ -115,3 +115,16 @@ def test_with_the_shop_away_a_dry_run_still_shows_the_stored_orders_and_exits_3(
         assert named == set(pulled), "every stored order is still shown"
         assert "would create sales order WC-" in dry.stdout
         assert sandbox.bc.sales_orders() == []
+
+
+def test_a_dry_run_with_a_limit_names_as_many_orders_as_the_sync_would_push(
+    tmp_path: Path,
+) -> None:
+    with running_sandbox(tmp_path / "sandbox", orders=12, seed=13, unmapped_orders=0) as sandbox:
+        dry = run_woo2d365(sandbox, "sync", "--dry-run", "--limit", "3")
+        real = run_woo2d365(sandbox, "sync", "--limit", "3")
+
+        would_create = set(re.findall(r"would create sales order (\S+) ", dry.stdout))
+        assert len(would_create) == 3, dry.stdout
+        assert _external_numbers(sandbox) == would_create, real.stdout + real.stderr
+        assert real.exit_code == dry.exit_code
