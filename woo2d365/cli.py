@@ -37,6 +37,7 @@ from woo2d365.logs import (
     LogFormat,
     clean,
     configure_logging,
+    dry_run_context,
     redact,
     register_secret,
     step_context,
@@ -605,7 +606,8 @@ def sync(
     """
     state = _state(ctx)
     if dry_run:
-        preview = runs.preview(_runtime(state), limit=limit)
+        with dry_run_context():
+            preview = runs.preview(_runtime(state), limit=limit)
         _print_preview(state, preview)
         raise typer.Exit(preview.exit_code)
     interactive = state.out.is_terminal and not state.quiet

@@ -150,6 +150,20 @@ def tracking_steps(callback: Callable[[str], Any] | None) -> Callable[[str], Any
     return on_step
 
 
+_dry_run = False  # process-wide, as the step: a dry run's steps log from several threads
+
+
+@contextmanager
+def dry_run_context() -> Iterator[None]:
+    """Log lines inside the block say they come from a dry run (nothing they tell was written)."""
+    global _dry_run
+    before, _dry_run = _dry_run, True
+    try:
+        yield
+    finally:
+        _dry_run = before
+
+
 def _step_of(record: logging.LogRecord) -> str | None:
     step = getattr(record, "step", None)
     if step:
@@ -171,7 +185,7 @@ class _TextFormatter(logging.Formatter):
         step = _step_of(record)
         woo_id = _woo_id_of(record)
         if step:
-            parts.append(step)
+            parts.append(f"{step} (dry run)" if _dry_run else step)
         if woo_id is not None:
             parts.append(f"order {woo_id}")
         line = f"{': '.join(parts)}: {mask_personal_data(record.getMessage())}"
@@ -190,6 +204,8 @@ class _JsonFormatter(logging.Formatter):
             "woo_id": _woo_id_of(record),
             "message": clean(record.getMessage()),
         }
+        if _dry_run:
+            data["dry_run"] = True
         if record.exc_info:
             data["exception"] = clean(self.formatException(record.exc_info))
         # Fields are cleaned before encoding: JSON escapes a secret that holds a quote or a

@@ -75,6 +75,8 @@ def test_a_dry_run_says_what_the_next_sync_does_and_writes_nowhere(
         assert [r for r in sandbox.shop.requests if r.method != "GET"] == []
         assert [r for r in sandbox.bc.requests if r.method != "GET"] == []
         assert _contents(url) == stored, "the state store is only read"
+        logged = [line for line in dry.stderr.splitlines() if line.startswith("warning: ")]
+        assert logged and all(" (dry run): " in line for line in logged), dry.stderr
         would_create = set(re.findall(r"would create sales order (\S+) ", dry.stdout))
         would_hold = {int(i) for i in re.findall(r"order (\d+): would be held: ", dry.stdout)}
         summary = dry.stdout.strip().splitlines()[-1]
