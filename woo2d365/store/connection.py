@@ -63,6 +63,11 @@ def marks(values: Sequence[Any]) -> str:
     return ", ".join("?" for _ in values)
 
 
+def _insert(verb: str, table: str, columns: Sequence[str]) -> str:
+    """``VERB INTO table (columns) VALUES (?, …)``."""
+    return f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({marks(columns)})"
+
+
 class Dialect(ABC):
     """What differs between the SQL backends."""
 
@@ -71,6 +76,7 @@ class Dialect(ABC):
     ddl_types: ClassVar[dict[str, str]]
     unavailable_errors: ClassVar[tuple[type[BaseException], ...]]
     integrity_errors: ClassVar[tuple[type[BaseException], ...]]
+    insert_ignore_verb: ClassVar[str]  # the INSERT that skips a row whose key exists
 
     @abstractmethod
     def connect(self) -> Any:
@@ -80,13 +86,20 @@ class Dialect(ABC):
     def begin(self, conn: Any) -> None:
         """Start a write transaction."""
 
-    @abstractmethod
     def upsert(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
-        """INSERT … that updates the non-key columns when the key exists."""
+        """INSERT … that updates the non-key columns when the key exists; ``created_at`` is
+        kept on update."""
+        updated = [c for c in columns if c not in keys and c != "created_at"]
+        return f"{_insert('INSERT', table, columns)} {self.on_duplicate(keys, updated)}"
 
-    @abstractmethod
     def insert_ignore(self, table: str, columns: Sequence[str]) -> str:
         """INSERT … that does nothing when the key exists."""
+        return _insert(self.insert_ignore_verb, table, columns)
+
+    @abstractmethod
+    def on_duplicate(self, keys: Sequence[str], updated: Sequence[str]) -> str:
+        """The clause of an upsert that sets the ``updated`` columns to the new row's values
+        when a row with the same ``keys`` exists."""
 
     @abstractmethod
     def index_exists(self, cursor: Any, index: Index) -> bool:
