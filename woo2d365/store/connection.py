@@ -207,6 +207,12 @@ class SqlRoom:
         with self._tx() as cur:
             return self._exec(cur, statement, params) == 1
 
+    def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        """The rows one ``SELECT`` answers, in its own transaction (or the open batch)."""
+        with self._tx() as cur:
+            self._exec(cur, statement, params)
+            return list(cur.fetchall())
+
     def _count(self, statement: str, params: Sequence[Any] = ()) -> int:
         """The single number a ``SELECT COUNT(*) …`` answers."""
         with self._tx() as cur:

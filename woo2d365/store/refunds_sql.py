@@ -113,9 +113,10 @@ class SqlRefunds(ClaimedRoom):
         sql = f"SELECT {columns} FROM refunds"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        with self._tx() as cur:
-            self._exec(cur, sql + " ORDER BY refund_id", params)
-            return [self._refund_from_row(row, with_raw) for row in cur.fetchall()]
+        return [
+            self._refund_from_row(row, with_raw)
+            for row in self._rows(sql + " ORDER BY refund_id", params)
+        ]
 
     def refund_counts(self) -> dict[str, int]:
         """Refunds per state (every state, zeros included)."""
@@ -217,6 +218,9 @@ class SqlRefunds(ClaimedRoom):
 
     def in_doubt_refund_ids(self, older_than: datetime) -> list[int]:
         """``pushing`` refunds claimed before ``older_than``."""
-        with self._tx() as cur:
-            self._exec(cur, *REFUND_CLAIMS.in_doubt(to_db_time(older_than), order_by="refund_id"))
-            return [int(row[0]) for row in cur.fetchall()]
+        return [
+            int(row[0])
+            for row in self._rows(
+                *REFUND_CLAIMS.in_doubt(to_db_time(older_than), order_by="refund_id")
+            )
+        ]

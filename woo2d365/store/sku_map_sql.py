@@ -107,13 +107,13 @@ class SqlSkuMap(SqlRoom):
 
     def unmapped_skus(self) -> list[tuple[str, int]]:
         """SKUs on held orders without a mapping, with the number of orders each holds."""
-        with self._tx() as cur:
-            self._exec(
-                cur,
+        return [
+            (r[0], int(r[1]))
+            for r in self._rows(
                 "SELECT h.sku, COUNT(*) FROM held_skus h "
                 "JOIN orders o ON o.woo_id = h.woo_id AND o.state = ? "
                 "LEFT JOIN sku_map m ON m.sku = h.sku WHERE m.sku IS NULL "
                 "GROUP BY h.sku ORDER BY h.sku",
                 (OrderState.HELD.value,),
             )
-            return [(r[0], int(r[1])) for r in cur.fetchall()]
+        ]
