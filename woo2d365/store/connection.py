@@ -63,8 +63,8 @@ def marks(values: Sequence[Any]) -> str:
     return ", ".join("?" for _ in values)
 
 
-def _insert(verb: str, table: str, columns: Sequence[str]) -> str:
-    """``VERB INTO table (columns) VALUES (?, …)``."""
+def insert_statement(table: str, columns: Sequence[str], verb: str = "INSERT") -> str:
+    """``INSERT INTO table (columns) VALUES (?, …)`` (or another ``verb``'s)."""
     return f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({marks(columns)})"
 
 
@@ -90,11 +90,11 @@ class Dialect(ABC):
         """INSERT … that updates the non-key columns when the key exists; ``created_at`` is
         kept on update."""
         updated = [c for c in columns if c not in keys and c != "created_at"]
-        return f"{_insert('INSERT', table, columns)} {self.on_duplicate(keys, updated)}"
+        return f"{insert_statement(table, columns)} {self.on_duplicate(keys, updated)}"
 
     def insert_ignore(self, table: str, columns: Sequence[str]) -> str:
         """INSERT … that does nothing when the key exists."""
-        return _insert(self.insert_ignore_verb, table, columns)
+        return insert_statement(table, columns, self.insert_ignore_verb)
 
     @abstractmethod
     def on_duplicate(self, keys: Sequence[str], updated: Sequence[str]) -> str:

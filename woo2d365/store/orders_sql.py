@@ -12,7 +12,6 @@ from woo2d365.errors import StoreUnavailable
 from woo2d365.model import OrderState
 from woo2d365.store.claims import SINCE, ClaimedRoom, ClaimedTable
 from woo2d365.store.connection import (
-    CHUNK,
     chunks,
     from_db_time,
     marks,
@@ -193,8 +192,7 @@ class SqlOrders(ClaimedRoom):
 
     def order_ids_after(self, states: list[OrderState], after: int | None, limit: int) -> list[int]:
         """Up to ``limit`` ids of orders in ``states`` greater than ``after``, ascending."""
-        marks = ", ".join("?" for _ in states)
-        sql = f"SELECT woo_id FROM orders WHERE state IN ({marks})"
+        sql = f"SELECT woo_id FROM orders WHERE state IN ({marks(states)})"
         params: list[Any] = [state.value for state in states]
         if after is not None:
             sql += " AND woo_id > ?"
@@ -451,11 +449,11 @@ class SqlOrders(ClaimedRoom):
         """The shop JSON of pushed orders whose shop status is one of ``shop_statuses``."""
         if not shop_statuses:
             return []
-        marks = ", ".join("?" for _ in shop_statuses)
         return [
             json.loads(row[0])
             for row in self._rows(
-                f"SELECT raw_json FROM orders WHERE state = ? AND shop_status IN ({marks})",
+                "SELECT raw_json FROM orders WHERE state = ? "
+                f"AND shop_status IN ({marks(shop_statuses)})",
                 [OrderState.PUSHED.value, *shop_statuses],
             )
         ]
@@ -557,7 +555,7 @@ class SqlOrders(ClaimedRoom):
         sql = f"SELECT at, step, level, message, woo_id, run_id FROM events WHERE {column} = ?"
         params: list[Any] = [value]
         if levels is not None:
-            sql += f" AND level IN ({', '.join('?' for _ in levels)})"
+            sql += f" AND level IN ({marks(levels)})"
             params.extend(levels)
         rows = self._rows(sql + " ORDER BY id", params)
         return [
@@ -587,11 +585,10 @@ class SqlOrders(ClaimedRoom):
             with self._tx() as cur:
                 self._exec(cur, "SELECT id FROM events WHERE at < ? LIMIT ?", (stamp, batch))
                 ids = [int(r[0]) for r in cur.fetchall()]
-                for start in range(0, len(ids), CHUNK):
-                    chunk = ids[start : start + CHUNK]
+                for chunk in chunks(ids):
                     deleted += self._exec(
                         cur,
-                        f"DELETE FROM events WHERE id IN ({', '.join('?' for _ in chunk)})",
+                        f"DELETE FROM events WHERE id IN ({marks(chunk)})",
                         chunk,
                     )
             if len(ids) < batch:

@@ -11,6 +11,7 @@ from woo2d365.model import OrderState
 from woo2d365.store.claims import ClaimedRoom, ClaimedTable
 from woo2d365.store.connection import (
     from_db_time,
+    marks,
     opt_db_time,
     opt_time,
     to_db_time,
@@ -107,7 +108,7 @@ class SqlRefunds(ClaimedRoom):
                 continue
             if not values:
                 return []
-            where.append(f"{column} IN ({', '.join('?' for _ in values)})")
+            where.append(f"{column} IN ({marks(values)})")
             params.extend(values)
         columns = _COLUMNS + (", raw_json" if with_raw else "")
         sql = f"SELECT {columns} FROM refunds"
