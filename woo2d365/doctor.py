@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from woo2d365.errors import (
     ConfigError,
@@ -32,18 +31,11 @@ from woo2d365.errors import (
 )
 from woo2d365.logs import clean
 from woo2d365.runtime import FINANCE_OPERATIONS, SHOP_KEYS, dynamics_keys
-from woo2d365.settings import LoadedSettings, Settings, resolve_config_path
+from woo2d365.settings import LoadedSettings, Settings, resolve_config_path, secrets_in
 
 Result = Literal["ok", "warn", "fail", "skip"]
 
 DOCTOR_TRIES = 2  # doctor answers quickly: one retry, short waits
-SECRET_KEYS = (
-    ("woocommerce", "consumer_key"),
-    ("woocommerce", "consumer_secret"),
-    ("dynamics", "client_secret"),
-    ("alerts", "email", "password"),
-    ("alerts", "webhook", "url"),
-)
 PERMISSION_SETS = (
     "give the Microsoft Entra application in Business Central (page 'Microsoft Entra "
     "Applications') permission sets that allow it, e.g. D365 BUS FULL ACCESS"
@@ -182,17 +174,7 @@ def _secrets_in_file(path: Path) -> list[str]:
             data = tomllib.load(handle)
     except (OSError, tomllib.TOMLDecodeError):
         return []
-    found = []
-    for keys in SECRET_KEYS:
-        value: Any = data
-        for key in keys:
-            value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, str) and value.strip():
-            found.append(".".join(keys))
-    state_url = data.get("state", {}).get("url") if isinstance(data.get("state"), dict) else None
-    if isinstance(state_url, str) and urlsplit(state_url).password:
-        found.append("state.url password")
-    return found
+    return secrets_in(data)
 
 
 def _required(

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from woo2d365.errors import RUN_OUTCOME_OF_EXIT, ExitCode, LockHeld, UsageError
+from woo2d365.errors import RUN_OUTCOME_OF_EXIT, ExitCode, LockHeld, RunOutcome, UsageError
 from woo2d365.pipeline import retry as retry_step
 from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.followup import FollowUpOptions, FollowUpResult, is_enabled, step_function
@@ -96,17 +96,19 @@ def run_pull(
 
 def run_validate(runtime: Runtime, *, order_ids: list[int] | None = None) -> ValidateResult:
     """``validate``: new and held orders become ready or held."""
-    erp = runtime.erp()
-    try:
-        with runtime.recorded_run("validate") as (ctx, record):
-            result = validate(ctx, erp, order_ids=order_ids)
-            record.update(
-                outcome="attention" if result.needs_attention else "ok",
-                counts={"ready": len(result.ready), "held": len(result.held)},
-            )
-    finally:
-        erp.close()
+    with closing(runtime.erp()) as erp, runtime.recorded_run("validate") as (ctx, record):
+        result = validate(ctx, erp, order_ids=order_ids)
+        record.update(
+            outcome=_attention_if(result.needs_attention),
+            counts={"ready": len(result.ready), "held": len(result.held)},
+        )
     return result
+
+
+def _attention_if(needs_a_person: bool) -> str:
+    """The run outcome of a command that ended normally: ``attention`` when orders of the run
+    need a person, else ``ok``."""
+    return (RunOutcome.ATTENTION if needs_a_person else RunOutcome.OK).value
 
 
 def run_push(
@@ -122,11 +124,8 @@ def run_push(
     anything is written or sent.
     """
     if dry_run:
-        erp = runtime.erp()
-        try:
+        with closing(runtime.erp()) as erp:
             return push(runtime.context(), erp, order_ids=order_ids, dry_run=True, limit=limit)
-        finally:
-            erp.close()
     ctx = runtime.context()
     with _run_lock(ctx, "push") as lost:
         return _push(runtime, ctx, lost, order_ids=order_ids, limit=limit)
@@ -142,8 +141,7 @@ def _push(
 ) -> PushResult:
     """The recorded push of ``push`` and ``retry --now``, under the run lock whose loss is
     ``lost``: a push that lost its lease is an error, never a success."""
-    erp = runtime.erp()
-    try:
+    with closing(runtime.erp()) as erp:
         writer = runtime.shop() if runtime.settings.woocommerce.write_back else None
         with runtime.recorded_run("push", ctx) as (ctx, record):
             result = push(ctx, erp, shop_writer=writer, order_ids=order_ids, limit=limit)
@@ -155,12 +153,20 @@ def _push(
                     "in_doubt": len(result.in_doubt),
                 },
             )
-            if lost.is_set():  # the lease was not renewed in time: not a success
-                record["outcome"] = "error"
-                ctx.event("push", "the run lock was lost while this push ran", level="error")
+            _lease_lost(lost, ctx, record, "push", "push")
         return result
-    finally:
-        erp.close()
+
+
+def _lease_lost(
+    lost: threading.Event, ctx: RunContext, record: dict[str, Any], step: str, what: str
+) -> bool:
+    """True when the run lock's lease was not renewed in time while ``what`` ran: the run is then
+    recorded as an error, never a success, with an error event of ``step``."""
+    if not lost.is_set():
+        return False
+    record["outcome"] = RunOutcome.ERROR.value
+    ctx.event(step, f"the run lock was lost while this {what} ran", level="error")
+    return True
 
 
 @contextmanager
@@ -194,8 +200,7 @@ def run_follow_up(runtime: Runtime, name: str, options: FollowUpOptions) -> Foll
         result.lines.append(f"{name}: off ([{name}] enabled = false); nothing done")
         return result
     step = step_function(name)
-    shop, erp = runtime.shop(), runtime.erp()
-    try:
+    with closing(runtime.shop()) as shop, closing(runtime.erp()) as erp:
         if options.dry_run:
             return step(runtime.context(), shop, erp, options)
         ctx = runtime.context()
@@ -205,14 +210,8 @@ def run_follow_up(runtime: Runtime, name: str, options: FollowUpOptions) -> Foll
                 outcome=RUN_OUTCOME_OF_EXIT[result.exit_code].value,
                 counts={**result.counts, "attention": len(result.attention)},
             )
-            if lost.is_set():
-                result.lease_lost = True
-                record["outcome"] = "error"
-                ctx.event(name, "the run lock was lost while this step ran", level="error")
+            result.lease_lost = _lease_lost(lost, ctx, record, name, "step")
         return result
-    finally:
-        erp.close()
-        shop.close()
 
 
 def run_sync(
@@ -286,29 +285,25 @@ def _retry(
     with runtime.recorded_run("retry") as (ctx, record):
         result = retry_step.retry(store, wanted, run_id=ctx.run_id)
         record.update(
-            outcome="attention" if result.refused else "ok",
+            outcome=_attention_if(bool(result.refused)),
             counts={"retried": len(result.retried), "refused": len(result.refused)},
         )
     return RetryOutcome(result.retried, result.refused)
 
 
 def _force(runtime: Runtime, ids: list[int]) -> RetryOutcome:
-    erp = runtime.erp()
     outcome = RetryOutcome([], [])
-    try:
-        with runtime.recorded_run("retry") as (ctx, record):
-            for woo_id in dict.fromkeys(ids):
-                try:
-                    force_retry(ctx, erp, woo_id)
-                    outcome.retried.append(woo_id)
-                except UsageError as exc:
-                    outcome.refused.append((woo_id, exc.message))
-            record.update(
-                outcome="attention" if outcome.refused else "ok",
-                counts={"retried": len(outcome.retried), "refused": len(outcome.refused)},
-            )
-    finally:
-        erp.close()
+    with closing(runtime.erp()) as erp, runtime.recorded_run("retry") as (ctx, record):
+        for woo_id in dict.fromkeys(ids):
+            try:
+                force_retry(ctx, erp, woo_id)
+                outcome.retried.append(woo_id)
+            except UsageError as exc:
+                outcome.refused.append((woo_id, exc.message))
+        record.update(
+            outcome=_attention_if(bool(outcome.refused)),
+            counts={"retried": len(outcome.retried), "refused": len(outcome.refused)},
+        )
     return outcome
 
 
@@ -327,22 +322,18 @@ def run_resolve(
             done = resolve_skip(ctx, woo_id, reason or "")
             record.update(outcome="ok", counts={"resolved": 1})
         return done
-    erp = runtime.erp()
-    try:
+    with closing(runtime.erp()) as erp:
         with runtime.recorded_run("resolve") as (ctx, record):
             done = resolve_document(ctx, erp, woo_id, document)
             record.update(outcome="ok", counts={"resolved": 1})
         return done
-    finally:
-        erp.close()
 
 
 def run_reconcile(
     runtime: Runtime, *, since: datetime | None = None, fix: bool = False
 ) -> ReconcileReport:
     """``reconcile``: store vs Dynamics vs shop; ``fix`` adopts and queues write-backs."""
-    erp = runtime.erp()
-    try:
+    with closing(runtime.erp()) as erp:
         with runtime.recorded_run("reconcile") as (ctx, record):
             report = reconcile(ctx, erp, since=since, fix=fix)
             record.update(
@@ -350,8 +341,6 @@ def run_reconcile(
                 counts={name: len(items) for name, items in report.found.items()},
             )
         return report
-    finally:
-        erp.close()
 
 
 def run_ack(runtime: Runtime, woo_id: int) -> Resolved:

@@ -316,6 +316,23 @@ _SECRET_KEYS = (
 )
 
 
+def secrets_in(data: Mapping[str, Any]) -> list[str]:
+    """Names of the secret settings a config file's ``data`` holds itself (a non-blank secret, or
+    a password in ``state.url``), not those the environment gives."""
+    found = []
+    for keys in _SECRET_KEYS:
+        value: Any = data
+        for key in keys:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if isinstance(value, str) and value.strip():
+            found.append(".".join(keys))
+    state = data.get("state")
+    state_url = state.get("url") if isinstance(state, Mapping) else None
+    if isinstance(state_url, str) and urlsplit(state_url).password:
+        found.append("state.url password")
+    return found
+
+
 def _warn_if_readable_by_others(path: Path, data: Mapping[str, Any]) -> None:
     """One warning line when a config file holding secrets can be read by other users."""
     try:
@@ -324,13 +341,7 @@ def _warn_if_readable_by_others(path: Path, data: Mapping[str, Any]) -> None:
         return
     if os.name != "posix" or not mode & (stat.S_IRGRP | stat.S_IROTH):
         return
-    holds_secret = urlsplit(str(data.get("state", {}).get("url", ""))).password is not None
-    for keys in _SECRET_KEYS:
-        value: Any = data
-        for key in keys:
-            value = value.get(key) if isinstance(value, Mapping) else None
-        holds_secret = holds_secret or bool(value)
-    if holds_secret:
+    if secrets_in(data):
         logging.getLogger("woo2d365").warning(
             "config file %s holds secrets and other users can read it (mode %s): chmod 600 %s",
             path,

@@ -106,6 +106,29 @@ def test_secrets_are_secret_strings(tmp_path: Path) -> None:
     assert settings.dynamics.client_secret.get_secret_value() == "very-secret-value"
 
 
+def test_loading_a_config_readable_by_others_warns_only_when_it_holds_a_secret(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "c.toml"
+    cases = (
+        ('[woocommerce]\nconsumer_secret = "cs_x"\n', 0o644, True),
+        ('[state]\nurl = "mysql://u:pw@db/woo"\n', 0o644, True),
+        ('[woocommerce]\nconsumer_secret = "cs_x"\n', 0o600, False),
+        (
+            '[woocommerce]\nconsumer_secret = "  "\n[state]\nurl = "mysql://u@db/woo"\n',
+            0o644,
+            False,
+        ),
+    )
+    for text, mode, warned in cases:
+        config.write_text(text, encoding="utf-8")
+        config.chmod(mode)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="woo2d365"):
+            load_settings(config)
+        assert ("holds secrets" in caplog.text) is warned, (text, oct(mode))
+
+
 def test_an_unknown_flag_is_one_line_and_exit_2(run_cli: RunCli) -> None:
     result = run_cli("status", "--bogus")
     assert result.exit_code == 2

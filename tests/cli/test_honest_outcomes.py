@@ -16,6 +16,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from tests.fixtures.cli import (
     unexpected_tracebacks,
     with_config,
 )
+from woo2d365 import runs
 from woo2d365.cli import app
 from woo2d365.sandbox.world import Sandbox
 from woo2d365.store import SqlStore, open_store
@@ -339,6 +341,36 @@ def test_push_and_retry_now_exit_4_and_change_nothing_while_another_run_holds_th
         retried = _invoke(config, "retry", str(held[0]), "--now")
         assert retried.exit_code == 1, "still held: nothing was mapped"
         assert store.last_run("retry") is not None and store.lock_holder("sync") is None
+    finally:
+        store.close()
+
+
+def test_a_push_or_follow_up_that_loses_the_run_lock_is_recorded_as_an_error(
+    world: tuple[Sandbox, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox, url = world
+    config = sandbox.config_path
+    with_config(sandbox, state={"url": url}, stock={"enabled": True})
+    assert _invoke(config, "pull").exit_code == 0
+    real_lock = runs.run_lock
+
+    @contextmanager
+    def losing_lock(ctx: Any, ttl: float | None = None) -> Iterator[Any]:
+        with real_lock(ctx, ttl) as heartbeat:
+            heartbeat.lost.set()  # as if the heartbeat could not renew the lease
+            yield heartbeat
+
+    monkeypatch.setattr(runs, "run_lock", losing_lock)
+    store = open_store(url)
+    try:
+        for command, what in (("push", "push"), ("stock", "step")):
+            result = _invoke(config, command)
+            run = store.last_run(command)
+            assert run is not None and run.outcome == "error", (command, run)
+            events = [e.message for e in store.run_events(run.id, levels=["error"])]
+            assert f"the run lock was lost while this {what} ran" in events, events
+            assert "the run lock was lost" in result.stderr
+        assert result.exit_code == 3, "a follow-up step that lost the lock is never a success"
     finally:
         store.close()
 

@@ -18,13 +18,7 @@ class SqlAlerts(SqlRoom):
 
     def alert_records(self) -> list[AlertRecord]:
         """Every remembered alert condition."""
-        with self._tx() as cur:
-            self._exec(
-                cur,
-                "SELECT alert_key, kind, message, active, first_seen, last_sent FROM alerts "
-                "ORDER BY alert_key",
-            )
-            rows = cur.fetchall()
+        rows = self._rows(f"SELECT {', '.join(self._ALERT_COLUMNS)} FROM alerts ORDER BY alert_key")
         return [
             AlertRecord(
                 key=r[0],

@@ -63,6 +63,11 @@ def marks(values: Sequence[Any]) -> str:
     return ", ".join("?" for _ in values)
 
 
+def insert_statement(table: str, columns: Sequence[str], verb: str = "INSERT") -> str:
+    """``INSERT INTO table (columns) VALUES (?, …)`` (or another ``verb``'s)."""
+    return f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({marks(columns)})"
+
+
 class Dialect(ABC):
     """What differs between the SQL backends."""
 
@@ -71,6 +76,7 @@ class Dialect(ABC):
     ddl_types: ClassVar[dict[str, str]]
     unavailable_errors: ClassVar[tuple[type[BaseException], ...]]
     integrity_errors: ClassVar[tuple[type[BaseException], ...]]
+    insert_ignore_verb: ClassVar[str]  # the INSERT that skips a row whose key exists
 
     @abstractmethod
     def connect(self) -> Any:
@@ -80,13 +86,20 @@ class Dialect(ABC):
     def begin(self, conn: Any) -> None:
         """Start a write transaction."""
 
-    @abstractmethod
     def upsert(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
-        """INSERT … that updates the non-key columns when the key exists."""
+        """INSERT … that updates the non-key columns when the key exists; ``created_at`` is
+        kept on update."""
+        updated = [c for c in columns if c not in keys and c != "created_at"]
+        return f"{insert_statement(table, columns)} {self.on_duplicate(keys, updated)}"
 
-    @abstractmethod
     def insert_ignore(self, table: str, columns: Sequence[str]) -> str:
         """INSERT … that does nothing when the key exists."""
+        return insert_statement(table, columns, self.insert_ignore_verb)
+
+    @abstractmethod
+    def on_duplicate(self, keys: Sequence[str], updated: Sequence[str]) -> str:
+        """The clause of an upsert that sets the ``updated`` columns to the new row's values
+        when a row with the same ``keys`` exists."""
 
     @abstractmethod
     def index_exists(self, cursor: Any, index: Index) -> bool:
@@ -193,6 +206,12 @@ class SqlRoom:
         """Run one write in its own transaction; True when it changed exactly one row."""
         with self._tx() as cur:
             return self._exec(cur, statement, params) == 1
+
+    def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        """The rows one ``SELECT`` answers, in its own transaction (or the open batch)."""
+        with self._tx() as cur:
+            self._exec(cur, statement, params)
+            return list(cur.fetchall())
 
     def _count(self, statement: str, params: Sequence[Any] = ()) -> int:
         """The single number a ``SELECT COUNT(*) …`` answers."""

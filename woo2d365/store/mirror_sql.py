@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from woo2d365.store.connection import (
-    CHUNK,
+    chunks,
+    marks,
     to_db_time,
 )
 from woo2d365.store.mirror import CachedCustomer, CachedItem
@@ -54,13 +55,12 @@ class SqlMirror(SqlKeyValues):
         found: dict[str, CachedItem] = {}
         unique = list(dict.fromkeys(numbers))
         with self._tx() as cur:
-            for start in range(0, len(unique), CHUNK):
-                chunk = unique[start : start + CHUNK]
+            for chunk in chunks(unique):
                 self._exec(
                     cur,
                     "SELECT number, id, display_name, blocked, last_modified, blocked_reason "
                     "FROM bc_items "
-                    f"WHERE number IN ({', '.join('?' for _ in chunk)})",
+                    f"WHERE number IN ({marks(chunk)})",
                     chunk,
                 )
                 for r in cur.fetchall():

@@ -66,6 +66,7 @@ class MysqlDialect(Dialect):
         OSError,
     )
     integrity_errors: ClassVar[tuple[type[BaseException], ...]] = (pymysql.err.IntegrityError,)
+    insert_ignore_verb: ClassVar[str] = "INSERT IGNORE"
 
     def __init__(self, target: MysqlTarget, *, connect_timeout: float = 10.0) -> None:
         self.target = target
@@ -123,22 +124,9 @@ class MysqlDialect(Dialect):
         """Start a transaction."""
         conn.begin()
 
-    def upsert(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
-        """``INSERT … ON DUPLICATE KEY UPDATE``; created_at is kept on update."""
-        updates = ", ".join(
-            f"{c} = VALUES({c})" for c in columns if c not in keys and c != "created_at"
-        )
-        return (
-            f"INSERT INTO {table} ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)}) ON DUPLICATE KEY UPDATE {updates}"
-        )
-
-    def insert_ignore(self, table: str, columns: Sequence[str]) -> str:
-        """``INSERT IGNORE``."""
-        return (
-            f"INSERT IGNORE INTO {table} ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)})"
-        )
+    def on_duplicate(self, keys: Sequence[str], updated: Sequence[str]) -> str:
+        """``ON DUPLICATE KEY UPDATE`` (the key is the table's own)."""
+        return "ON DUPLICATE KEY UPDATE " + ", ".join(f"{c} = VALUES({c})" for c in updated)
 
     def index_exists(self, cursor: Any, index: Index) -> bool:
         """Look the index up (MySQL 8 has no CREATE INDEX IF NOT EXISTS)."""

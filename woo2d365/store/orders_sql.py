@@ -12,7 +12,6 @@ from woo2d365.errors import StoreUnavailable
 from woo2d365.model import OrderState
 from woo2d365.store.claims import SINCE, ClaimedRoom, ClaimedTable
 from woo2d365.store.connection import (
-    CHUNK,
     chunks,
     from_db_time,
     marks,
@@ -165,9 +164,7 @@ class SqlOrders(ClaimedRoom):
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        with self._tx() as cur:
-            self._exec(cur, sql, params)
-            rows = cur.fetchall()
+        rows = self._rows(sql, params)
         records = [self._order_from_row(r, r[_RAW_INDEX] if read_raw else None) for r in rows]
         if email is None:
             return records
@@ -191,14 +188,11 @@ class SqlOrders(ClaimedRoom):
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        with self._tx() as cur:
-            self._exec(cur, sql, params)
-            return [int(r[0]) for r in cur.fetchall()]
+        return [int(r[0]) for r in self._rows(sql, params)]
 
     def order_ids_after(self, states: list[OrderState], after: int | None, limit: int) -> list[int]:
         """Up to ``limit`` ids of orders in ``states`` greater than ``after``, ascending."""
-        marks = ", ".join("?" for _ in states)
-        sql = f"SELECT woo_id FROM orders WHERE state IN ({marks})"
+        sql = f"SELECT woo_id FROM orders WHERE state IN ({marks(states)})"
         params: list[Any] = [state.value for state in states]
         if after is not None:
             sql += " AND woo_id > ?"
@@ -332,11 +326,12 @@ class SqlOrders(ClaimedRoom):
 
     def in_doubt_ids(self, older_than: datetime) -> list[int]:
         """Ids of ``pushing`` orders claimed before ``older_than``."""
-        with self._tx() as cur:
-            self._exec(
-                cur, *ORDER_CLAIMS.in_doubt(to_db_time(older_than), order_by="claimed_at, woo_id")
+        return [
+            int(r[0])
+            for r in self._rows(
+                *ORDER_CLAIMS.in_doubt(to_db_time(older_than), order_by="claimed_at, woo_id")
             )
-            return [int(r[0]) for r in cur.fetchall()]
+        ]
 
     def mark_pushed(
         self,
@@ -404,13 +399,12 @@ class SqlOrders(ClaimedRoom):
 
     def changed_after_push_ids(self) -> list[int]:
         """Orders changed in the shop after their push and not acknowledged yet."""
-        with self._tx() as cur:
-            self._exec(
-                cur,
-                "SELECT woo_id FROM orders WHERE changed_at IS NOT NULL "
-                "ORDER BY changed_at, woo_id",
+        return [
+            int(row[0])
+            for row in self._rows(
+                "SELECT woo_id FROM orders WHERE changed_at IS NOT NULL ORDER BY changed_at, woo_id"
             )
-            return [int(row[0]) for row in cur.fetchall()]
+        ]
 
     def set_write_back_pending(self, woo_id: int) -> bool:
         """A pushed order's write-back is to be done (again) by the next push."""
@@ -455,14 +449,14 @@ class SqlOrders(ClaimedRoom):
         """The shop JSON of pushed orders whose shop status is one of ``shop_statuses``."""
         if not shop_statuses:
             return []
-        marks = ", ".join("?" for _ in shop_statuses)
-        with self._tx() as cur:
-            self._exec(
-                cur,
-                f"SELECT raw_json FROM orders WHERE state = ? AND shop_status IN ({marks})",
+        return [
+            json.loads(row[0])
+            for row in self._rows(
+                "SELECT raw_json FROM orders WHERE state = ? "
+                f"AND shop_status IN ({marks(shop_statuses)})",
                 [OrderState.PUSHED.value, *shop_statuses],
             )
-            return [json.loads(row[0]) for row in cur.fetchall()]
+        ]
 
     def count_orders_updated_between(
         self, state: OrderState, start: datetime | None, end: datetime
@@ -493,9 +487,7 @@ class SqlOrders(ClaimedRoom):
             params.extend((stamp, stamp, after[1]))
         sql += " ORDER BY updated_at, woo_id LIMIT ?"
         params.append(int(limit))
-        with self._tx() as cur:
-            self._exec(cur, sql, params)
-            rows = cur.fetchall()
+        rows = self._rows(sql, params)
         return [(int(r[0]), from_db_time(r[1]), json.loads(r[2])) for r in rows]
 
     def replace_raws(self, rows: list[tuple[int, dict[str, Any], datetime]]) -> int:
@@ -563,11 +555,9 @@ class SqlOrders(ClaimedRoom):
         sql = f"SELECT at, step, level, message, woo_id, run_id FROM events WHERE {column} = ?"
         params: list[Any] = [value]
         if levels is not None:
-            sql += f" AND level IN ({', '.join('?' for _ in levels)})"
+            sql += f" AND level IN ({marks(levels)})"
             params.extend(levels)
-        with self._tx() as cur:
-            self._exec(cur, sql + " ORDER BY id", params)
-            rows = cur.fetchall()
+        rows = self._rows(sql + " ORDER BY id", params)
         return [
             Event(
                 at=from_db_time(r[0]), step=r[1], level=r[2], message=r[3], woo_id=r[4], run_id=r[5]
@@ -595,11 +585,10 @@ class SqlOrders(ClaimedRoom):
             with self._tx() as cur:
                 self._exec(cur, "SELECT id FROM events WHERE at < ? LIMIT ?", (stamp, batch))
                 ids = [int(r[0]) for r in cur.fetchall()]
-                for start in range(0, len(ids), CHUNK):
-                    chunk = ids[start : start + CHUNK]
+                for chunk in chunks(ids):
                     deleted += self._exec(
                         cur,
-                        f"DELETE FROM events WHERE id IN ({', '.join('?' for _ in chunk)})",
+                        f"DELETE FROM events WHERE id IN ({marks(chunk)})",
                         chunk,
                     )
             if len(ids) < batch:

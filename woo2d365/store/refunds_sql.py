@@ -11,6 +11,7 @@ from woo2d365.model import OrderState
 from woo2d365.store.claims import ClaimedRoom, ClaimedTable
 from woo2d365.store.connection import (
     from_db_time,
+    marks,
     opt_db_time,
     opt_time,
     to_db_time,
@@ -107,15 +108,16 @@ class SqlRefunds(ClaimedRoom):
                 continue
             if not values:
                 return []
-            where.append(f"{column} IN ({', '.join('?' for _ in values)})")
+            where.append(f"{column} IN ({marks(values)})")
             params.extend(values)
         columns = _COLUMNS + (", raw_json" if with_raw else "")
         sql = f"SELECT {columns} FROM refunds"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        with self._tx() as cur:
-            self._exec(cur, sql + " ORDER BY refund_id", params)
-            return [self._refund_from_row(row, with_raw) for row in cur.fetchall()]
+        return [
+            self._refund_from_row(row, with_raw)
+            for row in self._rows(sql + " ORDER BY refund_id", params)
+        ]
 
     def refund_counts(self) -> dict[str, int]:
         """Refunds per state (every state, zeros included)."""
@@ -217,6 +219,9 @@ class SqlRefunds(ClaimedRoom):
 
     def in_doubt_refund_ids(self, older_than: datetime) -> list[int]:
         """``pushing`` refunds claimed before ``older_than``."""
-        with self._tx() as cur:
-            self._exec(cur, *REFUND_CLAIMS.in_doubt(to_db_time(older_than), order_by="refund_id"))
-            return [int(row[0]) for row in cur.fetchall()]
+        return [
+            int(row[0])
+            for row in self._rows(
+                *REFUND_CLAIMS.in_doubt(to_db_time(older_than), order_by="refund_id")
+            )
+        ]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from woo2d365.model import OrderState
-from woo2d365.store.connection import SqlRoom
+from woo2d365.store.connection import SqlRoom, insert_statement
 from woo2d365.store.sqlite import SqliteDialect
 
 PAGE = 500
@@ -92,7 +92,6 @@ def _selected(table: str, column: str) -> str:
 
 
 def _insert(scratch: SqlRoom, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-    marks = ", ".join("?" for _ in columns)
-    statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+    statement = insert_statement(table, columns)
     with scratch._tx() as cur:
         cur.executemany(scratch._sql(statement), rows)

@@ -7,9 +7,10 @@ from typing import Any
 
 from woo2d365.model import OrderState
 from woo2d365.store.connection import (
-    CHUNK,
     SqlRoom,
+    chunks,
     from_db_time,
+    marks,
     to_db_time,
 )
 from woo2d365.store.sku_map import SkuMapping, UpsertOutcome
@@ -35,12 +36,10 @@ class SqlSkuMap(SqlRoom):
         with self._tx() as cur:
             existing: dict[str, tuple[str, str]] = {}
             skus = list(dict.fromkeys(r[0] for r in rows))
-            for start in range(0, len(skus), CHUNK):
-                chunk = skus[start : start + CHUNK]
+            for chunk in chunks(skus):
                 self._exec(
                     cur,
-                    "SELECT sku, item_number, note FROM sku_map "
-                    f"WHERE sku IN ({', '.join('?' for _ in chunk)})",
+                    f"SELECT sku, item_number, note FROM sku_map WHERE sku IN ({marks(chunk)})",
                     chunk,
                 )
                 existing.update({r[0]: (r[1], r[2]) for r in cur.fetchall()})
@@ -77,10 +76,8 @@ class SqlSkuMap(SqlRoom):
                 rows = list(cur.fetchall())
             else:
                 unique = list(dict.fromkeys(skus))
-                for start in range(0, len(unique), CHUNK):
-                    chunk = unique[start : start + CHUNK]
-                    placeholders = ", ".join("?" for _ in chunk)
-                    self._exec(cur, f"{base} WHERE sku IN ({placeholders})", chunk)
+                for chunk in chunks(unique):
+                    self._exec(cur, f"{base} WHERE sku IN ({marks(chunk)})", chunk)
                     rows.extend(cur.fetchall())
                 rows.sort(key=lambda r: r[0])
         return [
@@ -107,13 +104,13 @@ class SqlSkuMap(SqlRoom):
 
     def unmapped_skus(self) -> list[tuple[str, int]]:
         """SKUs on held orders without a mapping, with the number of orders each holds."""
-        with self._tx() as cur:
-            self._exec(
-                cur,
+        return [
+            (r[0], int(r[1]))
+            for r in self._rows(
                 "SELECT h.sku, COUNT(*) FROM held_skus h "
                 "JOIN orders o ON o.woo_id = h.woo_id AND o.state = ? "
                 "LEFT JOIN sku_map m ON m.sku = h.sku WHERE m.sku IS NULL "
                 "GROUP BY h.sku ORDER BY h.sku",
                 (OrderState.HELD.value,),
             )
-            return [(r[0], int(r[1])) for r in cur.fetchall()]
+        ]

@@ -111,6 +111,7 @@ class SqliteDialect(Dialect):
     }
     unavailable_errors: ClassVar[tuple[type[BaseException], ...]] = (sqlite3.OperationalError,)
     integrity_errors: ClassVar[tuple[type[BaseException], ...]] = (sqlite3.IntegrityError,)
+    insert_ignore_verb: ClassVar[str] = "INSERT OR IGNORE"
 
     def __init__(self, path: str, *, busy_timeout_seconds: float = 30.0) -> None:
         self.path = path
@@ -155,22 +156,10 @@ class SqliteDialect(Dialect):
         """BEGIN IMMEDIATE: take the write lock now, so two writers never deadlock on upgrade."""
         conn.execute("BEGIN IMMEDIATE")
 
-    def upsert(self, table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
-        """``INSERT … ON CONFLICT (keys) DO UPDATE``; created_at is kept on update."""
-        updates = ", ".join(
-            f"{c} = excluded.{c}" for c in columns if c not in keys and c != "created_at"
-        )
-        return (
-            f"INSERT INTO {table} ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)}) "
-            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
-        )
-
-    def insert_ignore(self, table: str, columns: Sequence[str]) -> str:
-        """``INSERT OR IGNORE``."""
-        return (
-            f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)})"
+    def on_duplicate(self, keys: Sequence[str], updated: Sequence[str]) -> str:
+        """``ON CONFLICT (keys) DO UPDATE``."""
+        return f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET " + ", ".join(
+            f"{c} = excluded.{c}" for c in updated
         )
 
     def index_exists(self, cursor: Any, index: Index) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 from woo2d365.store.connection import (
     SqlRoom,
     chunks,
+    marks,
     to_db_time,
 )
 from woo2d365.store.stock import StockTarget
@@ -37,8 +38,7 @@ class SqlStock(SqlRoom):
                 found = [_target(row) for row in cur.fetchall()]
             else:
                 for chunk in chunks(list(dict.fromkeys(skus))):
-                    marks = ", ".join("?" for _ in chunk)
-                    self._exec(cur, f"{select} WHERE sku IN ({marks})", chunk)
+                    self._exec(cur, f"{select} WHERE sku IN ({marks(chunk)})", chunk)
                     found += [_target(row) for row in cur.fetchall()]
         return found
 
@@ -52,9 +52,10 @@ class SqlStock(SqlRoom):
                 self._exec(cur, "DELETE FROM stock_targets")
             else:
                 for chunk in chunks(sorted(set(product_ids))):
-                    marks = ", ".join("?" for _ in chunk)
                     self._exec(
-                        cur, f"DELETE FROM stock_targets WHERE product_id IN ({marks})", chunk
+                        cur,
+                        f"DELETE FROM stock_targets WHERE product_id IN ({marks(chunk)})",
+                        chunk,
                     )
             self._insert_targets(cur, targets)
 
@@ -102,10 +103,9 @@ class SqlStock(SqlRoom):
                 written = {str(r[0]): int(r[1]) for r in cur.fetchall()}
             else:
                 for chunk in chunks(list(dict.fromkeys(skus))):
-                    marks = ", ".join("?" for _ in chunk)
                     self._exec(
                         cur,
-                        f"SELECT sku, quantity FROM stock_written WHERE sku IN ({marks})",
+                        f"SELECT sku, quantity FROM stock_written WHERE sku IN ({marks(chunk)})",
                         chunk,
                     )
                     written.update({str(r[0]): int(r[1]) for r in cur.fetchall()})

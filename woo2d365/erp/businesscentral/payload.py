@@ -151,15 +151,24 @@ def unknown_countries(order: Order, known: Collection[str]) -> dict[str, list[st
     return unknown
 
 
-def country_problems(order: Order, known: Collection[str] | None) -> list[str]:
-    """Reasons for every country code Business Central does not know (``known`` None: unchecked)."""
+def unknown_country_reasons(order: Order, known: Collection[str] | None, remedy: str) -> list[str]:
+    """A reason for every country code of the order not in ``known`` (None: unchecked), each
+    ending in the product's ``remedy`` (both Dynamics products hold an order this way)."""
     if known is None:
         return []
     return [
-        f"country code {code!r} of the {' and '.join(labels)} is not known in Business Central "
-        "(add it under Countries/Regions, or correct the order)"
+        f"country code {code!r} of the {' and '.join(labels)} {remedy}"
         for code, labels in unknown_countries(order, known).items()
     ]
+
+
+def country_problems(order: Order, known: Collection[str] | None) -> list[str]:
+    """Reasons for every country code Business Central does not know (``known`` None: unchecked)."""
+    return unknown_country_reasons(
+        order,
+        known,
+        "is not known in Business Central (add it under Countries/Regions, or correct the order)",
+    )
 
 
 def ship_to_address(order: Order) -> Address:

@@ -33,7 +33,7 @@ from woo2d365.erp.businesscentral.payload import (
     json_number,
     line_basis,
     ship_to_address,
-    unknown_countries,
+    unknown_country_reasons,
 )
 from woo2d365.errors import OrderDataError
 from woo2d365.model import ZERO, Address, Line, LineKind, Order
@@ -65,13 +65,12 @@ def order_reference(prefix: str, number: str, *, own_numbers: bool) -> str:
 
 def country_problems(order: Order, known: Mapping[str, str] | None) -> list[str]:
     """Reasons for every ISO country code with no F&O country/region (``known`` None: unchecked)."""
-    if known is None:
-        return []
-    return [
-        f"country code {code!r} of the {' and '.join(labels)} has no country/region in Dynamics "
-        "(AddressCountryRegions.ISOcode; add it, or correct the order)"
-        for code, labels in unknown_countries(order, known).items()
-    ]
+    return unknown_country_reasons(
+        order,
+        known,
+        "has no country/region in Dynamics (AddressCountryRegions.ISOcode; add it, or correct "
+        "the order)",
+    )
 
 
 def build_customer(order: Order, dynamics: DynamicsSettings, countries: Mapping[str, str]) -> Draft:
