@@ -6,8 +6,8 @@ runs about twenty threads (pull and its read-ahead, validate, the push workers, 
 heartbeats); measured on the 10,000-order backlog, the Python heap stayed flat while the
 arenas' free space grew with the run (9 MB to 29 MB) and took the resident memory past 110 MB.
 With at most :data:`ARENAS` arenas, freed memory is re-used by the next thread and the run stays
-flat (98 MB at 10,000 orders, 103 MB at 50,000). The threads mostly wait on sockets or hold the
-GIL, so few allocate at the same moment: two arenas are seldom contended.
+flat (94-101 MB at 10,000 orders, 100-103 MB at 50,000). The threads mostly wait on sockets
+or hold the GIL, so few allocate at the same moment: two arenas are seldom contended.
 
 An operator's own ``MALLOC_ARENA_MAX`` in the environment wins (glibc reads it itself); other C
 libraries (musl, macOS) are left alone.
