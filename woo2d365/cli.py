@@ -31,6 +31,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from woo2d365 import __version__, monitoring, runs, skumap
+from woo2d365.allocator import limit_arenas
 from woo2d365.clock import utc_now
 from woo2d365.errors import ExitCode, Woo2D365Error
 from woo2d365.logs import (
@@ -1074,5 +1075,6 @@ _examples_one_per_line(app, map_sku_app)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: the malloc arenas limited before any thread starts."""
+    limit_arenas()
     app()
