@@ -417,3 +417,27 @@ def test_a_migration_missing_below_the_highest_applied_one_is_applied(state_url:
         assert store.refund_counts() is not None, "the refunds table exists again"
     finally:
         store.close()
+
+
+def test_a_page_of_orders_in_a_state_is_read_from_an_index_in_id_order(store: SqlStore) -> None:
+    """Validate and push read the backlog a page at a time; a page must not sort every order in
+    the state (a backlog's pages would cost time growing with the backlog)."""
+    with store.batch():
+        for woo_id in range(1, 3001):
+            store.save_pulled_order(pulled(woo_id))
+    query = "SELECT woo_id FROM orders WHERE state IN ('new') AND woo_id > 5 ORDER BY woo_id"
+    with store._tx() as cur:
+        if store.dialect.name == "sqlite":
+            cur.execute(f"EXPLAIN QUERY PLAN {query} LIMIT 200")
+            plan = " ".join(str(row[-1]) for row in cur.fetchall())
+            assert "ix_orders_state_woo" in plan and "TEMP B-TREE" not in plan, plan
+        else:
+            cur.execute("ANALYZE TABLE orders")  # the statistics a store in use has
+            cur.fetchall()
+            cur.execute(f"EXPLAIN {query} LIMIT 200")
+            columns = [c[0] for c in cur.description]
+            (row,) = cur.fetchall()
+            plan = dict(zip(columns, row, strict=True))
+            assert "filesort" not in str(plan["Extra"]).lower(), repr(plan)
+    ids = store.order_ids_after([OrderState.NEW], 5, 200)
+    assert ids == list(range(6, 206))

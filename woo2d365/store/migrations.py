@@ -311,4 +311,15 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        version=10,
+        description="orders by state in id order (the pages validate and push read)",
+        tables=(),
+        # Without it each page of order_ids_after sorted every order in the state: a backlog's
+        # pages cost time growing with the backlog (docs/architecture.md, "Memory").
+        indexes=(Index("ix_orders_state_woo", "orders", ("state", "woo_id")),),
+    ),
+)
+
 LATEST_VERSION = max(migration.version for migration in MIGRATIONS)
