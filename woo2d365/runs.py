@@ -87,8 +87,7 @@ def run_pull(
     runtime: Runtime, *, since: datetime | None = None, order_ids: list[int] | None = None
 ) -> PullResult:
     """``pull``: new and changed shop orders into the store."""
-    shop = runtime.shop()
-    with runtime.recorded_run("pull") as (ctx, record):
+    with closing(runtime.shop()) as shop, runtime.recorded_run("pull") as (ctx, record):
         result = pull(ctx, shop, since=since, order_ids=order_ids)
         record.update(outcome="ok", counts=result.counts())
     return result
@@ -141,8 +140,10 @@ def _push(
 ) -> PushResult:
     """The recorded push of ``push`` and ``retry --now``, under the run lock whose loss is
     ``lost``: a push that lost its lease is an error, never a success."""
-    with closing(runtime.erp()) as erp:
-        writer = runtime.shop() if runtime.settings.woocommerce.write_back else None
+    with closing(runtime.erp()) as erp, ExitStack() as stack:
+        writer = None
+        if runtime.settings.woocommerce.write_back:
+            writer = stack.enter_context(closing(runtime.shop()))
         with runtime.recorded_run("push", ctx) as (ctx, record):
             result = push(ctx, erp, shop_writer=writer, order_ids=order_ids, limit=limit)
             record.update(
