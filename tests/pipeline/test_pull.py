@@ -298,6 +298,22 @@ def test_a_changed_order_not_yet_pushed_is_validated_again(puller: Puller, clock
     assert record.raw["customer_note"] == "Please ring twice" and record.reason is None
 
 
+def test_a_change_in_the_same_second_as_the_stored_version_is_not_missed(
+    puller: Puller, clock: Clock
+) -> None:
+    puller.shop.add_order(order(1))
+    clock.advance()
+    puller.shop.modify_order(1)  # the stored version is modified "now"
+    puller()
+    puller.store.set_state(1, OrderState.HELD, reason="SKU X unmapped")
+    puller.shop.modify_order(1, customer_note="Please ring twice")  # the same second again
+    result = puller()
+    assert result.updated == 1 and puller.state(1) is OrderState.NEW
+    record = puller.store.get_order(1, with_raw=True)
+    assert record is not None and record.raw is not None
+    assert record.raw["customer_note"] == "Please ring twice"
+
+
 def test_an_order_only_touched_in_the_shop_stays_as_it_is(puller: Puller, clock: Clock) -> None:
     puller.shop.add_order(order(1))
     puller()

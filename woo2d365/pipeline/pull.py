@@ -237,15 +237,16 @@ def _take(
         result.unreadable += 1
         ctx.event(STEP, f"an order from the shop was left out: {exc}", level="warning")
         return None
-    known = ctx.store.get_order(woo_id)
-    if known is not None and known.shop_modified_at == modified:
-        result.unchanged += 1  # this exact version is stored (the overlap reads it again)
+    before = ctx.store.get_order(woo_id, with_raw=True)
+    if before is not None and before.shop_modified_at == modified and _same_content(before, raw):
+        # This version is stored (the overlap reads it again). The shop's times are whole
+        # seconds: a change in the same second as the stored version is told by its content.
+        result.unchanged += 1
         return modified
     status = str(raw.get("status") or "")
-    if known is None:
+    if before is None:
         _take_unknown(ctx, raw, woo_id, modified, result, explicit=explicit)
         return modified
-    before = ctx.store.get_order(woo_id, with_raw=True) or known
     # Keep the latest version whatever it means, so the next overlap sees it as stored.
     ctx.store.save_pulled_order(_pulled(raw, woo_id, modified))
     if before.raw is not None and content_fingerprint(before.raw) == content_fingerprint(raw):
@@ -378,6 +379,10 @@ def _pulled(raw: dict[str, Any], woo_id: int, modified: datetime) -> PulledOrder
         total=str(raw.get("total") or ""),
         raw=raw,
     )
+
+
+def _same_content(stored: OrderRecord, raw: dict[str, Any]) -> bool:
+    return stored.raw is None or content_fingerprint(stored.raw) == content_fingerprint(raw)
 
 
 def _mapping_problem(raw: dict[str, Any]) -> str | None:
