@@ -154,7 +154,7 @@ def _push(
                     "in_doubt": len(result.in_doubt),
                 },
             )
-            _lease_lost(lost, ctx, record, "push", "push")
+            result.lease_lost = _lease_lost(lost, ctx, record, "push", "push")
         return result
 
 

@@ -370,7 +370,7 @@ def test_a_push_or_follow_up_that_loses_the_run_lock_is_recorded_as_an_error(
             events = [e.message for e in store.run_events(run.id, levels=["error"])]
             assert f"the run lock was lost while this {what} ran" in events, events
             assert "the run lock was lost" in result.stderr
-        assert result.exit_code == 3, "a follow-up step that lost the lock is never a success"
+            assert result.exit_code == 3, (command, "a run that lost the lock is never a success")
     finally:
         store.close()
 

@@ -119,6 +119,7 @@ class PushResult:
     documents: list[DryRunDocument] = field(default_factory=list)  # dry run only: every one
     warnings: list[str] = field(default_factory=list)
     unreachable: str | None = None
+    lease_lost: bool = False  # the run lock's lease was lost while it ran (exit 3)
     left_out: dict[int, str] = field(default_factory=dict)  # asked for by id, not pushable: why
 
     @property
@@ -141,7 +142,7 @@ class PushResult:
     @property
     def exit_code(self) -> ExitCode:
         """The contract's exit code for this outcome."""
-        if self.unreachable:
+        if self.unreachable or self.lease_lost:
             return ExitCode.UNREACHABLE
         return ExitCode.ATTENTION if self.needs_attention else ExitCode.OK
 
