@@ -3,8 +3,8 @@
 The copy is a SQLite database in a temporary directory, removed when the block ends; the store it
 is copied from is only read, a page at a time (docs/architecture.md, "Dry run"). It holds what
 pull, validate and push read: the orders, the SKU map, the key/value table (the pull cursor) and
-the Dynamics mirror. A pushed or skipped order is copied without its shop JSON, which the steps
-never read again except to describe a change made after the push.
+the Dynamics mirror. Every order keeps its shop JSON: pull tells a pushed order's real change
+from our own write-back by comparing it with the stored copy.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from woo2d365.model import OrderState
 from woo2d365.store.connection import SqlRoom, insert_statement
 from woo2d365.store.sqlite import SqliteDialect
 
@@ -31,8 +30,6 @@ COPIED: tuple[tuple[str, str | None], ...] = (
     ("bc_customers", "email"),
 )
 """The tables the sync steps read, each with the key it is paged by."""
-
-_DONE = (OrderState.PUSHED.value, OrderState.SKIPPED.value)
 
 _Store = TypeVar("_Store", bound=SqlRoom)
 
@@ -60,8 +57,7 @@ def _pages(
     while True:
         with source._tx() as cur:
             columns = _columns(source, cur, table)
-            select = ", ".join(_selected(table, column) for column in columns)
-            statement = f"SELECT {select} FROM {table}"
+            statement = f"SELECT {', '.join(columns)} FROM {table}"
             params: tuple[Any, ...] = ()
             if key is not None:
                 if after is not None:
@@ -81,14 +77,6 @@ def _columns(source: SqlRoom, cur: Any, table: str) -> list[str]:
     source._exec(cur, f"SELECT * FROM {table} WHERE 1 = 0")
     cur.fetchall()
     return [str(column[0]).lower() for column in cur.description or ()]
-
-
-def _selected(table: str, column: str) -> str:
-    """The expression that reads ``column``: an order already done loses its shop JSON."""
-    if table == "orders" and column == "raw_json":
-        done = ", ".join(f"'{state}'" for state in _DONE)
-        return f"CASE WHEN state IN ({done}) THEN '{{}}' ELSE raw_json END AS raw_json"
-    return column
 
 
 def _insert(scratch: SqlRoom, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
