@@ -25,6 +25,7 @@ What happens to one order:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -177,9 +178,12 @@ def _pull_window(
     for page in shop.iter_orders_modified_after(start):
         result.pages += 1
         last_server_date = page.server_date or last_server_date
+        # Mapped before the page's transaction, so the store's lock is held only for the writes
+        # (in sync, push's fence waits on that lock right before each send).
+        check = _Checked(page.orders, ctx.settings.woocommerce)
         with ctx.store.batch():  # one commit per page
             for raw in page.orders:
-                modified = _take(ctx, raw, result, explicit=False)
+                modified = _take(ctx, raw, result, explicit=False, check=check)
                 if modified is not None and (newest is None or modified > newest):
                     newest = modified
         seen += len(page.orders)
@@ -226,9 +230,17 @@ def _pull_ids(ctx: RunContext, shop: WooClient, order_ids: list[int], result: Pu
 
 
 def _take(
-    ctx: RunContext, raw: dict[str, Any], result: PullResult, *, explicit: bool
+    ctx: RunContext,
+    raw: dict[str, Any],
+    result: PullResult,
+    *,
+    explicit: bool,
+    check: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> datetime | None:
-    """Store one shop order as the module docstring says; return its modification time."""
+    """Store one shop order as the module docstring says; return its modification time.
+
+    ``check`` gives the order's mapping problem (default: :func:`_mapping_problem`)."""
+    check = check or _mapping_problem
     result.fetched += 1
     try:
         woo_id = order_id_of(raw)
@@ -243,7 +255,7 @@ def _take(
         return modified
     status = str(raw.get("status") or "")
     if known is None:
-        _take_unknown(ctx, raw, woo_id, modified, result, explicit=explicit)
+        _take_unknown(ctx, raw, woo_id, modified, result, explicit=explicit, check=check)
         return modified
     before = ctx.store.get_order(woo_id, with_raw=True) or known
     # Keep the latest version whatever it means, so the next overlap sees it as stored.
@@ -261,7 +273,7 @@ def _take(
     elif before.state in _PUSHED:
         _changed_after_push(ctx, before, raw, result)
     else:
-        _changed_before_push(ctx, before, raw, status, result)
+        _changed_before_push(ctx, before, raw, status, result, check)
     return modified
 
 
@@ -273,6 +285,7 @@ def _take_unknown(
     result: PullResult,
     *,
     explicit: bool,
+    check: Callable[[dict[str, Any]], str | None],
 ) -> None:
     reason = not_taken_reason(ctx.settings.woocommerce, raw)
     if reason is not None:
@@ -282,7 +295,7 @@ def _take_unknown(
         return
     ctx.store.save_pulled_order(_pulled(raw, woo_id, modified))
     result.new += 1
-    problem = _mapping_problem(raw)
+    problem = check(raw)
     if problem is None:
         ctx.event(STEP, f"pulled from the shop ({_summary(raw)})", woo_id=woo_id)
     else:
@@ -291,7 +304,12 @@ def _take_unknown(
 
 
 def _changed_before_push(
-    ctx: RunContext, before: OrderRecord, raw: dict[str, Any], status: str, result: PullResult
+    ctx: RunContext,
+    before: OrderRecord,
+    raw: dict[str, Any],
+    status: str,
+    result: PullResult,
+    check: Callable[[dict[str, Any]], str | None],
 ) -> None:
     woo_id = before.woo_id
     if before.state is OrderState.SKIPPED:
@@ -327,7 +345,7 @@ def _changed_before_push(
         message = f"{status} in the shop; not pushed unless it returns to a taken status"
     else:
         message = f"changed in the shop ({_changes(before, raw)}); it is validated again"
-    problem = _mapping_problem(raw)
+    problem = check(raw)
     if problem is not None:
         result.unreadable += 1
         ctx.event(STEP, f"{message}, but {problem}", level="warning", woo_id=woo_id)
@@ -387,6 +405,22 @@ def _mapping_problem(raw: dict[str, Any]) -> str | None:
     except OrderDataError as exc:
         return f"its data cannot be read: {exc}"
     return None
+
+
+class _Checked:
+    """:func:`_mapping_problem` of a page's orders in a taken status, found once up front."""
+
+    def __init__(self, orders: list[dict[str, Any]], settings: WooCommerceSettings) -> None:
+        self._problems = {
+            id(raw): _mapping_problem(raw)
+            for raw in orders
+            if settings.takes(str(raw.get("status") or ""))
+        }
+
+    def __call__(self, raw: dict[str, Any]) -> str | None:
+        if id(raw) in self._problems:
+            return self._problems[id(raw)]
+        return _mapping_problem(raw)
 
 
 def _summary(raw: dict[str, Any]) -> str:

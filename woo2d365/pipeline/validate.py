@@ -29,6 +29,7 @@ STEP = "validate"
 CHUNK = 200  # orders read and decided per store transaction
 ITEM_NUMBER_LENGTH = 20  # Business Central item No. is Code[20]
 VALIDATED_STATES = [OrderState.NEW, OrderState.HELD]
+_Decision = tuple[tuple[str, ...], tuple[str, ...]]  # (problems, unmapped SKUs) of one order
 
 
 @dataclass(frozen=True)
@@ -213,12 +214,17 @@ def validate(
             erp.load_checks()  # HTTP now: never inside the store transactions below
             checks_loaded = True
         records = store.list_orders(states=VALIDATED_STATES, with_raw=True, woo_ids=chunk)
+        decided: list[tuple[OrderRecord, _Decision]] = []
+        for record in sorted(records, key=lambda r: r.woo_id):
+            if not ctx.settings.woocommerce.takes(record.shop_status):
+                result.not_taken.append(record.woo_id)
+                continue
+            # Decided before the chunk's transaction, so the store's lock is held only for the
+            # writes (push sends meanwhile, its fence waiting on that lock).
+            decided.append((record, _problems_of_record(ctx, erp, record, items)))
         with store.batch():
-            for record in sorted(records, key=lambda r: r.woo_id):
-                if not ctx.settings.woocommerce.takes(record.shop_status):
-                    result.not_taken.append(record.woo_id)
-                    continue
-                _validate_one(ctx, erp, record, result, items=items, dry_run=dry_run)
+            for record, (problems, unmapped) in decided:
+                _apply(ctx, record, problems, unmapped, result, dry_run=dry_run)
         if hand_over is not None:
             if highest is not None and chunk[0] <= highest:
                 hand_over.late(chunk[0])
@@ -291,16 +297,16 @@ def problems_of(
     )
 
 
-def _validate_one(
+def _apply(
     ctx: RunContext,
-    erp: ErpTarget,
     record: OrderRecord,
+    problems: tuple[str, ...],
+    unmapped: tuple[str, ...],
     result: ValidateResult,
     *,
-    items: ItemLookup | None,
     dry_run: bool,
 ) -> None:
-    problems, unmapped = _problems_of_record(ctx, erp, record, items)
+    """Record what was decided for one order (``held`` or ``ready``); a dry run only notes it."""
     if dry_run:
         _note_dry_run(record, problems, result)
     elif problems:
@@ -311,7 +317,7 @@ def _validate_one(
 
 def _problems_of_record(
     ctx: RunContext, erp: ErpTarget, record: OrderRecord, items: ItemLookup | None
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
+) -> _Decision:
     """``(problems, unmapped SKUs)`` of a stored order; an unreadable order is one problem."""
     try:
         order = order_from_shop(record.raw or {})
