@@ -44,7 +44,12 @@ from woo2d365.errors import (
     ShopUnreachable,
     UsageError,
 )
-from woo2d365.http import TrustingSession, retry_after_seconds, server_date
+from woo2d365.http import (
+    TrustingSession,
+    environment_read_once,
+    retry_after_seconds,
+    server_date,
+)
 from woo2d365.retries import RetryPolicy, retrying
 from woo2d365.settings import WooCommerceSettings, redact_url
 from woo2d365.shop.mapping import SALES_ORDER_META_KEY as SALES_ORDER_META_KEY
@@ -168,7 +173,7 @@ class WooClient:
         self._count_lock = threading.Lock()
         self._batch_sizes: dict[str, int] = {}  # kind → items a batch, once it answered 413
         self._secrets = _secret_forms(self._key, self._secret)
-        self._session = session or TrustingSession()
+        self._session = session or environment_read_once(TrustingSession(), self.site)
         self._session.headers["User-Agent"] = USER_AGENT
         self._session.headers["Accept"] = "application/json"
         self._query_auth: dict[str, str] = {}
