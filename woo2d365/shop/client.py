@@ -29,12 +29,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus, urlsplit
 
 import requests
-from oauthlib.oauth1 import (  # type: ignore[import-untyped]
-    SIGNATURE_HMAC_SHA256,
-    SIGNATURE_TYPE_QUERY,
-)
 from requests.auth import HTTPBasicAuth
-from requests_oauthlib import OAuth1
 
 from woo2d365 import __version__
 from woo2d365.errors import (
@@ -182,6 +177,13 @@ class WooClient:
         elif settings.auth == "query":
             self._query_auth = {"consumer_key": self._key, "consumer_secret": self._secret}
         else:
+            # Imported here: only a plain-http shop signs with OAuth 1.0a (start-up time).
+            from oauthlib.oauth1 import (  # type: ignore[import-untyped]
+                SIGNATURE_HMAC_SHA256,
+                SIGNATURE_TYPE_QUERY,
+            )
+            from requests_oauthlib import OAuth1
+
             self._session.auth = OAuth1(
                 self._key,
                 client_secret=self._secret,
