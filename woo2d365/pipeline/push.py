@@ -299,7 +299,11 @@ def _push_windows(run: _Run, windows: Iterable[list[int]], total: int | None) ->
     keeper = ClaimKeeper(ctx.store, ctx.clock, ctx.settings.dynamics.timeout_seconds)
     run.claims = keeper
     progress = _Progress(ctx, total)
-    with keeper, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool:
+    with (
+        keeper,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="customers") as lookups,
+    ):
 
         def submit(claim: _Claim) -> None:
             room.acquire()
@@ -321,16 +325,23 @@ def _push_windows(run: _Run, windows: Iterable[list[int]], total: int | None) ->
         for window in windows:
             if run.stopping:
                 break
-            _prefetch_customers(run, window, dry_run=False)
+            # The window's customers are looked up while its first chunk is claimed and looked
+            # up; its orders reach the workers only once that lookup is done.
+            customers = lookups.submit(_guarded, run, _prefetch_window, window)
             for start in range(0, len(window), CHUNK):
                 if run.stopping:
                     break
                 chunk = window[start : start + CHUNK]
                 to_create = _claim_chunk(run, chunk)
                 progress.add(len(chunk) - len(to_create))  # adopted, or not claimed
+                customers.result()  # never raises: _guarded halts the run instead
                 for claim in to_create:
                     submit(claim)
     run.claims = None
+
+
+def _prefetch_window(run: _Run, window: list[int]) -> None:
+    _prefetch_customers(run, window, dry_run=False)
 
 
 class _Progress:
@@ -557,7 +568,8 @@ def _prefetch_customers(run: _Run, ids: list[int], *, dry_run: bool) -> None:
 
 
 def _guarded(run: _Run, work: Callable[[_Run, Any], None], item: Any) -> None:
-    """Run one order's work; anything unexpected stops the run and is raised at its end."""
+    """Run one piece of work (an order's, a window's customer lookup); anything unexpected
+    stops the run and is raised at its end."""
     if run.stop.is_set():
         return
     try:
