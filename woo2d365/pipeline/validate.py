@@ -79,13 +79,14 @@ def resolve_lines(
     mode = orders.sku_match
     skus = [line.sku for line in order.lines if line.kind is LineKind.ITEM and line.sku]
     mapped: dict[str, str] = {}
-    if mode != "direct" and skus:
-        mapped = {m.sku: m.item_number.strip().upper() for m in store.sku_mappings(skus)}
-    candidates = set(mapped.values())
-    if mode != "map":
-        candidates.update(sku.upper() for sku in skus if len(sku) <= ITEM_NUMBER_LENGTH)
-    mirror = items if items is not None else store
-    found = mirror.items_by_number(sorted(candidates)) if candidates else {}
+    with store.batch():  # the map and the mirror read in one transaction
+        if mode != "direct" and skus:
+            mapped = {m.sku: m.item_number.strip().upper() for m in store.sku_mappings(skus)}
+        candidates = set(mapped.values())
+        if mode != "map":
+            candidates.update(sku.upper() for sku in skus if len(sku) <= ITEM_NUMBER_LENGTH)
+        mirror = items if items is not None else store
+        found = mirror.items_by_number(sorted(candidates)) if candidates else {}
 
     numbers: list[str | None] = []
     problems: list[str] = []
