@@ -33,7 +33,7 @@ from typing import Any
 from woo2d365.errors import OrderDataError, ShopError
 from woo2d365.model import OrderState
 from woo2d365.pipeline.context import RunContext
-from woo2d365.pipeline.handover import Handover
+from woo2d365.pipeline.handover import ORDERS_PER_COMMIT, Handover
 from woo2d365.pipeline.shipments import our_own_change, shipped_context
 from woo2d365.settings import WooCommerceSettings
 from woo2d365.shop.client import WooClient
@@ -178,14 +178,9 @@ def _pull_window(
     for page in shop.iter_orders_modified_after(start):
         result.pages += 1
         last_server_date = page.server_date or last_server_date
-        # Mapped before the page's transaction, so the store's lock is held only for the writes
-        # (in sync, push's fence waits on that lock right before each send).
-        check = _Checked(page.orders, ctx.settings.woocommerce)
-        with ctx.store.batch():  # one commit per page
-            for raw in page.orders:
-                modified = _take(ctx, raw, result, explicit=False, check=check)
-                if modified is not None and (newest is None or modified > newest):
-                    newest = modified
+        modified = _store_page(ctx, page.orders, result)
+        if modified is not None and (newest is None or modified > newest):
+            newest = modified
         seen += len(page.orders)
         ctx.report_progress("pull", seen, max(page.total, seen) or None)
         if handover is not None:
@@ -202,6 +197,23 @@ def _pull_window(
         ctx.store.set_value(CURSOR_KEY, candidate.isoformat())
         cursor = candidate
     result.cursor = cursor
+
+
+def _store_page(
+    ctx: RunContext, orders: list[dict[str, Any]], result: PullResult
+) -> datetime | None:
+    """Store a page's orders, :data:`ORDERS_PER_COMMIT` a transaction, mapped before them so
+    the store's lock is held only for the writes (in sync, push's fence waits on that lock);
+    return the newest modification time."""
+    check = _Checked(orders, ctx.settings.woocommerce)
+    newest: datetime | None = None
+    for start in range(0, len(orders), ORDERS_PER_COMMIT):
+        with ctx.store.batch():
+            for raw in orders[start : start + ORDERS_PER_COMMIT]:
+                modified = _take(ctx, raw, result, explicit=False, check=check)
+                if modified is not None and (newest is None or modified > newest):
+                    newest = modified
+    return newest
 
 
 def _hand_over(handover: Handover, orders: list[dict[str, Any]]) -> None:

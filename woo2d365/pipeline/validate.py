@@ -19,7 +19,7 @@ from woo2d365.erp.base import ErpTarget, ItemLookup, ItemRefresh
 from woo2d365.errors import DynamicsAuthenticationError, DynamicsError, OrderDataError
 from woo2d365.model import ZERO, Line, LineKind, Order, OrderState
 from woo2d365.pipeline.context import RunContext
-from woo2d365.pipeline.handover import Handover, handed_over_ids
+from woo2d365.pipeline.handover import ORDERS_PER_COMMIT, Handover, handed_over_ids
 from woo2d365.pipeline.kept import KeptDict, KeptList
 from woo2d365.settings import OrdersSettings
 from woo2d365.shop.mapping import order_from_shop
@@ -209,29 +209,45 @@ def validate(
         hand_over.start()
     checks_loaded = False
     highest: int | None = None
-    # A chunk at a time: bounded memory, and one commit per chunk instead of a few per order.
+    # A chunk at a time: bounded memory, and a commit per few orders instead of a few per order.
     for chunk in _chunks(store, order_ids, after, hand_over):
         if not checks_loaded:
             erp.load_checks()  # HTTP now: never inside the store transactions below
             checks_loaded = True
-        records = store.list_orders(states=VALIDATED_STATES, with_raw=True, woo_ids=chunk)
-        decided: list[tuple[OrderRecord, _Decision]] = []
-        for record in sorted(records, key=lambda r: r.woo_id):
-            if not ctx.settings.woocommerce.takes(record.shop_status):
-                result.not_taken.append(record.woo_id)
-                continue
-            # Decided before the chunk's transaction, so the store's lock is held only for the
-            # writes (push sends meanwhile, its fence waiting on that lock).
-            decided.append((record, _problems_of_record(ctx, erp, record, items)))
-        with store.batch():
-            for record, (problems, unmapped) in decided:
-                _apply(ctx, record, problems, unmapped, result, dry_run=dry_run)
+        _validate_chunk(ctx, erp, chunk, result, items=items, dry_run=dry_run)
         if hand_over is not None:
             if highest is not None and chunk[0] <= highest:
                 hand_over.late(chunk[0])
             highest = max(chunk[-1], highest or chunk[-1])
             hand_over.advance(highest)
     return result
+
+
+def _validate_chunk(
+    ctx: RunContext,
+    erp: ErpTarget,
+    chunk: list[int],
+    result: ValidateResult,
+    *,
+    items: ItemLookup | None,
+    dry_run: bool,
+) -> None:
+    """Decide the chunk's orders, then record them :data:`ORDERS_PER_COMMIT` a transaction.
+
+    Deciding before the transactions keeps the store's lock for the writes alone: in sync, push
+    sends meanwhile, its fence waiting on that lock right before each send.
+    """
+    records = ctx.store.list_orders(states=VALIDATED_STATES, with_raw=True, woo_ids=chunk)
+    decided: list[tuple[OrderRecord, _Decision]] = []
+    for record in sorted(records, key=lambda r: r.woo_id):
+        if not ctx.settings.woocommerce.takes(record.shop_status):
+            result.not_taken.append(record.woo_id)
+            continue
+        decided.append((record, _problems_of_record(ctx, erp, record, items)))
+    for start in range(0, len(decided), ORDERS_PER_COMMIT):
+        with ctx.store.batch():
+            for record, (problems, unmapped) in decided[start : start + ORDERS_PER_COMMIT]:
+                _apply(ctx, record, problems, unmapped, result, dry_run=dry_run)
 
 
 def _chunks(
