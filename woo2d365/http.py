@@ -83,6 +83,17 @@ class TrustingSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
+def environment_read_once(session: requests.Session, base_url: str) -> requests.Session:
+    """``session`` with the proxy variables for ``base_url`` read now and never again.
+
+    requests otherwise scans the whole environment for proxies and stats ~/.netrc on every
+    request. Credentials are the session's own; certificates come from :class:`TrustingSession`.
+    """
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    session.trust_env = False
+    return session
+
+
 def api_session(base_url: str, concurrency: int, headers: dict[str, str]) -> requests.Session:
     """A session for a Dynamics API: pooled for ``concurrency`` requests, never retrying by
     itself (the one retry policy does), its environment read once.
@@ -91,9 +102,7 @@ def api_session(base_url: str, concurrency: int, headers: dict[str, str]) -> req
     a stat of ~/.netrc each time (about a millisecond of CPU while holding a request slot). The
     proxy variables still apply; certificates come from :class:`TrustingSession`.
     """
-    session = TrustingSession()
-    session.proxies.update(requests.utils.get_environ_proxies(base_url))
-    session.trust_env = False
+    session = environment_read_once(TrustingSession(), base_url)
     adapter = requests.adapters.HTTPAdapter(
         pool_connections=2, pool_maxsize=max(10, concurrency * 2), max_retries=0
     )

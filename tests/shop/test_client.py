@@ -172,6 +172,19 @@ def test_a_read_only_key_cannot_write_back_and_the_message_says_so(make_shop: Sh
     assert client.check_access().can_write is False
 
 
+def test_the_environment_is_read_once_and_proxy_variables_still_apply(
+    shop: ShopEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    session = woo_client(shop)._session
+    assert session.trust_env is False  # no scan of the environment and ~/.netrc per request
+    assert session.proxies.get("https") == "http://proxy.example:3128"
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert "https" not in woo_client(shop)._session.proxies
+
+
 def test_check_access_reports_what_it_can_discover(shop: ShopEmulator) -> None:
     shop.add_orders(order(i) for i in range(1, 6))
     info = woo_client(shop).check_access()

@@ -17,6 +17,7 @@ from woo2d365.sandbox.shop_data import SHIRT_PARENT_SKU, realistic_orders
 from woo2d365.shop.mapping import (
     content_fingerprint,
     decode_text,
+    email_of,
     modified_at_of,
     order_from_shop,
 )
@@ -64,6 +65,20 @@ def test_sample_order_maps_header_fields(sample: dict[str, Any]) -> None:
     assert order.payment_method == "bacs"
     assert order.created_at == datetime(2026, 11, 22, 5, 46, 56, tzinfo=UTC)
     assert order.modified_at == datetime(2026, 11, 22, 5, 48, 45, tzinfo=UTC)
+
+
+def test_email_of_reads_the_address_the_mapped_order_has_without_mapping_it(
+    sample: dict[str, Any],
+) -> None:
+    for raw in realistic_orders(40, seed=3, start_gmt=datetime(2026, 1, 5, tzinfo=UTC)):
+        assert email_of(raw) == order_from_shop(raw).email
+    sample["billing"]["email"] = "  Jan&amp;Co@Example.NL "
+    assert email_of(sample) == order_from_shop(sample).email == "Jan&Co@Example.NL"
+    sample["billing"] = []  # PHP's empty array
+    assert email_of(sample) == order_from_shop(sample).email == ""
+    sample["line_items"] = "not a list"  # the order cannot be mapped; its address still reads
+    assert email_of(sample) == ""
+    assert email_of({"id": 1}) == ""
 
 
 def test_dates_come_from_the_gmt_fields_not_the_shop_timezone(sample: dict[str, Any]) -> None:

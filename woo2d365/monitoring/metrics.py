@@ -16,8 +16,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest, write_to_textfile
-
 from woo2d365.clock import utc_now
 from woo2d365.errors import LockHeld, RunOutcome, StoreUnavailable, Woo2D365Error, outcome_of
 from woo2d365.model import OrderState
@@ -30,6 +28,8 @@ from woo2d365.monitoring.counts import (
 )
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Gauge
+
     from woo2d365.pipeline.sync import SyncResult
     from woo2d365.runtime import Runtime
 
@@ -138,6 +138,8 @@ class MetricsSnapshot:
 
 def render_metrics(snapshot: MetricsSnapshot) -> CollectorRegistry:
     """The metrics of one sync run, as a registry of their own (gauges: the last run's values)."""
+    from prometheus_client import CollectorRegistry, Gauge  # only a run that writes metrics
+
     registry = CollectorRegistry()
 
     def gauge(name: str, help_text: str, labels: Sequence[str] = ()) -> Gauge:
@@ -149,7 +151,7 @@ def render_metrics(snapshot: MetricsSnapshot) -> CollectorRegistry:
     return registry
 
 
-_GaugeFactory = Callable[..., Gauge]  # (name, help text, labels) → a gauge of the registry
+_GaugeFactory = Callable[..., "Gauge"]  # (name, help text, labels) → a gauge of the registry
 
 
 def _store_gauges(gauge: _GaugeFactory, snapshot: MetricsSnapshot) -> None:
@@ -235,12 +237,16 @@ def _api_gauges(gauge: _GaugeFactory, snapshot: MetricsSnapshot) -> None:
 
 def metrics_text(registry: CollectorRegistry) -> str:
     """The Prometheus text exposition of a registry."""
+    from prometheus_client import generate_latest
+
     return generate_latest(registry).decode("utf-8")
 
 
 def write_metrics_file(path: Path, registry: CollectorRegistry) -> None:
     """Write the textfile for node_exporter's collector atomically (``write_to_textfile``: a
     temporary file beside it, renamed), readable by the collector's user (0644)."""
+    from prometheus_client import write_to_textfile
+
     write_to_textfile(str(path), registry)
     os.chmod(path, 0o644)  # metrics only; node_exporter usually runs as another user
 

@@ -15,6 +15,9 @@ from woo2d365.model import OrderState
 from woo2d365.store.base import StateStore
 
 WAIT_SECONDS = 0.5  # a waiting consumer looks at its stop condition this often
+ORDERS_PER_COMMIT = 25
+"""Orders pull and validate write per transaction: push's fence, which takes the store's lock
+right before each send, waits for at most one such transaction."""
 
 
 class Handover:

@@ -25,6 +25,7 @@ What happens to one order:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +33,7 @@ from typing import Any
 from woo2d365.errors import OrderDataError, ShopError
 from woo2d365.model import OrderState
 from woo2d365.pipeline.context import RunContext
-from woo2d365.pipeline.handover import Handover
+from woo2d365.pipeline.handover import ORDERS_PER_COMMIT, Handover
 from woo2d365.pipeline.shipments import our_own_change, shipped_context
 from woo2d365.settings import WooCommerceSettings
 from woo2d365.shop.client import WooClient
@@ -177,11 +178,9 @@ def _pull_window(
     for page in shop.iter_orders_modified_after(start):
         result.pages += 1
         last_server_date = page.server_date or last_server_date
-        with ctx.store.batch():  # one commit per page
-            for raw in page.orders:
-                modified = _take(ctx, raw, result, explicit=False)
-                if modified is not None and (newest is None or modified > newest):
-                    newest = modified
+        modified = _store_page(ctx, page.orders, result)
+        if modified is not None and (newest is None or modified > newest):
+            newest = modified
         seen += len(page.orders)
         ctx.report_progress("pull", seen, max(page.total, seen) or None)
         if handover is not None:
@@ -198,6 +197,23 @@ def _pull_window(
         ctx.store.set_value(CURSOR_KEY, candidate.isoformat())
         cursor = candidate
     result.cursor = cursor
+
+
+def _store_page(
+    ctx: RunContext, orders: list[dict[str, Any]], result: PullResult
+) -> datetime | None:
+    """Store a page's orders, :data:`ORDERS_PER_COMMIT` a transaction, mapped before them so
+    the store's lock is held only for the writes (in sync, push's fence waits on that lock);
+    return the newest modification time."""
+    check = _Checked(orders, ctx.settings.woocommerce)
+    newest: datetime | None = None
+    for start in range(0, len(orders), ORDERS_PER_COMMIT):
+        with ctx.store.batch():
+            for raw in orders[start : start + ORDERS_PER_COMMIT]:
+                modified = _take(ctx, raw, result, explicit=False, check=check)
+                if modified is not None and (newest is None or modified > newest):
+                    newest = modified
+    return newest
 
 
 def _hand_over(handover: Handover, orders: list[dict[str, Any]]) -> None:
@@ -226,9 +242,17 @@ def _pull_ids(ctx: RunContext, shop: WooClient, order_ids: list[int], result: Pu
 
 
 def _take(
-    ctx: RunContext, raw: dict[str, Any], result: PullResult, *, explicit: bool
+    ctx: RunContext,
+    raw: dict[str, Any],
+    result: PullResult,
+    *,
+    explicit: bool,
+    check: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> datetime | None:
-    """Store one shop order as the module docstring says; return its modification time."""
+    """Store one shop order as the module docstring says; return its modification time.
+
+    ``check`` gives the order's mapping problem (default: :func:`_mapping_problem`)."""
+    check = check or _mapping_problem
     result.fetched += 1
     try:
         woo_id = order_id_of(raw)
@@ -245,7 +269,7 @@ def _take(
         return modified
     status = str(raw.get("status") or "")
     if before is None:
-        _take_unknown(ctx, raw, woo_id, modified, result, explicit=explicit)
+        _take_unknown(ctx, raw, woo_id, modified, result, explicit=explicit, check=check)
         return modified
     # Keep the latest version whatever it means, so the next overlap sees it as stored.
     ctx.store.save_pulled_order(_pulled(raw, woo_id, modified))
@@ -262,7 +286,7 @@ def _take(
     elif before.state in _PUSHED:
         _changed_after_push(ctx, before, raw, result)
     else:
-        _changed_before_push(ctx, before, raw, status, result)
+        _changed_before_push(ctx, before, raw, status, result, check)
     return modified
 
 
@@ -274,6 +298,7 @@ def _take_unknown(
     result: PullResult,
     *,
     explicit: bool,
+    check: Callable[[dict[str, Any]], str | None],
 ) -> None:
     reason = not_taken_reason(ctx.settings.woocommerce, raw)
     if reason is not None:
@@ -283,7 +308,7 @@ def _take_unknown(
         return
     ctx.store.save_pulled_order(_pulled(raw, woo_id, modified))
     result.new += 1
-    problem = _mapping_problem(raw)
+    problem = check(raw)
     if problem is None:
         ctx.event(STEP, f"pulled from the shop ({_summary(raw)})", woo_id=woo_id)
     else:
@@ -292,7 +317,12 @@ def _take_unknown(
 
 
 def _changed_before_push(
-    ctx: RunContext, before: OrderRecord, raw: dict[str, Any], status: str, result: PullResult
+    ctx: RunContext,
+    before: OrderRecord,
+    raw: dict[str, Any],
+    status: str,
+    result: PullResult,
+    check: Callable[[dict[str, Any]], str | None],
 ) -> None:
     woo_id = before.woo_id
     if before.state is OrderState.SKIPPED:
@@ -328,7 +358,7 @@ def _changed_before_push(
         message = f"{status} in the shop; not pushed unless it returns to a taken status"
     else:
         message = f"changed in the shop ({_changes(before, raw)}); it is validated again"
-    problem = _mapping_problem(raw)
+    problem = check(raw)
     if problem is not None:
         result.unreadable += 1
         ctx.event(STEP, f"{message}, but {problem}", level="warning", woo_id=woo_id)
@@ -392,6 +422,22 @@ def _mapping_problem(raw: dict[str, Any]) -> str | None:
     except OrderDataError as exc:
         return f"its data cannot be read: {exc}"
     return None
+
+
+class _Checked:
+    """:func:`_mapping_problem` of a page's orders in a taken status, found once up front."""
+
+    def __init__(self, orders: list[dict[str, Any]], settings: WooCommerceSettings) -> None:
+        self._problems = {
+            id(raw): _mapping_problem(raw)
+            for raw in orders
+            if settings.takes(str(raw.get("status") or ""))
+        }
+
+    def __call__(self, raw: dict[str, Any]) -> str | None:
+        if id(raw) in self._problems:
+            return self._problems[id(raw)]
+        return _mapping_problem(raw)
 
 
 def _summary(raw: dict[str, Any]) -> str:

@@ -63,7 +63,7 @@ from woo2d365.pipeline.kept import KeptDict, KeptList
 from woo2d365.pipeline.resolve import DELETED_DOCUMENT_KEY
 from woo2d365.pipeline.validate import problems_of, refresh_item_mirror
 from woo2d365.pipeline.write_back import ShopWriter, WriteBacks
-from woo2d365.shop.mapping import order_from_shop
+from woo2d365.shop.mapping import email_of, order_from_shop
 from woo2d365.store.base import OrderRecord
 
 STEP = "push"
@@ -304,7 +304,11 @@ def _push_windows(run: _Run, windows: Iterable[list[int]], total: int | None) ->
     keeper = ClaimKeeper(ctx.store, ctx.clock, ctx.settings.dynamics.timeout_seconds)
     run.claims = keeper
     progress = _Progress(ctx, total)
-    with keeper, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool:
+    with (
+        keeper,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="customers") as lookups,
+    ):
 
         def submit(claim: _Claim) -> None:
             room.acquire()
@@ -326,16 +330,23 @@ def _push_windows(run: _Run, windows: Iterable[list[int]], total: int | None) ->
         for window in windows:
             if run.stopping:
                 break
-            _prefetch_customers(run, window, dry_run=False)
+            # The window's customers are looked up while its first chunk is claimed and looked
+            # up; its orders reach the workers only once that lookup is done.
+            customers = lookups.submit(_guarded, run, _prefetch_window, window)
             for start in range(0, len(window), CHUNK):
                 if run.stopping:
                     break
                 chunk = window[start : start + CHUNK]
                 to_create = _claim_chunk(run, chunk)
                 progress.add(len(chunk) - len(to_create))  # adopted, or not claimed
+                customers.result()  # never raises: _guarded halts the run instead
                 for claim in to_create:
                     submit(claim)
     run.claims = None
+
+
+def _prefetch_window(run: _Run, window: list[int]) -> None:
+    _prefetch_customers(run, window, dry_run=False)
 
 
 class _Progress:
@@ -393,16 +404,20 @@ def _claim_chunk(run: _Run, ids: list[int]) -> list[_Claim]:
 def _claim_ready(run: _Run, ids: list[int]) -> list[_Claim]:
     """Claim those of ``ids`` still ready; the claims this run holds, read back."""
     ctx, store = run.ctx, run.ctx.store
+    records = store.list_orders(states=[OrderState.READY], woo_ids=ids, with_raw=True)
+    orders = {record.woo_id: _mapped(record) for record in records}
     tokens: dict[int, str] = {}
-    orders: dict[int, Order | None] = {}
-    for record in store.list_orders(states=[OrderState.READY], woo_ids=ids, with_raw=True):
-        order = orders[record.woo_id] = _mapped(record)
-        key = record.external_number or _key_of(run, order)
-        token = run.new_token()
-        if store.claim(record.woo_id, ctx.worker, ctx.clock(), token=token, key=key):
-            tokens[record.woo_id] = token
-            if run.claims is not None:
-                run.claims.add(record.woo_id, token)
+    # One transaction for the chunk (committed before its lookup and any send), in id order as
+    # every write to orders; the orders are mapped before it, outside the store's lock.
+    with store.batch():
+        for record in sorted(records, key=lambda r: r.woo_id):
+            key = record.external_number or _key_of(run, orders[record.woo_id])
+            token = run.new_token()
+            if store.claim(record.woo_id, ctx.worker, ctx.clock(), token=token, key=key):
+                tokens[record.woo_id] = token
+    if run.claims is not None:
+        for woo_id, token in tokens.items():
+            run.claims.add(woo_id, token)
     return [
         _Claim(r.woo_id, tokens[r.woo_id], r, orders[r.woo_id])
         for r in store.list_orders(woo_ids=sorted(tokens))
@@ -549,11 +564,7 @@ def _prefetch_customers(run: _Run, ids: list[int], *, dry_run: bool) -> None:
     addresses: list[str] = []
     for start in range(0, len(ids), WINDOW):
         for record in run.ctx.store.list_orders(woo_ids=ids[start : start + WINDOW], with_raw=True):
-            try:
-                email = order_from_shop(record.raw or {}).email
-            except OrderDataError:
-                continue
-            if email:
+            if email := email_of(record.raw or {}):
                 addresses.append(email)
     try:
         run.erp.prefetch_customers(addresses, dry_run=dry_run)
@@ -562,7 +573,8 @@ def _prefetch_customers(run: _Run, ids: list[int], *, dry_run: bool) -> None:
 
 
 def _guarded(run: _Run, work: Callable[[_Run, Any], None], item: Any) -> None:
-    """Run one order's work; anything unexpected stops the run and is raised at its end."""
+    """Run one piece of work (an order's, a window's customer lookup); anything unexpected
+    stops the run and is raised at its end."""
     if run.stop.is_set():
         return
     try:
@@ -862,18 +874,19 @@ def _push_one(run: _Run, claim: _Claim) -> None:
     finally:
         if run.claims is not None:
             run.claims.discard(claim.token)  # settled, released, or left in doubt to age out
-    if not _mark_pushed(run, claim, created):
-        return
+    with ctx.store.batch():  # the pushed state and its event in one commit
+        if not _mark_pushed(run, claim, created):
+            return
+        ctx.event(
+            STEP,
+            f"created in {run.erp.display_name} as sales order {created.number} "
+            f"({document.external_number})",
+            woo_id=woo_id,
+        )
     with run.lock:
         run.result.pushed.append(
             PushedOrder(woo_id, document.external_number, created.number, created.id)
         )
-    ctx.event(
-        STEP,
-        f"created in {run.erp.display_name} as sales order {created.number} "
-        f"({document.external_number})",
-        woo_id=woo_id,
-    )
     _compare_totals(run, order, created)
     if run.write_backs is not None:
         run.write_backs.add(woo_id, created.number)

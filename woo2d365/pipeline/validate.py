@@ -19,7 +19,7 @@ from woo2d365.erp.base import ErpTarget, ItemLookup, ItemRefresh
 from woo2d365.errors import DynamicsAuthenticationError, DynamicsError, OrderDataError
 from woo2d365.model import ZERO, Line, LineKind, Order, OrderState
 from woo2d365.pipeline.context import RunContext
-from woo2d365.pipeline.handover import Handover, handed_over_ids
+from woo2d365.pipeline.handover import ORDERS_PER_COMMIT, Handover, handed_over_ids
 from woo2d365.pipeline.kept import KeptDict, KeptList
 from woo2d365.settings import OrdersSettings
 from woo2d365.shop.mapping import order_from_shop
@@ -29,6 +29,7 @@ STEP = "validate"
 CHUNK = 200  # orders read and decided per store transaction
 ITEM_NUMBER_LENGTH = 20  # Business Central item No. is Code[20]
 VALIDATED_STATES = [OrderState.NEW, OrderState.HELD]
+_Decision = tuple[tuple[str, ...], tuple[str, ...]]  # (problems, unmapped SKUs) of one order
 
 
 @dataclass(frozen=True)
@@ -78,13 +79,14 @@ def resolve_lines(
     mode = orders.sku_match
     skus = [line.sku for line in order.lines if line.kind is LineKind.ITEM and line.sku]
     mapped: dict[str, str] = {}
-    if mode != "direct" and skus:
-        mapped = {m.sku: m.item_number.strip().upper() for m in store.sku_mappings(skus)}
-    candidates = set(mapped.values())
-    if mode != "map":
-        candidates.update(sku.upper() for sku in skus if len(sku) <= ITEM_NUMBER_LENGTH)
-    mirror = items if items is not None else store
-    found = mirror.items_by_number(sorted(candidates)) if candidates else {}
+    with store.batch():  # the map and the mirror read in one transaction
+        if mode != "direct" and skus:
+            mapped = {m.sku: m.item_number.strip().upper() for m in store.sku_mappings(skus)}
+        candidates = set(mapped.values())
+        if mode != "map":
+            candidates.update(sku.upper() for sku in skus if len(sku) <= ITEM_NUMBER_LENGTH)
+        mirror = items if items is not None else store
+        found = mirror.items_by_number(sorted(candidates)) if candidates else {}
 
     numbers: list[str | None] = []
     problems: list[str] = []
@@ -205,24 +207,44 @@ def validate(
         hand_over.start()
     checks_loaded = False
     highest: int | None = None
-    # A chunk at a time: bounded memory, and one commit per chunk instead of a few per order.
+    # A chunk at a time: bounded memory, and a commit per few orders instead of a few per order.
     for chunk in _chunks(store, order_ids, after, hand_over):
         if not checks_loaded:
             erp.load_checks()  # HTTP now: never inside the store transactions below
             checks_loaded = True
-        records = store.list_orders(states=VALIDATED_STATES, with_raw=True, woo_ids=chunk)
-        with store.batch():
-            for record in sorted(records, key=lambda r: r.woo_id):
-                if not ctx.settings.woocommerce.takes(record.shop_status):
-                    result.not_taken.append(record.woo_id)
-                    continue
-                _validate_one(ctx, erp, record, result, items=items)
+        _validate_chunk(ctx, erp, chunk, result, items=items)
         if hand_over is not None:
             if highest is not None and chunk[0] <= highest:
                 hand_over.late(chunk[0])
             highest = max(chunk[-1], highest or chunk[-1])
             hand_over.advance(highest)
     return result
+
+
+def _validate_chunk(
+    ctx: RunContext,
+    erp: ErpTarget,
+    chunk: list[int],
+    result: ValidateResult,
+    *,
+    items: ItemLookup | None,
+) -> None:
+    """Decide the chunk's orders, then record them :data:`ORDERS_PER_COMMIT` a transaction.
+
+    Deciding before the transactions keeps the store's lock for the writes alone: in sync, push
+    sends meanwhile, its fence waiting on that lock right before each send.
+    """
+    records = ctx.store.list_orders(states=VALIDATED_STATES, with_raw=True, woo_ids=chunk)
+    decided: list[tuple[OrderRecord, _Decision]] = []
+    for record in sorted(records, key=lambda r: r.woo_id):
+        if not ctx.settings.woocommerce.takes(record.shop_status):
+            result.not_taken.append(record.woo_id)
+            continue
+        decided.append((record, _problems_of_record(ctx, erp, record, items)))
+    for start in range(0, len(decided), ORDERS_PER_COMMIT):
+        with ctx.store.batch():
+            for record, (problems, unmapped) in decided[start : start + ORDERS_PER_COMMIT]:
+                _apply(ctx, record, problems, unmapped, result)
 
 
 def _chunks(
@@ -289,15 +311,14 @@ def problems_of(
     )
 
 
-def _validate_one(
+def _apply(
     ctx: RunContext,
-    erp: ErpTarget,
     record: OrderRecord,
+    problems: tuple[str, ...],
+    unmapped: tuple[str, ...],
     result: ValidateResult,
-    *,
-    items: ItemLookup | None,
 ) -> None:
-    problems, unmapped = _problems_of_record(ctx, erp, record, items)
+    """Record what was decided for one order: ``held`` or ``ready``."""
     if problems:
         _hold(ctx, record, problems, unmapped, result)
     else:
@@ -306,7 +327,7 @@ def _validate_one(
 
 def _problems_of_record(
     ctx: RunContext, erp: ErpTarget, record: OrderRecord, items: ItemLookup | None
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
+) -> _Decision:
     """``(problems, unmapped SKUs)`` of a stored order; an unreadable order is one problem."""
     try:
         order = order_from_shop(record.raw or {})

@@ -29,12 +29,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus, urlsplit
 
 import requests
-from oauthlib.oauth1 import (  # type: ignore[import-untyped]
-    SIGNATURE_HMAC_SHA256,
-    SIGNATURE_TYPE_QUERY,
-)
 from requests.auth import HTTPBasicAuth
-from requests_oauthlib import OAuth1
 
 from woo2d365 import __version__
 from woo2d365.errors import (
@@ -44,7 +39,12 @@ from woo2d365.errors import (
     ShopUnreachable,
     UsageError,
 )
-from woo2d365.http import TrustingSession, retry_after_seconds, server_date
+from woo2d365.http import (
+    TrustingSession,
+    environment_read_once,
+    retry_after_seconds,
+    server_date,
+)
 from woo2d365.retries import RetryPolicy, retrying
 from woo2d365.settings import WooCommerceSettings, redact_url
 from woo2d365.shop.mapping import SALES_ORDER_META_KEY as SALES_ORDER_META_KEY
@@ -168,7 +168,7 @@ class WooClient:
         self._count_lock = threading.Lock()
         self._batch_sizes: dict[str, int] = {}  # kind → items a batch, once it answered 413
         self._secrets = _secret_forms(self._key, self._secret)
-        self._session = session or TrustingSession()
+        self._session = session or environment_read_once(TrustingSession(), self.site)
         self._session.headers["User-Agent"] = USER_AGENT
         self._session.headers["Accept"] = "application/json"
         self._query_auth: dict[str, str] = {}
@@ -177,6 +177,13 @@ class WooClient:
         elif settings.auth == "query":
             self._query_auth = {"consumer_key": self._key, "consumer_secret": self._secret}
         else:
+            # Imported here: only a plain-http shop signs with OAuth 1.0a (start-up time).
+            from oauthlib.oauth1 import (  # type: ignore[import-untyped]
+                SIGNATURE_HMAC_SHA256,
+                SIGNATURE_TYPE_QUERY,
+            )
+            from requests_oauthlib import OAuth1
+
             self._session.auth = OAuth1(
                 self._key,
                 client_secret=self._secret,

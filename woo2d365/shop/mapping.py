@@ -93,6 +93,18 @@ def order_from_shop(raw: Mapping[str, Any]) -> Order:
     )
 
 
+def email_of(raw: Mapping[str, Any]) -> str:
+    """``order_from_shop(raw).email`` without mapping the whole order (``""`` when none)."""
+    billing = raw.get("billing") if isinstance(raw, Mapping) else None
+    if not isinstance(billing, Mapping):
+        return ""
+    return _email(billing).strip()  # as Order.email
+
+
+def _email(address: Mapping[str, Any]) -> str:
+    return decode_text(_text(address.get("email")))
+
+
 def _recorded_document(meta: Any) -> str:
     """The sales order number our write-back left in the order's meta, or ``""``."""
     if not isinstance(meta, list):
@@ -286,7 +298,7 @@ def _address(raw: Any, where: str) -> Address:
         state=field("state"),
         postcode=field("postcode"),
         country=field("country").strip().upper(),
-        email=field("email"),
+        email=_email(raw),
         phone=field("phone"),
     )
 

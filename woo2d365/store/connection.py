@@ -120,13 +120,82 @@ class Dialect(ABC):
         return self.name
 
 
+class ConnectionLock:
+    """The lock in front of a store's one connection: reentrant, with a lane for urgent callers.
+
+    An urgent caller is the fence of a create, which writes to the store inside a Dynamics request
+    slot right before the send (docs/architecture.md, "Exactly once", step 3): every millisecond
+    it waits leaves a slot idle. When the lock is freed, a waiting urgent caller gets it before
+    any other waiter, and no one else takes it while an urgent caller waits; a holder's own
+    nested calls never wait.
+    """
+
+    def __init__(self) -> None:
+        guard = threading.Lock()
+        self._urgent_turn = threading.Condition(guard)
+        self._other_turn = threading.Condition(guard)
+        self._urgent = 0  # urgent callers waiting
+        self._owner: int | None = None
+        self._depth = 0
+
+    def acquire(self, *, urgent: bool = False) -> None:
+        """Take the lock (again, when this thread holds it)."""
+        me = threading.get_ident()
+        with self._urgent_turn:
+            if self._owner == me:
+                self._depth += 1
+                return
+            try:
+                if urgent:
+                    self._urgent += 1
+                    try:
+                        self._urgent_turn.wait_for(lambda: self._owner is None)
+                    finally:
+                        self._urgent -= 1
+                else:
+                    self._other_turn.wait_for(lambda: self._owner is None and not self._urgent)
+            except BaseException:  # Ctrl-C while waiting: the turn it was given passes on
+                self._wake()
+                raise
+            self._owner, self._depth = me, 1
+
+    def release(self) -> None:
+        """Give the lock back (the last nested release frees it)."""
+        with self._urgent_turn:
+            self._depth -= 1
+            if self._depth:
+                return
+            self._owner = None
+            self._wake()
+
+    def _wake(self) -> None:
+        """The lock is free: one waiter may take it, an urgent one first (guard held)."""
+        if self._owner is None:
+            (self._urgent_turn if self._urgent else self._other_turn).notify()
+
+    @contextmanager
+    def held(self, *, urgent: bool = False) -> Iterator[None]:
+        """Hold the lock for the block."""
+        self.acquire(urgent=urgent)
+        try:
+            yield
+        finally:
+            self.release()
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class SqlRoom:
     """One connection to the store's database and its transactions; each room builds on it."""
 
     def __init__(self, dialect: Dialect, *, clock: Callable[[], datetime] | None = None) -> None:
         self.dialect = dialect
         self.clock = clock or utc_now
-        self._lock = threading.RLock()
+        self._lock = ConnectionLock()
         self._conn: Any = None
         self._shared: Any = None  # the cursor of an open batch(); its owner holds _lock
 
@@ -161,9 +230,10 @@ class SqlRoom:
                     self._shared = None
 
     @contextmanager
-    def _tx(self) -> Iterator[Any]:
-        """One transaction; operational errors become :class:`StoreUnavailable`."""
-        with self._lock:
+    def _tx(self, *, urgent: bool = False) -> Iterator[Any]:
+        """One transaction (``urgent``: see :class:`ConnectionLock`); operational errors become
+        :class:`StoreUnavailable`."""
+        with self._lock.held(urgent=urgent):
             if self._shared is not None:
                 yield self._shared  # part of the open batch, committed with it
                 return
@@ -202,9 +272,11 @@ class SqlRoom:
         cur.execute(self._sql(statement), tuple(params))
         return int(cur.rowcount)
 
-    def _changes_one(self, statement: str, params: Sequence[Any] = ()) -> bool:
+    def _changes_one(
+        self, statement: str, params: Sequence[Any] = (), *, urgent: bool = False
+    ) -> bool:
         """Run one write in its own transaction; True when it changed exactly one row."""
-        with self._tx() as cur:
+        with self._tx(urgent=urgent) as cur:
             return self._exec(cur, statement, params) == 1
 
     def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:

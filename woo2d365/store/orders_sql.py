@@ -297,7 +297,7 @@ class SqlOrders(ClaimedRoom):
         """Renew the claim ``token`` if it still holds the order; with ``sending``, also record
         ``now`` as the time of the last create sent. False: the claim is lost."""
         return self._changes_one(
-            *ORDER_CLAIMS.confirm(woo_id, token, to_db_time(now), sending=sending)
+            *ORDER_CLAIMS.confirm(woo_id, token, to_db_time(now), sending=sending), urgent=sending
         )
 
     def set_last_sent(self, woo_id: int, token: str, sent_at: datetime | None) -> bool:

@@ -171,7 +171,8 @@ class SqlRefunds(ClaimedRoom):
     ) -> bool:
         """Renew the claim if ``token`` still holds it (with ``sending``, stamp the send)."""
         return self._changes_one(
-            *REFUND_CLAIMS.confirm(refund_id, token, to_db_time(now), sending=sending)
+            *REFUND_CLAIMS.confirm(refund_id, token, to_db_time(now), sending=sending),
+            urgent=sending,
         )
 
     def set_refund_last_sent(self, refund_id: int, token: str, sent_at: datetime | None) -> bool:
