@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from woo2d365.clock import utc_now
 from woo2d365.errors import Woo2D365Error
@@ -19,7 +19,7 @@ from woo2d365.store.base import OrderRecord, StateStore
 from woo2d365.store.stock import last_stock_run
 
 if TYPE_CHECKING:
-    from woo2d365.settings import LoadedSettings
+    from woo2d365.settings import LoadedSettings, Settings
 
 log = logging.getLogger("woo2d365.monitoring")
 
@@ -55,7 +55,7 @@ class CheckLimits:
     @classmethod
     def from_settings(
         cls,
-        settings: Any,
+        settings: Settings,
         *,
         max_age: str | None = None,
         critical_age: str | None = None,
