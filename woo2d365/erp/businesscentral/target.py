@@ -387,7 +387,6 @@ class BusinessCentralTarget:
             for key, rows in grouped.items()
         }
 
-    # -- customers ------------------------------------------------------------------------------
     # -- credit memos (refunds) -----------------------------------------------------------------
     def credit_memo_number(self, order: Order, refund_id: int) -> str:
         """``orders.document_prefix`` + shop number + ``-R`` + refund id."""
