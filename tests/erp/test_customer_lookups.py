@@ -16,6 +16,7 @@ import pytest
 
 from tests.erp.pipeline_helpers import Clock, make_context, put_order, simple_order
 from tests.erp.sandbox_fixtures import make_client, make_settings, make_target, settle
+from tests.fixtures.proxies import assert_environment_read_once
 from woo2d365.erp.businesscentral.target import CUSTOMER_SENT_PREFIX
 from woo2d365.erp.odata_query import MAX_FILTER_CHARACTERS
 from woo2d365.model import OrderState
@@ -119,14 +120,7 @@ def test_many_addresses_are_looked_up_in_requests_that_each_fit_in_a_url(
 def test_the_environment_is_read_once_and_proxy_variables_still_apply(
     bc_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    session = make_client(bc_settings)._session
-    assert session.trust_env is False  # no scan of the environment and ~/.netrc per request
-    assert session.proxies.get("https") == "http://proxy.example:3128"
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    assert "https" not in make_client(bc_settings)._session.proxies
+    assert_environment_read_once(lambda: make_client(bc_settings)._session, monkeypatch)
 
 
 def test_a_customer_create_without_answer_is_sent_again_only_after_the_request_limit(

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
+from tests.fixtures.proxies import assert_environment_read_once
 from tests.shop.conftest import (
     CONSUMER_KEY,
     CONSUMER_SECRET,
@@ -175,14 +176,7 @@ def test_a_read_only_key_cannot_write_back_and_the_message_says_so(make_shop: Sh
 def test_the_environment_is_read_once_and_proxy_variables_still_apply(
     shop: ShopEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    session = woo_client(shop)._session
-    assert session.trust_env is False  # no scan of the environment and ~/.netrc per request
-    assert session.proxies.get("https") == "http://proxy.example:3128"
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    assert "https" not in woo_client(shop)._session.proxies
+    assert_environment_read_once(lambda: woo_client(shop)._session, monkeypatch)
 
 
 def test_check_access_reports_what_it_can_discover(shop: ShopEmulator) -> None:
