@@ -208,19 +208,12 @@ def _store_page(
     check = _Checked(orders, ctx.settings.woocommerce)
     newest: datetime | None = None
     for start in range(0, len(orders), ORDERS_PER_COMMIT):
-        # In id order, as every write to orders (docs/architecture.md, "Exactly once", 5): a
-        # page comes by modification time, and InnoDB would deadlock on opposite orders.
         with ctx.store.batch():
-            for raw in sorted(orders[start : start + ORDERS_PER_COMMIT], key=_id_or_zero):
+            for raw in orders[start : start + ORDERS_PER_COMMIT]:
                 modified = _take(ctx, raw, result, explicit=False, check=check)
                 if modified is not None and (newest is None or modified > newest):
                     newest = modified
     return newest
-
-
-def _id_or_zero(raw: dict[str, Any]) -> int:
-    woo_id = raw.get("id")
-    return woo_id if isinstance(woo_id, int) else 0
 
 
 def _hand_over(handover: Handover, orders: list[dict[str, Any]]) -> None:
