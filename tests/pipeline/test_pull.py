@@ -314,6 +314,24 @@ def test_a_change_in_the_same_second_as_the_stored_version_is_not_missed(
     assert record.raw["customer_note"] == "Please ring twice"
 
 
+def test_a_pages_orders_are_written_in_id_order_as_every_write_to_orders(
+    puller: Puller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pull lists by id (orderby=id), not by modification time: here the newest id changed first.
+    for woo_id in (1, 2, 3):
+        puller.shop.add_order(order(woo_id, created=T0 + timedelta(minutes=10 - woo_id)))
+    written: list[int] = []
+    save = puller.store.save_pulled_order
+
+    def recording(pulled: Any) -> Any:
+        written.append(pulled.woo_id)
+        return save(pulled)
+
+    monkeypatch.setattr(puller.store, "save_pulled_order", recording)
+    assert puller().new == 3
+    assert written == [1, 2, 3], "InnoDB deadlocks when two connections lock in opposite orders"
+
+
 def test_an_order_only_touched_in_the_shop_stays_as_it_is(puller: Puller, clock: Clock) -> None:
     puller.shop.add_order(order(1))
     puller()
