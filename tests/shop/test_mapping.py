@@ -243,6 +243,15 @@ def test_malformed_structures_raise_order_data_errors(
         order_from_shop(sample)
 
 
+@pytest.mark.parametrize("digits", ["²", "١٢", "4²"])
+def test_an_id_in_digits_other_than_ascii_is_an_order_data_error(
+    sample: dict[str, Any], digits: str
+) -> None:
+    sample["customer_id"] = digits  # str.isdigit() says yes to these, int() does not (or differs)
+    with pytest.raises(OrderDataError, match="order 14: customer_id is not a whole number"):
+        order_from_shop(sample)
+
+
 def test_fingerprint_ignores_our_own_write_back_and_modification_times(
     sample: dict[str, Any],
 ) -> None:

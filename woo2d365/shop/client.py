@@ -799,7 +799,7 @@ def _total_pages(response: requests.Response, page: int, count: int, size: int) 
 
 def _int_header(response: requests.Response, name: str) -> int | None:
     value = response.headers.get(name, "").strip()
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def _error_fields(response: requests.Response) -> tuple[str | None, str]:

@@ -376,8 +376,8 @@ def _int(value: Any, where: str) -> int:
         raise OrderDataError(f"{where} is not a whole number: {value!r}")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())  # ASCII only: "²" is a digit to str.isdigit, not to int()
     if value is None or value == "":
         return 0
     raise OrderDataError(f"{where} is not a whole number: {value!r:.40}")
