@@ -300,6 +300,31 @@ def test_never_more_requests_in_flight_than_max_concurrency(
     assert bc.max_in_flight_seen == 2
 
 
+def test_the_send_guard_writes_before_the_request_slot_and_checks_again_inside_it(
+    with_customer: BusinessCentralEmulator,
+) -> None:
+    client = make_client(make_settings(with_customer, dynamics={"max_concurrency": 1}))
+    client.company_id()
+    calls: list[str] = []
+
+    class Guard:
+        def before_slot(self) -> None:
+            # The fence's store write may wait on the store: it must not hold the only slot.
+            reader = threading.Thread(target=client.find_customers_by_email, args=("x@y.nl",))
+            reader.start()
+            reader.join(timeout=10)
+            calls.append("before_slot: " + ("blocked a read" if reader.is_alive() else "read ran"))
+
+        def before_send(self) -> None:
+            calls.append("before_send")
+
+        def not_sent(self) -> None:
+            calls.append("not_sent")
+
+    client.create_sales_order(_order_body(), Guard())
+    assert calls == ["before_slot: read ran", "before_send"]
+
+
 def test_the_client_paces_itself_inside_the_rate_limit(sandbox_ca: Any, monkeypatch: Any) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(sandbox_ca.ca_path))
     with BusinessCentralEmulator(ca=sandbox_ca, rate_limit=3, rate_window_seconds=0.5) as bc:

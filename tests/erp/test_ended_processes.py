@@ -98,7 +98,7 @@ def test_an_order_sent_by_an_ended_process_and_not_found_waits_for_the_request_l
     clock = Clock()
     make_target(bc_settings, sqlite_store).refresh_items()  # what validate did before the claim
     _pushing(sqlite_store, 9102, ended_worker, clock)
-    assert sqlite_store.confirm_claim(9102, "t9102", clock(), sending=True)  # its create left
+    assert sqlite_store.confirm_claim(9102, "t9102", clock(), sent_at=clock())  # its create left
 
     def run() -> PushResult:
         return push(

@@ -46,12 +46,14 @@ def test_a_claim_fixes_the_key_counts_an_attempt_and_fences_every_settling_write
     # A take-over before the claim is old enough fails; after, the old token is fenced off.
     assert not store.claim_refund_in_doubt(16, "host:2", T0, T0 - timedelta(seconds=1), token="b")
     assert store.claim_refund_in_doubt(16, "host:2", T0, T0 + timedelta(seconds=1), token="b")
-    assert not store.confirm_refund_claim(16, "a", T0, sending=True)
+    assert not store.confirm_refund_claim(16, "a", T0, sent_at=T0)
     assert not store.mark_refund_pushed(
         16, d365_id="x", d365_number="S-CR1", external_number="WC-14-R16", now=T0, token="a",
         post=False, note=True,
     )  # fmt: skip
-    assert store.confirm_refund_claim(16, "b", T0 + timedelta(seconds=2), sending=True)
+    assert store.confirm_refund_claim(
+        16, "b", T0 + timedelta(seconds=2), sent_at=T0 + timedelta(seconds=2)
+    )
     record = store.get_refund(16)
     assert record is not None and record.last_sent_at == T0 + timedelta(seconds=2)
     assert store.in_doubt_refund_ids(T0 + timedelta(seconds=3)) == [16]

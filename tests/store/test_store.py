@@ -119,7 +119,9 @@ def test_settling_writes_hold_only_for_the_claim_that_holds_the_order(store: Sql
     cutoff = T0 + timedelta(minutes=5)
     assert store.claim_in_doubt(3, "rescuer", T0 + timedelta(minutes=6), cutoff, token="new")
     # The first owner wakes up: it can neither renew, nor send, nor settle.
-    assert not store.confirm_claim(3, "old", T0 + timedelta(minutes=7), sending=True)
+    assert not store.confirm_claim(
+        3, "old", T0 + timedelta(minutes=7), sent_at=T0 + timedelta(minutes=7)
+    )
     assert store.renew_claims([(3, "old"), (3, "new")], T0 + timedelta(minutes=7)) == {"new"}
     assert not store.set_state(3, OrderState.READY, expect=[OrderState.PUSHING], token="old")
     assert not store.mark_pushed(
@@ -132,10 +134,10 @@ def test_settling_writes_hold_only_for_the_claim_that_holds_the_order(store: Sql
         "new",
         None,
     )
-    sent = T0 + timedelta(minutes=8)
-    assert store.confirm_claim(3, "new", sent, sending=True)
+    renewed, sent = T0 + timedelta(minutes=8), T0 + timedelta(minutes=8, seconds=1)
+    assert store.confirm_claim(3, "new", renewed, sent_at=sent)  # a send to leave by ``sent``
     record = store.get_order(3)
-    assert record is not None and record.last_sent_at == sent and record.claimed_at == sent
+    assert record is not None and record.last_sent_at == sent and record.claimed_at == renewed
     assert store.mark_pushed(
         3, d365_id="g", d365_number="S1", external_number="WC-3", now=sent, token="new"
     )

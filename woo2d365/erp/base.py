@@ -71,11 +71,21 @@ class CreatedDocument:
 
 
 class SendGuard(Protocol):
-    """The pipeline's fence around one create: consulted right before every send of it."""
+    """The pipeline's fence around one create: consulted before every send of it.
+
+    ``before_slot`` is asked before the request waits for a request slot (where a store write
+    costs no slot time), ``before_send`` inside the slot right before the request leaves.
+    """
+
+    def before_slot(self) -> None:
+        """Raise :class:`~woo2d365.errors.ClaimLost` if the order's claim is no longer held;
+        otherwise renew it and record the send time (before every send and re-send)."""
+        ...
 
     def before_send(self) -> None:
-        """Raise :class:`~woo2d365.errors.ClaimLost` if the order's claim is no longer held;
-        otherwise renew it and record the send time (called before every send and re-send)."""
+        """Raise :class:`~woo2d365.errors.ClaimLost` if the request may no longer leave: the
+        last moment ``before_slot`` recorded has passed and the claim is lost, or the run lost
+        its lease. Fast when ``before_slot`` has just run."""
         ...
 
     def not_sent(self) -> None:

@@ -2,10 +2,11 @@
 
 One place for what does not depend on which Dynamics answers (``docs/architecture.md``,
 "Exactly once", step 3): at most ``dynamics.max_concurrency`` requests in flight, paced by the
-sliding-window limiter; the :class:`~woo2d365.erp.base.SendGuard` asked right before a request
-leaves and told when the answer proves it never ran; one token refresh on 401; transport errors
-turned into outcomes; ``@odata.nextLink`` followed verbatim. What an answer *means* is the
-subclass's :meth:`ODataClient._classify` (each product has its own error bodies).
+sliding-window limiter; the :class:`~woo2d365.erp.base.SendGuard` asked before a request waits
+for its slot and again right before it leaves, and told when the answer proves it never ran;
+one token refresh on 401; transport errors turned into outcomes; ``@odata.nextLink`` followed
+verbatim. What an answer *means* is the subclass's :meth:`ODataClient._classify` (each product
+has its own error bodies).
 
 Both Dynamics clients are built on it; it imports from neither product. The pace lives in
 :mod:`woo2d365.erp.pacing`, the query syntax in :mod:`woo2d365.erp.odata_query`.
@@ -168,8 +169,9 @@ class ODataClient:
     ) -> requests.Response:
         """Send once (plus one token refresh on 401); raise the classified error of the answer.
 
-        ``guard`` is asked right before the request leaves (inside the request slot, after any
-        wait for the pace), and told when the answer proves the request never ran.
+        ``guard`` is asked before the request waits for a slot (its store write then holds no
+        slot), again right before the request leaves (inside the slot, after any wait for the
+        pace), and told when the answer proves the request never ran.
         """
         refreshed = False
         while True:
@@ -200,6 +202,8 @@ class ODataClient:
     ) -> requests.Response:
         """One request in a slot, errors counted; no answer raises its transport outcome."""
         try:
+            if guard is not None:
+                guard.before_slot()
             with self._slot():
                 if guard is not None:
                     guard.before_send()

@@ -1,33 +1,43 @@
-"""The fence around one create: the claim is confirmed right before every send.
+"""The fence around one create: the claim is confirmed before every send.
 
 docs/architecture.md, "Exactly once", step 3: a pusher that lost its run lease or its claim
 sends nothing; each send renews the claim and records its time, and an answer that proves the
 request never ran puts the previous send time back. Orders (``pipeline/push.py``) and refunds
 (``pipeline/refunds.py``) are fenced by the same rule over their own store rows.
+
+The store write is made before the request waits for its Dynamics request slot, so no slot is
+held for it: the claim is renewed and the send stamped with the *latest* moment the request may
+leave (now + :attr:`ClaimFence.window`, so the request-limit wait of an order in doubt counts
+from no earlier than the real send). Inside the slot the request leaves only if that moment has
+not passed; after a longer wait (the pace) the claim is confirmed again there. The window is at
+most a quarter of the claim's time-out, so no other process can take the claim over before it
+runs out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from woo2d365.errors import ClaimLost
 from woo2d365.pipeline.context import RunContext
+
+WINDOW_SECONDS = 1.0  # the longest a confirmation made before the slot lets the request wait
 
 
 class ClaimFence:
     """A :class:`~woo2d365.erp.base.SendGuard` over one claimed row.
 
-    ``confirm(now)`` renews the claim and stamps the send (False: the claim is another's);
-    ``restore(previous)`` puts the row's previous send time back; ``taken`` is what a lost claim
-    says.
+    ``confirm(now, until)`` renews the claim at ``now`` and stamps the send as made by
+    ``until`` (False: the claim is another's); ``restore(previous)`` puts the row's previous
+    send time back; ``taken`` is what a lost claim says.
     """
 
     def __init__(
         self,
         ctx: RunContext,
         *,
-        confirm: Callable[[datetime], bool],
+        confirm: Callable[[datetime, datetime], bool],
         restore: Callable[[datetime | None], object],
         previous: datetime | None,
         taken: str,
@@ -35,20 +45,35 @@ class ClaimFence:
         self.ctx = ctx
         self._confirm, self._restore, self._taken = confirm, restore, taken
         self.previous_send = previous
-        self.sent_at: datetime | None = None
+        self.sent_at: datetime | None = None  # the stamp of the current send: it left by then
+        quarter = ctx.settings.dynamics.timeout_seconds / 4
+        self.window = timedelta(seconds=min(WINDOW_SECONDS, quarter))
 
-    def before_send(self) -> None:
+    def before_slot(self) -> None:
         """Refuse when the run lost its lease or the claim; else renew it and stamp the send."""
-        if self.ctx.lease_lost.is_set():
-            raise ClaimLost("the run lost its lease: nothing more is sent")
-        now = self.ctx.clock()
-        if not self._confirm(now):
-            raise ClaimLost(self._taken)
+        self._check_lease()
         if self.sent_at is not None:
             self.previous_send = self.sent_at
-        self.sent_at = now
+        self._confirm_until()
+
+    def before_send(self) -> None:
+        """Refuse when the run lost its lease; confirm again when the stamp's moment has passed."""
+        self._check_lease()
+        if self.sent_at is None or self.ctx.clock() > self.sent_at:
+            self._confirm_until()
 
     def not_sent(self) -> None:
         """The send never ran: the row's last send is the one before it."""
         self._restore(self.previous_send)
         self.sent_at = None
+
+    def _check_lease(self) -> None:
+        if self.ctx.lease_lost.is_set():
+            raise ClaimLost("the run lost its lease: nothing more is sent")
+
+    def _confirm_until(self) -> None:
+        now = self.ctx.clock()
+        until = now + self.window
+        if not self._confirm(now, until):
+            raise ClaimLost(self._taken)
+        self.sent_at = until

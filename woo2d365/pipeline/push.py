@@ -12,9 +12,10 @@
    are looked up in Dynamics in one request: what exists is *adopted* (recorded ``pushed``), never
    created again — so a new, restored or moved state store is safe. A shop order whose meta names
    a document Dynamics does not show is held rather than created twice.
-5. Each remaining order is sent with ONE create request, fenced: right before every send (and
-   every re-send after a backoff) the claim is confirmed and renewed, and the send time recorded;
-   a process that lost its claim sends nothing. Every settling write is conditional on the token.
+5. Each remaining order is sent with ONE create request, fenced: before every send (and every
+   re-send after a backoff) the claim is confirmed and renewed, and the send time recorded
+   (``pipeline/fence.py``: before the request slot, checked again inside it); a process that
+   lost its claim sends nothing. Every settling write is conditional on the token.
 
    * created → ``pushed`` with id and number; Dynamics' total is compared with the shop's;
    * refused → ``failed`` with Dynamics' message; the order's data is unusable → ``held``;
@@ -840,7 +841,7 @@ def _fence(run: _Run, claim: _Claim) -> ClaimFence:
     store, woo_id, token = run.ctx.store, claim.woo_id, claim.token
     return ClaimFence(
         run.ctx,
-        confirm=lambda now: store.confirm_claim(woo_id, token, now, sending=True),
+        confirm=lambda now, until: store.confirm_claim(woo_id, token, now, sent_at=until),
         restore=lambda previous: store.set_last_sent(woo_id, token, previous),
         previous=claim.record.last_sent_at,
         taken="another process holds this order now",

@@ -396,7 +396,7 @@ def _fence(state: _Run, record: RefundRecord, token: str) -> ClaimFence:
     store, refund_id = state.ctx.store, record.refund_id
     return ClaimFence(
         state.ctx,
-        confirm=lambda now: store.confirm_refund_claim(refund_id, token, now, sending=True),
+        confirm=lambda now, until: store.confirm_refund_claim(refund_id, token, now, sent_at=until),
         restore=lambda previous: store.set_refund_last_sent(refund_id, token, previous),
         previous=record.last_sent_at,
         taken="another process holds this refund now",

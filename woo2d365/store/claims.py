@@ -95,10 +95,10 @@ class ClaimedTable:
             [claimer, stamp, token, stamp, row_id, _PUSHING, older_than],
         )
 
-    def confirm(self, row_id: int, token: str, stamp: str, *, sending: bool) -> Statement:
-        """Renew the claim ``token``; with ``sending`` record ``stamp`` as the last send."""
-        sets = "claimed_at = ?" + (", last_sent_at = ?" if sending else "")
-        params: list[Any] = [stamp, stamp] if sending else [stamp]
+    def confirm(self, row_id: int, token: str, stamp: str, *, sent_at: str | None) -> Statement:
+        """Renew the claim ``token`` at ``stamp``; record ``sent_at`` as the last send if given."""
+        sets = "claimed_at = ?" + (", last_sent_at = ?" if sent_at is not None else "")
+        params: list[Any] = [stamp] if sent_at is None else [stamp, sent_at]
         return (
             f"UPDATE {self.table} SET {sets} WHERE {self.key} = ? AND state = ? "
             "AND claim_token = ?",

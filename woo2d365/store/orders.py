@@ -161,9 +161,10 @@ class OrderStore(Protocol):
         ...
 
     def confirm_claim(
-        self, woo_id: int, token: str, now: datetime, *, sending: bool = False
+        self, woo_id: int, token: str, now: datetime, *, sent_at: datetime | None = None
     ) -> bool:
-        """Renew claim ``token``; with ``sending`` record the send time. False: claim lost."""
+        """Renew claim ``token`` at ``now``; record ``sent_at`` as the last send if given (a
+        send about to leave, by that time). False: the claim is lost."""
         ...
 
     def set_last_sent(self, woo_id: int, token: str, sent_at: datetime | None) -> bool:

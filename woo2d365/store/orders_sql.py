@@ -292,12 +292,14 @@ class SqlOrders(ClaimedRoom):
         )
 
     def confirm_claim(
-        self, woo_id: int, token: str, now: datetime, *, sending: bool = False
+        self, woo_id: int, token: str, now: datetime, *, sent_at: datetime | None = None
     ) -> bool:
-        """Renew the claim ``token`` if it still holds the order; with ``sending``, also record
-        ``now`` as the time of the last create sent. False: the claim is lost."""
+        """Renew the claim ``token`` at ``now`` if it still holds the order; record ``sent_at`` as
+        the time of the last create sent, if given. False: the claim is lost."""
+        sending = sent_at is not None
         return self._changes_one(
-            *ORDER_CLAIMS.confirm(woo_id, token, to_db_time(now), sending=sending), urgent=sending
+            *ORDER_CLAIMS.confirm(woo_id, token, to_db_time(now), sent_at=opt_db_time(sent_at)),
+            urgent=sending,
         )
 
     def set_last_sent(self, woo_id: int, token: str, sent_at: datetime | None) -> bool:

@@ -98,9 +98,10 @@ class RefundStore(Protocol):
         ...
 
     def confirm_refund_claim(
-        self, refund_id: int, token: str, now: datetime, *, sending: bool = False
+        self, refund_id: int, token: str, now: datetime, *, sent_at: datetime | None = None
     ) -> bool:
-        """Renew the claim if ``token`` still holds it (with ``sending``, stamp the send)."""
+        """Renew the claim at ``now`` if ``token`` still holds it (with ``sent_at``, stamp the
+        send)."""
         ...
 
     def set_refund_last_sent(self, refund_id: int, token: str, sent_at: datetime | None) -> bool:

@@ -167,12 +167,13 @@ class SqlRefunds(ClaimedRoom):
         )
 
     def confirm_refund_claim(
-        self, refund_id: int, token: str, now: datetime, *, sending: bool = False
+        self, refund_id: int, token: str, now: datetime, *, sent_at: datetime | None = None
     ) -> bool:
-        """Renew the claim if ``token`` still holds it (with ``sending``, stamp the send)."""
+        """Renew the claim at ``now`` if ``token`` still holds it (with ``sent_at``, stamp the
+        send)."""
         return self._changes_one(
-            *REFUND_CLAIMS.confirm(refund_id, token, to_db_time(now), sending=sending),
-            urgent=sending,
+            *REFUND_CLAIMS.confirm(refund_id, token, to_db_time(now), sent_at=opt_db_time(sent_at)),
+            urgent=sent_at is not None,
         )
 
     def set_refund_last_sent(self, refund_id: int, token: str, sent_at: datetime | None) -> bool:

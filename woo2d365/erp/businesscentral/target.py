@@ -682,6 +682,9 @@ class _CustomerSend:
                 "(dynamics.request_limit_seconds)"
             )
 
+    def before_slot(self) -> None:
+        """Nothing yet: the stamp is written inside the slot (a customer create is rare)."""
+
     def before_send(self) -> None:
         """Stamp the send before the request leaves."""
         self.store.set_value(self.key, self.clock().isoformat())
