@@ -49,6 +49,7 @@ from woo2d365.pipeline.retry import retry_refunds
 from woo2d365.runtime import Runtime
 from woo2d365.settings import LoadedSettings, load_settings
 from woo2d365.store import SqlStore, open_store
+from woo2d365.threads import answer_sooner
 
 
 @dataclass
@@ -1075,6 +1076,8 @@ _examples_one_per_line(app, map_sku_app)
 
 
 def main() -> None:
-    """Console-script entry point: the malloc arenas limited before any thread starts."""
+    """Console-script entry point: the malloc arenas limited before any thread starts, and
+    threads switched sooner (``threads.py``)."""
     limit_arenas()
+    answer_sooner()
     app()

@@ -1,4 +1,5 @@
-"""The malloc arenas are limited by the CLI's entry point (docs/architecture.md, "Memory")."""
+"""What the CLI's entry point sets before anything else: the malloc arenas limited
+(docs/architecture.md, "Memory") and a shorter switch interval between threads (``threads.py``)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ import textwrap
 import pytest
 
 from woo2d365.allocator import ARENAS
+from woo2d365.threads import SWITCH_INTERVAL_SECONDS
 
 THREADS = 6
 
-# Starts the CLI's entry point (or not), then THREADS threads that each allocate while all are
-# alive, and prints how many arenas glibc's malloc_info reports.
-PROBE = textwrap.dedent(
-    f"""
-    import ctypes, sys, tempfile, threading
+# Starts the CLI's entry point ("cli") or not ("bare"), as the first lines of each probe.
+START = textwrap.dedent(
+    """
+    import sys
     if sys.argv[1] == "cli":
         from woo2d365 import cli
         sys.argv = ["woo2d365", "--version"]
@@ -25,6 +26,14 @@ PROBE = textwrap.dedent(
             cli.main()
         except SystemExit:
             pass
+    """
+)
+
+# Then THREADS threads that each allocate while all are alive, and prints how many arenas
+# glibc's malloc_info reports.
+PROBE = START + textwrap.dedent(
+    f"""
+    import ctypes, tempfile, threading
     libc = ctypes.CDLL(None)
     libc.malloc.restype = ctypes.c_void_p
     libc.fopen.restype = ctypes.c_void_p
@@ -83,3 +92,14 @@ def test_the_entry_point_keeps_every_thread_within_two_malloc_arenas() -> None:
 @glibc_only
 def test_an_operators_malloc_arena_max_wins() -> None:
     assert _arenas("cli", operator_limit="4") == 4
+
+
+@pytest.mark.parametrize(("start", "expected"), [("cli", SWITCH_INTERVAL_SECONDS), ("bare", 0.005)])
+def test_the_entry_point_shortens_the_interpreters_switch_interval(
+    start: str, expected: float
+) -> None:
+    probe = START + "print(sys.getswitchinterval())\n"
+    done = subprocess.run(
+        [sys.executable, "-c", probe, start], capture_output=True, text=True, check=True
+    )
+    assert float(done.stdout.split()[-1]) == pytest.approx(expected)
