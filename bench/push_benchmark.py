@@ -14,8 +14,9 @@ Two sandboxes with the same orders:
 
 The floor is the fewest Dynamics requests possible × latency ÷ 5 concurrent, with fewest =
 orders + new customers + the fixed per-run requests (company, item list, countries, customer
-list). Targets: Dynamics requests ≤ 1.05 × (orders + new customers); wall time ≤ 1.3 × floor.
-A target that is missed is reported as missed. Usage:
+list). Targets: Dynamics requests ≤ 1.05 × (orders + new customers); wall time ≤ 1.3 × floor,
+and ≤ 1.10 × floor for the sync (issue 15). A target that is missed is reported as missed. The
+emulators answer with CPython's switch interval at 0.5 ms (``answer_on_time``). Usage:
 
     .venv/bin/python bench/push_benchmark.py [--orders 2000] [--latency 0.05] [--skip-push-only]
         [--erp business-central|finance-operations]
@@ -181,11 +182,26 @@ def answer_in_one_write() -> None:
     shop_emulator._Handler.wbufsize = 1 << 16
 
 
+EMULATOR_SWITCH_INTERVAL = 0.0005  # seconds; CPython's default is 0.005
+
+
+def answer_on_time() -> None:
+    """Let an emulator thread whose latency has passed answer without waiting for the GIL.
+
+    Both emulators run in this one process: a handler thread whose ``latency`` sleep has ended
+    waits up to CPython's switch interval (5 ms) while other handler threads build answers, and
+    the answer leaves late (measured: p90 55-63 ms for 50 ms asked). That delay is the
+    emulators' artefact, not a service's response time; with 0.5 ms it mostly goes.
+    """
+    sys.setswitchinterval(EMULATOR_SWITCH_INTERVAL)
+
+
 def make_sandbox(
     directory: Path, orders: int, latency: float, erp: str = BUSINESS_CENTRAL
 ) -> Sandbox:
     """Both emulators with ``orders`` realistic shop orders; latency set after seeding."""
     answer_in_one_write()
+    answer_on_time()
     sandbox = Sandbox(
         directory,
         orders=orders,
@@ -312,7 +328,10 @@ def report(measured: Measured, orders: int, shop_orders: int, latency: float) ->
         f"{'sync wall time s':<44}{sync.seconds:>10.2f}  <= {1.3 * floor:.2f} "
         f"(1.3 x floor): {verdict(sync.seconds, 1.3 * floor)}"
     )
-    print(f"{'sync wall time / floor':<44}{sync.seconds / floor:>10.3f}")
+    print(
+        f"{'sync wall time / floor':<44}{sync.seconds / floor:>10.3f}  <= 1.10 (issue 15): "
+        f"{verdict(sync.seconds, 1.1 * floor)}"
+    )
     print(f"{'peak RSS of the sync process MB':<44}{sync.max_rss_mb:>10.1f}")
     if measured.push is not None:
         push_fewest, _ = fewest_requests(push_kinds, orders)
