@@ -28,7 +28,7 @@ from woo2d365.pipeline.resolve import (
     resolve_document,
     resolve_skip,
 )
-from woo2d365.pipeline.sync import LOCK_NAME, SyncResult, run_lock, sync
+from woo2d365.pipeline.sync import LOCK_NAME, SyncResult, note_lost_lease, run_lock, sync
 from woo2d365.pipeline.validate import ValidateResult, validate
 from woo2d365.preview import Preview, preview
 from woo2d365.runtime import Runtime
@@ -166,7 +166,7 @@ def _lease_lost(
     if not lost.is_set():
         return False
     record["outcome"] = RunOutcome.ERROR.value
-    ctx.event(step, f"the run lock was lost while this {what} ran", level="error")
+    note_lost_lease(ctx, step, what)
     return True
 
 

@@ -34,6 +34,7 @@ from tests.fixtures.cli import (
 )
 from woo2d365 import runs
 from woo2d365.cli import app
+from woo2d365.pipeline import sync as sync_step
 from woo2d365.sandbox.world import Sandbox
 from woo2d365.store import SqlStore, open_store
 from woo2d365.store.base import PulledOrder
@@ -345,7 +346,7 @@ def test_push_and_retry_now_exit_4_and_change_nothing_while_another_run_holds_th
         store.close()
 
 
-def test_a_push_or_follow_up_that_loses_the_run_lock_is_recorded_as_an_error(
+def test_a_sync_push_or_follow_up_that_loses_the_run_lock_is_recorded_as_an_error(
     world: tuple[Sandbox, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sandbox, url = world
@@ -361,9 +362,10 @@ def test_a_push_or_follow_up_that_loses_the_run_lock_is_recorded_as_an_error(
             yield heartbeat
 
     monkeypatch.setattr(runs, "run_lock", losing_lock)
+    monkeypatch.setattr(sync_step, "run_lock", losing_lock)
     store = open_store(url)
     try:
-        for command, what in (("push", "push"), ("stock", "step")):
+        for command, what in (("push", "push"), ("stock", "step"), ("sync", "sync")):
             result = _invoke(config, command)
             run = store.last_run(command)
             assert run is not None and run.outcome == "error", (command, run)

@@ -182,6 +182,12 @@ def run_lock(ctx: RunContext, ttl: float | None = None) -> Iterator[Heartbeat]:
         ctx.store.release_lock(LOCK_NAME, ctx.worker)
 
 
+def note_lost_lease(ctx: RunContext, step: str, what: str) -> None:
+    """The error event of a run whose lease was lost while ``what`` ran (nothing more was
+    claimed or sent from then on)."""
+    ctx.event(step, f"the run lock was lost while this {what} ran", level="error")
+
+
 def sync(
     ctx: RunContext,
     shop_factory: Callable[[], WooClient],
@@ -206,11 +212,7 @@ def sync(
             ctx.log_repeats()
             result.lease_lost = lease.lost.is_set()
             if result.lease_lost:
-                ctx.event(
-                    "sync",
-                    "the run lock's lease was lost: stopped claiming orders",
-                    level="error",
-                )
+                note_lost_lease(ctx, "sync", "sync")
             ctx.store.finish_run(run_id, result.outcome, result.counts(), ctx.clock())
         _alert(ctx, result)
     return result
