@@ -121,7 +121,14 @@ def test_three_decimal_and_zero_decimal_money_strings_are_kept_exactly(
     assert order.total == Decimal("1500")
 
 
-@pytest.mark.parametrize("bad", ["12,50", "abc", None, "NaN", "Infinity", {"x": 1}, True])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        *("12,50", "abc", None, "NaN", "Infinity", {"x": 1}, True),
+        "1e1000000",  # beyond the decimal context: normalize() overflowed
+        "1.0000000000000000000000000001",  # 29 digits: normalize() rounded it to 1, let it in
+    ],
+)
 def test_unreadable_money_is_an_order_data_error_naming_the_field(
     sample: dict[str, Any], bad: Any
 ) -> None:

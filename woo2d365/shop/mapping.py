@@ -350,11 +350,20 @@ def _bookable(value: Any, where: str, names: tuple[str, str], decimals: int) -> 
 
 
 def _fits(value: Decimal, digits: int, decimals: int) -> bool:
-    """True when ``value`` has at most ``digits`` before and ``decimals`` after the point."""
-    normal = value.normalize()
-    exponent = normal.as_tuple().exponent
+    """True when ``value`` has at most ``digits`` before and ``decimals`` after the point.
+
+    Judged on the exact digits, not through the decimal context: ``normalize()`` would round to
+    28 digits (``1.0000000000000000000000000001`` would pass) and overflow on ``1e1000000``.
+    """
+    _, figures, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite: _decimal returns finite values only
-    return normal.adjusted() < digits and -exponent <= decimals
+    significant = len(figures)
+    while significant > 1 and figures[significant - 1] == 0:  # trailing zeros say nothing
+        significant -= 1
+        exponent += 1
+    if figures[:significant] == (0,):
+        return True  # zero, whatever its exponent
+    return significant + exponent - 1 < digits and -exponent <= decimals
 
 
 def _decimal(value: Any) -> Decimal | None:
