@@ -137,7 +137,7 @@ def test_unreadable_money_is_an_order_data_error_naming_the_field(
         order_from_shop(sample)
 
 
-@pytest.mark.parametrize("bad_id", [None, 0, "14", -3, True])
+@pytest.mark.parametrize("bad_id", [None, 0, "14", -3, True, 2**63])  # 2**63: past BIGINT
 def test_an_order_without_a_valid_id_cannot_be_mapped(sample: dict[str, Any], bad_id: Any) -> None:
     sample["id"] = bad_id
     with pytest.raises(OrderDataError, match="without a valid id"):
@@ -250,11 +250,18 @@ def test_malformed_structures_raise_order_data_errors(
         order_from_shop(sample)
 
 
-@pytest.mark.parametrize("digits", ["²", "١٢", "4²"])
-def test_an_id_in_digits_other_than_ascii_is_an_order_data_error(
+@pytest.mark.parametrize(
+    "digits",
+    [
+        *("²", "١٢", "4²"),  # str.isdigit() says yes to these, int() does not (or differs)
+        "9" * 5000,  # int() refuses more than 4,300 digits with a ValueError
+        str(2**63),  # more than the store's BIGINT keeps
+    ],
+)
+def test_an_id_in_digits_other_than_ascii_or_too_long_is_an_order_data_error(
     sample: dict[str, Any], digits: str
 ) -> None:
-    sample["customer_id"] = digits  # str.isdigit() says yes to these, int() does not (or differs)
+    sample["customer_id"] = digits
     with pytest.raises(OrderDataError, match="order 14: customer_id is not a whole number"):
         order_from_shop(sample)
 

@@ -43,6 +43,8 @@ _VOLATILE_KEYS = frozenset({"date_modified", "date_modified_gmt", "_links"})
 MAX_AMOUNT_DIGITS = 9
 MAX_AMOUNT_DECIMALS = 6
 MAX_QUANTITY_DECIMALS = 5
+MAX_ID = 2**63 - 1
+"""The largest id the state store keeps (a signed BIGINT column): a larger one is bad data."""
 
 _CHAR_REF = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _SKU_PARTS = re.compile(r"[^0-9A-Za-z]+")
@@ -117,9 +119,9 @@ def _recorded_document(meta: Any) -> str:
 
 
 def order_id_of(raw: Mapping[str, Any]) -> int:
-    """The shop's order id; :class:`OrderDataError` when it is missing or not a positive integer."""
+    """The shop's order id; :class:`OrderDataError` when missing or no integer in 1 … MAX_ID."""
     value = raw.get("id")
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
         raise OrderDataError(f"the shop sent an order without a valid id (id = {value!r:.40})")
     return value
 
@@ -381,15 +383,26 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 def _int(value: Any, where: str) -> int:
+    number = _whole(value)
+    if number is None or abs(number) > MAX_ID:
+        raise OrderDataError(f"{where} is not a whole number: {value!r:.40}")
+    return number
+
+
+def _whole(value: Any) -> int | None:
+    """An id as the shop sends it (a number or its digits; none is 0), or None."""
     if isinstance(value, bool):
-        raise OrderDataError(f"{where} is not a whole number: {value!r}")
+        return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return int(value.strip())  # ASCII only: "²" is a digit to str.isdigit, not to int()
     if value is None or value == "":
         return 0
-    raise OrderDataError(f"{where} is not a whole number: {value!r:.40}")
+    digits = value.strip() if isinstance(value, str) else ""
+    # ASCII only: "²" is a digit to str.isdigit, not to int(). Twenty digits are past MAX_ID
+    # already, and int() refuses more than 4,300 with a ValueError.
+    if digits.isascii() and digits.isdigit() and len(digits.lstrip("0")) <= 20:
+        return int(digits)
+    return None
 
 
 def _gmt(raw: Mapping[str, Any], key: str, where: str) -> datetime:
