@@ -240,6 +240,11 @@ def test_coupon_codes_and_decimal_quantities_are_kept(sample: dict[str, Any]) ->
         ("line_items", ["x"], "line_items is not a list of objects"),
         ("billing", "Erika", "billing is not an address object"),
         ("date_created_gmt", "yesterday", "date_created_gmt is not a date"),
+        # Year 1 with an offset overflowed astimezone(); year 999 was stored as "999-12-31 …",
+        # which the store could not read back, nor MySQL keep.
+        ("date_created_gmt", "0001-01-01T00:00:00+01:00", "date_created_gmt is not a date"),
+        ("date_created_gmt", "0999-12-31T23:00:00", "date_created_gmt is not a date"),
+        ("date_modified_gmt", "9999-12-31T23:00:00-02:00", "date_modified_gmt is not a date"),
     ],
 )
 def test_malformed_structures_raise_order_data_errors(

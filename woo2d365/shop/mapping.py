@@ -45,6 +45,10 @@ MAX_AMOUNT_DECIMALS = 6
 MAX_QUANTITY_DECIMALS = 5
 MAX_ID = 2**63 - 1
 """The largest id the state store keeps (a signed BIGINT column): a larger one is bad data."""
+EARLIEST_DATE = datetime(1000, 1, 1, tzinfo=UTC)
+LATEST_DATE = datetime(9999, 1, 1, tzinfo=UTC)
+"""Shop dates the store can keep: four-digit years (its timestamps are text of fixed width, and
+MySQL's DATETIME starts at 1000), with a year to spare for the windows reckoned from them."""
 
 _CHAR_REF = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _SKU_PARTS = re.compile(r"[^0-9A-Za-z]+")
@@ -411,8 +415,12 @@ def _gmt(raw: Mapping[str, Any], key: str, where: str) -> datetime:
         raise OrderDataError(f"{where}: {key} is missing")
     try:
         parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        # The *_gmt fields are UTC without an offset; with one, year 1 or 9999 may overflow.
+        moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise OrderDataError(f"{where}: {key} is not a date: {value!r:.40}") from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)  # the *_gmt fields are UTC without an offset
-    return parsed.astimezone(UTC)
+    if not EARLIEST_DATE <= moment < LATEST_DATE:
+        raise OrderDataError(
+            f"{where}: {key} is not a date between the years 1000 and 9998: {value!r:.40}"
+        )
+    return moment
