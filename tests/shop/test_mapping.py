@@ -21,6 +21,7 @@ from woo2d365.shop.mapping import (
     modified_at_of,
     order_from_shop,
 )
+from woo2d365.shop.refunds import refund_from_shop
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -304,3 +305,23 @@ def test_every_realistic_order_maps_and_its_lines_add_up_to_its_total() -> None:
         if line.variation_id
     }
     assert flagged == {(SHIRT_PARENT_SKU, True), ("SHIRT-S", False), ("SHIRT-M", False)}
+
+
+@pytest.mark.parametrize("meta_data", [5, True])
+def test_a_refund_line_whose_meta_is_not_a_list_is_an_order_data_error(meta_data: Any) -> None:
+    refund = {
+        "id": 77,
+        "amount": "4.99",
+        "date_created_gmt": "2026-03-02T10:00:00",
+        "line_items": [
+            {
+                "id": 80,
+                "quantity": -1,
+                "total": "-4.99",
+                "total_tax": "0.00",
+                "meta_data": meta_data,
+            }
+        ],
+    }
+    with pytest.raises(OrderDataError, match="no _refunded_item_id names the refunded order line"):
+        refund_from_shop(refund, 14)  # a bare iteration of 5 or True raised TypeError
