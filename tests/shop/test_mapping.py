@@ -21,6 +21,7 @@ from woo2d365.shop.mapping import (
     modified_at_of,
     order_from_shop,
 )
+from woo2d365.shop.refunds import refund_from_shop
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -121,7 +122,14 @@ def test_three_decimal_and_zero_decimal_money_strings_are_kept_exactly(
     assert order.total == Decimal("1500")
 
 
-@pytest.mark.parametrize("bad", ["12,50", "abc", None, "NaN", "Infinity", {"x": 1}, True])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        *("12,50", "abc", None, "NaN", "Infinity", {"x": 1}, True),
+        "1e1000000",  # beyond the decimal context: normalize() overflowed
+        "1.0000000000000000000000000001",  # 29 digits: normalize() rounded it to 1, let it in
+    ],
+)
 def test_unreadable_money_is_an_order_data_error_naming_the_field(
     sample: dict[str, Any], bad: Any
 ) -> None:
@@ -130,7 +138,7 @@ def test_unreadable_money_is_an_order_data_error_naming_the_field(
         order_from_shop(sample)
 
 
-@pytest.mark.parametrize("bad_id", [None, 0, "14", -3, True])
+@pytest.mark.parametrize("bad_id", [None, 0, "14", -3, True, 2**63])  # 2**63: past BIGINT
 def test_an_order_without_a_valid_id_cannot_be_mapped(sample: dict[str, Any], bad_id: Any) -> None:
     sample["id"] = bad_id
     with pytest.raises(OrderDataError, match="without a valid id"):
@@ -233,6 +241,11 @@ def test_coupon_codes_and_decimal_quantities_are_kept(sample: dict[str, Any]) ->
         ("line_items", ["x"], "line_items is not a list of objects"),
         ("billing", "Erika", "billing is not an address object"),
         ("date_created_gmt", "yesterday", "date_created_gmt is not a date"),
+        # Year 1 with an offset overflowed astimezone(); year 999 was stored as "999-12-31 …",
+        # which the store could not read back, nor MySQL keep.
+        ("date_created_gmt", "0001-01-01T00:00:00+01:00", "date_created_gmt is not a date"),
+        ("date_created_gmt", "0999-12-31T23:00:00", "date_created_gmt is not a date"),
+        ("date_modified_gmt", "9999-12-31T23:00:00-02:00", "date_modified_gmt is not a date"),
     ],
 )
 def test_malformed_structures_raise_order_data_errors(
@@ -243,11 +256,18 @@ def test_malformed_structures_raise_order_data_errors(
         order_from_shop(sample)
 
 
-@pytest.mark.parametrize("digits", ["²", "١٢", "4²"])
-def test_an_id_in_digits_other_than_ascii_is_an_order_data_error(
+@pytest.mark.parametrize(
+    "digits",
+    [
+        *("²", "١٢", "4²"),  # str.isdigit() says yes to these, int() does not (or differs)
+        "9" * 5000,  # int() refuses more than 4,300 digits with a ValueError
+        str(2**63),  # more than the store's BIGINT keeps
+    ],
+)
+def test_an_id_in_digits_other_than_ascii_or_too_long_is_an_order_data_error(
     sample: dict[str, Any], digits: str
 ) -> None:
-    sample["customer_id"] = digits  # str.isdigit() says yes to these, int() does not (or differs)
+    sample["customer_id"] = digits
     with pytest.raises(OrderDataError, match="order 14: customer_id is not a whole number"):
         order_from_shop(sample)
 
@@ -285,3 +305,23 @@ def test_every_realistic_order_maps_and_its_lines_add_up_to_its_total() -> None:
         if line.variation_id
     }
     assert flagged == {(SHIRT_PARENT_SKU, True), ("SHIRT-S", False), ("SHIRT-M", False)}
+
+
+@pytest.mark.parametrize("meta_data", [5, True])
+def test_a_refund_line_whose_meta_is_not_a_list_is_an_order_data_error(meta_data: Any) -> None:
+    refund = {
+        "id": 77,
+        "amount": "4.99",
+        "date_created_gmt": "2026-03-02T10:00:00",
+        "line_items": [
+            {
+                "id": 80,
+                "quantity": -1,
+                "total": "-4.99",
+                "total_tax": "0.00",
+                "meta_data": meta_data,
+            }
+        ],
+    }
+    with pytest.raises(OrderDataError, match="no _refunded_item_id names the refunded order line"):
+        refund_from_shop(refund, 14)  # a bare iteration of 5 or True raised TypeError

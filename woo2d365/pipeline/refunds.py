@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -56,7 +56,7 @@ from woo2d365.pipeline.push import process_has_ended
 from woo2d365.pipeline.validate import resolve_lines
 from woo2d365.shop.client import WooClient
 from woo2d365.shop.mapping import order_from_shop
-from woo2d365.shop.refunds import refund_from_shop
+from woo2d365.shop.refunds import id_or_zero, refund_from_shop
 from woo2d365.store.base import OrderRecord
 from woo2d365.store.refunds import RefundRecord
 
@@ -231,7 +231,7 @@ def _discover(state: _Run) -> None:
     try:
         for page in state.shop.iter_refunds_created_after(after):
             for raw in page:
-                seen.take(raw, int(raw.get("parent_id") or 0))
+                seen.take(raw, id_or_zero(raw.get("parent_id")))
     except ShopError as exc:
         if exc.status != 404:
             raise
@@ -288,7 +288,12 @@ def _notice_deleted(state: _Run) -> None:
 
 def _check_order_refunds(state: _Run, woo_id: int, saved_at: datetime, raw: dict[str, Any]) -> None:
     ctx, store = state.ctx, state.ctx.store
-    listed = {int(entry.get("id") or 0) for entry in raw.get("refunds") or []}
+    entries = raw.get("refunds")
+    listed = {
+        id_or_zero(entry.get("id"))
+        for entry in (entries if isinstance(entries, list) else [])
+        if isinstance(entry, Mapping)
+    }
     for refund in store.list_refunds(woo_ids=[woo_id]):
         # Only a copy of the order saved after the refund was found could have listed it.
         if refund.refund_id in listed or saved_at <= refund.created_at:

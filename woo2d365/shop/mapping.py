@@ -43,6 +43,12 @@ _VOLATILE_KEYS = frozenset({"date_modified", "date_modified_gmt", "_links"})
 MAX_AMOUNT_DIGITS = 9
 MAX_AMOUNT_DECIMALS = 6
 MAX_QUANTITY_DECIMALS = 5
+MAX_ID = 2**63 - 1
+"""The largest id the state store keeps (a signed BIGINT column): a larger one is bad data."""
+EARLIEST_DATE = datetime(1000, 1, 1, tzinfo=UTC)
+LATEST_DATE = datetime(9999, 1, 1, tzinfo=UTC)
+"""Shop dates the store can keep: four-digit years (its timestamps are text of fixed width, and
+MySQL's DATETIME starts at 1000), with a year to spare for the windows reckoned from them."""
 
 _CHAR_REF = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _SKU_PARTS = re.compile(r"[^0-9A-Za-z]+")
@@ -117,9 +123,9 @@ def _recorded_document(meta: Any) -> str:
 
 
 def order_id_of(raw: Mapping[str, Any]) -> int:
-    """The shop's order id; :class:`OrderDataError` when it is missing or not a positive integer."""
+    """The shop's order id; :class:`OrderDataError` when missing or no integer in 1 … MAX_ID."""
     value = raw.get("id")
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
         raise OrderDataError(f"the shop sent an order without a valid id (id = {value!r:.40})")
     return value
 
@@ -350,11 +356,20 @@ def _bookable(value: Any, where: str, names: tuple[str, str], decimals: int) -> 
 
 
 def _fits(value: Decimal, digits: int, decimals: int) -> bool:
-    """True when ``value`` has at most ``digits`` before and ``decimals`` after the point."""
-    normal = value.normalize()
-    exponent = normal.as_tuple().exponent
+    """True when ``value`` has at most ``digits`` before and ``decimals`` after the point.
+
+    Judged on the exact digits, not through the decimal context: ``normalize()`` would round to
+    28 digits (``1.0000000000000000000000000001`` would pass) and overflow on ``1e1000000``.
+    """
+    _, figures, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite: _decimal returns finite values only
-    return normal.adjusted() < digits and -exponent <= decimals
+    significant = len(figures)
+    while significant > 1 and figures[significant - 1] == 0:  # trailing zeros say nothing
+        significant -= 1
+        exponent += 1
+    if figures[:significant] == (0,):
+        return True  # zero, whatever its exponent
+    return significant + exponent - 1 < digits and -exponent <= decimals
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -372,15 +387,26 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 def _int(value: Any, where: str) -> int:
+    number = _whole(value)
+    if number is None or abs(number) > MAX_ID:
+        raise OrderDataError(f"{where} is not a whole number: {value!r:.40}")
+    return number
+
+
+def _whole(value: Any) -> int | None:
+    """An id as the shop sends it (a number or its digits; none is 0), or None."""
     if isinstance(value, bool):
-        raise OrderDataError(f"{where} is not a whole number: {value!r}")
+        return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return int(value.strip())  # ASCII only: "²" is a digit to str.isdigit, not to int()
     if value is None or value == "":
         return 0
-    raise OrderDataError(f"{where} is not a whole number: {value!r:.40}")
+    digits = value.strip() if isinstance(value, str) else ""
+    # ASCII only: "²" is a digit to str.isdigit, not to int(). Twenty digits are past MAX_ID
+    # already, and int() refuses more than 4,300 with a ValueError.
+    if digits.isascii() and digits.isdigit() and len(digits.lstrip("0")) <= 20:
+        return int(digits)
+    return None
 
 
 def _gmt(raw: Mapping[str, Any], key: str, where: str) -> datetime:
@@ -389,8 +415,12 @@ def _gmt(raw: Mapping[str, Any], key: str, where: str) -> datetime:
         raise OrderDataError(f"{where}: {key} is missing")
     try:
         parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        # The *_gmt fields are UTC without an offset; with one, year 1 or 9999 may overflow.
+        moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise OrderDataError(f"{where}: {key} is not a date: {value!r:.40}") from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)  # the *_gmt fields are UTC without an offset
-    return parsed.astimezone(UTC)
+    if not EARLIEST_DATE <= moment < LATEST_DATE:
+        raise OrderDataError(
+            f"{where}: {key} is not a date between the years 1000 and 9998: {value!r:.40}"
+        )
+    return moment

@@ -53,14 +53,19 @@ def refund_from_shop(raw: Mapping[str, Any], woo_id: int) -> Refund:
 
 def refunded_line_id(entry: Mapping[str, Any]) -> int:
     """The order line a refund line refunds (meta ``_refunded_item_id``), 0 if not named."""
-    for meta in entry.get("meta_data") or []:
+    meta_data = entry.get("meta_data")
+    for meta in meta_data if isinstance(meta_data, list) else []:
         if isinstance(meta, Mapping) and meta.get("key") == REFUNDED_ITEM_KEY:
-            value = meta.get("value")
-            try:
-                return int(str(value).strip())
-            except ValueError:
-                return 0
+            return id_or_zero(meta.get("value"))
     return 0
+
+
+def id_or_zero(value: Any) -> int:
+    """An id the shop sent, by the order mapping's rule for ids; 0 when it is none."""
+    try:
+        return _int(value, "id")
+    except OrderDataError:
+        return 0
 
 
 def _refund_line(entry: Mapping[str, Any], kind: LineKind, name_key: str, where: str) -> Line:
