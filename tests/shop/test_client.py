@@ -209,6 +209,21 @@ def test_paging_reads_every_page_once_in_id_order(shop: ShopEmulator) -> None:
     assert client.request_count == 36 == len(list_requests(shop))
 
 
+def test_a_lone_surrogate_in_a_text_becomes_a_replacement_character_and_pairs_stay(
+    shop: ShopEmulator,
+) -> None:
+    broken = order(1)
+    broken["billing"]["first_name"] = "Ren\ud800e \U0001f600"  # sent as \ud800 and a pair
+    broken["customer_note"] = "\udc00"
+    shop.add_orders([broken, order(2)])
+    [page] = list(woo_client(shop).iter_orders_modified_after(None))
+    first, second = page.orders
+    assert first["billing"]["first_name"] == "Ren\ufffde \U0001f600"
+    assert first["customer_note"] == "\ufffd"
+    assert json.dumps(first, ensure_ascii=False).encode("utf-8")  # a store can hold it now
+    assert second["billing"] == order(2)["billing"], "the page's other orders are as sent"
+
+
 @pytest.mark.parametrize("concurrency", [1, 3])
 def test_pages_after_the_first_are_fetched_at_once_up_to_max_concurrency(
     shop: ShopEmulator, concurrency: int

@@ -608,7 +608,7 @@ class WooClient:
             )
         if 200 <= status < 300:
             try:
-                return response, response.json()
+                return response, _json_body(response)
             except ValueError:
                 raise ShopError(
                     self._redact(
@@ -795,6 +795,41 @@ def _total_pages(response: requests.Response, page: int, count: int, size: int) 
     if total_pages is None:
         return page + 1 if count >= size else page
     return total_pages
+
+
+# A \uD800-\uDFFF escape that is not half of a pair: JSON allows it, UTF-8 cannot hold it.
+_LONE_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+
+
+def _json_body(response: requests.Response) -> Any:
+    """The answer's JSON; a lone surrogate escape in a text becomes U+FFFD.
+
+    Python's JSON reader keeps it as a character no database or UTF-8 file can store, so one
+    such text (a plugin's doing, never WooCommerce's own JSON) would stop every run at the
+    order's first write instead of the order going on with one replaced character.
+    """
+    body = response.json()
+    if _LONE_SURROGATE.search(response.content):
+        return _storable(body)
+    return body
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with every lone surrogate in its texts (keys included) replaced by U+FFFD."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    return value
 
 
 def _int_header(response: requests.Response, name: str) -> int | None:
