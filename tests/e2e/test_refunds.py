@@ -449,5 +449,21 @@ def test_a_refund_of_an_order_pull_has_not_stored_yet_is_read_again_until_it_is(
     assert f"WC-{late}-R{early['id']}" in _memos(sandbox), "not lost behind the refund cursor"
 
 
+def test_a_refund_dated_in_the_future_does_not_hide_the_refunds_after_it(
+    shop_excl: Sandbox,
+) -> None:
+    sandbox = shop_excl
+    _sync(sandbox)
+    wrong_clock = sandbox.shop.add_refund(
+        ORDER_ID, amount="1.00", at=datetime.now(UTC) + timedelta(days=1000)
+    )
+    _sync(sandbox)
+    later = sandbox.shop.add_refund(ORDER_ID, amount="2.00")
+    _sync(sandbox)
+    memos = _memos(sandbox)
+    assert f"WC-{ORDER_ID}-R{wrong_clock['id']}" in memos
+    assert f"WC-{ORDER_ID}-R{later['id']}" in memos, "not lost behind a cursor in the future"
+
+
 def _refund_ids(sandbox: Sandbox, order_id: int) -> list[int]:
     return [int(r["id"]) for r in sandbox.shop.orders[order_id]["refunds"]]

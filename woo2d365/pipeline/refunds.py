@@ -207,10 +207,14 @@ class _Discovery:
             )
 
     def save_cursor(self) -> None:
-        """Move the cursor to the newest refund seen, short of any refund held back."""
+        """Move the cursor to the newest refund seen, short of any refund held back, and never
+        past pull's cursor (the shop's clock): a refund dated in the future (a wrong clock
+        when it was made) would else hide every refund made after it until that date."""
         newest = self.newest
         if self.hold is not None and newest is not None and newest >= self.hold:
             newest = self.hold - timedelta(microseconds=1)  # read that refund again next run
+        if newest is not None and self.pulled_until is not None:
+            newest = min(newest, self.pulled_until)  # read again next run; stored only once
         if self.state.options.dry_run or newest is None:
             return
         if self.cursor is None or newest > self.cursor:
