@@ -224,6 +224,16 @@ def test_a_lone_surrogate_in_a_text_becomes_a_replacement_character_and_pairs_st
     assert second["billing"] == order(2)["billing"], "the page's other orders are as sent"
 
 
+def test_a_lone_half_after_a_text_that_looks_like_an_escape_is_replaced_too(
+    shop: ShopEmulator,
+) -> None:
+    tricky = order(3)
+    tricky["shipping"]["company"] = "C:\\ud800\udc00"  # a backslash-u text, then a lone half
+    shop.add_orders([tricky])
+    [page] = list(woo_client(shop).iter_orders_modified_after(None))
+    assert page.orders[0]["shipping"]["company"] == "C:\\ud800\ufffd"
+
+
 @pytest.mark.parametrize("concurrency", [1, 3])
 def test_pages_after_the_first_are_fetched_at_once_up_to_max_concurrency(
     shop: ShopEmulator, concurrency: int

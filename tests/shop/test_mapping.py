@@ -21,7 +21,7 @@ from woo2d365.shop.mapping import (
     modified_at_of,
     order_from_shop,
 )
-from woo2d365.shop.refunds import refund_from_shop
+from woo2d365.shop.refunds import id_or_zero, refund_from_shop
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -270,6 +270,12 @@ def test_an_id_in_digits_other_than_ascii_or_too_long_is_an_order_data_error(
     sample["customer_id"] = digits
     with pytest.raises(OrderDataError, match="order 14: customer_id is not a whole number"):
         order_from_shop(sample)
+
+
+def test_an_id_with_leading_zeros_is_its_number_however_many_zeros() -> None:
+    assert id_or_zero("0012") == 12
+    assert id_or_zero("0" * 4300 + "7") == 7  # int() counts the zeros against its 4,300 digits
+    assert id_or_zero("0" * 30) == 0
 
 
 def test_fingerprint_ignores_our_own_write_back_and_modification_times(

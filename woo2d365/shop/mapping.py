@@ -403,10 +403,11 @@ def _whole(value: Any) -> int | None:
         return 0
     digits = value.strip() if isinstance(value, str) else ""
     # ASCII only: "²" is a digit to str.isdigit, not to int(). Twenty digits are past MAX_ID
-    # already, and int() refuses more than 4,300 with a ValueError.
-    if digits.isascii() and digits.isdigit() and len(digits.lstrip("0")) <= 20:
-        return int(digits)
-    return None
+    # already, and int() refuses more than 4,300 (leading zeros counted) with a ValueError.
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= 20 else None
 
 
 def _gmt(raw: Mapping[str, Any], key: str, where: str) -> datetime:
