@@ -465,5 +465,20 @@ def test_a_refund_dated_in_the_future_does_not_hide_the_refunds_after_it(
     assert f"WC-{ORDER_ID}-R{later['id']}" in memos, "not lost behind a cursor in the future"
 
 
+def test_a_refunds_cursor_already_in_the_future_is_brought_back_to_the_shops_clock(
+    shop_excl: Sandbox,
+) -> None:
+    sandbox = shop_excl
+    _sync(sandbox)
+    store = _store(sandbox)
+    try:  # as an earlier version left it after a refund dated in the future
+        store.set_value("refunds.cursor", (datetime.now(UTC) + timedelta(days=1000)).isoformat())
+    finally:
+        store.close()
+    later = sandbox.shop.add_refund(ORDER_ID, amount="2.00")
+    _sync(sandbox)
+    assert f"WC-{ORDER_ID}-R{later['id']}" in _memos(sandbox)
+
+
 def _refund_ids(sandbox: Sandbox, order_id: int) -> list[int]:
     return [int(r["id"]) for r in sandbox.shop.orders[order_id]["refunds"]]

@@ -157,9 +157,10 @@ class _Discovery:
     known order, and the oldest refund of an order pull may not have stored yet."""
 
     state: _Run
-    cursor: datetime | None
+    cursor: datetime | None  # the stored cursor, never past pulled_until
     pulled_until: datetime | None
     newest: datetime | None = None
+    stored: datetime | None = None  # as stored (an older version may have saved a later one)
     hold: datetime | None = None
     known: dict[int, OrderRecord] = field(default_factory=dict)
 
@@ -217,15 +218,19 @@ class _Discovery:
             newest = min(newest, self.pulled_until)  # read again next run; stored only once
         if self.state.options.dry_run or newest is None:
             return
-        if self.cursor is None or newest > self.cursor:
+        if self.cursor is None or newest > self.cursor or self.stored != self.cursor:
             self.state.ctx.store.set_value(CURSOR_KEY, newest.isoformat())
 
 
 def _discover(state: _Run) -> None:
     ctx = state.ctx
     cursor_text = ctx.store.get_value(CURSOR_KEY) or ""
-    cursor = datetime.fromisoformat(cursor_text) if cursor_text else None
-    seen = _Discovery(state, cursor, read_pull_cursor(ctx), newest=cursor)
+    stored = datetime.fromisoformat(cursor_text) if cursor_text else None
+    pulled_until = read_pull_cursor(ctx)
+    cursor = stored
+    if stored is not None and pulled_until is not None:
+        cursor = min(stored, pulled_until)
+    seen = _Discovery(state, cursor, pulled_until, newest=cursor, stored=stored)
     if state.options.order_ids:
         for woo_id in state.options.order_ids:
             for raw in state.shop.list_order_refunds(woo_id):
