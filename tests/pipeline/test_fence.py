@@ -3,6 +3,7 @@ is made before the request waits for a slot, and it stands only for a short wind
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -11,20 +12,20 @@ from tests.erp.pipeline_helpers import Clock, make_context
 from tests.store.test_store import pulled
 from woo2d365.errors import ClaimLost
 from woo2d365.model import OrderState
+from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.fence import WINDOW_SECONDS, ClaimFence
-from woo2d365.settings import Settings
+from woo2d365.settings import DynamicsSettings, Settings
 from woo2d365.store.base import StateStore
 
 
-def test_a_confirmation_before_the_slot_lets_the_request_leave_only_within_its_window(
-    store: StateStore,
-) -> None:
-    clock = Clock()
-    ctx = make_context(Settings(), store, clock)
-    timeout = ctx.settings.dynamics.timeout_seconds
+def _claimed(store: StateStore, clock: Clock) -> None:
     store.save_pulled_order(pulled(5))
     store.set_state(5, OrderState.READY)
     assert store.claim(5, "test:1", clock(), token="mine", key="WC-5")
+
+
+def _fence(ctx: RunContext, store: StateStore) -> tuple[ClaimFence, list[datetime]]:
+    """The fence push puts around order 5's create, and the times it confirmed the claim."""
     confirmed: list[datetime] = []
 
     def confirm(now: datetime, until: datetime) -> bool:
@@ -38,6 +39,17 @@ def test_a_confirmation_before_the_slot_lets_the_request_leave_only_within_its_w
         previous=None,
         taken="another process holds this order now",
     )
+    return fence, confirmed
+
+
+def test_a_confirmation_before_the_slot_lets_the_request_leave_only_within_its_window(
+    store: StateStore,
+) -> None:
+    clock = Clock()
+    ctx = make_context(Settings(), store, clock)
+    timeout = ctx.settings.dynamics.timeout_seconds
+    _claimed(store, clock)
+    fence, confirmed = _fence(ctx, store)
     assert fence.window == timedelta(seconds=WINDOW_SECONDS) < timedelta(seconds=timeout / 4)
 
     fence.before_slot()
@@ -57,3 +69,18 @@ def test_a_confirmation_before_the_slot_lets_the_request_leave_only_within_its_w
         fence.before_send()
     record = store.get_order(5)
     assert record is not None and record.claim_token == "other"
+
+
+def test_a_wall_clock_set_back_during_the_wait_does_not_stretch_the_window(
+    store: StateStore,
+) -> None:
+    clock = Clock()
+    ctx = make_context(Settings(dynamics=DynamicsSettings(timeout_seconds=0.2)), store, clock)
+    _claimed(store, clock)
+    fence, confirmed = _fence(ctx, store)
+    assert fence.window == timedelta(seconds=0.05)  # a quarter of the claim's time-out
+    fence.before_slot()
+    clock.advance(-60)  # NTP steps the wall clock back while the request waits
+    time.sleep(0.1)  # longer than the window, on the monotonic clock
+    fence.before_send()
+    assert len(confirmed) == 2, "confirmed again inside the slot"

@@ -7,15 +7,19 @@ request never ran puts the previous send time back. Orders (``pipeline/push.py``
 
 The store write is made before the request waits for its Dynamics request slot, so no slot is
 held for it: the claim is renewed and the send stamped with the *latest* moment the request may
-leave (now + :attr:`ClaimFence.window`, so the request-limit wait of an order in doubt counts
-from no earlier than the real send). Inside the slot the request leaves only if that moment has
-not passed; after a longer wait (the pace) the claim is confirmed again there. The window is at
-most a quarter of the claim's time-out, so no other process can take the claim over before it
-runs out.
+leave (now + :attr:`ClaimFence.window`, so the request-limit wait of an order in doubt never
+counts from before the request was handed to its connection). Inside the slot the request
+leaves only if that moment has not passed, on the run's clock and on the monotonic one (a wall
+clock set back must not stretch the window); after a longer wait (the pace) the claim is
+confirmed again there. The window is at most a quarter of the claim's time-out, so no other
+process can take the claim over before it runs out. A process killed while a create waits for
+its slot leaves that order stamped as sent: the next run looks it up and waits the request
+limit before sending it again, as for a create that was in flight.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -46,6 +50,7 @@ class ClaimFence:
         self._confirm, self._restore, self._taken = confirm, restore, taken
         self.previous_send = previous
         self.sent_at: datetime | None = None  # the stamp of the current send: it left by then
+        self._leave_by = 0.0  # the same moment on the monotonic clock
         quarter = ctx.settings.dynamics.timeout_seconds / 4
         self.window = timedelta(seconds=min(WINDOW_SECONDS, quarter))
 
@@ -59,7 +64,8 @@ class ClaimFence:
     def before_send(self) -> None:
         """Refuse when the run lost its lease; confirm again when the stamp's moment has passed."""
         self._check_lease()
-        if self.sent_at is None or self.ctx.clock() > self.sent_at:
+        late = self.sent_at is None or self.ctx.clock() > self.sent_at
+        if late or time.monotonic() > self._leave_by:
             self._confirm_until()
 
     def not_sent(self) -> None:
@@ -72,8 +78,8 @@ class ClaimFence:
             raise ClaimLost("the run lost its lease: nothing more is sent")
 
     def _confirm_until(self) -> None:
-        now = self.ctx.clock()
+        now, started = self.ctx.clock(), time.monotonic()
         until = now + self.window
         if not self._confirm(now, until):
             raise ClaimLost(self._taken)
-        self.sent_at = until
+        self.sent_at, self._leave_by = until, started + self.window.total_seconds()

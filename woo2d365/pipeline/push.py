@@ -757,9 +757,10 @@ def _requeue_in_doubt(doubt: _Doubt, external_number: str) -> None:
     if sent is not None and sent + limit > doubt.now:
         again = sent + limit
         message = (
-            f"in doubt: {external_number} not found in {run.erp.display_name} yet; its create "
-            f"was sent at {_iso(sent)} and may still be processed, so it stays pushing and is "
-            f"looked up again, and sent again if still not found, from {_iso(again)} "
+            f"in doubt: {external_number} not found in {run.erp.display_name} yet; its last "
+            f"create may have been sent as late as {_iso(sent)} and may still be processed, so "
+            "it stays pushing and is looked up again, and sent again if still not found, from "
+            f"{_iso(again)} "
             "(dynamics.request_limit_seconds)"
         )
         run.record(run.result.in_doubt, woo_id, message)
