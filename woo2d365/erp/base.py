@@ -221,7 +221,7 @@ class ErpTarget(Protocol):
 
     def create(self, document: PreparedDocument, guard: SendGuard | None = None) -> CreatedDocument:
         """Create the document with exactly one create request (never sent twice blindly);
-        ``guard`` is consulted right before every send."""
+        ``guard`` is consulted before every send (before its slot and again inside it)."""
         ...
 
     def find(self, external_number: str) -> CreatedDocument | None:

@@ -157,12 +157,18 @@ class _Discovery:
     known order, and the oldest refund of an order pull may not have stored yet."""
 
     state: _Run
-    cursor: datetime | None  # the stored cursor, never past pulled_until
+    stored: datetime | None  # the cursor as stored (an older version may have saved a later one)
     pulled_until: datetime | None
     newest: datetime | None = None
-    stored: datetime | None = None  # as stored (an older version may have saved a later one)
     hold: datetime | None = None
     known: dict[int, OrderRecord] = field(default_factory=dict)
+
+    @property
+    def cursor(self) -> datetime | None:
+        """The stored cursor, never past pull's (the shop's clock)."""
+        if self.stored is None or self.pulled_until is None:
+            return self.stored
+        return min(self.stored, self.pulled_until)
 
     def order_of(self, woo_id: int) -> OrderRecord | None:
         if woo_id not in self.known:
@@ -226,11 +232,8 @@ def _discover(state: _Run) -> None:
     ctx = state.ctx
     cursor_text = ctx.store.get_value(CURSOR_KEY) or ""
     stored = datetime.fromisoformat(cursor_text) if cursor_text else None
-    pulled_until = read_pull_cursor(ctx)
-    cursor = stored
-    if stored is not None and pulled_until is not None:
-        cursor = min(stored, pulled_until)
-    seen = _Discovery(state, cursor, pulled_until, newest=cursor, stored=stored)
+    seen = _Discovery(state, stored, read_pull_cursor(ctx))
+    seen.newest = cursor = seen.cursor
     if state.options.order_ids:
         for woo_id in state.options.order_ids:
             for raw in state.shop.list_order_refunds(woo_id):

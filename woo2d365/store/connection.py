@@ -123,9 +123,9 @@ class Dialect(ABC):
 class ConnectionLock:
     """The lock in front of a store's one connection: reentrant, with a lane for urgent callers.
 
-    An urgent caller is the fence of a create, which writes to the store inside a Dynamics request
-    slot right before the send (docs/architecture.md, "Exactly once", step 3): every millisecond
-    it waits leaves a slot idle. When the lock is freed, a waiting urgent caller gets it before
+    An urgent caller is the fence of a create, which writes to the store right before the request
+    waits for its Dynamics slot (docs/architecture.md, "Exactly once", step 3): every millisecond
+    it waits delays a send. When the lock is freed, a waiting urgent caller gets it before
     any other waiter, and no one else takes it while an urgent caller waits; a holder's own
     nested calls never wait.
     """
