@@ -150,6 +150,50 @@ def test_each_kind_of_refund_becomes_one_credit_memo_whose_total_is_the_refund_a
     assert sum("sales credit memo" in note for note in notes) == 4, "one shop note each"
 
 
+@pytest.mark.parametrize("shop_basis", ["shop_excl", "shop_incl"])
+def test_money_refunded_on_a_line_without_a_quantity_is_credited_on_the_refund_account(
+    shop_basis: str, request: pytest.FixtureRequest
+) -> None:
+    """WooCommerce's "refund total" of a line alone gives the refund's copy quantity 0: no goods
+    come back, so it is money on ``refunds.account``, not an Item line (and never held)."""
+    sandbox: Sandbox = request.getfixturevalue(shop_basis)
+    _sync(sandbox)
+    widget, cheese, _ = _lines(sandbox, ORDER_ID)
+    shop = sandbox.shop
+    money = shop.add_refund(
+        ORDER_ID, reason="damaged", quantities={cheese: 2}, line_money={widget: Decimal("5.00")}
+    )
+    copies = {line["quantity"] for line in money["line_items"]}
+    assert copies == {0, -2}, "the emulator refunds as wc_create_refund does"
+
+    result = run_cli(sandbox, "refunds")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    (memo,) = _memos(sandbox).values()
+    assert Decimal(str(memo["totalAmountIncludingTax"])) == Decimal(money["amount"])
+    lines = sorted(
+        (line["lineType"], line["lineObjectNumber"], Decimal(str(line["quantity"])))
+        for line in memo["salesCreditMemoLines"]
+        if line["lineType"] not in ("Comment",) and line["lineObjectNumber"] != "8490"
+    )
+    assert lines == [("Account", REFUND_ACCOUNT, 1), ("Item", "GOUDA-OUD-1KG", 2)]
+
+
+def test_money_on_a_line_without_a_quantity_and_no_refund_account_holds_that_refund(
+    shop_excl: Sandbox,
+) -> None:
+    sandbox = shop_excl
+    with_config(sandbox, refunds={"enabled": True, "account": ""})
+    _sync(sandbox)
+    widget, _, _ = _lines(sandbox, ORDER_ID)
+    sandbox.shop.add_refund(ORDER_ID, reason="scratch", line_money={widget: Decimal("2.00")})
+    result = run_cli(sandbox, "refunds")
+    assert result.exit_code == 1, result.stdout + result.stderr
+    assert "refunded money without a quantity needs refunds.account" in result.stderr
+    (refund,) = _status_refunds(sandbox, ORDER_ID)
+    assert refund["state"] == "held" and "refunds.account" in refund["reason"]
+    assert _memos(sandbox) == {}
+
+
 def test_a_refund_of_an_order_not_pushed_yet_waits_for_it_and_then_follows_it(
     tmp_path: Path,
 ) -> None:

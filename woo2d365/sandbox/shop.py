@@ -529,12 +529,14 @@ class ShopEmulator(ServedContext, WooCommerceAuthentication, OrderNotes):
         reason: str = "",
         quantities: Mapping[int, int] | None = None,
         whole_lines: Iterable[int] = (),
+        line_money: Mapping[int, Decimal] | None = None,
         at: datetime | None = None,
     ) -> dict[str, Any]:
         """Refund as a shop manager does in wp-admin (``wc_create_refund``), no gateway call.
 
         ``quantities`` maps order line item ids to the quantity refunded (at their price, tax
-        included); ``whole_lines`` refunds whole shipping, fee or item lines by id; ``amount``
+        included); ``whole_lines`` refunds whole shipping, fee or item lines by id;
+        ``line_money`` maps line item ids to money refunded on them without a quantity; ``amount``
         (positive) wins over the lines, and alone makes an amount-only refund. The order's
         ``refunds`` list and ``date_modified`` change; a refund of the whole rest makes the
         order ``refunded``. ``ValueError`` for an amount above what is left.
@@ -554,6 +556,7 @@ class ShopEmulator(ServedContext, WooCommerceAuthentication, OrderNotes):
                 quantities=dict(quantities or {}),
                 whole_lines=tuple(whole_lines),
                 dp=self.price_decimals,
+                line_money=line_money,
             )
             self._next_meta_id += 50
             self._store_refund(order, refund)

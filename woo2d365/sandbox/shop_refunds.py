@@ -47,31 +47,29 @@ def build_refund(
     quantities: Mapping[int, int],
     whole_lines: tuple[int, ...],
     dp: int,
+    line_money: Mapping[int, Decimal] | None = None,
 ) -> dict[str, Any]:
     """One refund object as ``GET /orders/{id}/refunds/{rid}`` shows it (without ``_links``).
 
     ``quantities`` refunds that many of an order line item (its value per unit, tax included);
-    ``whole_lines`` refunds whole shipping or fee lines (or line items) by order line id. Without
+    ``whole_lines`` refunds whole shipping or fee lines (or line items) by order line id;
+    ``line_money`` refunds money (tax included) on a line item without a quantity, as the admin's
+    "refund total" and "refund tax" boxes of a line do alone: the copy's quantity is 0. Without
     ``amount`` the refund is worth what its lines are; a refund with no lines needs ``amount``.
     """
     lines: dict[str, list[dict[str, Any]]] = {group: [] for group in _GROUPS}
     item_id, meta_id = first_item_id, first_meta_id
     line_sum = Decimal("0")
     wanted: dict[int, int | None] = {**{line: None for line in whole_lines}, **quantities}
+    money = dict(line_money or {})
+    wanted.update({line: 0 for line in money})
     for group in _GROUPS:
         for line in order.get(group) or []:
             line_id = int(line["id"])
             if line_id not in wanted:
                 continue
             copied = copy.deepcopy(dict(line))
-            ordered_qty = int(line.get("quantity") or 1)
-            asked = wanted[line_id]
-            qty = ordered_qty if asked is None else int(asked)
-            if group == "line_items" and not 0 < qty <= ordered_qty:
-                raise ValueError(f"order line {line_id}: cannot refund {qty} of {ordered_qty}")
-            share = Decimal(qty) / Decimal(ordered_qty)
-            total = _round(_dec(line.get("total")) * share, dp)
-            tax = _round(_dec(line.get("total_tax")) * share, dp)
+            qty, total, tax = _refunded(line, group, wanted[line_id], money.get(line_id), dp)
             line_sum += total + tax
             copied["id"] = item_id
             item_id += 1
@@ -122,6 +120,30 @@ def build_refund(
         "tax_lines": [],
         "fee_lines": lines["fee_lines"],
     }
+
+
+def _refunded(
+    line: Mapping[str, Any], group: str, asked: int | None, money: Decimal | None, dp: int
+) -> tuple[int, Decimal, Decimal]:
+    """``(quantity, total, tax)`` refunded of an order line: ``asked`` of its quantity (None:
+    all of it) at its price, or ``money`` (tax included) without a quantity."""
+    line_id = line.get("id")
+    if money is not None:
+        gross = _dec(line.get("total")) + _dec(line.get("total_tax"))
+        if group != "line_items" or not 0 < money <= gross:
+            raise ValueError(f"order line {line_id}: cannot refund {money}")
+        total = _round(_dec(line.get("total")) * money / gross, dp)
+        return 0, total, money - total
+    ordered_qty = int(line.get("quantity") or 1)
+    qty = ordered_qty if asked is None else int(asked)
+    if group == "line_items" and not 0 < qty <= ordered_qty:
+        raise ValueError(f"order line {line_id}: cannot refund {qty} of {ordered_qty}")
+    share = Decimal(qty) / Decimal(ordered_qty)
+    return (
+        qty,
+        _round(_dec(line.get("total")) * share, dp),
+        _round(_dec(line.get("total_tax")) * share, dp),
+    )
 
 
 def refund_links(site_url: str, order_id: int, refund_id: int) -> dict[str, Any]:

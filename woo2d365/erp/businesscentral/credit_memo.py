@@ -7,9 +7,11 @@ the cent by :func:`line_price`, the shop's VAT per line and the rounding line by
 * ``externalDocumentNumber`` = ``orders.document_prefix`` + shop number + ``-R`` + refund id;
 * ``pricesIncludeTax`` cannot be set: it is the customer card's, so every amount is sent in the
   basis the caller found for the customer;
-* refunded shipping and fees, and the part of the refund amount no refunded line explains (an
-  amount-only refund), are ``Account`` lines on ``refunds.account``. That unallocated part carries
-  the order's VAT: it is split over the order's VAT rates in proportion to the order's lines.
+* refunded shipping and fees, money refunded on an item line without a quantity (WooCommerce's
+  "refund total" of a line alone), and the part of the refund amount no refunded line explains
+  (an amount-only refund), are ``Account`` lines on ``refunds.account``: no goods come back. The
+  unallocated part carries the order's VAT: it is split over the order's VAT rates in proportion
+  to the order's lines.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def build_credit_memo(
     for position, line in enumerate(lines, 1):
         label = f'refund line {position} "{line.name or line.kind.value}"'
         after = line_basis(line, prices_include_tax)[1]
-        if line.kind is LineKind.ITEM:
+        if line.kind is LineKind.ITEM and line.quantity != ZERO:
             entry = _item_entry(line, label, after, item_numbers.get(line.shop_line_id), norm)
         else:
             rate = rates.get(position - 1)
@@ -136,15 +138,19 @@ def _account_entry(
     tax_code: str | None,
     norm: FieldNormalizer,
 ) -> dict[str, object] | None:
-    """An ``Account`` line on ``refunds.account`` (shipping, a fee, an unallocated amount with
-    the tax code of the rate it was split by); None for nothing to book."""
+    """An ``Account`` line on ``refunds.account`` (shipping, a fee, an item line's money without
+    a quantity, an unallocated amount with the tax code of the rate it was split by); None for
+    nothing to book."""
     if after == ZERO:
         return None
     if not account:
-        raise OrderDataError(
-            f"{label}: refunded {line.kind.value if line.shop_line_id else 'amount'} "
-            "needs refunds.account"
-        )
+        if not line.shop_line_id:
+            what = "amount"
+        elif line.kind is LineKind.ITEM:
+            what = "money without a quantity"
+        else:
+            what = line.kind.value
+        raise OrderDataError(f"{label}: refunded {what} needs refunds.account")
     entry: dict[str, object] = {
         "lineType": "Account",
         "lineObjectNumber": account,
