@@ -145,6 +145,31 @@ def test_retry_failed_orders_go_through_on_the_next_push(sandbox: Sandbox) -> No
     assert any(e["step"] == "retry" for e in detail["events"])
 
 
+def test_dynamics_refusing_every_create_for_now_is_exit_3_never_ok(sandbox: Sandbox) -> None:
+    """503 past the retry policy: nothing pushed, nothing lost, run again later (exit 3); the
+    run's outcome is not ``ok``, so monitoring does not call it a success."""
+    sandbox.bc.fail_next(
+        10_000,
+        status=503,
+        code="Internal_ServiceUnavailable",
+        method="POST",
+        path_contains="salesOrders",
+    )
+    result = run_woo2d365(sandbox, "sync")
+    assert result.exit_code == 3, result.stdout + result.stderr
+    assert sandbox.bc.sales_orders() == []
+    status = _status(sandbox)
+    assert status["last_sync"]["outcome"] == "unreachable"
+    assert status["counts"]["ready"] > 0 and status["counts"]["failed"] == 0
+    check = run_woo2d365(sandbox, "status", "--check")
+    assert check.exit_code != 0, check.stdout
+
+    sandbox.bc.clear_faults()
+    again = run_woo2d365(sandbox, "sync")
+    assert again.exit_code == 0, again.stdout + again.stderr  # held orders were held before
+    assert _status(sandbox)["counts"]["ready"] == 0
+
+
 def test_quiet_sync_prints_only_when_something_needs_attention(sandbox: Sandbox) -> None:
     first = run_woo2d365(sandbox, "--quiet", "sync")
     assert first.exit_code == 1 and "held" in first.stdout, "held orders need attention"

@@ -166,6 +166,7 @@ def test_transient_failures_put_the_order_back_then_fail_it_after_max_attempts(
     )
     first = _push(settings, sqlite_store, clock)
     assert woo_id in first.retry_later
+    assert first.exit_code is ExitCode.UNREACHABLE, "Dynamics did not process it: run again later"
     record = sqlite_store.get_order(woo_id)
     assert record is not None and record.state is OrderState.READY and record.attempts == 1
     second = _push(settings, sqlite_store, clock)
@@ -173,6 +174,7 @@ def test_transient_failures_put_the_order_back_then_fail_it_after_max_attempts(
     assert record is not None and record.state is OrderState.FAILED
     assert (record.reason or "").startswith("gave up after 2 attempts")
     assert second.failed and bc.sales_orders() == []
+    assert second.exit_code is ExitCode.ATTENTION, "failed: a person looks at it"
 
 
 @pytest.mark.parametrize("fault", ["drop_after_commit", "drop_before_processing"])

@@ -113,6 +113,7 @@ class PushResult:
     failed: KeptDict[int, str] = field(default_factory=KeptDict)
     held: KeptDict[int, str] = field(default_factory=KeptDict)
     retry_later: KeptDict[int, str] = field(default_factory=KeptDict)  # not processed: ready
+    not_processed: KeptList[int] = field(default_factory=KeptList)  # of those: Dynamics refused
     in_doubt: KeptDict[int, str] = field(default_factory=KeptDict)  # no answer: still pushing
     total_mismatches: KeptDict[int, str] = field(default_factory=KeptDict)
     written_back: KeptList[int] = field(default_factory=KeptList)
@@ -141,9 +142,16 @@ class PushResult:
         return {i: why for i, why in self.left_out.items() if not why.startswith(fine)}
 
     @property
+    def dynamics_away(self) -> bool:
+        """True when Dynamics could not be reached, or did not process orders of this run (a
+        5xx or 429 past the retry policy): exit 3, nothing lost, run again later. A create left
+        in doubt is not counted: Dynamics took it, only its answer is missing."""
+        return bool(self.unreachable or self.not_processed)
+
+    @property
     def exit_code(self) -> ExitCode:
         """The contract's exit code for this outcome."""
-        if self.unreachable or self.lease_lost:
+        if self.dynamics_away or self.lease_lost:
             return ExitCode.UNREACHABLE
         return ExitCode.ATTENTION if self.needs_attention else ExitCode.OK
 
@@ -989,6 +997,8 @@ def _not_processed(run: _Run, claim: _Claim, exc: Woo2D365Error) -> None:
         token=claim.token,
     ):
         run.record(run.result.retry_later, woo_id, str(exc))
+        with run.lock:
+            run.result.not_processed.append(woo_id)
         run.ctx.event(
             STEP, f"not sent ({exc}); tried again next run", level="warning", woo_id=woo_id
         )

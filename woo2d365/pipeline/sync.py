@@ -71,8 +71,9 @@ class SyncResult:
 
     @property
     def dynamics_reachable(self) -> bool | None:
-        """False when Dynamics could not be reached in this run; None when not tried."""
-        if self.dynamics_problem or (self.push is not None and self.push.unreachable):
+        """False when Dynamics could not be reached in this run, or left orders of it for a later
+        run (``PushResult.dynamics_away``); None when not tried."""
+        if self.dynamics_problem or (self.push is not None and self.push.dynamics_away):
             return False
         return True if (self.push is not None or self.validate is not None) else None
 

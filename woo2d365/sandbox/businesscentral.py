@@ -579,6 +579,11 @@ class BusinessCentralEmulator(ServedContext, EntraIdentityProvider):
                 Fault("fail", count, method, path_contains, status, code, message, retry_after)
             )
 
+    def clear_faults(self) -> None:
+        """Forget every fault not used up yet: the service is well again."""
+        with self._lock:
+            self._faults.clear()
+
     def drop_after_commit_next(self, count: int = 1, *, path_contains: str = "salesOrders") -> None:
         """Process the next ``count`` matching POSTs fully (commit), then close without answer."""
         with self._lock:
