@@ -7,6 +7,7 @@ and where it came from, never a pydantic traceback.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -16,11 +17,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from woo2d365.errors import ConfigError
 
@@ -215,6 +223,20 @@ class StockSettings(_Section):
     max_age_minutes: int = Field(default=180, ge=1)  # status --check warns when stock is older
 
 
+class _Environment(EnvSettingsSource):
+    """The ``WOO2D365_*`` variables, where a list may also be given comma-separated
+    (``WOO2D365_WOOCOMMERCE__STATUSES=processing,completed``) instead of as JSON."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            if field is None or get_origin(field.annotation) is not list:
+                raise
+            inner = str(value).strip().removeprefix("[").removesuffix("]")
+            return [part.strip().strip("'\"") for part in inner.split(",") if part.strip()]
+
+
 class Settings(BaseSettings):
     """All settings of one run."""
 
@@ -245,7 +267,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The TOML file arrives as init kwargs; the environment must win over it.
-        return (env_settings, init_settings)
+        return (_Environment(settings_cls), init_settings)
 
 
 @dataclass(frozen=True)
@@ -302,9 +324,36 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> LoadedSetting
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source, data)) from None
+    except SettingsError:  # a WOO2D365_* variable whose value cannot be read
+        raise ConfigError(
+            f"{' / '.join(_unreadable_tables()) or 'a ' + ENV_PREFIX + '* variable'} "
+            f"(environment) is not a table: give it as JSON, e.g. "
+            f'{ENV_PREFIX}ORDERS__TAX_CODES=\'{{"21": "HOOG"}}\', or one key per variable, '
+            f"e.g. {ENV_PREFIX}ORDERS__TAX_CODES__21=HOOG"
+        ) from None
     if data:
         _warn_if_readable_by_others(path, data)
     return LoadedSettings(settings=settings, source=source)
+
+
+def _unreadable_tables() -> list[str]:
+    """The environment variables that set a table (``dict``) setting to something not JSON."""
+    names = []
+    for section, section_field in Settings.model_fields.items():
+        section_type = section_field.annotation
+        fields = section_type.model_fields if isinstance(section_type, type) else {}
+        for key, key_field in fields.items():
+            if get_origin(key_field.annotation) is not dict:
+                continue
+            name = f"{ENV_PREFIX}{section}__{key}".upper()
+            value = next((v for k, v in os.environ.items() if k.upper() == name), None)
+            if value is None:
+                continue
+            try:
+                json.loads(value)
+            except ValueError:
+                names.append(name)
+    return names
 
 
 _SECRET_KEYS = (

@@ -68,6 +68,39 @@ def test_environment_overrides_the_file(
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "statuses"),
+    [
+        ('["processing", "on-hold"]', ["processing", "on-hold"]),
+        ("processing,on-hold", ["processing", "on-hold"]),
+        ("Processing, on-hold ", ["processing", "on-hold"]),
+        ("[processing]", ["processing"]),
+        ("processing", ["processing"]),
+    ],
+)
+def test_a_list_setting_is_read_from_the_environment_as_json_or_comma_separated(
+    run_cli: RunCli, monkeypatch: pytest.MonkeyPatch, value: str, statuses: list[str]
+) -> None:
+    monkeypatch.setenv("WOO2D365_WOOCOMMERCE__STATUSES", value)
+    assert load_settings(None).settings.woocommerce.statuses == statuses
+    assert run_cli("status", config=None).exit_code == 0
+
+
+def test_a_table_setting_that_is_not_json_in_the_environment_is_one_line_and_exit_2(
+    run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WOO2D365_ORDERS__TAX_CODES", "21=HOOG")
+    result = run_cli("status", config=None)
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "woo2d365: error: WOO2D365_ORDERS__TAX_CODES (environment) is not a table: give it as "
+        'JSON, e.g. WOO2D365_ORDERS__TAX_CODES=\'{"21": "HOOG"}\', or one key per variable, '
+        "e.g. WOO2D365_ORDERS__TAX_CODES__21=HOOG"
+    ]
+    monkeypatch.setenv("WOO2D365_ORDERS__TAX_CODES", '{"21": "HOOG"}')
+    assert load_settings(None).settings.orders.tax_codes == {"21": "HOOG"}
+
+
 def test_config_is_found_through_the_environment_variable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
