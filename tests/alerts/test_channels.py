@@ -185,6 +185,21 @@ def test_a_webhook_that_does_not_answer_times_out(sink: HttpSink) -> None:
         WebhookChannel(sink.settings(), timeout=0.3).send(MESSAGE)
 
 
+def test_a_webhook_over_https_trusts_the_ca_that_ssl_cert_file_names(
+    sink: HttpSink, ca: SandboxCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The contract's standard variables hold for every HTTPS connection, alerts included."""
+    sink.server.socket = ca.server_context().wrap_socket(sink.server.socket, server_side=True)
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.ca_path))
+    url = sink.url.replace("http://", "https://")
+
+    WebhookChannel(WebhookAlertSettings(url=url), timeout=5).send(MESSAGE)  # type: ignore[arg-type]
+
+    assert [body["text"].splitlines()[0] for body in sink.bodies] == ["woo2d365: 1 order held"]
+
+
 def test_webhook_errors_never_name_the_url(closed_port_url: str) -> None:
     channel = WebhookChannel(WebhookAlertSettings(url=closed_port_url), timeout=2)  # type: ignore[arg-type]
 

@@ -21,6 +21,7 @@ import requests
 
 from woo2d365.alerts.message import AlertMessage
 from woo2d365.clock import utc_now
+from woo2d365.http import TrustingSession
 from woo2d365.logs import redact, register_secret
 from woo2d365.settings import AlertsSettings, EmailAlertSettings, WebhookAlertSettings
 
@@ -190,7 +191,7 @@ class WebhookChannel:
         timeout: float = WEBHOOK_TIMEOUT_SECONDS,
     ) -> None:
         self._url = settings.url.get_secret_value().strip()
-        self._session = session or requests.Session()
+        self._session = session or TrustingSession()  # REQUESTS_CA_BUNDLE / SSL_CERT_FILE
         self.timeout = timeout
         register_secret(self._url)
         path = urlsplit(self._url).path
