@@ -194,9 +194,13 @@ def run_follow_up(runtime: Runtime, name: str, options: FollowUpOptions) -> Foll
 
     A dry run takes no lock and records nothing. A step switched off in its settings section does
     nothing and says so (exit 0): it changes what customers or the books receive, so only the
-    configuration turns it on.
+    configuration turns it on. Switched off or not, it exits 4 while another run holds the lock,
+    as the contract says of these commands.
     """
     if not is_enabled(runtime.settings, name):
+        if not options.dry_run:
+            with _run_lock(runtime.context(), name):
+                pass
         result = FollowUpResult(step=name, dry_run=options.dry_run)
         result.lines.append(f"{name}: off ([{name}] enabled = false); nothing done")
         return result

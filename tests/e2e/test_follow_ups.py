@@ -27,12 +27,15 @@ def test_a_step_switched_off_does_nothing_and_says_so(tmp_path: Path) -> None:
             store.close()
 
 
+@pytest.mark.parametrize("enabled", [True, False], ids=["on", "off"])
 @pytest.mark.parametrize("step", STEPS)
 def test_a_step_exits_4_and_records_nothing_while_another_run_holds_the_lock(
-    tmp_path: Path, step: str
+    tmp_path: Path, step: str, enabled: bool
 ) -> None:
+    """The contract: each of these commands exits 4 while another run holds the lock, a step
+    switched off included."""
     with running_sandbox(tmp_path / "sandbox", orders=5, seed=2) as sandbox:
-        with_config(sandbox, **{step: {"enabled": True}})
+        with_config(sandbox, **{step: {"enabled": enabled}})
         store = open_store(f"sqlite:///{sandbox.state_path}")
         try:
             assert store.acquire_lock("sync", "elsewhere:1", datetime.now(UTC), ttl_seconds=300)
@@ -43,7 +46,8 @@ def test_a_step_exits_4_and_records_nothing_while_another_run_holds_the_lock(
             store.release_lock("sync", "elsewhere:1")
             done = run_woo2d365(sandbox, step)
             assert done.exit_code == 0, done.stdout + done.stderr
-            assert store.last_run(step) is not None, "the run is recorded"
+            recorded = store.last_run(step) is not None
+            assert recorded is enabled, "a run is recorded when the step ran"
         finally:
             store.close()
 
