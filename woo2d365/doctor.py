@@ -62,6 +62,7 @@ class DoctorReport:
 
     checks: list[Check] = field(default_factory=list)
     config_loaded: bool = True
+    store_exit: ExitCode | None = None  # 2 or 3 when the state store check failed, as for status
 
     def add(self, name: str, result: Result, detail: str, fix: str = "") -> Check:
         """Record one check (cleaned) and return it."""
@@ -75,9 +76,12 @@ class DoctorReport:
 
     @property
     def exit_code(self) -> ExitCode:
-        """2 when the config cannot be loaded, 1 when a check failed, else 0."""
+        """As ``status``: 2 when the config cannot be loaded or ``state.url`` is wrong, 3 when
+        the state store cannot be reached; else 1 when a check failed, 0 when none did."""
         if not self.config_loaded:
             return ExitCode.USAGE
+        if self.store_exit is not None:
+            return self.store_exit
         return ExitCode.ATTENTION if self.count("fail") else ExitCode.OK
 
     def summary(self) -> str:
@@ -201,6 +205,7 @@ def _check_store(report: DoctorReport, settings: Settings) -> None:
         store = open_store(settings.state.url.get_secret_value(), migrate=False)
     except ConfigError as exc:
         report.add(name, "fail", str(exc), "correct state.url")
+        report.store_exit = ExitCode.USAGE
         return
     sqlite_path = getattr(store.dialect, "path", None)
     try:
@@ -215,6 +220,7 @@ def _check_store(report: DoctorReport, settings: Settings) -> None:
                     f"correct state.url, or create the directory (mkdir -p {path.parent}) and "
                     "let the service user write to it",
                 )
+                report.store_exit = ExitCode.UNREACHABLE
                 return
             if not path.exists():
                 report.add(name, "ok", f"{where} does not exist yet; the first run creates it")
@@ -222,9 +228,11 @@ def _check_store(report: DoctorReport, settings: Settings) -> None:
         version = store.schema_version()
     except ConfigError as exc:
         report.add(name, "fail", str(exc), "correct the user, password or database in state.url")
+        report.store_exit = ExitCode.USAGE
         return
     except Woo2D365Error as exc:
         report.add(name, "fail", str(exc), _store_fix(sqlite_path))
+        report.store_exit = exc.exit_code
         return
     except Exception as exc:  # doctor reports, it never crashes
         report.add(

@@ -123,7 +123,7 @@ def test_unreachable_systems_and_store_fail_with_hints(tmp_path: Path) -> None:
     )
     config.chmod(0o600)
     result = CliRunner().invoke(app, ["--config", str(config), "doctor"], env=WIDE)
-    assert result.exit_code == 1
+    assert result.exit_code == 3, "the state store cannot be reached: 3, as for status"
     assert "check state.url" in _row(result.stdout, "state store")
     assert "check woocommerce.url" in _row(result.stdout, "WooCommerce: reachable")
     assert "│ fail " in _row(result.stdout, "Dynamics: token")
