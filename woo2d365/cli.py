@@ -48,7 +48,7 @@ from woo2d365.pipeline.followup import FollowUpOptions
 from woo2d365.pipeline.retry import retry_refunds
 from woo2d365.runtime import Runtime
 from woo2d365.settings import LoadedSettings, load_settings
-from woo2d365.store import SqlStore, open_store
+from woo2d365.store import SqlStore, open_dry_run_store, open_store
 from woo2d365.threads import answer_sooner
 
 
@@ -85,10 +85,11 @@ class CliState:
             register_secret(unquote(password) if password else None)
         return self._settings
 
-    def store(self) -> SqlStore:
-        """Open (and migrate) the state store once."""
+    def store(self, *, dry_run: bool = False) -> SqlStore:
+        """Open the state store once: migrated, or for a dry run never created nor migrated."""
         if self._store is None:
-            self._store = open_store(self.settings().settings.state.url.get_secret_value())
+            url = self.settings().settings.state.url.get_secret_value()
+            self._store = open_dry_run_store(url) if dry_run else open_store(url)
         return self._store
 
     def close(self) -> None:
@@ -579,8 +580,8 @@ def map_sku_export(
 _ORDER_IDS = typer.Option("--order", metavar="ID", help="Only this WooCommerce order (repeatable).")
 
 
-def _runtime(state: CliState) -> Runtime:
-    return Runtime(state.settings(), state.store())
+def _runtime(state: CliState, *, dry_run: bool = False) -> Runtime:
+    return Runtime(state.settings(), state.store(dry_run=dry_run))
 
 
 @app.command()
@@ -609,7 +610,7 @@ def sync(
     state = _state(ctx)
     if dry_run:
         with dry_run_context():
-            preview = runs.preview(_runtime(state), limit=limit)
+            preview = runs.preview(_runtime(state, dry_run=True), limit=limit)
         _print_preview(state, preview)
         raise typer.Exit(preview.exit_code)
     interactive = state.out.is_terminal and not state.quiet
@@ -676,7 +677,8 @@ def push(
     Example: woo2d365 push --dry-run --order 1234
     """
     state = _state(ctx)
-    result = runs.run_push(_runtime(state), order_ids=order or None, dry_run=dry_run, limit=limit)
+    runtime = _runtime(state, dry_run=dry_run)
+    result = runs.run_push(runtime, order_ids=order or None, dry_run=dry_run, limit=limit)
     for woo_id, why in result.left_out.items():
         state.err.print(f"order {woo_id}: not pushed: {clean(why)}", markup=False)
     if dry_run:
@@ -747,7 +749,7 @@ def retry(
 def _follow_up(state: CliState, name: str, options: FollowUpOptions) -> None:
     """Run one follow-up step and render it: dry-run lines on stdout, then the summary line."""
     with step_context(name):
-        result = runs.run_follow_up(_runtime(state), name, options)
+        result = runs.run_follow_up(_runtime(state, dry_run=options.dry_run), name, options)
     for line in result.lines:
         state.out.print(clean(line), markup=False, highlight=False)
     for line in result.attention:
@@ -1036,7 +1038,7 @@ def prune(
 
     state = _state(ctx)
     age = retention.parse_retention(older_than)
-    report = retention.prune(state.store(), age, now=utc_now(), dry_run=dry_run)
+    report = retention.prune(state.store(dry_run=dry_run), age, now=utc_now(), dry_run=dry_run)
     _print_line(state, report.summary(older_than), attention=dry_run)
 
 

@@ -109,6 +109,10 @@ class Dialect(ABC):
     def table_exists(self, cursor: Any, table: str) -> bool:
         """True when the table exists."""
 
+    def creates_on_connect(self) -> bool:
+        """True when connecting would create the database (a server's database never is)."""
+        return False
+
     def lock_for_migration(self, cursor: Any) -> None:  # noqa: B027 - optional hook
         """Serialise concurrent migrators (no-op where the transaction already does)."""
 

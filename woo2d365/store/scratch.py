@@ -1,52 +1,70 @@
-"""A scratch copy of the state store: what ``sync --dry-run`` runs the real steps over.
+"""Scratch copies of the state store: what a dry run works on (docs/architecture.md, "Dry run").
 
-The copy is a SQLite database in a temporary directory, removed when the block ends; the store it
-is copied from is only read, a page at a time (docs/architecture.md, "Dry run"). It holds what
-pull, validate and push read: the orders, the SKU map, the key/value table (the pull cursor) and
-the Dynamics mirror. Every order keeps its shop JSON: pull tells a pushed order's real change
-from our own write-back by comparing it with the stored copy.
+A scratch store is a SQLite file in a temporary folder (``sql.ScratchStore``); the store it is
+copied from is only read, a page at a time. ``sync --dry-run`` copies :data:`COPIED`, what pull,
+validate and push read: the orders, the SKU map, the key/value table (the pull cursor) and the
+Dynamics mirror. Every order keeps its shop JSON: pull tells a pushed order's real change from
+our own write-back by comparing it with the stored copy. A store whose migrations are pending is
+copied whole (:func:`tables_of`) and the copy migrated, never the store.
 """
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from woo2d365.store.connection import SqlRoom, insert_statement
-from woo2d365.store.sqlite import SqliteDialect
 
 PAGE = 500
 """Rows read from the store per transaction."""
 
-COPIED: tuple[tuple[str, str | None], ...] = (
-    ("orders", "woo_id"),
-    ("sku_map", "sku"),
-    ("held_skus", None),  # one row per SKU of a held order: read whole
-    ("kv", "name"),
-    ("bc_items", "number"),
-    ("bc_customers", "email"),
+KEYS: dict[str, str | None] = {
+    "orders": "woo_id",
+    "events": "id",
+    "runs": "id",
+    "sku_map": "sku",
+    "held_skus": None,  # one row per SKU of a held order: read whole
+    "kv": "name",
+    "locks": "name",
+    "bc_items": "number",
+    "bc_customers": "email",
+    "alerts": "alert_key",
+    "shipment_reports": "shipment_id",
+    "invoice_records": "invoice_id",
+    "fulfilments": "woo_id",
+    "refunds": "refund_id",
+    "stock_targets": None,  # a key of two columns: read whole
+    "stock_written": "sku",
+}
+"""Each table with the key it is paged by (None: read whole)."""
+
+COPIED: tuple[tuple[str, str | None], ...] = tuple(
+    (table, KEYS[table])
+    for table in ("orders", "sku_map", "held_skus", "kv", "bc_items", "bc_customers")
 )
 """The tables the sync steps read, each with the key it is paged by."""
 
-_Store = TypeVar("_Store", bound=SqlRoom)
+
+def copy_tables(
+    source: SqlRoom, scratch: SqlRoom, tables: Iterable[tuple[str, str | None]]
+) -> None:
+    """Copy each of ``tables`` (name and paging key) from ``source`` into the same table of
+    ``scratch``, :data:`PAGE` rows per read transaction."""
+    for table, key in tables:
+        for columns, rows in _pages(source, table, key):
+            _insert(scratch, table, columns, rows)
 
 
-@contextmanager
-def scratch_copy(source: SqlRoom, open_new: Callable[[SqliteDialect], _Store]) -> Iterator[_Store]:
-    """A store opened by ``open_new`` (schema applied) on a new SQLite file, holding a copy of
-    ``source``'s :data:`COPIED` tables; closed and deleted after the block."""
-    with tempfile.TemporaryDirectory(prefix="woo2d365-dry-run-") as folder:
-        scratch = open_new(SqliteDialect(str(Path(folder) / "scratch.db")))
-        try:
-            for table, key in COPIED:
-                for columns, rows in _pages(source, table, key):
-                    _insert(scratch, table, columns, rows)
-            yield scratch
-        finally:
-            scratch.close()
+def tables_of(scratch: SqlRoom) -> list[tuple[str, str | None]]:
+    """Every table of the SQLite store ``scratch`` but the schema's own, with its key."""
+    with scratch._tx() as cur:
+        scratch._exec(
+            cur,
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name <> 'schema_migrations' "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+        names = [str(row[0]) for row in cur.fetchall()]
+    return [(name, KEYS.get(name)) for name in names]
 
 
 def _pages(

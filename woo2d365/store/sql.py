@@ -8,8 +8,11 @@ combines them. Names other modules imported from here before the split are re-ex
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import tempfile
+from collections.abc import Callable, Collection, Iterator
+from contextlib import closing, contextmanager
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from woo2d365.store.alerts_sql import SqlAlerts as SqlAlerts
@@ -31,9 +34,10 @@ from woo2d365.store.orders_sql import _billing_email as _billing_email
 from woo2d365.store.orders_sql import _like_escape as _like_escape
 from woo2d365.store.refunds_sql import SqlRefunds as SqlRefunds
 from woo2d365.store.runs_sql import SqlRuns as SqlRuns
-from woo2d365.store.scratch import scratch_copy
+from woo2d365.store.scratch import COPIED, copy_tables, tables_of
 from woo2d365.store.shipments_sql import SqlFulfilment as SqlFulfilment
 from woo2d365.store.sku_map_sql import SqlSkuMap as SqlSkuMap
+from woo2d365.store.sqlite import SqliteDialect
 from woo2d365.store.stock_sql import SqlStock as SqlStock
 
 # Re-exported: the names other modules imported from here before the rooms were split out.
@@ -45,6 +49,7 @@ __all__ = [
     "_SINCE",
     "_TS_FORMAT",
     "Dialect",
+    "ScratchStore",
     "SqlAlerts",
     "SqlFulfilment",
     "SqlMirror",
@@ -77,17 +82,25 @@ class SqlStore(
     @contextmanager
     def scratch_copy(self) -> Iterator[SqlStore]:
         """A throwaway copy of what the sync steps read (:mod:`woo2d365.store.scratch`)."""
-
-        def open_new(dialect: Dialect) -> SqlStore:
-            store = SqlStore(dialect, clock=self.clock)
-            store.migrate()
-            return store
-
-        with scratch_copy(self, open_new) as scratch:
+        with closing(ScratchStore(clock=self.clock)) as scratch:
+            copy_tables(self, scratch, COPIED)
             yield scratch
 
-    def migrate(self) -> int:
-        """Apply pending migrations; return the schema version."""
+    def migrated_copy(self) -> ScratchStore:
+        """A scratch store holding every table of this one, brought up to the code's schema;
+        this store is only read (a dry run over a store whose migrations are pending)."""
+        scratch = ScratchStore(clock=self.clock, only=self.applied_versions())
+        try:
+            copy_tables(self, scratch, tables_of(scratch))
+            scratch.migrate()
+        except BaseException:
+            scratch.close()
+            raise
+        return scratch
+
+    def migrate(self, *, only: Collection[int] | None = None) -> int:
+        """Apply pending migrations (of those, only the versions in ``only`` when given); return
+        the schema version."""
         types = self.dialect.ddl_types
         with self._tx() as cur:
             self.dialect.lock_for_migration(cur)
@@ -101,7 +114,9 @@ class SqlStore(
                 self._exec(cur, "SELECT version FROM schema_migrations")
                 applied = {int(row[0]) for row in cur.fetchall()}
                 for migration in MIGRATIONS:
-                    if migration.version in applied:
+                    if migration.version in applied or (
+                        only is not None and migration.version not in only
+                    ):
                         continue
                     for statement in migration.tables:
                         self._exec(cur, statement.format(**types))
@@ -155,3 +170,25 @@ class SqlStore(
             self._exec(cur, "SELECT MAX(version) FROM schema_migrations")
             row = cur.fetchone()
         return int(row[0] or 0) if row else 0
+
+
+class ScratchStore(SqlStore):
+    """A store on a new SQLite file in a temporary folder of its own, deleted when it is closed:
+    what a dry run works on (docs/architecture.md, "Dry run")."""
+
+    def __init__(
+        self, *, clock: Callable[[], datetime] | None = None, only: Collection[int] | None = None
+    ) -> None:
+        """Create it with the code's schema (only the migrations in ``only`` when given)."""
+        self._folder = tempfile.TemporaryDirectory(prefix="woo2d365-dry-run-")
+        super().__init__(SqliteDialect(str(Path(self._folder.name) / "scratch.db")), clock=clock)
+        try:
+            self.migrate(only=only)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the connection and delete the file."""
+        super().close()
+        self._folder.cleanup()

@@ -148,6 +148,13 @@ class SqliteDialect(Dialect):
             raise self._unreadable(_cause(exc)) from None
         return conn
 
+    def creates_on_connect(self) -> bool:
+        """True when the file is not there yet in a folder that is: :meth:`connect` creates it."""
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            return False
+        path = Path(self.path)
+        return path.parent.is_dir() and not path.exists()
+
     def _unreadable(self, cause: str) -> StoreUnavailable:
         where = self.describe()
         return StoreUnavailable(f"state store {where} (state.url) cannot be opened: {cause}")
