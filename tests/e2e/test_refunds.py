@@ -349,6 +349,36 @@ def test_post_true_posts_each_credit_memo_once_under_its_new_number(shop_excl: S
     assert len(_memos(sandbox)) == 1
 
 
+def test_a_credit_memo_waiting_for_an_approval_is_posted_once_approved_never_before(
+    shop_excl: Sandbox,
+) -> None:
+    sandbox = shop_excl
+    with_config(sandbox, refunds={**REFUNDS_ON, "post": True})
+    _sync(sandbox)
+    refund = sandbox.shop.add_refund(ORDER_ID, amount="3.00", reason="approve it")
+    sandbox.bc.fail_next(1, status=400, code="BadRequest", method="POST", path_contains="post")
+    assert run_cli(sandbox, "refunds").exit_code == 1, "created; its posting refused once"
+    (memo,) = _memos(sandbox).values()
+    key = memo["externalDocumentNumber"]
+    sandbox.bc.set_credit_memo_status(key, "In_x0020_Review")  # a person asks for an approval
+
+    waiting = run_cli(sandbox, "refunds")
+    assert waiting.exit_code == 0, waiting.stdout + waiting.stderr
+    (memo,) = _memos(sandbox).values()
+    assert memo["status"] == "In_x0020_Review", "never posted while it waits"
+    events = json.loads(run_cli(sandbox, "status", str(ORDER_ID), "--json").stdout)["events"]
+    assert any("waits for an approval" in e["message"] for e in events)
+    assert [r["d365_number"] for r in _status_refunds(sandbox, ORDER_ID)] == [memo["number"]]
+
+    sandbox.bc.set_credit_memo_status(key, "Draft")  # approved
+    assert run_cli(sandbox, "refunds").exit_code == 0
+    (memo,) = _memos(sandbox).values()
+    assert memo["status"] == "Open" and memo["number"].startswith("PS-CR")
+    assert [r["d365_number"] for r in _status_refunds(sandbox, ORDER_ID)] == [memo["number"]]
+    notes = [n["note"] for n in sandbox.shop.notes[ORDER_ID]]
+    assert sum(memo["number"] in note for note in notes) == 1, (refund["id"], notes)
+
+
 def test_a_held_refund_is_reported_by_status_check_and_sent_after_retry(shop_excl: Sandbox) -> None:
     sandbox = shop_excl
     with_config(sandbox, refunds={"enabled": True, "account": ""})  # no account for amounts

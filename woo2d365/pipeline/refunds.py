@@ -567,7 +567,7 @@ def _mark_pushed(state: _Run, record: RefundRecord, token: str, found: CreatedDo
         external_number=found.external_number,
         now=ctx.clock(),
         token=token,
-        post=settings.refunds.post and found.status in ("", "Draft"),
+        post=settings.refunds.post and not found.posted,
         note=settings.woocommerce.write_back,
     )
     if not recorded:
@@ -660,10 +660,11 @@ def _post_pending(state: _Run) -> None:
             current = erp.find_credit_memo(key)
             if current is None:
                 raise OrderDataError(f"credit memo {key} is no longer in {erp.display_name}")
-            if current.status not in ("", "Draft"):
-                posted = current  # posted before (perhaps by a person): never posted twice
-            else:
-                posted = erp.post_credit_memo(current.id)
+            if current.awaiting_approval:
+                _note_approval(state, record)
+                continue  # posted by a later run once it is approved (a draft again)
+            # Posted before (perhaps by a person): never posted twice.
+            posted = current if current.posted else erp.post_credit_memo(current.id)
         except DynamicsError as exc:
             if exc.status is None or getattr(exc, "retryable", False):
                 raise
@@ -682,6 +683,17 @@ def _post_pending(state: _Run) -> None:
                 f"credit memo {record.d365_number} posted as {posted.number}",
                 woo_id=record.woo_id,
             )
+
+
+def _note_approval(state: _Run, record: RefundRecord) -> None:
+    """A credit memo that waits for an approval is not an error: it is said, and posted later."""
+    state.count("awaiting_approval")
+    state.ctx.event(
+        STEP,
+        f"credit memo {record.d365_number} waits for an approval in "
+        f"{state.erp.display_name}; it is posted by the next run once approved",
+        woo_id=record.woo_id,
+    )
 
 
 def _note_pending(state: _Run) -> None:

@@ -531,6 +531,21 @@ class BusinessCentralEmulator(ServedContext, EntraIdentityProvider):
             invoice = posted.set_invoice_status(self._postings[comp.id], invoice_number, status)
             return m.render(invoice, posted.INVOICE_SCHEMA, None)
 
+    def set_credit_memo_status(
+        self, external_number: str, status: str, *, company: str | None = None
+    ) -> None:
+        """A draft credit memo is sent for approval (``In_x0020_Review``) or approved (``Draft``
+        again), as a person does in Business Central."""
+        if status not in ("Draft", "In_x0020_Review"):
+            raise ValueError(f"a person sets a draft to Draft or In_x0020_Review, not {status}")
+        with self._lock:
+            book = self._book(self._company(company))
+            (memo,) = book.by_external_number(external_number)
+            if memo["status"] not in ("Draft", "In_x0020_Review"):
+                raise ValueError(f"credit memo {memo['number']} is posted")
+            memo["status"] = status
+            m.touch(memo)
+
     def shipments(self, company: str | None = None) -> list[dict[str, Any]]:
         """Every posted shipment with its lines, by number."""
         with self._lock:

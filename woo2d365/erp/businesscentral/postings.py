@@ -34,6 +34,17 @@ def _text(row: dict[str, Any], field: str) -> str:
     return str(row.get(field) or "")
 
 
+NOT_POSTED = frozenset({"", "Draft", "In Review"})
+"""Statuses of a sales invoice or credit memo not posted yet; "In Review" waits for an approval
+(docs/systems.md B6)."""
+
+
+def document_status(row: dict[str, Any]) -> str:
+    """A document's ``status`` as Business Central shows it (``In_x0020_Review`` is
+    "In Review")."""
+    return _text(row, "status").replace("_x0020_", " ").strip()
+
+
 def _document_keys(row: dict[str, Any]) -> dict[str, str]:
     """The keys every posted document carries: its id, number, and the order's numbers."""
     return {
@@ -122,9 +133,9 @@ def posted_invoices(
     }
     found = []
     for row in client.get_all(client.company_path("salesInvoices"), params):
-        status = _text(row, "status").replace("_x0020_", " ").strip()
-        if status in ("", "Draft", "In Review"):
-            continue  # not posted
+        status = document_status(row)
+        if status in NOT_POSTED:
+            continue
         found.append(
             PostedInvoice(
                 **_document_keys(row),

@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Generic, TypeVar
@@ -447,12 +447,12 @@ class BusinessCentralTarget:
     ) -> CreatedDocument:
         """One deep-insert ``POST salesCreditMemos``."""
         raw = self.client.create_document("salesCreditMemos", document.payload, guard)
-        return _created(raw, document.external_number)
+        return _credit_memo(raw, document.external_number)
 
     def find_credit_memo(self, external_number: str) -> CreatedDocument | None:
         """The credit memo with this ``externalDocumentNumber`` (drafts and posted ones)."""
         found = self.client.find_documents("salesCreditMemos", external_number)
-        return _created(found[0], external_number) if found else None
+        return _credit_memo(found[0], external_number) if found else None
 
     def find_credit_memos(self, external_numbers: Sequence[str]) -> dict[str, CreatedDocument]:
         """Credit memos by ``externalDocumentNumber``, one request per 50 keys."""
@@ -460,14 +460,14 @@ class BusinessCentralTarget:
         found: dict[str, CreatedDocument] = {}
         for row in rows:
             key = str(row.get("externalDocumentNumber") or "")
-            found.setdefault(key, _created(row, key))
+            found.setdefault(key, _credit_memo(row, key))
         return found
 
     def post_credit_memo(self, document_id: str) -> CreatedDocument:
         """``Microsoft.NAV.post``, then the credit memo read again for its posted number."""
         self.client.post_credit_memo(document_id)
         raw = self.client.get_credit_memo(document_id)
-        return _created(raw, str(raw.get("externalDocumentNumber") or ""))
+        return _credit_memo(raw, str(raw.get("externalDocumentNumber") or ""))
 
     def prefetch_customers(self, addresses: Iterable[str], *, dry_run: bool = False) -> int:
         """Look up, in batches, the customers of e-mail addresses the store does not know yet.
@@ -742,6 +742,17 @@ def _created(
         total_including_tax=amount,
         others=others,
         status=str(raw.get("status") or ""),
+    )
+
+
+def _credit_memo(raw: dict[str, Any], external_number: str) -> CreatedDocument:
+    """A credit memo, with whether it is posted or waits for an approval."""
+    status = postings.document_status(raw)
+    return replace(
+        _created(raw, external_number),
+        status=status,
+        posted=status not in postings.NOT_POSTED,
+        awaiting_approval=status == "In Review",
     )
 
 
