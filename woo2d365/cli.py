@@ -712,8 +712,8 @@ def retry(
 ) -> None:
     """Give failed or held orders another go (attempts reset; who and when recorded).
 
-    With --force, a pushed order whose sales order no longer exists in Dynamics (checked first)
-    is sent again.
+    With --force, a pushed order whose sales order no longer exists in Dynamics is sent again;
+    checked first: one invoiced or shipped there (the invoice or shipment exists) is refused.
 
     Example: woo2d365 retry --failed
     Example: woo2d365 retry --refund 1240

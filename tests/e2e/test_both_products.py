@@ -185,3 +185,29 @@ def test_two_documents_with_an_orders_key_hold_the_order_and_nothing_is_created(
     assert status["state"] == "held"
     assert f"2 sales orders in Dynamics 365 carry {reference}" in status["reason"]
     assert _documents(world)[reference] == 2, "no third"
+
+
+def test_retry_force_and_reconcile_treat_only_an_order_dynamics_no_longer_has_as_missing(
+    world: Sandbox,
+) -> None:
+    assert run_woo2d365(world, "sync").exit_code == 1
+    kept, gone = [i for i, state in _states(world).items() if state == "pushed"][:2]
+    details = {
+        woo_id: json.loads(run_woo2d365(world, "status", str(woo_id), "--json").stdout)
+        for woo_id in (kept, gone)
+    }
+    refused = run_woo2d365(world, "retry", str(kept), "--force")
+    assert refused.exit_code == 1
+    assert f"still exists in Dynamics 365 as sales order {details[kept]['d365_number']}" in (
+        refused.stderr
+    )
+    emulator = world.fo if world.fo is not None else world.bc
+    emulator.delete_sales_order(details[gone]["d365_number"])  # deleted, nothing posted
+
+    report = run_woo2d365(world, "reconcile", "--json")
+    missing = json.loads(report.stdout)["missing_in_dynamics"]
+    assert [f["woo_id"] for f in missing] == [gone], report.stderr
+    forced = run_woo2d365(world, "retry", str(gone), "--force")
+    assert forced.exit_code == 0, forced.stderr
+    run_woo2d365(world, "sync")
+    assert _documents(world)[f"WC-{details[gone]['number']}"] == 1, "sent again, once"

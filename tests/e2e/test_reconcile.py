@@ -72,3 +72,32 @@ def test_reconcile_finds_what_a_restored_store_lost_and_fix_adopts_it(tmp_path: 
         assert all(states[i] == "pushed" for i in pushed_later)
         again = json.loads(run_woo2d365(sandbox, "reconcile", "--json").stdout)
         assert again["adoptable"] == []
+
+
+def test_an_order_invoiced_in_business_central_is_not_missing_one_deleted_without_posting_is(
+    tmp_path: Path,
+) -> None:
+    with running_sandbox(tmp_path / "sandbox", orders=6, unmapped_orders=0, seed=8) as sandbox:
+        assert run_woo2d365(sandbox, "sync").exit_code in (0, 1)
+        invoiced, deleted, *_ = sandbox.bc.sales_orders()
+        sandbox.bc.ship_and_invoice(invoiced["number"])  # Business Central deletes the order
+        sandbox.bc.delete_sales_order(deleted["number"])  # gone without anything posted
+        before = len(sandbox.bc.sales_orders())
+
+        report = run_woo2d365(sandbox, "reconcile", "--json")
+        assert report.exit_code == 1, report.stderr
+        found = json.loads(report.stdout)
+        assert [f["external_document_number"] for f in found["missing_in_dynamics"]] == [
+            deleted["externalDocumentNumber"]
+        ]
+        assert not any(
+            invoiced["externalDocumentNumber"] == f["external_document_number"]
+            for findings in found.values()
+            if isinstance(findings, list)
+            for f in findings
+        ), "an invoiced order is in Dynamics: no finding at all"
+        assert run_woo2d365(sandbox, "reconcile", "--fix").exit_code == 1
+        assert len(sandbox.bc.sales_orders()) == before, "reconcile --fix creates nothing"
+
+        forced = run_woo2d365(sandbox, "reconcile", "--json")
+        assert json.loads(forced.stdout)["missing_in_dynamics"] == found["missing_in_dynamics"]

@@ -97,3 +97,65 @@ def test_a_new_store_holds_an_order_whose_recorded_document_is_gone_until_forced
     assert detail["state"] == "pushed" and detail["d365_number"] != old
     counts = Counter(d["externalDocumentNumber"] for d in sandbox.bc.sales_orders())
     assert counts[f"WC-{detail['number']}"] == 1
+
+
+def _posted_for(sandbox: Sandbox, key: str) -> tuple[int, int]:
+    """(sales orders, posted invoices) in Business Central carrying the order's key."""
+    orders = sum(1 for d in sandbox.bc.sales_orders() if d["externalDocumentNumber"] == key)
+    invoices = sum(1 for i in sandbox.bc.invoices() if i["externalDocumentNumber"] == key)
+    return orders, invoices
+
+
+def test_retry_force_refuses_an_order_invoiced_in_business_central_and_sync_creates_no_twin(
+    sandbox: Sandbox,
+) -> None:
+    assert run_woo2d365(sandbox, "sync").exit_code == 1
+    pushed = next(i for i, o in _orders(sandbox).items() if o["state"] == "pushed")
+    detail = _detail(sandbox, pushed)
+    key = f"WC-{detail['number']}"
+    _, invoice = sandbox.bc.ship_and_invoice(detail["d365_number"])  # the sales order is deleted
+    assert _posted_for(sandbox, key) == (0, 1)
+
+    refused = run_woo2d365(sandbox, "retry", str(pushed), "--force")
+    assert refused.exit_code == 1, refused.stderr
+    [line] = [x for x in refused.stderr.splitlines() if f"order {pushed}" in x]
+    assert f"posted invoice {invoice['number']}" in line and "never sent twice" in line
+    assert _detail(sandbox, pushed)["d365_number"] == detail["d365_number"], "nothing changed"
+    run_woo2d365(sandbox, "sync")
+    assert _posted_for(sandbox, key) == (0, 1), "no second sales order for an invoiced order"
+    assert _detail(sandbox, pushed)["state"] == "pushed"
+
+
+def test_retry_force_refuses_an_order_shipped_and_invoiced_whose_shipment_alone_is_left_named(
+    sandbox: Sandbox,
+) -> None:
+    """An order invoiced through a separate invoice ("Get Shipment Lines") keeps neither key nor
+    order id on the invoice, and "Delete Invoiced Sales Orders" removes the order: the posted
+    shipment alone still names it."""
+    assert run_woo2d365(sandbox, "sync").exit_code == 1
+    pushed = next(i for i, o in _orders(sandbox).items() if o["state"] == "pushed")
+    number = _detail(sandbox, pushed)["d365_number"]
+    shipment = sandbox.bc.ship(number)
+    assert shipment is not None
+    sandbox.bc.delete_sales_order(number)
+
+    refused = run_woo2d365(sandbox, "retry", str(pushed), "--force")
+    assert refused.exit_code == 1
+    assert f"posted shipment {shipment['number']}" in refused.stderr
+
+
+def test_a_new_store_meeting_an_invoiced_order_holds_it_and_retry_force_refuses(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    assert run_woo2d365(sandbox, "sync").exit_code == 1
+    pushed = next(i for i, o in _orders(sandbox).items() if o["state"] == "pushed")
+    detail = _detail(sandbox, pushed)
+    _, invoice = sandbox.bc.ship_and_invoice(detail["d365_number"])
+    with_config(sandbox, state={"url": f"sqlite:///{tmp_path / 'restored.db'}"})
+
+    run_woo2d365(sandbox, "sync")
+    assert _detail(sandbox, pushed)["state"] == "held"
+    refused = run_woo2d365(sandbox, "retry", str(pushed), "--force")
+    assert refused.exit_code == 1 and f"posted invoice {invoice['number']}" in refused.stderr
+    run_woo2d365(sandbox, "sync")
+    assert _posted_for(sandbox, f"WC-{detail['number']}") == (0, 1)

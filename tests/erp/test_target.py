@@ -12,6 +12,7 @@ import pytest
 
 from tests.erp.fixtures import fixture_orders, item_numbers_for
 from tests.erp.sandbox_fixtures import make_client, make_settings, make_target, settle
+from woo2d365.erp.base import DocumentRef, PostedDocument
 from woo2d365.erp.businesscentral import open_target
 from woo2d365.erp.businesscentral.target import (
     ITEMS_CURSOR_KEY,
@@ -233,6 +234,46 @@ def test_find_returns_the_document_or_none(
     created = target.create(target.prepare(order, item_numbers_for(order)))
     assert target.find("WC-5005") == created
     assert target.find("WC-404") is None
+
+
+def test_find_traces_names_the_sales_order_else_what_was_posted_from_it_in_batched_requests(
+    bc: BusinessCentralEmulator, bc_settings: Settings, sqlite_store: SqlStore
+) -> None:
+    customer = bc.add_customer("Traces")["number"]
+    line = {"lineType": "Item", "lineObjectNumber": "WIDGET-001", "quantity": 1}
+    orders = [
+        bc.add_sales_order(
+            {
+                "customerNumber": customer,
+                "externalDocumentNumber": f"WC-T{i}",
+                "salesOrderLines": [line],
+            }
+        )
+        for i in range(60)
+    ]
+    refs = [DocumentRef(o["externalDocumentNumber"], o["number"], o["id"]) for o in orders]
+    invoices = [bc.ship_and_invoice(o["number"])[1] for o in orders[:56]]  # orders deleted
+    refs[55] = replace(refs[55], external_number="WC-RETYPED")  # found by the order's id
+    shipment = bc.ship(orders[57]["number"])
+    assert shipment is not None
+    bc.delete_sales_order(orders[57]["number"])  # invoiced elsewhere; only its shipment names it
+    bc.delete_sales_order(orders[58]["number"])  # deleted with nothing posted
+    target = make_target(bc_settings, sqlite_store)
+    target.connect()
+    bc.reset_requests()
+
+    traces = target.find_traces(refs)
+
+    for ref, invoice in zip(refs[:56], invoices, strict=True):
+        assert traces[ref].sales_order is None
+        assert traces[ref].posted == (PostedDocument("invoice", invoice["number"]),)
+    assert traces[refs[56]].sales_order is not None
+    assert traces[refs[56]].sales_order.number == orders[56]["number"]
+    assert traces[refs[57]].posted == (PostedDocument("shipment", shipment["number"]),)
+    assert str(traces[refs[57]]) == f"posted shipment {shipment['number']}"
+    assert not traces[refs[58]].exists
+    assert traces[refs[59]].exists
+    assert len(_gets(bc, "")) <= 10, "batched lookups, never one per order (9 here)"
 
 
 def test_every_fixture_order_reconciles_with_the_dynamics_totals(

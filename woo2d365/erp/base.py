@@ -16,6 +16,8 @@ How the pipeline uses it:
   :meth:`ErpTarget.prepare` (may look up or create the customer), then exactly one
   :meth:`ErpTarget.create` fenced by a :class:`SendGuard`; an order left in doubt is resolved
   with :meth:`ErpTarget.find`.
+* ``retry --force`` and ``reconcile``: :meth:`ErpTarget.find_traces`, the one answer to "is this
+  order's document still in the ERP?" (its sales order, or what was posted from it).
 
 A target raises the errors of :mod:`woo2d365.errors` (``DocumentRefused``, ``DocumentInDoubt``,
 ``WaitingForDynamics``, ``DynamicsUnreachable``, ``OrderDataError``...); what each means for the
@@ -166,6 +168,47 @@ class PostedInvoice:
     modified: str
 
 
+@dataclass(frozen=True)
+class DocumentRef:
+    """What the store knows of an order's document: its key, and the sales order's number and
+    id once it was pushed (either may be blank)."""
+
+    external_number: str
+    number: str = ""
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class PostedDocument:
+    """A posted document made from a sales order: ``kind`` is ``"invoice"`` or ``"shipment"``."""
+
+    kind: str
+    number: str
+
+    def __str__(self) -> str:
+        return f"posted {self.kind} {self.number}"
+
+
+@dataclass(frozen=True)
+class DocumentTrace:
+    """What the ERP still holds of one order's document: the sales order, or, once the ERP has
+    deleted it (Business Central deletes a fully invoiced one), the invoices and shipments
+    posted from it. Either means the order is in the ERP and is never sent again."""
+
+    sales_order: CreatedDocument | None = None
+    posted: tuple[PostedDocument, ...] = ()
+
+    @property
+    def exists(self) -> bool:
+        """The order's document is in the ERP, as the sales order or as what was posted."""
+        return self.sales_order is not None or bool(self.posted)
+
+    def __str__(self) -> str:
+        if self.sales_order is not None:
+            return f"sales order {self.sales_order.number}"
+        return ", ".join(str(document) for document in self.posted) or "nothing"
+
+
 # -- end of posted documents -------------------------------------------------------------------
 
 
@@ -242,6 +285,14 @@ class ErpTarget(Protocol):
 
     def documents_with_prefix(self, prefix: str) -> list[CreatedDocument]:
         """Every document whose external number starts with ``prefix`` (this tool's), paged."""
+        ...
+
+    def find_traces(self, refs: Sequence[DocumentRef]) -> dict[DocumentRef, DocumentTrace]:
+        """Does each order's document still exist? One answer per ref: its sales order (by
+        number, else by key), else what was posted from it (an ERP that deletes invoiced sales
+        orders keeps the posted invoices and shipments); an empty trace when it is gone.
+        Batched requests, never one per order. ``retry --force`` and ``reconcile`` ask only this.
+        """
         ...
 
     # -- stock (woo2d365 stock) ----------------------------------------------------------------

@@ -36,10 +36,20 @@ def filter_batches(
     max_terms: int | None = None,
 ) -> Iterator[str]:
     """``field eq 'a' or field eq 'b' ...`` filters, each short enough for one URL."""
+    terms = [f"{field} eq {odata_string(value)}" for value in dict.fromkeys(values)]
+    return term_batches(terms, max_characters=max_characters, max_terms=max_terms)
+
+
+def term_batches(
+    terms: Sequence[str],
+    *,
+    max_characters: int = MAX_FILTER_CHARACTERS,
+    max_terms: int | None = None,
+) -> Iterator[str]:
+    """Filter terms joined by ``or``, each filter short enough for one URL (duplicates once)."""
     batch: list[str] = []
     length = 0
-    for value in dict.fromkeys(values):
-        term = f"{field} eq {odata_string(value)}"
+    for term in dict.fromkeys(terms):
         size = len(quote(term, safe="")) + len(" or ") * 3
         full = max_terms is not None and len(batch) >= max_terms
         if batch and (full or length + size > max_characters):

@@ -7,8 +7,10 @@ order the last pull stored (its ``_woo2d365_sales_order`` meta). Reported, each 
 
 * ``adoptable``: a document exists for an order the store does not record as pushed;
 * ``duplicated``: two or more documents carry one order's key (listed, never deleted);
-* ``missing_in_dynamics``: the store says pushed, Dynamics has no sales order for it (it may
-  have been invoiced, which deletes the sales order);
+* ``missing_in_dynamics``: the store says pushed, and Dynamics has neither its sales order nor
+  an invoice or shipment posted from it (:meth:`ErpTarget.find_traces`, asked in batches for
+  the pushed orders the read did not find: Business Central deletes a fully invoiced sales
+  order, which is then not missing);
 * ``write_back_missing``: pushed, but the write-back to the shop is not done (or the shop's meta
   names another document);
 * ``total_mismatch``: Dynamics' total differs from the shop's beyond ``orders.total_tolerance``.
@@ -25,7 +27,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from woo2d365.erp.base import CreatedDocument, ErpTarget
+from woo2d365.erp.base import CreatedDocument, DocumentRef, DocumentTrace, ErpTarget
 from woo2d365.errors import ExitCode, OrderDataError
 from woo2d365.model import OrderState
 from woo2d365.pipeline.context import RunContext
@@ -93,6 +95,7 @@ def reconcile(
     report.documents_read = sum(len(docs) for docs in documents.values())
     tolerance = Decimal(str(ctx.settings.orders.total_tolerance))
     known: set[str] = set()
+    unseen: list[tuple[int, str, DocumentRef]] = []  # pushed, no sales order read: id, number
     for record in ctx.store.list_orders(with_raw=True):
         if since is not None and record.created_at < since:
             continue
@@ -101,7 +104,12 @@ def reconcile(
             continue
         known.add(key)
         report.orders_compared += 1
-        _compare(ctx, report, record, key, documents.get(key, []), tolerance, fix=fix)
+        docs = documents.get(key, [])
+        if record.state is OrderState.PUSHED and not docs:
+            ref = DocumentRef(key, record.d365_number or "", record.d365_id or "")
+            unseen.append((record.woo_id, record.number, ref))
+        _compare(ctx, report, record, key, docs, tolerance, fix=fix)
+    _missing(report, erp, unseen)
     for key, docs in sorted(documents.items()):
         if key not in known and since is None:
             report.found["adoptable"].append(
@@ -136,13 +144,7 @@ def _compare(
         finding("duplicated", f"{len(docs)} documents carry {key}; none is deleted by the tool")
     if record.state is OrderState.PUSHED:
         if not docs:
-            finding(
-                "missing_in_dynamics",
-                f"recorded as sales order {record.d365_number}, which Dynamics does not show "
-                "(invoiced orders are deleted; if it was deleted by mistake: "
-                f"`woo2d365 retry {record.woo_id} --force`)",
-            )
-            return
+            return  # missing unless posted from (see _missing)
         recorded = _recorded_document(record)
         # The store's copy of the shop order gets our meta only with the next pull: a finished
         # write-back counts, and so does a meta that names another document.
@@ -180,6 +182,28 @@ def _compare(
                 f"adopted by reconcile --fix: in Dynamics as sales order {first.number} ({key})",
                 woo_id=record.woo_id,
             )
+
+
+def _missing(
+    report: ReconcileReport, erp: ErpTarget, unseen: list[tuple[int, str, DocumentRef]]
+) -> None:
+    """Pushed orders whose sales order the read did not show: missing only when Dynamics has no
+    trace of them either (an invoiced order's sales order is deleted, its invoice stays)."""
+    traces = erp.find_traces([ref for _, _, ref in unseen]) if unseen else {}
+    for woo_id, number, ref in unseen:
+        if traces.get(ref, DocumentTrace()).exists:
+            continue
+        report.found["missing_in_dynamics"].append(
+            Finding(
+                woo_id,
+                number,
+                ref.external_number,
+                [],
+                f"recorded as sales order {ref.number}; Dynamics has neither it nor an invoice or "
+                f"shipment posted from it (if it was deleted by mistake: `woo2d365 retry {woo_id} "
+                "--force`)",
+            )
+        )
 
 
 def _key(erp: ErpTarget, record: OrderRecord) -> str | None:

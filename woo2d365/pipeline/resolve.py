@@ -4,9 +4,12 @@ acknowledging a change made in the shop after the push (``ack``).
 * ``resolve ID --document NUMBER``: the order was entered in Dynamics by hand; it is recorded
   ``pushed`` to that document (which must exist), never created by the tool.
 * ``resolve ID --skip --reason TEXT``: the order is not to be sent; it is recorded ``skipped``.
-* ``retry ID --force``: an order whose document no longer exists in Dynamics (checked first, by
-  its number and by its key) is sent again: a ``pushed`` one, or one held because the shop's meta
-  names a document Dynamics lacks (a new or restored state store meeting an invoiced order).
+* ``retry ID --force``: an order whose document no longer exists in Dynamics is sent again: a
+  ``pushed`` one, or one held because the shop's meta names a document Dynamics lacks (a new or
+  restored state store). Checked first with :meth:`ErpTarget.find_traces`: neither the sales
+  order (by its number or key) nor an invoice or shipment posted from it (Business Central
+  deletes a fully invoiced sales order; docs/architecture.md, "Is the order still in
+  Dynamics?") may exist.
 
 Each is recorded in the order's events with who asked and why. An order that may be in flight
 (``pushing``) is never touched: the next push settles it.
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from woo2d365.erp.base import ErpTarget
+from woo2d365.erp.base import DocumentRef, ErpTarget
 from woo2d365.errors import OrderDataError, UsageError
 from woo2d365.model import OrderState
 from woo2d365.pipeline.context import RunContext
@@ -118,12 +121,17 @@ def force_retry(ctx: RunContext, erp: ErpTarget, woo_id: int) -> Resolved:
                 "is for an order whose Dynamics document was deleted (use retry without --force)"
             )
     erp.connect()
-    still = (erp.find_number(gone) if gone else None) or (
-        erp.find(record.external_number) if record.external_number else None
-    )
-    if still is not None:
+    ref = DocumentRef(_key(erp, record), number=gone, id=record.d365_id or "")
+    trace = erp.find_traces([ref])[ref]
+    if trace.sales_order is not None:
         raise UsageError(
-            f"order {woo_id} still exists in {erp.display_name} as sales order {still.number}; "
+            f"order {woo_id} still exists in {erp.display_name} as sales order "
+            f"{trace.sales_order.number}; it is never sent twice"
+        )
+    if trace.exists:  # the sales order went when it was invoiced; what was posted stays
+        raise UsageError(
+            f"order {woo_id} is in {erp.display_name} as {trace}, posted from sales order "
+            f"{gone or ref.external_number} (Dynamics deletes a fully invoiced sales order); "
             "it is never sent twice"
         )
     who = current_operator()
@@ -142,6 +150,16 @@ def force_retry(ctx: RunContext, erp: ErpTarget, woo_id: int) -> Resolved:
         raise UsageError(f"order {woo_id} changed state meanwhile; look again with status")
     ctx.event(STEP, text, woo_id=woo_id)
     return Resolved(woo_id, text)
+
+
+def _key(erp: ErpTarget, record: OrderRecord) -> str:
+    """The order's key: the one fixed at its first claim, else computed from the shop copy."""
+    if record.external_number:
+        return record.external_number
+    try:
+        return erp.external_number(order_from_shop(record.raw or {}))
+    except OrderDataError:
+        return ""
 
 
 def acknowledge(ctx: RunContext, woo_id: int) -> Resolved:

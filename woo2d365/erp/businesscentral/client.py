@@ -41,7 +41,13 @@ from woo2d365.erp.odata_client import (
     TokenProvider,
     TransientError,
 )
-from woo2d365.erp.odata_query import filter_batches, odata_datetime, odata_string, query_string
+from woo2d365.erp.odata_query import (
+    filter_batches,
+    odata_datetime,
+    odata_string,
+    query_string,
+    term_batches,
+)
 from woo2d365.erp.pacing import SlidingWindowLimiter
 from woo2d365.errors import (
     ConfigError,
@@ -435,12 +441,24 @@ class BusinessCentralClient(ODataClient):
     def _find_by_external_numbers(
         self, entity_set: str, external_numbers: Sequence[str], select: str
     ) -> list[dict[str, Any]]:
+        return self.find_where(entity_set, "externalDocumentNumber", external_numbers, select)
+
+    def find_where(
+        self,
+        entity_set: str,
+        field: str,
+        values: Sequence[str],
+        select: str,
+        *,
+        literal: Callable[[str], str] = odata_string,
+    ) -> list[dict[str, Any]]:
+        """Rows of ``entity_set`` whose ``field`` is one of ``values`` (``literal`` writes each:
+        a quoted string, or a GUID as it is): one paged request per :data:`KEYS_PER_LOOKUP`
+        values, ``or``-joined. Business Central rejects ``or`` across different fields."""
+        terms = [f"{field} eq {literal(value)}" for value in values]
         found: list[dict[str, Any]] = []
-        for batch in filter_batches(
-            "externalDocumentNumber",
-            external_numbers,
-            max_characters=KEY_FILTER_CHARACTERS,
-            max_terms=KEYS_PER_LOOKUP,
+        for batch in term_batches(
+            terms, max_characters=KEY_FILTER_CHARACTERS, max_terms=KEYS_PER_LOOKUP
         ):
             params = {"$filter": batch, "$select": select}
             found.extend(self.get_all(self.company_path(entity_set), params))

@@ -5,21 +5,32 @@ Each read is one paged ``GET`` of the whole change set: ``lastModifiedDateTime g
 ``$expand=salesShipmentLines``, so the cost grows with the number of changes, never with the
 number of pushed orders. API v2.0 hides the shipping agent and tracking number; with
 ``[shipments] tracking_api`` they come from a custom API page with the same filters.
+:func:`posted_from` finds what was posted from given orders whose sales order is gone
+(docs/architecture.md, "Is the order still in Dynamics?").
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Container, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from woo2d365.erp.base import PostedInvoice, PostedShipment, ShipmentTracking
+from woo2d365.erp.base import (
+    DocumentRef,
+    PostedDocument,
+    PostedInvoice,
+    PostedShipment,
+    ShipmentTracking,
+)
 from woo2d365.erp.businesscentral.client import BusinessCentralClient
 from woo2d365.erp.odata_query import odata_datetime, odata_string
 from woo2d365.errors import ConfigError, DynamicsError
 from woo2d365.model import Line, LineKind, Order
 
 LINE_STEP = 10000  # Business Central numbers the lines of a deep insert 10000, 20000, ...
+_GUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 def _filter(prefix: str, since: datetime | None) -> str:
@@ -150,6 +161,75 @@ def posted_invoices(
             )
         )
     return found
+
+
+def posted_from(
+    client: BusinessCentralClient, refs: Sequence[DocumentRef]
+) -> dict[DocumentRef, tuple[PostedDocument, ...]]:
+    """The posted invoices of these orders, else their posted shipments (docs/systems.md B4, B5).
+
+    They outlive a sales order that Business Central deleted once it was fully invoiced: an
+    invoice carries the order's ``externalDocumentNumber`` and ``orderId`` (the id stored at
+    push), a shipment its ``externalDocumentNumber`` and ``orderNumber``. Looked up by one field
+    at a time (one request per 50 orders), each only for the orders not found yet.
+    """
+    found: dict[DocumentRef, tuple[PostedDocument, ...]] = {}
+    lookups = (
+        ("invoice", "salesInvoices", "externalDocumentNumber", ref_key),
+        ("invoice", "salesInvoices", "orderId", _order_id),
+        ("shipment", "salesShipments", "externalDocumentNumber", ref_key),
+        ("shipment", "salesShipments", "orderNumber", ref_number),
+    )
+    for kind, entity_set, name, value in lookups:
+        wanted = refs_by(refs, value, skip=found)
+        if not wanted:
+            continue
+        rows = client.find_where(
+            entity_set,
+            name,
+            list(wanted),
+            f"number,status,{name}" if kind == "invoice" else f"number,{name}",
+            literal=str if name == "orderId" else odata_string,
+        )
+        numbers: dict[DocumentRef, set[str]] = {}
+        for row in rows:
+            if kind == "invoice" and document_status(row) in NOT_POSTED:
+                continue
+            for ref in wanted.get(_text(row, name).upper(), []):
+                numbers.setdefault(ref, set()).add(_text(row, "number"))
+        for ref, posted in numbers.items():
+            found[ref] = tuple(PostedDocument(kind, number) for number in sorted(posted))
+    return found
+
+
+def refs_by(
+    refs: Sequence[DocumentRef],
+    value: Callable[[DocumentRef], str],
+    *,
+    skip: Container[DocumentRef],
+) -> dict[str, list[DocumentRef]]:
+    """The refs not in ``skip`` by their upper-cased ``value`` (blank ones left out): Business
+    Central keeps codes upper-case, GUIDs come in either case."""
+    wanted: dict[str, list[DocumentRef]] = {}
+    for ref in refs:
+        if ref not in skip and value(ref):
+            wanted.setdefault(value(ref).upper(), []).append(ref)
+    return wanted
+
+
+def ref_key(ref: DocumentRef) -> str:
+    """The order's key as Business Central stores it (upper-case)."""
+    return ref.external_number.upper()
+
+
+def _order_id(ref: DocumentRef) -> str:
+    """The sales order's id as an unquoted GUID literal; blank unless it is one."""
+    return ref.id.lower() if _GUID.fullmatch(ref.id) else ""
+
+
+def ref_number(ref: DocumentRef) -> str:
+    """The recorded sales order number as Business Central stores it (upper-case)."""
+    return ref.number.strip().upper()
 
 
 def goods_lines(order: Order) -> dict[int, Line]:

@@ -22,6 +22,8 @@ from typing import Any, Generic, TypeVar
 from woo2d365.clock import Clock, utc_now
 from woo2d365.erp.base import (
     CreatedDocument,
+    DocumentRef,
+    DocumentTrace,
     ItemRefresh,
     PostedInvoice,
     PostedShipment,
@@ -30,7 +32,7 @@ from woo2d365.erp.base import (
     ShipmentTracking,
 )
 from woo2d365.erp.businesscentral import postings
-from woo2d365.erp.businesscentral.client import BusinessCentralClient
+from woo2d365.erp.businesscentral.client import SALES_ORDER_FIELDS, BusinessCentralClient
 from woo2d365.erp.businesscentral.credit_memo import build_credit_memo, credit_memo_number
 from woo2d365.erp.businesscentral.payload import (
     Draft,
@@ -373,6 +375,26 @@ class BusinessCentralTarget:
         """Sales orders whose ``externalDocumentNumber`` starts with ``prefix`` (upper-case)."""
         rows = self.client.find_sales_orders_with_prefix(prefix.strip().upper())
         return [_created(row, str(row.get("externalDocumentNumber") or "")) for row in rows]
+
+    def find_traces(self, refs: Sequence[DocumentRef]) -> dict[DocumentRef, DocumentTrace]:
+        """The sales order of each order (by its number, else by key), else the invoices or
+        shipments posted from it: a fully invoiced sales order is deleted, what was posted
+        stays (docs/systems.md B4). Batched lookups, one field each; none per order."""
+        traces: dict[DocumentRef, DocumentTrace] = {}
+        for name, value in (
+            ("number", postings.ref_number),
+            ("externalDocumentNumber", postings.ref_key),
+        ):
+            wanted = postings.refs_by(refs, value, skip=traces)
+            rows = self.client.find_where("salesOrders", name, list(wanted), SALES_ORDER_FIELDS)
+            for row in sorted(rows, key=lambda r: str(r.get("number", ""))):
+                for ref in wanted.get(str(row.get(name) or "").upper(), []):
+                    key = str(row.get("externalDocumentNumber") or "")
+                    traces.setdefault(ref, DocumentTrace(_created(row, key)))
+        posted = postings.posted_from(self.client, [ref for ref in refs if ref not in traces])
+        for ref in refs:
+            traces.setdefault(ref, DocumentTrace(posted=posted.get(ref, ())))
+        return traces
 
     def find_many(self, external_numbers: Sequence[str]) -> dict[str, CreatedDocument]:
         """Sales orders of these external numbers (``or`` filters of ~50 keys per request)."""

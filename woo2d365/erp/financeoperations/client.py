@@ -460,6 +460,18 @@ class FinanceOperationsClient(ODataClient):
             r for r in rows if str(r.get("SalesOrderNumber", "")).casefold() == number.casefold()
         ]
 
+    def find_orders_by_numbers(self, numbers: Sequence[str]) -> list[dict[str, Any]]:
+        """Headers whose ``SalesOrderNumber`` is one of ``numbers`` (``or`` filters)."""
+        wanted = {n.casefold() for n in numbers}
+        found: list[dict[str, Any]] = []
+        for batch in filter_batches("SalesOrderNumber", list(dict.fromkeys(numbers))):
+            found.extend(
+                row
+                for row in self.find_orders(batch)
+                if str(row.get("SalesOrderNumber") or "").casefold() in wanted
+            )
+        return found
+
     def create_changeset(
         self, operations: Sequence[BatchOperation], guard: SendGuard | None = None
     ) -> list[dict[str, Any]]:

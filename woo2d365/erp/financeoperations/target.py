@@ -34,7 +34,14 @@ from decimal import Decimal
 from typing import Any, NoReturn
 
 from woo2d365.clock import Clock, utc_now
-from woo2d365.erp.base import CreatedDocument, ItemRefresh, PreparedDocument, SendGuard
+from woo2d365.erp.base import (
+    CreatedDocument,
+    DocumentRef,
+    DocumentTrace,
+    ItemRefresh,
+    PreparedDocument,
+    SendGuard,
+)
 from woo2d365.erp.businesscentral.payload import Draft
 from woo2d365.erp.businesscentral.target import BusinessCentralTarget, ItemOverlay, ReadOnce
 from woo2d365.erp.financeoperations.client import (
@@ -334,6 +341,24 @@ class FinanceOperationsTarget(BusinessCentralTarget):
         if not found:
             return None
         return _created(found[0], str(found[0].get("CustomersOrderReference") or ""), None)
+
+    def find_traces(self, refs: Sequence[DocumentRef]) -> dict[DocumentRef, DocumentTrace]:
+        """The sales order of each order, by ``SalesOrderNumber``, else by reference: F&O keeps
+        an invoiced sales order (status Invoiced), so the order lookup is the whole answer."""
+        numbers = [ref.number.strip() for ref in refs if ref.number.strip()]
+        rows = self.fo.find_orders_by_numbers(numbers) if numbers else []
+        by_number = {str(row.get("SalesOrderNumber") or "").casefold(): row for row in rows}
+        by_key = self.find_many([ref.external_number for ref in refs if ref.external_number])
+        traces: dict[DocumentRef, DocumentTrace] = {}
+        for ref in refs:
+            row = by_number.get(ref.number.strip().casefold()) if ref.number.strip() else None
+            found = (
+                _created(row, str(row.get("CustomersOrderReference") or ""), None)
+                if row is not None
+                else by_key.get(ref.external_number)
+            )
+            traces[ref] = DocumentTrace(found)
+        return traces
 
     def documents_with_prefix(self, prefix: str) -> list[CreatedDocument]:
         """Sales orders whose ``CustomersOrderReference`` starts with ``prefix`` (``eq 'P*'``)."""
