@@ -287,7 +287,7 @@ def test_doctor_fails_the_state_store_check_with_a_hint_instead_of_crashing(
         path = tmp_path / "gone" / "woo2d365.db"
         hint = f"mkdir -p {path.parent}"
     result = _invoke(_config(tmp_path, f"sqlite:///{path}"), "-v", "doctor", env=WIDE)
-    assert result.exit_code == 1, result.stdout + result.stderr
+    assert result.exit_code == 3, "as status: the state store cannot be read"
     assert not unexpected_tracebacks(result.stdout + result.stderr), result.stderr
     rows = [line for line in result.stdout.splitlines() if line.strip().startswith("state store ")]
     assert len(rows) == 1, result.stdout
