@@ -141,6 +141,25 @@ def test_sync_creates_each_order_once_as_header_and_lines_and_a_second_sync_crea
     assert len(_references(world)) == len(orders) + len(UNMAPPED)
 
 
+def test_changeset_answers_in_another_order_are_matched_to_their_requests_by_content_id(
+    world: Sandbox,
+) -> None:
+    """OData lets a service answer a changeset's requests in any order: the header is the
+    answer whose Content-ID is the header request's, not the first one."""
+    fo = _fo(world)
+    fo.changeset_answers_reversed = True
+    result = run_woo2d365(world, "sync")
+    assert result.exit_code == 1, result.stdout + result.stderr  # the unmapped SKUs are held
+    assert "differs" not in result.stderr, result.stderr  # no total compared against a line
+    headers = {o["CustomersOrderReference"]: o for o in fo.sales_orders()}
+    status = _status(world)["orders"]
+    pushed = {o["woo_id"]: o["d365_number"] for o in status if o["state"] == "pushed"}
+    assert len(pushed) >= 4
+    for woo_id, number in pushed.items():
+        reference = f"WC-{world.shop.orders[woo_id]['number']}"
+        assert number == headers[reference]["SalesOrderNumber"], (woo_id, number)
+
+
 def test_every_read_names_the_legal_entity_across_companies_and_every_write_its_dataareaid(
     world: Sandbox,
 ) -> None:

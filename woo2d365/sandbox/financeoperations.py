@@ -110,6 +110,8 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
             countries=(),
         )
         self.data = FoData(default_company)
+        # OData lets a service answer a changeset's requests in any order (matched by Content-ID).
+        self.changeset_answers_reversed = False
         self.data.add_company(default_company, "Default company of the service user")
         for area, name in legal_entities:
             company = self.data.add_company(area, name)
@@ -533,6 +535,8 @@ class FinanceOperationsEmulator(BusinessCentralEmulator):
                 # One part for the whole changeset; its Content-ID is the first request's.
                 failed.answer.content_id = first_id
                 answers = [failed.answer]
+            if self.changeset_answers_reversed:
+                answers.reverse()
             groups.append((True, answers))
         batch_id = str(uuid.uuid4())
         return render_batch(groups, batch_id, [str(uuid.uuid4()) for _ in groups])

@@ -243,6 +243,15 @@ def parse_batch_response(content_type: str, text: str) -> list[list[BatchPartAns
     return groups
 
 
+def _in_sent_order(parts: list[BatchPartAnswer]) -> list[BatchPartAnswer]:
+    """The answers of a changeset in the order of its requests: by ``Content-ID`` (1, 2, ...
+    as :func:`build_changeset` numbers them), which OData lets a service answer in any order;
+    as they came when the service does not echo every id."""
+    by_id = {part.content_id.strip(): part for part in parts}
+    wanted = [str(number) for number in range(1, len(parts) + 1)]
+    return [by_id[i] for i in wanted] if set(by_id) == set(wanted) else parts
+
+
 def _operation(part: str) -> BatchPartAnswer:
     outer, rest = _head(part)
     status_line, _, after = rest.partition("\n")
@@ -303,9 +312,10 @@ class FinanceOperationsClient(ODataClient):
         return self._retrying(once)()
 
     def get_text(self, path: str) -> str:
-        """One GET of a non-JSON resource (``$metadata``)."""
+        """One GET of an XML resource (``$metadata``: EDMX, never JSON in OData 4.0)."""
         url = f"{self.base_url}/{path}"
-        return str(self._retrying(lambda: self._send("GET", url).text)())
+        headers = {"Accept": "application/xml"}
+        return str(self._retrying(lambda: self._send("GET", url, None, headers).text)())
 
     def get_all(
         self,
@@ -497,7 +507,7 @@ class FinanceOperationsClient(ODataClient):
                 raise problem
         if len(parts) != len(operations):
             raise AnsweredInDoubt("Dynamics answered the changeset with fewer parts than sent")
-        records = [part.json() for part in parts]
+        records = [part.json() for part in _in_sent_order(parts)]
         if not all(isinstance(r, dict) for r in records):
             raise AnsweredInDoubt("Dynamics answered the changeset without the created records")
         return records
