@@ -62,7 +62,12 @@ from woo2d365.pipeline.handover import Handover, handed_over_ids
 from woo2d365.pipeline.heartbeat import ClaimKeeper
 from woo2d365.pipeline.kept import KeptDict, KeptList
 from woo2d365.pipeline.resolve import DELETED_DOCUMENT_KEY
-from woo2d365.pipeline.validate import problems_of, refresh_item_mirror
+from woo2d365.pipeline.validate import (
+    LineLookup,
+    look_up_lines,
+    problems_of,
+    refresh_item_mirror,
+)
 from woo2d365.pipeline.write_back import ShopWriter, WriteBacks
 from woo2d365.shop.mapping import email_of, order_from_shop
 from woo2d365.store.base import OrderRecord
@@ -381,6 +386,7 @@ class _Claim:
     token: str
     record: OrderRecord
     order: Order | None
+    lookup: LineLookup | None = None  # what the lines of the claim's chunk resolve to
 
     @property
     def key(self) -> str:
@@ -427,11 +433,13 @@ def _claim_ready(run: _Run, ids: list[int]) -> list[_Claim]:
     if run.claims is not None:
         for woo_id, token in tokens.items():
             run.claims.add(woo_id, token)
-    return [
-        _Claim(r.woo_id, tokens[r.woo_id], r, orders[r.woo_id])
-        for r in store.list_orders(woo_ids=sorted(tokens))
-        if r.claim_token == tokens[r.woo_id]
+    claimed = [
+        r for r in store.list_orders(woo_ids=sorted(tokens)) if r.claim_token == tokens[r.woo_id]
     ]
+    mapped = [order for r in claimed if (order := orders[r.woo_id]) is not None]
+    # Read after the claim, as each order's own check before its create reads it (_load).
+    lookup = look_up_lines(mapped, store, ctx.settings.orders, items=run.items) if mapped else None
+    return [_Claim(r.woo_id, tokens[r.woo_id], r, orders[r.woo_id], lookup) for r in claimed]
 
 
 def _to_create(run: _Run, claim: _Claim, found: CreatedDocument | None) -> bool:
@@ -828,7 +836,12 @@ class _Loaded:
     state: OrderState = OrderState.HELD  # where an order with a problem goes
 
 
-def _load(run: _Run, record: OrderRecord, order: Order | None = None) -> _Loaded:
+def _load(
+    run: _Run,
+    record: OrderRecord,
+    order: Order | None = None,
+    lookup: LineLookup | None = None,
+) -> _Loaded:
     if order is None:
         try:
             order = order_from_shop(record.raw or {})
@@ -839,7 +852,7 @@ def _load(run: _Run, record: OrderRecord, order: Order | None = None) -> _Loaded
         return _Loaded(
             order, problem=f"shop status {order.status!r} is not taken", state=OrderState.NEW
         )
-    resolution = problems_of(run.ctx, run.erp, order, items=run.items)
+    resolution = problems_of(run.ctx, run.erp, order, items=run.items, lookup=lookup)
     if resolution.problems:
         return _Loaded(order, problem="; ".join(resolution.problems))
     return _Loaded(order, resolution.item_numbers)
@@ -862,7 +875,7 @@ def _push_one(run: _Run, claim: _Claim) -> None:
     woo_id = claim.woo_id
     stage = "customer: "  # what a refusal is about, for the order's reason
     try:
-        loaded = _load(run, claim.record, claim.order)
+        loaded = _load(run, claim.record, claim.order, claim.lookup)
         if loaded.problem is not None or loaded.order is None:
             held = loaded.state is OrderState.HELD
             reason = loaded.problem or "the shop order cannot be read"
