@@ -45,6 +45,7 @@ from woo2d365.logs import (
     tracking_steps,
 )
 from woo2d365.pipeline.followup import FollowUpOptions
+from woo2d365.pipeline.push import already_as
 from woo2d365.pipeline.retry import retry_refunds
 from woo2d365.runtime import Runtime
 from woo2d365.settings import LoadedSettings, load_settings
@@ -683,6 +684,12 @@ def push(
         state.err.print(f"order {woo_id}: not pushed: {clean(why)}", markup=False)
     if dry_run:
         _print_json(state, result.payloads())
+        for adopted in result.adopted:
+            state.err.print(
+                f"order {adopted.woo_id}: already in Dynamics as {already_as(adopted)}: "
+                "would be recorded as pushed, not created",
+                markup=False,
+            )
         for document in result.documents:
             for warning in document.warnings:
                 state.err.print(f"order {document.woo_id}: {clean(warning)}", markup=False)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from woo2d365.errors import ExitCode
 from woo2d365.model import OrderState
-from woo2d365.pipeline.push import DryRunDocument
+from woo2d365.pipeline.push import DryRunDocument, PushedOrder, already_as
 from woo2d365.pipeline.sync import SyncResult, dry_sync
 from woo2d365.runtime import Runtime
 from woo2d365.store.base import StateStore
@@ -51,7 +51,9 @@ def _preview_of(result: SyncResult, scratch: StateStore) -> Preview:
     held = {record.woo_id: record.reason or "" for record in held_records}
     if result.push is not None:
         held.update(result.push.held.items())  # found by push's own checks
+    adopted = result.push.adopted if result.push is not None else []
     lines = [(d.woo_id, _created(d)) for d in documents]
+    lines += [(a.woo_id, _adopted(a)) for a in adopted]
     lines += [(woo_id, f"order {woo_id}: would be held: {why}") for woo_id, why in held.items()]
     preview.lines = [line for _, line in sorted(lines)]
     preview.would_create, preview.would_hold = len(documents), len(held)
@@ -60,6 +62,13 @@ def _preview_of(result: SyncResult, scratch: StateStore) -> Preview:
         f"{preview.would_hold} orders held; nothing was written"
     )
     return preview
+
+
+def _adopted(adopted: PushedOrder) -> str:
+    return (
+        f"order {adopted.woo_id}: already in Dynamics as {already_as(adopted)} "
+        f"({adopted.external_number}): would be recorded as pushed, not created"
+    )
 
 
 def _created(document: DryRunDocument) -> str:

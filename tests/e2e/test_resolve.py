@@ -144,9 +144,11 @@ def test_retry_force_refuses_an_order_shipped_and_invoiced_whose_shipment_alone_
     assert f"posted shipment {shipment['number']}" in refused.stderr
 
 
-def test_a_new_store_meeting_an_invoiced_order_holds_it_and_retry_force_refuses(
+def test_a_new_store_meeting_an_invoiced_order_records_it_pushed_and_retry_force_refuses(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
+    """The shop order names its sales order (write-back on); Dynamics shows the invoice posted
+    from it: adopted as pushed to that sales order (tests/e2e/test_invoiced.py: without meta)."""
     assert run_woo2d365(sandbox, "sync").exit_code == 1
     pushed = next(i for i, o in _orders(sandbox).items() if o["state"] == "pushed")
     detail = _detail(sandbox, pushed)
@@ -154,7 +156,9 @@ def test_a_new_store_meeting_an_invoiced_order_holds_it_and_retry_force_refuses(
     with_config(sandbox, state={"url": f"sqlite:///{tmp_path / 'restored.db'}"})
 
     run_woo2d365(sandbox, "sync")
-    assert _detail(sandbox, pushed)["state"] == "held"
+    again = _detail(sandbox, pushed)
+    assert (again["state"], again["d365_number"]) == ("pushed", detail["d365_number"])
+    assert f"posted invoice {invoice['number']}" in again["events"][-1]["message"]
     refused = run_woo2d365(sandbox, "retry", str(pushed), "--force")
     assert refused.exit_code == 1 and f"posted invoice {invoice['number']}" in refused.stderr
     run_woo2d365(sandbox, "sync")

@@ -274,6 +274,40 @@ def test_find_traces_names_the_sales_order_else_what_was_posted_from_it_in_batch
     assert not traces[refs[58]].exists
     assert traces[refs[59]].exists
     assert len(_gets(bc, "")) <= 10, "batched lookups, never one per order (9 here)"
+    # What push records an invoiced order as: the sales order the posted document names.
+    invoiced = traces[refs[0]].document(refs[0].external_number)
+    assert invoiced is not None
+    assert (invoiced.number, invoiced.id) == (orders[0]["number"], orders[0]["id"].lower())
+    shipped = traces[refs[57]].document(refs[57].external_number)
+    assert shipped is not None and (shipped.number, shipped.id) == (orders[57]["number"], "")
+
+
+def test_posted_keys_name_the_orders_with_a_posted_invoice_or_shipment_in_one_read_each(
+    bc: BusinessCentralEmulator, bc_settings: Settings, sqlite_store: SqlStore
+) -> None:
+    customer = bc.add_customer("Posted keys")["number"]
+    line = {"lineType": "Item", "lineObjectNumber": "WIDGET-001", "quantity": 1}
+    numbers = [
+        bc.add_sales_order(
+            {
+                "customerNumber": customer,
+                "externalDocumentNumber": f"WC-P{i}",
+                "salesOrderLines": [line],
+            }
+        )["number"]
+        for i in range(3)
+    ]
+    bc.ship_and_invoice(numbers[0])  # the sales order is deleted
+    assert bc.ship(numbers[1]) is not None  # shipped only
+    target = make_target(bc_settings, sqlite_store)
+    target.connect()
+    bc.reset_requests()
+
+    before = datetime.now(UTC) - timedelta(hours=1)
+    assert target.posted_keys("WC-", before) == {"WC-P0", "WC-P1"}
+    assert len(_gets(bc, "")) == 2, "one read of invoices, one of shipments"
+    assert target.posted_keys("WC-", datetime.now(UTC) + timedelta(hours=1)) == set()
+    assert target.posted_keys("SHOP2-", before) == set()
 
 
 def test_every_fixture_order_reconciles_with_the_dynamics_totals(

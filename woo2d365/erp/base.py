@@ -12,7 +12,9 @@ How the pipeline uses it:
   then per order :meth:`ErpTarget.check_order` (document number, countries: cached data only, never
   a request per order) beside its own line resolution against the item mirror.
 * ``push``: :meth:`ErpTarget.find_many` for a batch of orders about to be created (what exists
-  is adopted, never created again; more than one document with the key holds the order),
+  is adopted, never created again; more than one document with the key holds the order), and
+  for the keys it did not find, :meth:`ErpTarget.posted_keys` (read once per run) then
+  :meth:`ErpTarget.find_traces` for those it names (an order invoiced and deleted is adopted),
   :meth:`ErpTarget.prepare` (may look up or create the customer), then exactly one
   :meth:`ErpTarget.create` fenced by a :class:`SendGuard`; an order left in doubt is resolved
   with :meth:`ErpTarget.find`.
@@ -180,10 +182,13 @@ class DocumentRef:
 
 @dataclass(frozen=True)
 class PostedDocument:
-    """A posted document made from a sales order: ``kind`` is ``"invoice"`` or ``"shipment"``."""
+    """A posted document made from a sales order: ``kind`` is ``"invoice"`` or ``"shipment"``;
+    ``order_number`` and ``order_id`` name that sales order where the document carries them."""
 
     kind: str
     number: str
+    order_number: str = field(default="", compare=False)
+    order_id: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         return f"posted {self.kind} {self.number}"
@@ -202,6 +207,19 @@ class DocumentTrace:
     def exists(self) -> bool:
         """The order's document is in the ERP, as the sales order or as what was posted."""
         return self.sales_order is not None or bool(self.posted)
+
+    def document(self, external_number: str) -> CreatedDocument | None:
+        """What the order is recorded ``pushed`` to: its sales order, else the sales order the
+        posted documents name (its number and id as they carry them, else the first posted
+        document's number); None when nothing is left."""
+        if self.sales_order is not None:
+            return self.sales_order
+        if not self.posted:
+            return None
+        named = [p for p in self.posted if p.order_number or p.order_id]
+        posted = named[0] if named else self.posted[0]
+        number = posted.order_number or posted.number
+        return CreatedDocument(id=posted.order_id, number=number, external_number=external_number)
 
     def __str__(self) -> str:
         if self.sales_order is not None:
@@ -293,6 +311,13 @@ class ErpTarget(Protocol):
         orders keeps the posted invoices and shipments); an empty trace when it is gone.
         Batched requests, never one per order. ``retry --force`` and ``reconcile`` ask only this.
         """
+        ...
+
+    def posted_keys(self, prefix: str, since: datetime) -> set[str]:
+        """The keys (upper-case) of this tool's documents (``prefix``) with a posted invoice or
+        shipment changed after the ERP timestamp ``since``: what may be left of a sales order
+        the ERP deleted once it was invoiced. Paged reads of the keys alone; an ERP that keeps
+        invoiced sales orders answers an empty set without a request."""
         ...
 
     # -- stock (woo2d365 stock) ----------------------------------------------------------------

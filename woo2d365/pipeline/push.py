@@ -10,8 +10,11 @@
 4. Ready orders are claimed a chunk at a time (``ready`` → ``pushing`` under a token unique to the
    claim, the idempotency key fixed in the store). Before anything is created the chunk's keys
    are looked up in Dynamics in one request: what exists is *adopted* (recorded ``pushed``), never
-   created again — so a new, restored or moved state store is safe. A shop order whose meta names
-   a document Dynamics does not show is held rather than created twice.
+   created again — so a new, restored or moved state store is safe. So is an order whose sales
+   order Dynamics deleted once it was invoiced: the keys with a posted invoice or shipment are
+   read once per run (``in_dynamics.py``) and such an order is adopted by what was posted. A
+   shop order whose meta names a document Dynamics does not show is held rather than created
+   twice.
 5. Each remaining order is sent with ONE create request, fenced: before every send (and every
    re-send after a backoff) the claim is confirmed and renewed, and the send time recorded
    (``pipeline/fence.py``: before the request slot, checked again inside it); a process that
@@ -26,9 +29,10 @@
    A heartbeat thread renews the claims being worked on, backoff sleeps included. When Dynamics
    cannot be reached, or the run lost its lease, no further orders are claimed.
 
-``dry_run=True`` reads Dynamics (customer and in-doubt lookups) but creates nothing and writes
-nothing to the state store; it returns the exact request bodies of the ``ready`` orders and of the
-``new`` ones that would pass validation (so ``sync --dry-run`` shows them too).
+``dry_run=True`` reads Dynamics (customer, in-doubt and step 4's lookups) but creates nothing and
+writes nothing to the state store; it returns the exact request bodies of the ``ready`` orders and
+of the ``new`` ones that would pass validation (so ``sync --dry-run`` shows them too), leaving out
+those step 4 would adopt or hold.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from woo2d365.erp.base import CreatedDocument, ErpTarget, ItemLookup
+from woo2d365.erp.base import CreatedDocument, DocumentTrace, ErpTarget, ItemLookup
 from woo2d365.errors import (
     DynamicsAuthenticationError,
     DynamicsError,
@@ -60,6 +64,7 @@ from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.fence import ClaimFence
 from woo2d365.pipeline.handover import Handover, handed_over_ids
 from woo2d365.pipeline.heartbeat import ClaimKeeper
+from woo2d365.pipeline.in_dynamics import DynamicsLookup, oldest_created
 from woo2d365.pipeline.kept import KeptDict, KeptList
 from woo2d365.pipeline.resolve import DELETED_DOCUMENT_KEY
 from woo2d365.pipeline.validate import (
@@ -88,6 +93,7 @@ class PushedOrder:
     external_number: str
     d365_number: str
     d365_id: str
+    posted: str = ""  # adopted by what was posted from it ("posted invoice 103001"), if so
 
 
 @dataclass(frozen=True)
@@ -180,6 +186,7 @@ class _Run:
         self.items: ItemLookup | None = None  # a dry run's unsaved item mirror
         self.write_backs: WriteBacks | None = None
         self.claims: ClaimKeeper | None = None
+        self.lookup = DynamicsLookup(erp, ctx.settings.orders.document_prefix)
 
     def new_token(self) -> str:
         """A token unique to one claim."""
@@ -283,10 +290,18 @@ def _push_all(
         windows = (ids[start : start + WINDOW] for start in range(0, len(ids), WINDOW))
         _push_windows(run, windows, len(ids))
         return
+    _dry_run_all(run, ids)
+
+
+def _dry_run_all(run: _Run, ids: list[int]) -> None:
+    """Build the payloads of those of ``ids`` a real push would create."""
+    ids = _not_in_dynamics(run, ids)
+    if not ids or run.stopping:
+        return
     _prefetch_customers(run, ids, dry_run=True)
     if run.stopping:
         return
-    workers = max(1, min(ctx.settings.dynamics.max_concurrency * WORKERS_PER_SLOT, len(ids)))
+    workers = max(1, min(run.ctx.settings.dynamics.max_concurrency * WORKERS_PER_SLOT, len(ids)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="push") as pool:
         for future in [pool.submit(_guarded, run, _dry_run_one, i) for i in ids]:
             future.result()
@@ -406,14 +421,42 @@ def _claim_chunk(run: _Run, ids: list[int]) -> list[_Claim]:
     claimed = _claim_ready(run, ids)
     keys = [claim.key for claim in claimed if claim.key]
     try:
-        existing = run.erp.find_many(keys) if keys else {}
+        traces = run.lookup.traces(keys, oldest_created(claim.order for claim in claimed))
     except DynamicsError as exc:  # the run stops: unreachable (exit 3) or refused (exit 2)
         run.ctx.log.warning("existing documents not looked up (%s)", exc, extra={"step": STEP})
         run.halt(exc)
         for claim in claimed:  # nothing may be created without the lookup: back to ready
             _release(run, claim)
         return []
-    return [claim for claim in claimed if _to_create(run, claim, existing.get(claim.key))]
+    return [claim for claim in claimed if _to_create(run, claim, traces.get(claim.key))]
+
+
+def _not_in_dynamics(run: _Run, ids: list[int]) -> list[int]:
+    """Dry run: those of ``ids`` a real push would create. The others are decided as
+    :func:`_claim_chunk` decides them, a chunk at a time: adopted, or held."""
+    store, result, to_create = run.ctx.store, run.result, []
+    for start in range(0, len(ids), CHUNK):
+        records = store.list_orders(woo_ids=ids[start : start + CHUNK], with_raw=True)
+        orders = {record.woo_id: _mapped(record) for record in records}
+        keys = {r.woo_id: r.external_number or _key_of(run, orders[r.woo_id]) for r in records}
+        try:
+            traces = run.lookup.traces(
+                [k for k in keys.values() if k], oldest_created(orders.values())
+            )
+        except DynamicsError as exc:
+            run.halt(exc)
+            return []
+        for woo_id in sorted(keys):
+            key = keys[woo_id] or ""
+            verdict = _verdict(run, woo_id, orders[woo_id], key, traces.get(key))
+            if verdict.held is not None:
+                run.record(result.held, woo_id, verdict.held)
+            elif verdict.document is not None:
+                result.adopted.append(_adopted(woo_id, verdict))
+            else:
+                to_create.append(woo_id)
+    position = {woo_id: index for index, woo_id in enumerate(ids)}
+    return sorted(to_create, key=position.__getitem__)
 
 
 def _claim_ready(run: _Run, ids: list[int]) -> list[_Claim]:
@@ -442,24 +485,44 @@ def _claim_ready(run: _Run, ids: list[int]) -> list[_Claim]:
     return [_Claim(r.woo_id, tokens[r.woo_id], r, orders[r.woo_id], lookup) for r in claimed]
 
 
-def _to_create(run: _Run, claim: _Claim, found: CreatedDocument | None) -> bool:
-    """Settle a claim by what the lookup found (adopted, or held); True when it is to be created."""
-    recorded = claim.order.recorded_document if claim.order else ""
+@dataclass(frozen=True)
+class _Verdict:
+    """What step 4 does with an order before any create: adopt ``document`` (what Dynamics
+    has: ``trace``), hold it (``held``: why), or neither: create it."""
+
+    document: CreatedDocument | None = None
+    trace: DocumentTrace = field(default_factory=DocumentTrace)
+    held: str | None = None
+
+
+def _verdict(
+    run: _Run, woo_id: int, order: Order | None, key: str, trace: DocumentTrace | None
+) -> _Verdict:
+    """The one rule of step 4, for the real run and the dry run alike."""
+    found = trace.sales_order if trace is not None else None
+    document = trace.document(key) if trace is not None else None
+    recorded = order.recorded_document if order else ""
     if found is not None and found.others:
-        _settle(run, claim, OrderState.HELD, _several(run, found), bucket=run.result.held)
-    elif found is not None:
-        _adopt(run, claim, found)
-    elif recorded and recorded != _deleted_document(run, claim.woo_id):
-        _settle(
-            run,
-            claim,
-            OrderState.HELD,
-            f"the shop order says it is in Dynamics as sales order {recorded}, but Dynamics "
-            f"has no sales order {claim.key}: not created again (it may have been invoiced: "
-            f"`woo2d365 resolve {claim.woo_id} --skip --reason TEXT`; if it was deleted: "
-            f"`woo2d365 retry {claim.woo_id} --force`)",
-            bucket=run.result.held,
+        return _Verdict(held=_several(run, found))
+    if trace is not None and document is not None:
+        return _Verdict(document, trace)
+    if recorded and recorded != _deleted_document(run, woo_id):
+        return _Verdict(
+            held=f"the shop order says it is in Dynamics as sales order {recorded}, but Dynamics "
+            f"has no sales order {key} and nothing posted from it: not created again (if it "
+            f"was deleted: `woo2d365 retry {woo_id} --force`; to close it: `woo2d365 resolve "
+            f"{woo_id} --skip --reason TEXT`)"
         )
+    return _Verdict()
+
+
+def _to_create(run: _Run, claim: _Claim, trace: DocumentTrace | None) -> bool:
+    """Settle a claim by what the lookup found (adopted, or held); True when it is to be created."""
+    verdict = _verdict(run, claim.woo_id, claim.order, claim.key, trace)
+    if verdict.held is not None:
+        _settle(run, claim, OrderState.HELD, verdict.held, bucket=run.result.held)
+    elif verdict.document is not None:
+        _adopt(run, claim, verdict)
     else:
         return True
     return False
@@ -490,24 +553,40 @@ def _key_of(run: _Run, order: Order | None) -> str | None:
         return None
 
 
-def _adopt(run: _Run, claim: _Claim, found: CreatedDocument) -> None:
+def _adopted(woo_id: int, verdict: _Verdict) -> PushedOrder:
+    found = verdict.document
+    assert found is not None
+    posted = "" if verdict.trace.sales_order is not None else str(verdict.trace)
+    return PushedOrder(woo_id, found.external_number, found.number, found.id, posted)
+
+
+def _adopt(run: _Run, claim: _Claim, verdict: _Verdict) -> None:
     """Record an order Dynamics already has as ``pushed``; write back only what the shop lacks."""
-    ctx = run.ctx
+    ctx, found, adopted = run.ctx, verdict.document, _adopted(claim.woo_id, verdict)
+    assert found is not None
     recorded = claim.order.recorded_document if claim.order else ""
     if not _mark_pushed(run, claim, found, write_back=recorded != found.number):
         return
     with run.lock:
-        run.result.adopted.append(
-            PushedOrder(claim.woo_id, found.external_number, found.number, found.id)
-        )
+        run.result.adopted.append(adopted)
     ctx.event(
         STEP,
-        f"already in {run.erp.display_name} as sales order {found.number} "
-        f"({found.external_number}): adopted, not created again",
+        f"already in {run.erp.display_name} as {already_as(adopted)} ({found.external_number}): "
+        "adopted, not created again",
         woo_id=claim.woo_id,
     )
     if run.write_backs is not None and recorded != found.number:
         run.write_backs.add(claim.woo_id, found.number, again=True)
+
+
+def already_as(adopted: PushedOrder) -> str:
+    """What an adopted order is in Dynamics, in words: its sales order, or what was posted from
+    it once Dynamics deleted the sales order."""
+    if not adopted.posted:
+        return f"sales order {adopted.d365_number}"
+    if adopted.posted.endswith(f" {adopted.d365_number}"):
+        return f"{adopted.posted} (its sales order was deleted once invoiced)"
+    return f"{adopted.posted} of sales order {adopted.d365_number} (deleted once invoiced)"
 
 
 def _mark_pushed(

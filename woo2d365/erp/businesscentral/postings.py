@@ -6,7 +6,8 @@ Each read is one paged ``GET`` of the whole change set: ``lastModifiedDateTime g
 number of pushed orders. API v2.0 hides the shipping agent and tracking number; with
 ``[shipments] tracking_api`` they come from a custom API page with the same filters.
 :func:`posted_from` finds what was posted from given orders whose sales order is gone
-(docs/architecture.md, "Is the order still in Dynamics?").
+(docs/architecture.md, "Is the order still in Dynamics?"); :func:`posted_keys` reads which of this
+tool's keys have anything posted, for push (docs/architecture.md, "Exactly once", step 2).
 """
 
 from __future__ import annotations
@@ -163,6 +164,23 @@ def posted_invoices(
     return found
 
 
+def posted_keys(client: BusinessCentralClient, prefix: str, since: datetime) -> set[str]:
+    """The upper-cased ``externalDocumentNumber`` of every posted invoice and shipment of this
+    tool's orders changed after ``since``: one paged read of the keys alone per entity set."""
+    keys: set[str] = set()
+    for entity_set, select in (
+        ("salesInvoices", "externalDocumentNumber,status"),
+        ("salesShipments", "externalDocumentNumber"),
+    ):
+        params = {"$filter": _filter(prefix, since), "$select": select}
+        for row in client.get_all(client.company_path(entity_set), params):
+            if entity_set == "salesInvoices" and document_status(row) in NOT_POSTED:
+                continue
+            if key := _text(row, "externalDocumentNumber").upper():
+                keys.add(key)
+    return keys
+
+
 def posted_from(
     client: BusinessCentralClient, refs: Sequence[DocumentRef]
 ) -> dict[DocumentRef, tuple[PostedDocument, ...]]:
@@ -171,7 +189,8 @@ def posted_from(
     They outlive a sales order that Business Central deleted once it was fully invoiced: an
     invoice carries the order's ``externalDocumentNumber`` and ``orderId`` (the id stored at
     push), a shipment its ``externalDocumentNumber`` and ``orderNumber``. Looked up by one field
-    at a time (one request per 50 orders), each only for the orders not found yet.
+    at a time (one request per 50 orders), each only for the orders not found yet. Each posted
+    document names the sales order it was posted from as far as it carries it.
     """
     found: dict[DocumentRef, tuple[PostedDocument, ...]] = {}
     lookups = (
@@ -184,21 +203,29 @@ def posted_from(
         wanted = refs_by(refs, value, skip=found)
         if not wanted:
             continue
+        # A posted shipment has no orderId and no status.
+        fields = ("number", "orderNumber") + (("status", "orderId") if kind == "invoice" else ())
         rows = client.find_where(
             entity_set,
             name,
             list(wanted),
-            f"number,status,{name}" if kind == "invoice" else f"number,{name}",
+            ",".join(dict.fromkeys((*fields, name))),
             literal=str if name == "orderId" else odata_string,
         )
-        numbers: dict[DocumentRef, set[str]] = {}
+        posted: dict[DocumentRef, dict[str, PostedDocument]] = {}
         for row in rows:
             if kind == "invoice" and document_status(row) in NOT_POSTED:
                 continue
+            document = PostedDocument(
+                kind,
+                _text(row, "number"),
+                order_number=_text(row, "orderNumber"),
+                order_id=_text(row, "orderId").lower(),
+            )
             for ref in wanted.get(_text(row, name).upper(), []):
-                numbers.setdefault(ref, set()).add(_text(row, "number"))
-        for ref, posted in numbers.items():
-            found[ref] = tuple(PostedDocument(kind, number) for number in sorted(posted))
+                posted.setdefault(ref, {})[document.number] = document
+        for ref, documents in posted.items():
+            found[ref] = tuple(documents[number] for number in sorted(documents))
     return found
 
 

@@ -396,6 +396,11 @@ class BusinessCentralTarget:
             traces.setdefault(ref, DocumentTrace(posted=posted.get(ref, ())))
         return traces
 
+    def posted_keys(self, prefix: str, since: datetime) -> set[str]:
+        """Keys with a posted invoice or shipment changed after ``since``: Business Central
+        deletes a fully invoiced sales order, what was posted stays (docs/systems.md B4)."""
+        return postings.posted_keys(self.client, prefix, since)
+
     def find_many(self, external_numbers: Sequence[str]) -> dict[str, CreatedDocument]:
         """Sales orders of these external numbers (``or`` filters of ~50 keys per request)."""
         grouped: dict[str, list[dict[str, Any]]] = {}

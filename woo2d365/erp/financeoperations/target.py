@@ -360,6 +360,11 @@ class FinanceOperationsTarget(BusinessCentralTarget):
             traces[ref] = DocumentTrace(found)
         return traces
 
+    def posted_keys(self, prefix: str, since: datetime) -> set[str]:
+        """None, without a request: F&O keeps an invoiced sales order, so :meth:`find_many`
+        finds it."""
+        return set()
+
     def documents_with_prefix(self, prefix: str) -> list[CreatedDocument]:
         """Sales orders whose ``CustomersOrderReference`` starts with ``prefix`` (``eq 'P*'``)."""
         prefix = prefix.strip().upper()
