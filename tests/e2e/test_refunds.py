@@ -352,6 +352,8 @@ def test_post_true_posts_each_credit_memo_once_under_its_new_number(shop_excl: S
 def test_a_credit_memo_waiting_for_an_approval_is_posted_once_approved_never_before(
     shop_excl: Sandbox,
 ) -> None:
+    """Business Central shows a draft waiting for an approval as "In Review", and an approved
+    (released) draft as "Open", like a posted memo not paid yet: posting is told by the number."""
     sandbox = shop_excl
     with_config(sandbox, refunds={**REFUNDS_ON, "post": True})
     _sync(sandbox)
@@ -370,7 +372,7 @@ def test_a_credit_memo_waiting_for_an_approval_is_posted_once_approved_never_bef
     assert any("waits for an approval" in e["message"] for e in events)
     assert [r["d365_number"] for r in _status_refunds(sandbox, ORDER_ID)] == [memo["number"]]
 
-    sandbox.bc.set_credit_memo_status(key, "Draft")  # approved
+    sandbox.bc.set_credit_memo_status(key, "Open")  # approved: released, shown as Open
     assert run_cli(sandbox, "refunds").exit_code == 0
     (memo,) = _memos(sandbox).values()
     assert memo["status"] == "Open" and memo["number"].startswith("PS-CR")

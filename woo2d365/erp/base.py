@@ -72,9 +72,10 @@ class CreatedDocument:
     others: tuple[str, ...] = ()
     # The ERP's status where it has one ("Draft", "Open"...); not part of the document's identity.
     status: str = field(default="", compare=False)
-    # Of a credit memo, as its ERP reads its status: posted, or waiting for an approval before
-    # it can be posted (both False for a draft).
-    posted: bool = field(default=False, compare=False)
+    # Of a credit memo, as its ERP reads its status: surely not posted yet (a draft, perhaps
+    # waiting for an approval), and waiting for an approval before it can be posted. A released
+    # draft and a posted memo may show the same status: posting is told by its new ``number``.
+    draft: bool = field(default=False, compare=False)
     awaiting_approval: bool = field(default=False, compare=False)
 
 

@@ -16,8 +16,9 @@ docs/architecture.md, "Refunds". A run:
    created by ONE deep-insert POST fenced by its claim (:class:`~woo2d365.erp.base.SendGuard`);
    the outcome table :data:`woo2d365.errors.OUTCOMES` settles it as for orders. A credit memo
    total that differs from the refund amount is recorded and needs attention.
-5. **Posts** (``refunds.post``) the drafts not posted yet, each once: a credit memo Dynamics
-   shows as no longer a draft is recorded as posted, not posted again.
+5. **Posts** (``refunds.post``) the drafts not posted yet, each once: a credit memo whose number
+   is no longer the one recorded at its create (posting renumbers it) is recorded as posted, not
+   posted again; one waiting for an approval is posted by the first run after it is released.
 6. **Notes** the credit memo on the shop order (a private note, once).
 
 A refund deleted in the shop (gone from its order's ``refunds`` in the copy the pull saved) gets
@@ -567,7 +568,8 @@ def _mark_pushed(state: _Run, record: RefundRecord, token: str, found: CreatedDo
         external_number=found.external_number,
         now=ctx.clock(),
         token=token,
-        post=settings.refunds.post and not found.posted,
+        # A memo found that is not surely a draft was posted (or released) by a person.
+        post=settings.refunds.post and found.draft,
         note=settings.woocommerce.write_back,
     )
     if not recorded:
@@ -660,11 +662,13 @@ def _post_pending(state: _Run) -> None:
             current = erp.find_credit_memo(key)
             if current is None:
                 raise OrderDataError(f"credit memo {key} is no longer in {erp.display_name}")
-            if current.awaiting_approval:
+            if current.number != record.d365_number:
+                posted = current  # posting renumbers a memo: posted before, never twice
+            elif current.awaiting_approval:
                 _note_approval(state, record)
-                continue  # posted by a later run once it is approved (a draft again)
-            # Posted before (perhaps by a person): never posted twice.
-            posted = current if current.posted else erp.post_credit_memo(current.id)
+                continue  # posted by a later run once it is approved (released)
+            else:
+                posted = erp.post_credit_memo(current.id)  # a draft, or released after approval
         except DynamicsError as exc:
             if exc.status is None or getattr(exc, "retryable", False):
                 raise

@@ -193,9 +193,18 @@ def create_credit_memo(
     return memo
 
 
+def set_draft_status(memo: dict[str, Any], status: str) -> None:
+    """A draft sent for approval, released (``Open``) or reopened; a posted memo cannot be."""
+    if memo.get("_posted"):
+        raise ValueError(f"credit memo {memo['number']} is posted")
+    memo["status"] = status
+    m.touch(memo)
+
+
 def post_credit_memo(book: CreditMemoBook, memo: dict[str, Any]) -> None:
-    """``Microsoft.NAV.post``: the draft becomes a posted credit memo under a new number."""
-    if memo["status"] != "Draft":
+    """``Microsoft.NAV.post``: the draft (open or released) becomes a posted credit memo under a
+    new number; one waiting for an approval, or posted, cannot be posted."""
+    if memo.get("_posted") or memo["status"] not in ("Draft", "Open"):
         raise m.app_error(
             f"The Sales Credit Memo does not exist. Identification fields and values: Document "
             f"Type='Credit Memo',No.='{memo['number']}'"
@@ -216,4 +225,5 @@ def post_credit_memo(book: CreditMemoBook, memo: dict[str, Any]) -> None:
     memo["number"] = f"PS-CR{book.next_posted_no}"
     book.next_posted_no += 1
     memo["status"] = "Open"
+    memo["_posted"] = True
     m.touch(memo)

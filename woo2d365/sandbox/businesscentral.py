@@ -534,17 +534,15 @@ class BusinessCentralEmulator(ServedContext, EntraIdentityProvider):
     def set_credit_memo_status(
         self, external_number: str, status: str, *, company: str | None = None
     ) -> None:
-        """A draft credit memo is sent for approval (``In_x0020_Review``) or approved (``Draft``
-        again), as a person does in Business Central."""
-        if status not in ("Draft", "In_x0020_Review"):
-            raise ValueError(f"a person sets a draft to Draft or In_x0020_Review, not {status}")
+        """What a person does to a draft credit memo in Business Central: send it for approval
+        (``In_x0020_Review``), approve or release it (``Open``, as the API shows a released
+        draft: the same status as a posted memo not paid yet), or reopen it (``Draft``)."""
+        if status not in ("Draft", "In_x0020_Review", "Open"):
+            raise ValueError(f"a draft becomes Draft, In_x0020_Review or Open, not {status}")
         with self._lock:
             book = self._book(self._company(company))
             (memo,) = book.by_external_number(external_number)
-            if memo["status"] not in ("Draft", "In_x0020_Review"):
-                raise ValueError(f"credit memo {memo['number']} is posted")
-            memo["status"] = status
-            m.touch(memo)
+            cm.set_draft_status(memo, status)
 
     def shipments(self, company: str | None = None) -> list[dict[str, Any]]:
         """Every posted shipment with its lines, by number."""

@@ -773,12 +773,15 @@ def _created(
 
 
 def _credit_memo(raw: dict[str, Any], external_number: str) -> CreatedDocument:
-    """A credit memo, with whether it is posted or waits for an approval."""
+    """A credit memo, with whether it is surely a draft and whether it waits for an approval.
+
+    ``Open`` is both a released draft and a posted memo not yet paid (docs/systems.md B6): it
+    is not called a draft."""
     status = postings.document_status(raw)
     return replace(
         _created(raw, external_number),
         status=status,
-        posted=status not in postings.NOT_POSTED,
+        draft=status in postings.NOT_POSTED,
         awaiting_approval=status == "In Review",
     )
 
