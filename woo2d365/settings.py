@@ -337,13 +337,16 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> LoadedSetting
 
 
 def _unreadable_tables() -> list[str]:
-    """The environment variables that set a table (``dict``) setting to something not JSON."""
+    """The environment variables that set a table (a ``dict`` or a sub-section) to something
+    not JSON."""
     names = []
     for section, section_field in Settings.model_fields.items():
         section_type = section_field.annotation
         fields = section_type.model_fields if isinstance(section_type, type) else {}
         for key, key_field in fields.items():
-            if get_origin(key_field.annotation) is not dict:
+            annotation = key_field.annotation
+            nested = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            if get_origin(annotation) is not dict and not nested:
                 continue
             name = f"{ENV_PREFIX}{section}__{key}".upper()
             value = next((v for k, v in os.environ.items() if k.upper() == name), None)

@@ -15,7 +15,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from woo2d365.erp.base import DocumentRef, DocumentTrace, ErpTarget
+from woo2d365.errors import OrderDataError
 from woo2d365.model import Order
+from woo2d365.shop.mapping import order_from_shop
+from woo2d365.store.base import OrderRecord
 
 POSTED_MARGIN = timedelta(days=1)
 """Posted documents are read from this long before the oldest order's shop creation time: room
@@ -57,6 +60,20 @@ class DynamicsLookup:
                 self._posted |= self._erp.posted_keys(self._prefix, since)
                 self._since = since
             return self._posted
+
+
+def order_key(erp: ErpTarget, record: OrderRecord, order: Order | None = None) -> str | None:
+    """An order's key in Dynamics: the one fixed at its first claim, else what the ERP builds
+    from the shop copy (``order``, when it is mapped already); None when its data cannot give
+    one. The one place of this rule for push, ``retry --force`` and ``reconcile``."""
+    if record.external_number:
+        return record.external_number
+    try:
+        return erp.external_number(
+            order if order is not None else order_from_shop(record.raw or {})
+        )
+    except OrderDataError:
+        return None
 
 
 def oldest_created(orders: Iterable[Order | None]) -> datetime | None:

@@ -64,7 +64,7 @@ from woo2d365.pipeline.context import RunContext
 from woo2d365.pipeline.fence import ClaimFence
 from woo2d365.pipeline.handover import Handover, handed_over_ids
 from woo2d365.pipeline.heartbeat import ClaimKeeper
-from woo2d365.pipeline.in_dynamics import DynamicsLookup, oldest_created
+from woo2d365.pipeline.in_dynamics import DynamicsLookup, oldest_created, order_key
 from woo2d365.pipeline.kept import KeptDict, KeptList
 from woo2d365.pipeline.resolve import DELETED_DOCUMENT_KEY
 from woo2d365.pipeline.validate import (
@@ -156,7 +156,9 @@ class PushResult:
     def dynamics_away(self) -> bool:
         """True when Dynamics could not be reached, or did not process orders of this run (a
         5xx or 429 past the retry policy): exit 3, nothing lost, run again later. A create left
-        in doubt is not counted: Dynamics took it, only its answer is missing."""
+        in doubt (sent, no answer) is not counted: the run did what it could, and the next run
+        settles it by a lookup; ``errors.OUTCOMES`` gives its exit code only where the error
+        ends a command."""
         return bool(self.unreachable or self.not_processed)
 
     @property
@@ -438,7 +440,7 @@ def _not_in_dynamics(run: _Run, ids: list[int]) -> list[int]:
     for start in range(0, len(ids), CHUNK):
         records = store.list_orders(woo_ids=ids[start : start + CHUNK], with_raw=True)
         orders = {record.woo_id: _mapped(record) for record in records}
-        keys = {r.woo_id: r.external_number or _key_of(run, orders[r.woo_id]) for r in records}
+        keys = {r.woo_id: order_key(run.erp, r, orders[r.woo_id]) for r in records}
         try:
             traces = run.lookup.traces(
                 [k for k in keys.values() if k], oldest_created(orders.values())
@@ -469,7 +471,7 @@ def _claim_ready(run: _Run, ids: list[int]) -> list[_Claim]:
     # every write to orders; the orders are mapped before it, outside the store's lock.
     with store.batch():
         for record in sorted(records, key=lambda r: r.woo_id):
-            key = record.external_number or _key_of(run, orders[record.woo_id])
+            key = order_key(run.erp, record, orders[record.woo_id])
             token = run.new_token()
             if store.claim(record.woo_id, ctx.worker, ctx.clock(), token=token, key=key):
                 tokens[record.woo_id] = token
@@ -541,16 +543,6 @@ def _several(run: _Run, found: CreatedDocument) -> str:
 def _deleted_document(run: _Run, woo_id: int) -> str:
     """The document of this order known deleted in Dynamics (``retry --force``), or ``""``."""
     return run.ctx.store.get_value(DELETED_DOCUMENT_KEY.format(woo_id=woo_id)) or ""
-
-
-def _key_of(run: _Run, order: Order | None) -> str | None:
-    """The idempotency key an order gets now; None when its data cannot give one."""
-    if order is None:
-        return None
-    try:
-        return run.erp.external_number(order)
-    except OrderDataError:
-        return None
 
 
 def _adopted(woo_id: int, verdict: _Verdict) -> PushedOrder:

@@ -31,6 +31,7 @@ from woo2d365.erp.base import CreatedDocument, DocumentRef, DocumentTrace, ErpTa
 from woo2d365.errors import ExitCode, OrderDataError
 from woo2d365.model import OrderState
 from woo2d365.pipeline.context import RunContext
+from woo2d365.pipeline.in_dynamics import order_key
 from woo2d365.pipeline.resolve import OPEN_STATES
 from woo2d365.shop.mapping import order_from_shop
 from woo2d365.store.base import OrderRecord
@@ -207,12 +208,8 @@ def _missing(
 
 
 def _key(erp: ErpTarget, record: OrderRecord) -> str | None:
-    if record.external_number:
-        return record.external_number.upper()
-    try:
-        return erp.external_number(order_from_shop(record.raw or {})).upper()
-    except OrderDataError:
-        return None
+    key = order_key(erp, record)
+    return key.upper() if key else None
 
 
 def _recorded_document(record: OrderRecord) -> str:

@@ -23,6 +23,7 @@ from woo2d365.erp.base import DocumentRef, ErpTarget
 from woo2d365.errors import OrderDataError, UsageError
 from woo2d365.model import OrderState
 from woo2d365.pipeline.context import RunContext
+from woo2d365.pipeline.in_dynamics import order_key
 from woo2d365.shop.mapping import order_from_shop
 from woo2d365.skumap import current_operator
 from woo2d365.store.base import OrderRecord
@@ -121,7 +122,7 @@ def force_retry(ctx: RunContext, erp: ErpTarget, woo_id: int) -> Resolved:
                 "is for an order whose Dynamics document was deleted (use retry without --force)"
             )
     erp.connect()
-    ref = DocumentRef(_key(erp, record), number=gone, id=record.d365_id or "")
+    ref = DocumentRef(order_key(erp, record) or "", number=gone, id=record.d365_id or "")
     trace = erp.find_traces([ref])[ref]
     if trace.sales_order is not None:
         raise UsageError(
@@ -150,16 +151,6 @@ def force_retry(ctx: RunContext, erp: ErpTarget, woo_id: int) -> Resolved:
         raise UsageError(f"order {woo_id} changed state meanwhile; look again with status")
     ctx.event(STEP, text, woo_id=woo_id)
     return Resolved(woo_id, text)
-
-
-def _key(erp: ErpTarget, record: OrderRecord) -> str:
-    """The order's key: the one fixed at its first claim, else computed from the shop copy."""
-    if record.external_number:
-        return record.external_number
-    try:
-        return erp.external_number(order_from_shop(record.raw or {}))
-    except OrderDataError:
-        return ""
 
 
 def acknowledge(ctx: RunContext, woo_id: int) -> Resolved:
