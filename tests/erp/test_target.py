@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -236,21 +237,26 @@ def test_find_returns_the_document_or_none(
     assert target.find("WC-404") is None
 
 
-def test_find_traces_names_the_sales_order_else_what_was_posted_from_it_in_batched_requests(
-    bc: BusinessCentralEmulator, bc_settings: Settings, sqlite_store: SqlStore
-) -> None:
-    customer = bc.add_customer("Traces")["number"]
+def _sales_orders(bc: BusinessCentralEmulator, prefix: str, count: int) -> list[dict[str, Any]]:
+    """``count`` one-line sales orders keyed ``prefix`` + 0, 1, ... for a customer of their own."""
+    customer = bc.add_customer(f"Orders {prefix}")["number"]
     line = {"lineType": "Item", "lineObjectNumber": "WIDGET-001", "quantity": 1}
-    orders = [
+    return [
         bc.add_sales_order(
             {
                 "customerNumber": customer,
-                "externalDocumentNumber": f"WC-T{i}",
+                "externalDocumentNumber": f"{prefix}{i}",
                 "salesOrderLines": [line],
             }
         )
-        for i in range(60)
+        for i in range(count)
     ]
+
+
+def test_find_traces_names_the_sales_order_else_what_was_posted_from_it_in_batched_requests(
+    bc: BusinessCentralEmulator, bc_settings: Settings, sqlite_store: SqlStore
+) -> None:
+    orders = _sales_orders(bc, "WC-T", 60)
     refs = [DocumentRef(o["externalDocumentNumber"], o["number"], o["id"]) for o in orders]
     invoices = [bc.ship_and_invoice(o["number"])[1] for o in orders[:56]]  # orders deleted
     refs[55] = replace(refs[55], external_number="WC-RETYPED")  # found by the order's id
@@ -285,18 +291,7 @@ def test_find_traces_names_the_sales_order_else_what_was_posted_from_it_in_batch
 def test_posted_keys_name_the_orders_with_a_posted_invoice_or_shipment_in_one_read_each(
     bc: BusinessCentralEmulator, bc_settings: Settings, sqlite_store: SqlStore
 ) -> None:
-    customer = bc.add_customer("Posted keys")["number"]
-    line = {"lineType": "Item", "lineObjectNumber": "WIDGET-001", "quantity": 1}
-    numbers = [
-        bc.add_sales_order(
-            {
-                "customerNumber": customer,
-                "externalDocumentNumber": f"WC-P{i}",
-                "salesOrderLines": [line],
-            }
-        )["number"]
-        for i in range(3)
-    ]
+    numbers = [order["number"] for order in _sales_orders(bc, "WC-P", 3)]
     bc.ship_and_invoice(numbers[0])  # the sales order is deleted
     assert bc.ship(numbers[1]) is not None  # shipped only
     target = make_target(bc_settings, sqlite_store)
